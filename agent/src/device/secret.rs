@@ -1,0 +1,181 @@
+//! Secret values of a simulated device: passcodes, escrow tokens, the device credential and the
+//! credential stores' synthetic secrets.
+//!
+//! Every type here wipes its memory when dropped and prints as `<redacted>` through `Debug` and
+//! `Display`, so a secret cannot reach a log or an error message by accident. Code that needs the
+//! value calls `expose`, which keeps every use easy to find in review.
+
+use std::fmt;
+
+use ring::rand::SecureRandom;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::crypto::{self, CryptoError};
+
+const REDACTED: &str = "<redacted>";
+
+macro_rules! redacted {
+    ($($ty:ty),+) => {$(
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(REDACTED)
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(REDACTED)
+            }
+        }
+    )+};
+}
+
+redacted!(Passcode, EscrowToken, DeviceCredential, SyntheticSecret);
+
+/// A lock-screen credential (PIN or password) as the user types it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Passcode(String);
+
+impl Passcode {
+    pub fn new(value: impl Into<String>) -> Self {
+        Passcode(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why an escrow token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Android's `DevicePolicyManager.setResetPasswordToken` refuses short tokens the same way.
+    #[error("token must be at least {} bytes long", EscrowToken::MIN_LEN)]
+    TooShort,
+}
+
+/// An escrow (reset-password) token. Any length can be held, because a token arriving in a
+/// command is only compared; [`EscrowToken::check_length`] is what a store applies before it
+/// accepts one.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct EscrowToken(Vec<u8>);
+
+impl EscrowToken {
+    /// Android's minimum token length.
+    pub const MIN_LEN: usize = 32;
+
+    pub fn new(bytes: Vec<u8>) -> Self {
+        EscrowToken(bytes)
+    }
+
+    /// A fresh token of [`EscrowToken::MIN_LEN`] random bytes, as a management app makes one.
+    pub fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
+        let mut bytes = vec![0u8; Self::MIN_LEN];
+        crypto::fill_random(rng, &mut bytes)?;
+        Ok(EscrowToken(bytes))
+    }
+
+    pub fn check_length(&self) -> Result<(), TokenError> {
+        if self.0.len() < Self::MIN_LEN {
+            return Err(TokenError::TooShort);
+        }
+        Ok(())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The device's secret for opening gateway sessions. Unlike the other secrets it is persisted:
+/// a device that forgot it could never reconnect after a restart.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceCredential(String);
+
+impl DeviceCredential {
+    pub fn new(value: impl Into<String>) -> Self {
+        DeviceCredential(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A credential store's synthetic secret (Android's synthetic password): the root of every key
+/// that protects the store's data. It exists in memory only while the store is unlocked.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub(crate) struct SyntheticSecret([u8; SyntheticSecret::LEN]);
+
+impl SyntheticSecret {
+    pub(crate) const LEN: usize = 32;
+
+    pub(crate) fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
+        let mut secret = SyntheticSecret([0u8; Self::LEN]);
+        crypto::fill_random(rng, &mut secret.0)?;
+        Ok(secret)
+    }
+
+    /// Rebuilds a secret from an unwrapped blob; `None` when the blob has the wrong size, which
+    /// means the persisted state is corrupt.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(SyntheticSecret(bytes.try_into().ok()?))
+    }
+
+    pub(crate) fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+
+    #[test]
+    fn debug_and_display_are_redacted() {
+        let passcode = Passcode::new("Hunter42!");
+        let token = EscrowToken::new(b"tok-tok-tok-tok-tok-tok-tok-tok-tok".to_vec());
+        let credential = DeviceCredential::new("dev-cred-secret");
+        for shown in [
+            format!("{passcode:?} {passcode}"),
+            format!("{token:?} {token}"),
+            format!("{credential:?} {credential}"),
+        ] {
+            assert_eq!(shown, "<redacted> <redacted>");
+        }
+        let secret = SyntheticSecret::generate(&SystemRandom::new()).unwrap();
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+    }
+
+    #[test]
+    fn token_length_rule() {
+        assert_eq!(
+            EscrowToken::new(vec![7; 31]).check_length(),
+            Err(TokenError::TooShort)
+        );
+        assert_eq!(
+            TokenError::TooShort.to_string(),
+            "token must be at least 32 bytes long"
+        );
+        assert!(EscrowToken::new(vec![7; 32]).check_length().is_ok());
+        let generated = EscrowToken::generate(&SystemRandom::new()).unwrap();
+        assert_eq!(generated.expose().len(), EscrowToken::MIN_LEN);
+    }
+
+    #[test]
+    fn device_credential_round_trips_through_json() {
+        let json = serde_json::to_string(&DeviceCredential::new("abc")).unwrap();
+        assert_eq!(json, "\"abc\"");
+        let back: DeviceCredential = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.expose(), "abc");
+    }
+
+    #[test]
+    fn synthetic_secret_from_bytes_checks_length() {
+        assert!(SyntheticSecret::from_bytes(&[1; 31]).is_none());
+        let secret = SyntheticSecret::from_bytes(&[1; 32]).unwrap();
+        assert_eq!(secret.expose(), &[1; 32]);
+    }
+}

@@ -1,0 +1,697 @@
+//! The agent's runtime: hosts simulated devices, keeps each one's state file, enrolls it, keeps
+//! its Session stream to the control plane open (reconnecting with backoff), runs the commands
+//! it receives, and carries out the harness's user operations.
+//!
+//! Every change to a device goes through [`Fleet::mutate`]: the change runs on a blocking thread
+//! (Argon2 is slow by design), then the device's state file is rewritten, and only then are the
+//! resulting reports sent, so a report never claims something a crash could undo.
+
+use crate::clock::Clock;
+use crate::convert::*;
+use crate::device::{
+    CommandResult, Device, DeviceCredential, DeviceError, DeviceEvent, Enrollment, EntryOutcome,
+    KdfParams, Notification, Ownership, Passcode, PersistedDevice, Scope, StoreStatus,
+};
+use droidfleet_proto::v1 as pb;
+use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
+use ring::rand::SystemRandom;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::transport::{Channel, Endpoint};
+
+pub const AGENT_VERSION: &str = concat!("droidfleet-agent ", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("no device named {0:?} in this agent")]
+    UnknownDevice(String),
+    #[error("device {name:?}: {source}")]
+    Device {
+        name: String,
+        #[source]
+        source: DeviceError,
+    },
+    #[error("device {name:?}: cannot read or write its state file {path}: {source}")]
+    StateFile {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("device {name:?}: its state file {path} is corrupt: {problem}")]
+    CorruptState {
+        name: String,
+        path: PathBuf,
+        problem: String,
+    },
+    #[error("invalid control plane address {0:?}: {1}")]
+    Address(String, String),
+    #[error("device {0:?} is not enrolled and no enrollment token was given (--enrollment-token)")]
+    NoEnrollmentToken(String),
+    #[error("invalid device name {0:?}: use 1 to 64 letters, digits, '-' or '_'")]
+    BadName(String),
+    #[error("the device model's worker thread failed")]
+    Worker,
+}
+
+/// One device the agent should host.
+#[derive(Clone, Debug)]
+pub struct DeviceSpec {
+    pub name: String,
+    pub ownership: Ownership,
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = String;
+
+    /// `cosu:kiosk-1` or `byod:alice-phone`.
+    fn from_str(text: &str) -> Result<DeviceSpec, String> {
+        let (ownership, name) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?}: expected TYPE:NAME, e.g. byod:alice-phone"))?;
+        let ownership = Ownership::parse(ownership).ok_or_else(|| {
+            format!("{text:?}: unknown enrollment type {ownership:?}; use cosu, cobo, cope, byod or aosp")
+        })?;
+        check_name(name).map_err(|e| e.to_string())?;
+        Ok(DeviceSpec {
+            name: name.to_string(),
+            ownership,
+        })
+    }
+}
+
+fn check_name(name: &str) -> Result<(), FleetError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(FleetError::BadName(name.to_string()))
+    }
+}
+
+#[derive(Clone)]
+pub struct FleetConfig {
+    /// The control plane's gateway, e.g. `http://127.0.0.1:7300`.
+    pub control_plane: String,
+    /// One JSON state file per device lives here.
+    pub state_dir: PathBuf,
+    /// Needed only for devices not enrolled yet.
+    pub enrollment_token: Option<String>,
+    pub kdf: KdfParams,
+    pub devices: Vec<DeviceSpec>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What the harness shows of a device.
+#[derive(Clone, Debug)]
+pub struct Screen {
+    pub name: String,
+    pub device_id: Option<String>,
+    pub ownership: Ownership,
+    pub stores: Vec<StoreStatus>,
+    pub notifications: Vec<Notification>,
+    pub connected: bool,
+    pub applied_commands: BTreeMap<String, u32>,
+}
+
+/// One hosted device and its link to the control plane.
+struct Slot {
+    name: String,
+    ownership: Ownership,
+    device: Mutex<Device>,
+    state_path: PathBuf,
+    /// The open session's sender; `None` while disconnected.
+    session: Mutex<Option<mpsc::Sender<pb::DeviceMessage>>>,
+    /// Reports made while disconnected, sent first on the next session. In memory only: escrow
+    /// tokens must never reach the disk.
+    undelivered: Mutex<Vec<pb::DeviceMessage>>,
+    connected: AtomicBool,
+    /// Serializes state-file writes, so an older state can never overwrite a newer one.
+    persist: tokio::sync::Mutex<()>,
+}
+
+pub struct Fleet {
+    slots: BTreeMap<String, Arc<Slot>>,
+    config: FleetConfig,
+    channel: Channel,
+    rng: Arc<SystemRandom>,
+    /// The name of every device whose screen changed, for WatchScreens.
+    screen_changes: broadcast::Sender<String>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("devices", &self.slots.len())
+            .field("control_plane", &self.config.control_plane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// Loads each device's state (or creates the device) and prepares the connection. Nothing is
+    /// sent until [`Fleet::run`].
+    pub async fn load(config: FleetConfig) -> Result<Arc<Fleet>, FleetError> {
+        let channel = Endpoint::from_shared(config.control_plane.clone())
+            .map_err(|e| FleetError::Address(config.control_plane.clone(), e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .initial_connection_window_size(Some(16 * 1024 * 1024))
+            .connect_lazy();
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| FleetError::StateFile {
+            name: String::new(),
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let rng = Arc::new(SystemRandom::new());
+        let mut slots = BTreeMap::new();
+        for spec in &config.devices {
+            check_name(&spec.name)?;
+            let state_path = config.state_dir.join(format!("{}.json", spec.name));
+            let device = load_device(spec, &state_path, config.kdf, &rng)?;
+            slots.insert(
+                spec.name.clone(),
+                Arc::new(Slot {
+                    name: spec.name.clone(),
+                    ownership: device.ownership(),
+                    device: Mutex::new(device),
+                    state_path,
+                    session: Mutex::new(None),
+                    undelivered: Mutex::new(Vec::new()),
+                    connected: AtomicBool::new(false),
+                    persist: tokio::sync::Mutex::new(()),
+                }),
+            );
+        }
+        let fleet = Arc::new(Fleet {
+            slots,
+            config,
+            channel,
+            rng,
+            screen_changes: broadcast::channel(1024).0,
+        });
+        // Loading a device is a boot: the management app re-creates tokens a reboot lost.
+        for slot in fleet.slots.values() {
+            let rng = fleet.rng.clone();
+            fleet
+                .mutate(slot, move |device, _| {
+                    device.ensure_tokens(rng.as_ref());
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(fleet)
+    }
+
+    /// Enrolls devices that need it and keeps every device's session open until `shutdown`
+    /// changes to `true`.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for slot in self.slots.values() {
+            let fleet = self.clone();
+            let slot = slot.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { fleet.device_loop(slot, shutdown).await });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.slots.keys().map(String::as_str)
+    }
+
+    pub fn screen_changes(&self) -> broadcast::Receiver<String> {
+        self.screen_changes.subscribe()
+    }
+
+    pub fn screen(&self, name: &str) -> Result<Screen, FleetError> {
+        let slot = self.slot(name)?;
+        Ok(self.screen_of(slot))
+    }
+
+    pub async fn enter_passcode(
+        &self,
+        name: &str,
+        scope: Scope,
+        passcode: Passcode,
+    ) -> Result<EntryOutcome, FleetError> {
+        let slot = self.slot(name)?;
+        self.mutate(slot, move |device, now| {
+            device.enter_passcode(scope, &passcode, now)
+        })
+        .await
+    }
+
+    pub async fn set_passcode(
+        &self,
+        name: &str,
+        scope: Scope,
+        current: Option<Passcode>,
+        new: Passcode,
+    ) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        let rng = self.rng.clone();
+        self.mutate(slot, move |device, now| {
+            device.set_passcode(scope, current.as_ref(), &new, now, rng.as_ref())
+        })
+        .await
+    }
+
+    pub async fn lock(&self, name: &str, scope: Scope) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        self.mutate(slot, move |device, _| device.lock(scope)).await
+    }
+
+    pub async fn reboot(&self, name: &str) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        let rng = self.rng.clone();
+        self.mutate(slot, move |device, _| {
+            device.reboot();
+            device.ensure_tokens(rng.as_ref());
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn write_user_data(
+        &self,
+        name: &str,
+        scope: Scope,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        let rng = self.rng.clone();
+        self.mutate(slot, move |device, _| {
+            device.write_user_data(scope, &key, &value, rng.as_ref())
+        })
+        .await
+    }
+
+    pub fn read_user_data(
+        &self,
+        name: &str,
+        scope: Scope,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, FleetError> {
+        let slot = self.slot(name)?;
+        lock(&slot.device)
+            .read_user_data(scope, key)
+            .map_err(|source| FleetError::Device {
+                name: name.to_string(),
+                source,
+            })
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    fn slot(&self, name: &str) -> Result<&Arc<Slot>, FleetError> {
+        self.slots
+            .get(name)
+            .ok_or_else(|| FleetError::UnknownDevice(name.to_string()))
+    }
+
+    fn screen_of(&self, slot: &Slot) -> Screen {
+        let device = lock(&slot.device);
+        Screen {
+            name: slot.name.clone(),
+            device_id: device.enrollment().map(|e| e.device_id.clone()),
+            ownership: slot.ownership,
+            stores: device.statuses(self.config.clock.now_ms()),
+            notifications: device.notifications(),
+            connected: slot.connected.load(Ordering::SeqCst),
+            applied_commands: device
+                .applied_commands()
+                .map(|(id, times)| (id.to_string(), times))
+                .collect(),
+        }
+    }
+
+    /// Runs `change` on the device (on a blocking thread), persists the device, then sends the
+    /// reports its events call for.
+    async fn mutate<T, F>(&self, slot: &Arc<Slot>, change: F) -> Result<T, FleetError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Device, u64) -> Result<T, DeviceError> + Send + 'static,
+    {
+        let worker_slot = slot.clone();
+        let clock = self.config.clock.clone();
+        let (result, events, persisted) = tokio::task::spawn_blocking(move || {
+            let mut device = lock(&worker_slot.device);
+            let result = change(&mut device, clock.now_ms());
+            let events = device.take_events();
+            (result, events, device.to_persisted())
+        })
+        .await
+        .map_err(|_| FleetError::Worker)?;
+        self.persist(slot, &persisted).await?;
+        self.report_events(slot, events);
+        let _ = self.screen_changes.send(slot.name.clone());
+        result.map_err(|source| FleetError::Device {
+            name: slot.name.clone(),
+            source,
+        })
+    }
+
+    async fn persist(&self, slot: &Slot, state: &PersistedDevice) -> Result<(), FleetError> {
+        let _guard = slot.persist.lock().await;
+        let bytes = serde_json::to_vec(state).map_err(|e| FleetError::CorruptState {
+            name: slot.name.clone(),
+            path: slot.state_path.clone(),
+            problem: e.to_string(),
+        })?;
+        let path = slot.state_path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+            .await
+            .map_err(|_| FleetError::Worker)?
+            .map_err(|source| FleetError::StateFile {
+                name: slot.name.clone(),
+                path: slot.state_path.clone(),
+                source,
+            })
+    }
+
+    fn report_events(&self, slot: &Slot, events: Vec<DeviceEvent>) {
+        use pb::device_message::Body;
+        let mut status_changed = false;
+        for event in events {
+            let body = match event {
+                DeviceEvent::StatusChanged => {
+                    status_changed = true;
+                    continue;
+                }
+                DeviceEvent::EscrowToken { scope, token } => {
+                    tracing::info!(device = %slot.name, scope = scope.as_str(), "escrow token set; escrowing it");
+                    Body::EscrowToken(pb::EscrowTokenUpdate {
+                        scope: scope_to_pb(scope) as i32,
+                        token: token.expose().to_vec(),
+                    })
+                }
+                DeviceEvent::NewPasscodeEntered {
+                    scope,
+                    command_id,
+                    at_ms,
+                } => Body::UserEvent(pb::UserEvent {
+                    kind: pb::user_event::Kind::NewPasscodeEntered as i32,
+                    scope: scope_to_pb(scope) as i32,
+                    at_ms,
+                    command_id,
+                }),
+                DeviceEvent::StoreWiped { scope, at_ms } => Body::UserEvent(pb::UserEvent {
+                    kind: pb::user_event::Kind::StoreWiped as i32,
+                    scope: scope_to_pb(scope) as i32,
+                    at_ms,
+                    command_id: String::new(),
+                }),
+            };
+            self.send(slot, body);
+        }
+        if status_changed {
+            let status = self.status_of(slot);
+            self.send(slot, pb::device_message::Body::Status(status));
+        }
+    }
+
+    fn status_of(&self, slot: &Slot) -> pb::DeviceStatus {
+        let device = lock(&slot.device);
+        pb::DeviceStatus {
+            stores: device
+                .statuses(self.config.clock.now_ms())
+                .iter()
+                .map(store_status_to_pb)
+                .collect(),
+        }
+    }
+
+    /// Sends on the open session, or keeps the message for the next one.
+    fn send(&self, slot: &Slot, body: pb::device_message::Body) {
+        let message = pb::DeviceMessage { body: Some(body) };
+        let session = lock(&slot.session).clone();
+        let message = match session {
+            Some(tx) => match tx.try_send(message) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
+            },
+            None => message,
+        };
+        lock(&slot.undelivered).push(message);
+    }
+
+    async fn device_loop(self: Arc<Self>, slot: Arc<Slot>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        const MAX_BACKOFF: Duration = Duration::from_secs(5);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let outcome = tokio::select! {
+                outcome = self.connect_once(&slot) => Some(outcome),
+                _ = shutdown.changed() => None,
+            };
+            // Dropping the sender ends the request stream, which closes the session cleanly.
+            *lock(&slot.session) = None;
+            if slot.connected.swap(false, Ordering::SeqCst) {
+                let _ = self.screen_changes.send(slot.name.clone());
+            }
+            let Some(outcome) = outcome else { return };
+            match outcome {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(error) => {
+                    tracing::warn!(device = %slot.name, %error, "session to the control plane failed; retrying");
+                }
+            }
+            let jitter = Duration::from_millis(u64::from(rand_u16(&self.rng)) % 100);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff + jitter) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Enrolls if needed, then holds one session until it ends.
+    async fn connect_once(&self, slot: &Arc<Slot>) -> Result<(), SessionError> {
+        let enrollment = lock(&slot.device).enrollment().cloned();
+        let enrollment = match enrollment {
+            Some(enrollment) => enrollment,
+            None => self.enroll(slot).await?,
+        };
+        let mut client = DeviceGatewayClient::new(self.channel.clone());
+        let (tx, rx) = mpsc::channel(256);
+        let hello = pb::Hello {
+            device_id: enrollment.device_id.clone(),
+            agent_version: AGENT_VERSION.to_string(),
+            status: Some(self.status_of(slot)),
+        };
+        tx.send(pb::DeviceMessage {
+            body: Some(pb::device_message::Body::Hello(hello)),
+        })
+        .await
+        .map_err(|_| SessionError::Closed)?;
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let bearer = format!("Bearer {}", enrollment.credential.expose())
+            .parse()
+            .map_err(|_| SessionError::Closed)?;
+        request.metadata_mut().insert("authorization", bearer);
+        let mut inbound = client.session(request).await?.into_inner();
+        let backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
+        for message in backlog {
+            tx.send(message).await.map_err(|_| SessionError::Closed)?;
+        }
+        *lock(&slot.session) = Some(tx.clone());
+        slot.connected.store(true, Ordering::SeqCst);
+        let _ = self.screen_changes.send(slot.name.clone());
+        tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "session open");
+        while let Some(message) = inbound.message().await? {
+            match message.body {
+                Some(pb::control_message::Body::Command(command)) => {
+                    self.run_command(slot, &tx, &enrollment, command).await?;
+                }
+                Some(pb::control_message::Body::Policy(update)) => {
+                    let Some(scope) = scope_from_pb(update.scope) else {
+                        continue;
+                    };
+                    let policy = update.policy.as_ref().and_then(policy_from_pb);
+                    let applied = self
+                        .mutate(slot, move |device, _| device.set_policy(scope, policy))
+                        .await;
+                    if let Err(error) = applied {
+                        tracing::warn!(device = %slot.name, %error, "policy not applied");
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn enroll(&self, slot: &Arc<Slot>) -> Result<Enrollment, SessionError> {
+        let token =
+            self.config.enrollment_token.clone().ok_or_else(|| {
+                SessionError::Fleet(FleetError::NoEnrollmentToken(slot.name.clone()))
+            })?;
+        let mut client = DeviceGatewayClient::new(self.channel.clone());
+        let response = client
+            .enroll(pb::EnrollRequest {
+                enrollment_token: token,
+                ownership: ownership_to_pb(slot.ownership) as i32,
+                display_name: slot.name.clone(),
+            })
+            .await?
+            .into_inner();
+        let enrollment = Enrollment {
+            device_id: response.device_id,
+            credential: DeviceCredential::new(response.device_credential),
+            command_public_key: response.command_signing_public_key,
+        };
+        let stored = enrollment.clone();
+        let rng = self.rng.clone();
+        self.mutate(slot, move |device, _| {
+            device.set_enrollment(stored);
+            device.ensure_tokens(rng.as_ref());
+            Ok(())
+        })
+        .await?;
+        tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "enrolled");
+        Ok(enrollment)
+    }
+
+    async fn run_command(
+        &self,
+        slot: &Arc<Slot>,
+        tx: &mpsc::Sender<pb::DeviceMessage>,
+        enrollment: &Enrollment,
+        command: pb::SignedCommand,
+    ) -> Result<(), SessionError> {
+        // Acknowledge receipt first (the action becomes "active"), but only for a command that is
+        // genuinely ours; the device model judges everything else.
+        if let Some(decoded) = decode_command(&command.body) {
+            let key = ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ED25519,
+                &enrollment.command_public_key,
+            );
+            if decoded.device_id == enrollment.device_id
+                && key.verify(&command.body, &command.signature).is_ok()
+            {
+                let ack = pb::CommandAck {
+                    command_id: decoded.command_id.clone(),
+                };
+                tx.send(pb::DeviceMessage {
+                    body: Some(pb::device_message::Body::Ack(ack)),
+                })
+                .await
+                .map_err(|_| SessionError::Closed)?;
+            }
+        }
+        let rng = self.rng.clone();
+        let result: Option<CommandResult> = self
+            .mutate(slot, move |device, now| {
+                Ok(device.run_command(
+                    &command.body,
+                    &command.signature,
+                    decode_command,
+                    now,
+                    rng.as_ref(),
+                ))
+            })
+            .await?;
+        if let Some(result) = result {
+            tracing::info!(device = %slot.name, command_id = %result.command_id, success = result.success, "command result");
+            tx.send(pb::DeviceMessage {
+                body: Some(pb::device_message::Body::Result(command_result_to_pb(
+                    &result,
+                ))),
+            })
+            .await
+            .map_err(|_| SessionError::Closed)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error("control plane answered: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("the session closed")]
+    Closed,
+}
+
+fn load_device(
+    spec: &DeviceSpec,
+    path: &Path,
+    kdf: KdfParams,
+    rng: &SystemRandom,
+) -> Result<Device, FleetError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let corrupt = |problem: String| FleetError::CorruptState {
+                name: spec.name.clone(),
+                path: path.to_path_buf(),
+                problem,
+            };
+            let persisted: PersistedDevice =
+                serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            let device =
+                Device::from_persisted(persisted, kdf).map_err(|e| corrupt(e.to_string()))?;
+            if device.ownership() != spec.ownership {
+                return Err(corrupt(format!(
+                    "it holds a {} device, but the command line says {}",
+                    device.ownership().as_str(),
+                    spec.ownership.as_str()
+                )));
+            }
+            Ok(device)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Device::new(spec.name.clone(), spec.ownership, kdf, rng))
+        }
+        Err(source) => Err(FleetError::StateFile {
+            name: spec.name.clone(),
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn rand_u16(rng: &SystemRandom) -> u16 {
+    let mut bytes = [0u8; 2];
+    let _ = ring::rand::SecureRandom::fill(rng, &mut bytes);
+    u16::from_le_bytes(bytes)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,261 @@
+//! `droidfleet.v1.DeviceHarness`: a test plays each device's user through it.
+
+use crate::convert::*;
+use crate::device::{DeviceError, EntryOutcome, Passcode, Scope};
+use crate::fleet::{Fleet, FleetError, Screen};
+use droidfleet_proto::v1 as pb;
+use droidfleet_proto::v1::device_harness_server::DeviceHarness;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+pub struct Harness {
+    fleet: Arc<Fleet>,
+}
+
+impl Harness {
+    pub fn new(fleet: Arc<Fleet>) -> Harness {
+        Harness { fleet }
+    }
+
+    fn screen(&self, name: &str) -> Result<pb::Screen, Status> {
+        Ok(screen_to_pb(&self.fleet.screen(name)?))
+    }
+}
+
+impl From<FleetError> for Status {
+    fn from(error: FleetError) -> Status {
+        match &error {
+            FleetError::UnknownDevice(_) => Status::not_found(error.to_string()),
+            FleetError::Device { source, .. } => match source {
+                DeviceError::StoreMissing(_) => Status::invalid_argument(error.to_string()),
+                _ => Status::failed_precondition(error.to_string()),
+            },
+            _ => Status::internal(error.to_string()),
+        }
+    }
+}
+
+fn scope(value: i32) -> Result<Scope, Status> {
+    scope_from_pb(value)
+        .ok_or_else(|| Status::invalid_argument("scope: must be DEVICE or WORK_PROFILE"))
+}
+
+fn name(value: &str) -> Result<&str, Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument("name: must not be empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+pub fn screen_to_pb(screen: &Screen) -> pb::Screen {
+    pb::Screen {
+        name: screen.name.clone(),
+        device_id: screen.device_id.clone().unwrap_or_default(),
+        ownership: ownership_to_pb(screen.ownership) as i32,
+        stores: screen.stores.iter().map(store_status_to_pb).collect(),
+        notifications: screen
+            .notifications
+            .iter()
+            .map(notification_to_pb)
+            .collect(),
+        connected: screen.connected,
+        applied_commands: screen
+            .applied_commands
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+    }
+}
+
+type ScreenStream = Pin<Box<dyn Stream<Item = Result<pb::Screen, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DeviceHarness for Harness {
+    async fn list_devices(
+        &self,
+        _: Request<pb::HarnessListDevicesRequest>,
+    ) -> Result<Response<pb::HarnessListDevicesResponse>, Status> {
+        let devices = self
+            .fleet
+            .names()
+            .map(|name| {
+                let screen = self.fleet.screen(name)?;
+                Ok(pb::HarnessDevice {
+                    name: screen.name,
+                    ownership: ownership_to_pb(screen.ownership) as i32,
+                    device_id: screen.device_id.unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_, FleetError>>()?;
+        Ok(Response::new(pb::HarnessListDevicesResponse { devices }))
+    }
+
+    async fn get_screen(
+        &self,
+        request: Request<pb::DeviceRef>,
+    ) -> Result<Response<pb::Screen>, Status> {
+        Ok(Response::new(self.screen(name(&request.get_ref().name)?)?))
+    }
+
+    async fn enter_passcode(
+        &self,
+        request: Request<pb::EnterPasscodeRequest>,
+    ) -> Result<Response<pb::EnterPasscodeResponse>, Status> {
+        let request = request.into_inner();
+        let device = name(&request.name)?;
+        let outcome = self
+            .fleet
+            .enter_passcode(
+                device,
+                scope(request.scope)?,
+                Passcode::new(request.passcode),
+            )
+            .await?;
+        let (unlocked, message) = match outcome {
+            EntryOutcome::Unlocked => (true, "unlocked".to_string()),
+            EntryOutcome::Refused(refusal) => (false, refusal.to_string()),
+        };
+        Ok(Response::new(pb::EnterPasscodeResponse {
+            unlocked,
+            message,
+            screen: Some(self.screen(device)?),
+        }))
+    }
+
+    async fn set_passcode(
+        &self,
+        request: Request<pb::SetPasscodeRequest>,
+    ) -> Result<Response<pb::Screen>, Status> {
+        let request = request.into_inner();
+        let device = name(&request.name)?;
+        let current =
+            (!request.current_passcode.is_empty()).then(|| Passcode::new(request.current_passcode));
+        self.fleet
+            .set_passcode(
+                device,
+                scope(request.scope)?,
+                current,
+                Passcode::new(request.new_passcode),
+            )
+            .await?;
+        Ok(Response::new(self.screen(device)?))
+    }
+
+    async fn lock(&self, request: Request<pb::StoreRef>) -> Result<Response<pb::Screen>, Status> {
+        let request = request.into_inner();
+        let device = name(&request.name)?;
+        self.fleet.lock(device, scope(request.scope)?).await?;
+        Ok(Response::new(self.screen(device)?))
+    }
+
+    async fn write_user_data(
+        &self,
+        request: Request<pb::WriteUserDataRequest>,
+    ) -> Result<Response<pb::WriteUserDataResponse>, Status> {
+        let request = request.into_inner();
+        if request.key.is_empty() || request.key.len() > 256 {
+            return Err(Status::invalid_argument("key: must be 1 to 256 bytes"));
+        }
+        if request.value.len() > 1024 * 1024 {
+            return Err(Status::invalid_argument("value: must be at most 1 MiB"));
+        }
+        self.fleet
+            .write_user_data(
+                name(&request.name)?,
+                scope(request.scope)?,
+                request.key,
+                request.value,
+            )
+            .await?;
+        Ok(Response::new(pb::WriteUserDataResponse {}))
+    }
+
+    async fn read_user_data(
+        &self,
+        request: Request<pb::ReadUserDataRequest>,
+    ) -> Result<Response<pb::ReadUserDataResponse>, Status> {
+        let request = request.into_inner();
+        let value =
+            self.fleet
+                .read_user_data(name(&request.name)?, scope(request.scope)?, &request.key)?;
+        Ok(Response::new(pb::ReadUserDataResponse { value }))
+    }
+
+    async fn reboot(
+        &self,
+        request: Request<pb::DeviceRef>,
+    ) -> Result<Response<pb::Screen>, Status> {
+        let device = name(&request.get_ref().name)?.to_string();
+        self.fleet.reboot(&device).await?;
+        Ok(Response::new(self.screen(&device)?))
+    }
+
+    type WatchScreensStream = ScreenStream;
+
+    async fn watch_screens(
+        &self,
+        request: Request<pb::WatchScreensRequest>,
+    ) -> Result<Response<Self::WatchScreensStream>, Status> {
+        let only = request.into_inner().name;
+        let names: Vec<String> = if only.is_empty() {
+            self.fleet.names().map(str::to_string).collect()
+        } else {
+            self.fleet.screen(&only)?;
+            vec![only.clone()]
+        };
+        let mut changes = self.fleet.screen_changes();
+        let fleet = self.fleet.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            for name in &names {
+                let Ok(screen) = fleet.screen(name) else {
+                    continue;
+                };
+                if tx.send(Ok(screen_to_pb(&screen))).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let name = match changes.recv().await {
+                    Ok(name) => name,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if !only.is_empty() && name != only {
+                    continue;
+                }
+                let Ok(screen) = fleet.screen(&name) else {
+                    continue;
+                };
+                if tx.send(Ok(screen_to_pb(&screen))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Serves the harness on `listener` until `shutdown` resolves.
+pub async fn serve(
+    fleet: Arc<Fleet>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(
+            droidfleet_proto::v1::device_harness_server::DeviceHarnessServer::new(Harness::new(
+                fleet,
+            )),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}

@@ -1,0 +1,18 @@
+//! Simulated Android devices for droidfleet: the keyguard, the work profile's separate
+//! credential, escrow tokens and the user's notifications, driven over gRPC.
+//!
+//! Layout:
+//! - [`device`]: the device model, plain Rust with no I/O (credential stores, token lifecycle,
+//!   passcode policy, throttling, signed commands).
+//! - [`fleet`]: the runtime hosting many devices: state files, enrollment, sessions.
+//! - [`harness`]: the `DeviceHarness` gRPC service through which a test plays the user.
+//! - [`convert`]: protobuf ⇄ device model, at the gRPC edge.
+//! - [`cli`]: `droidfleet-agent run` arguments, shared with `droidfleet agent run`.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod convert;
+pub mod device;
+pub mod fleet;
+pub mod harness;

@@ -1,0 +1,36 @@
+//! `droidfleet-agent`: hosts simulated Android devices.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(version, about = "Simulated Android devices for droidfleet", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Host devices that enroll with a control plane, take its commands, and expose a harness.
+    Run(droidfleet_agent::cli::RunArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Run(args) => {
+            droidfleet_agent::cli::run(args, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?
+        }
+    }
+    Ok(())
+}

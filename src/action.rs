@@ -1,0 +1,158 @@
+//! The remote-action state machine, after the MDM convention (Intune's actionState):
+//! `pending` → `active` → `done` | `failed`, plus `canceled` and `expired` from a state where the
+//! command has not run, and `not_supported` / `failed` straight from creation.
+
+use crate::model::ErrorCode;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActionState {
+    Pending,
+    Active,
+    Done,
+    Failed,
+    Canceled,
+    NotSupported,
+    Expired,
+}
+
+impl ActionState {
+    pub const ALL: [ActionState; 7] = [
+        ActionState::Pending,
+        ActionState::Active,
+        ActionState::Done,
+        ActionState::Failed,
+        ActionState::Canceled,
+        ActionState::NotSupported,
+        ActionState::Expired,
+    ];
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, ActionState::Pending | ActionState::Active)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionState::Pending => "pending",
+            ActionState::Active => "active",
+            ActionState::Done => "done",
+            ActionState::Failed => "failed",
+            ActionState::Canceled => "canceled",
+            ActionState::NotSupported => "not_supported",
+            ActionState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ActionState> {
+        ActionState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for ActionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that happens to an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionEvent {
+    /// The device acknowledged the command.
+    Delivered,
+    /// The device reported success.
+    Succeeded,
+    /// The device reported failure.
+    Failed(ErrorCode),
+    /// An admin canceled it.
+    Canceled,
+    /// Its not-after time passed.
+    Expired,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("an action that is {from} cannot become {event:?}")]
+pub struct InvalidTransition {
+    pub from: ActionState,
+    pub event: ActionEvent,
+}
+
+impl ActionEvent {
+    /// The states this event may leave, and the state it leads to.
+    pub fn rule(self) -> (&'static [ActionState], ActionState) {
+        use ActionState::*;
+        match self {
+            ActionEvent::Delivered => (&[Pending], Active),
+            // A result can overtake its acknowledgement (or the ack was lost), so it may arrive
+            // while the action is still pending.
+            ActionEvent::Succeeded => (&[Pending, Active], Done),
+            // A device that refuses an expired command reports it as such.
+            ActionEvent::Failed(ErrorCode::Expired) => (&[Pending, Active], Expired),
+            ActionEvent::Failed(_) => (&[Pending, Active], Failed),
+            // Once delivered, the device may already be running it; cancel is for pending only.
+            ActionEvent::Canceled => (&[Pending], Canceled),
+            ActionEvent::Expired => (&[Pending, Active], Expired),
+        }
+    }
+
+    /// The state after this event, or why it cannot happen now.
+    pub fn apply(self, from: ActionState) -> Result<ActionState, InvalidTransition> {
+        let (sources, to) = self.rule();
+        if sources.contains(&from) {
+            Ok(to)
+        } else {
+            Err(InvalidTransition { from, event: self })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_happy_path_goes_pending_active_done() {
+        let active = ActionEvent::Delivered.apply(ActionState::Pending).unwrap();
+        assert_eq!(active, ActionState::Active);
+        assert_eq!(
+            ActionEvent::Succeeded.apply(active).unwrap(),
+            ActionState::Done
+        );
+    }
+
+    #[test]
+    fn final_states_accept_no_event() {
+        let events = [
+            ActionEvent::Delivered,
+            ActionEvent::Succeeded,
+            ActionEvent::Failed(ErrorCode::TokenMismatch),
+            ActionEvent::Canceled,
+            ActionEvent::Expired,
+        ];
+        for state in ActionState::ALL.into_iter().filter(|s| s.is_final()) {
+            for event in events {
+                assert!(event.apply(state).is_err(), "{state} accepted {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn cancel_is_refused_once_delivered() {
+        assert_eq!(
+            ActionEvent::Canceled.apply(ActionState::Pending),
+            Ok(ActionState::Canceled)
+        );
+        assert!(ActionEvent::Canceled.apply(ActionState::Active).is_err());
+    }
+
+    #[test]
+    fn an_expired_refusal_from_the_device_ends_expired_not_failed() {
+        assert_eq!(
+            ActionEvent::Failed(ErrorCode::Expired).apply(ActionState::Active),
+            Ok(ActionState::Expired)
+        );
+        assert_eq!(
+            ActionEvent::Failed(ErrorCode::TokenNotActive).apply(ActionState::Active),
+            Ok(ActionState::Failed)
+        );
+    }
+}

@@ -1,0 +1,523 @@
+//! `droidfleet.v1.AdminService`: every call goes through [`ControlPlane::admin_call`], which
+//! authenticates, authorizes and audits it.
+
+use super::bearer_token;
+use super::convert::*;
+use crate::model::AuditFilter;
+use crate::rbac::Permission::{self, *};
+use crate::secret::Passcode;
+use crate::service::{AuditNote, ControlPlane, ResetRequest, ServiceError, check_id, scope_words};
+use droidfleet_proto::v1 as pb;
+use droidfleet_proto::v1::admin_service_server::AdminService;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+pub struct AdminApi {
+    control_plane: Arc<ControlPlane>,
+}
+
+impl AdminApi {
+    pub fn new(control_plane: Arc<ControlPlane>) -> AdminApi {
+        AdminApi { control_plane }
+    }
+
+    async fn call<Req, T, F, Fut>(
+        &self,
+        request: Request<Req>,
+        operation: &'static str,
+        device_id: impl Fn(&Req) -> Option<String>,
+        needed: &[Permission],
+        body: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: FnOnce(Arc<ControlPlane>, String, Req) -> Fut,
+        Fut: std::future::Future<Output = Result<(T, AuditNote), ServiceError>>,
+    {
+        let bearer = bearer_token(request.metadata());
+        let message = request.into_inner();
+        let device_id = device_id(&message).filter(|id| !id.is_empty());
+        let control_plane = self.control_plane.clone();
+        let result = self
+            .control_plane
+            .admin_call(
+                bearer.as_ref(),
+                operation,
+                device_id.as_deref(),
+                needed,
+                |principal| body(control_plane, principal.name, message),
+            )
+            .await?;
+        Ok(Response::new(result))
+    }
+}
+
+fn none<R>(_: &R) -> Option<String> {
+    None
+}
+
+fn device_note(device_id: &str) -> AuditNote {
+    AuditNote {
+        device_id: Some(device_id.to_string()),
+        ..AuditNote::default()
+    }
+}
+
+fn action_note(action: &crate::model::Action, detail: String) -> AuditNote {
+    AuditNote {
+        device_id: Some(action.device_id.clone()),
+        action_id: Some(action.id.clone()),
+        detail,
+    }
+}
+
+type DeviceStream = Pin<Box<dyn Stream<Item = Result<pb::Device, Status>> + Send>>;
+type ActionStream = Pin<Box<dyn Stream<Item = Result<pb::Action, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn list_devices(
+        &self,
+        request: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        self.call(
+            request,
+            "ListDevices",
+            none,
+            &[ManagedDevicesRead],
+            |cp, _, _| async move {
+                let devices = cp
+                    .devices()
+                    .await?
+                    .iter()
+                    .map(|d| device_to_pb(d, cp.is_online(&d.id)))
+                    .collect();
+                Ok((pb::ListDevicesResponse { devices }, AuditNote::default()))
+            },
+        )
+        .await
+    }
+
+    async fn get_device(
+        &self,
+        request: Request<pb::GetDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        self.call(
+            request,
+            "GetDevice",
+            |r| Some(r.device_id.clone()),
+            &[ManagedDevicesRead],
+            |cp, _, r| async move {
+                let device = cp.device(&r.device_id).await?;
+                Ok((
+                    device_to_pb(&device, cp.is_online(&device.id)),
+                    AuditNote::default(),
+                ))
+            },
+        )
+        .await
+    }
+
+    type WatchDeviceStream = DeviceStream;
+
+    async fn watch_device(
+        &self,
+        request: Request<pb::GetDeviceRequest>,
+    ) -> Result<Response<Self::WatchDeviceStream>, Status> {
+        self.call(
+            request,
+            "WatchDevice",
+            |r| Some(r.device_id.clone()),
+            &[ManagedDevicesRead],
+            |cp, _, r| async move {
+                // Subscribe before the first read, so no change in between is missed.
+                let mut changes = cp.watch_devices();
+                let first = cp.device(&r.device_id).await?;
+                let id = first.id.clone();
+                let first = device_to_pb(&first, cp.is_online(&id));
+                let stream = async_stream(move |tx| async move {
+                    let mut last = first;
+                    if tx.send(Ok(last.clone())).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        match changes.recv().await {
+                            Ok(changed) if changed != id => continue,
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        }
+                        let next = match cp.device(&id).await {
+                            Ok(device) => device_to_pb(&device, cp.is_online(&id)),
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into())).await;
+                                return;
+                            }
+                        };
+                        if next != last {
+                            last = next;
+                            if tx.send(Ok(last.clone())).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                Ok((stream, device_note(&r.device_id)))
+            },
+        )
+        .await
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        request: Request<pb::CreateEnrollmentTokenRequest>,
+    ) -> Result<Response<pb::CreateEnrollmentTokenResponse>, Status> {
+        self.call(
+            request,
+            "CreateEnrollmentToken",
+            none,
+            &[EnrollmentCreate],
+            |cp, who, r| async move {
+                let ttl = (r.ttl_seconds > 0).then(|| r.ttl_seconds.saturating_mul(1000));
+                let (token, expires_at, max_uses) =
+                    cp.create_enrollment_token(&who, r.max_uses, ttl).await?;
+                Ok((
+                    pb::CreateEnrollmentTokenResponse {
+                        enrollment_token: token.expose().to_string(),
+                        expires_at_ms: expires_at,
+                        max_uses,
+                    },
+                    AuditNote::detail(format!("max_uses={max_uses}")),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn assign_passcode_policy(
+        &self,
+        request: Request<pb::AssignPasscodePolicyRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        self.call(
+            request,
+            "AssignPasscodePolicy",
+            |r| Some(r.device_id.clone()),
+            &[DeviceConfigurationsAssign, ManagedDevicesRead],
+            |cp, _, r| async move {
+                check_id("device_id", &r.device_id)?;
+                let scope = scope_from_pb(r.scope, "scope")?;
+                let policy = r.policy.as_ref().map(policy_from_pb).transpose()?;
+                let detail = match &policy {
+                    Some(p) => format!(
+                        "{} policy: {:?}, min length {}",
+                        scope, p.passcode_type, p.min_length
+                    ),
+                    None => format!("{scope} policy removed"),
+                };
+                let device = cp.assign_policy(&r.device_id, scope, policy).await?;
+                let mut note = device_note(&device.id);
+                note.detail = detail;
+                Ok((device_to_pb(&device, cp.is_online(&device.id)), note))
+            },
+        )
+        .await
+    }
+
+    async fn reset_passcode(
+        &self,
+        request: Request<pb::ResetPasscodeRequest>,
+    ) -> Result<Response<pb::Action>, Status> {
+        self.call(
+            request,
+            "ResetPasscode",
+            |r| Some(r.device_id.clone()),
+            &[
+                RemoteTasksResetPasscode,
+                ManagedDevicesRead,
+                ManagedDevicesUpdate,
+            ],
+            |cp, who, r| async move {
+                check_id("device_id", &r.device_id)?;
+                let request = ResetRequest {
+                    device_id: r.device_id.clone(),
+                    scope: optional_scope_from_pb(r.scope, "scope")?,
+                    new_passcode: (!r.new_passcode.is_empty())
+                        .then(|| Passcode::new(r.new_passcode.clone())),
+                    ttl: (r.ttl_seconds > 0).then(|| r.ttl_seconds.saturating_mul(1000)),
+                };
+                let chosen = request.new_passcode.is_some();
+                let action = cp.reset_passcode(&who, request).await?;
+                let detail = format!(
+                    "{} reset, passcode {}, action {}",
+                    scope_words(action.scope),
+                    if chosen {
+                        "chosen by the admin"
+                    } else {
+                        "generated"
+                    },
+                    action.state
+                );
+                Ok((action_to_pb(&action), action_note(&action, detail)))
+            },
+        )
+        .await
+    }
+
+    async fn get_action(
+        &self,
+        request: Request<pb::GetActionRequest>,
+    ) -> Result<Response<pb::Action>, Status> {
+        self.call(
+            request,
+            "GetAction",
+            none,
+            &[ManagedDevicesRead],
+            |cp, _, r| async move {
+                let action = cp.action(&r.action_id).await?;
+                Ok((action_to_pb(&action), action_note(&action, String::new())))
+            },
+        )
+        .await
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<pb::ListActionsRequest>,
+    ) -> Result<Response<pb::ListActionsResponse>, Status> {
+        self.call(
+            request,
+            "ListActions",
+            |r| Some(r.device_id.clone()),
+            &[ManagedDevicesRead],
+            |cp, _, r| async move {
+                let device = (!r.device_id.is_empty()).then_some(r.device_id.as_str());
+                let actions = cp.actions(device).await?.iter().map(action_to_pb).collect();
+                Ok((pb::ListActionsResponse { actions }, AuditNote::default()))
+            },
+        )
+        .await
+    }
+
+    type WatchActionStream = ActionStream;
+
+    async fn watch_action(
+        &self,
+        request: Request<pb::GetActionRequest>,
+    ) -> Result<Response<Self::WatchActionStream>, Status> {
+        let response = self
+            .call(
+                request,
+                "WatchAction",
+                none,
+                &[ManagedDevicesRead],
+                |cp, _, r| async move {
+                    // Subscribe before reading, so no change between the read and the subscription
+                    // is missed.
+                    let mut changes = cp.watch_actions();
+                    let first = cp.action(&r.action_id).await?;
+                    let note = action_note(&first, String::new());
+                    let id = first.id.clone();
+                    let stream = async_stream(move |tx| async move {
+                        let mut last = first.clone();
+                        if tx.send(Ok(action_to_pb(&last))).await.is_err() {
+                            return;
+                        }
+                        while !last.state.is_final() {
+                            let next = match changes.recv().await {
+                                Ok(action) if action.id == id => action,
+                                Ok(_) => continue,
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                    match cp.action(&id).await {
+                                        Ok(action) => action,
+                                        Err(e) => {
+                                            let _ = tx.send(Err(e.into())).await;
+                                            return;
+                                        }
+                                    }
+                                }
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                            };
+                            if next != last {
+                                last = next;
+                                if tx.send(Ok(action_to_pb(&last))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    });
+                    Ok((stream, note))
+                },
+            )
+            .await?;
+        Ok(response)
+    }
+
+    async fn cancel_action(
+        &self,
+        request: Request<pb::GetActionRequest>,
+    ) -> Result<Response<pb::Action>, Status> {
+        self.call(
+            request,
+            "CancelAction",
+            none,
+            &[RemoteTasksResetPasscode, ManagedDevicesRead],
+            |cp, _, r| async move {
+                let action = cp.cancel_action(&r.action_id).await?;
+                Ok((
+                    action_to_pb(&action),
+                    action_note(&action, "canceled".into()),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn reveal_passcode(
+        &self,
+        request: Request<pb::GetActionRequest>,
+    ) -> Result<Response<pb::RevealPasscodeResponse>, Status> {
+        self.call(
+            request,
+            "RevealPasscode",
+            none,
+            &[RemoteTasksResetPasscode, ManagedDevicesRead],
+            |cp, _, r| async move {
+                let (passcode, action) = cp.reveal_passcode(&r.action_id).await?;
+                Ok((
+                    pb::RevealPasscodeResponse {
+                        action_id: action.id.clone(),
+                        passcode: passcode.expose().to_string(),
+                        visible_until_ms: action.passcode_visible_until.unwrap_or(0),
+                    },
+                    action_note(&action, "passcode revealed".into()),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        self.call(
+            request,
+            "ListAuditEvents",
+            none,
+            &[AuditRead],
+            |cp, _, r| async move {
+                let text = |s: String| (!s.is_empty()).then_some(s);
+                let filter = AuditFilter {
+                    device_id: text(r.device_id),
+                    principal: text(r.principal),
+                    operation: text(r.operation),
+                    since: (r.since_ms > 0).then_some(r.since_ms),
+                    until: (r.until_ms > 0).then_some(r.until_ms),
+                    limit: r.limit,
+                };
+                let events = cp
+                    .audit_events(&filter)
+                    .await?
+                    .iter()
+                    .map(audit_to_pb)
+                    .collect();
+                Ok((pb::ListAuditEventsResponse { events }, AuditNote::default()))
+            },
+        )
+        .await
+    }
+
+    async fn list_roles(
+        &self,
+        request: Request<pb::ListRolesRequest>,
+    ) -> Result<Response<pb::ListRolesResponse>, Status> {
+        self.call(
+            request,
+            "ListRoles",
+            none,
+            &[RolesManage],
+            |cp, _, _| async move {
+                let roles = cp.roles().await?.iter().map(role_to_pb).collect();
+                Ok((pb::ListRolesResponse { roles }, AuditNote::default()))
+            },
+        )
+        .await
+    }
+
+    async fn create_role(&self, request: Request<pb::Role>) -> Result<Response<pb::Role>, Status> {
+        self.call(
+            request,
+            "CreateRole",
+            none,
+            &[RolesManage],
+            |cp, _, r| async move {
+                let role = cp.create_role(&r.name, &r.permissions).await?;
+                Ok((
+                    role_to_pb(&role),
+                    AuditNote::detail(format!("role {:?}", role.name)),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn create_principal(
+        &self,
+        request: Request<pb::CreatePrincipalRequest>,
+    ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
+        self.call(
+            request,
+            "CreatePrincipal",
+            none,
+            &[RolesManage],
+            |cp, _, r| async move {
+                let (principal, token) = cp.create_principal(&r.name, &r.roles).await?;
+                Ok((
+                    pb::CreatePrincipalResponse {
+                        name: principal.name.clone(),
+                        bearer_token: token.expose().to_string(),
+                    },
+                    AuditNote::detail(format!(
+                        "principal {:?} with roles {}",
+                        principal.name,
+                        principal.roles.join(", ")
+                    )),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListPrincipalsRequest>,
+    ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
+        self.call(
+            request,
+            "ListPrincipals",
+            none,
+            &[RolesManage],
+            |cp, _, _| async move {
+                let principals = cp.principals().await?.iter().map(principal_to_pb).collect();
+                Ok((
+                    pb::ListPrincipalsResponse { principals },
+                    AuditNote::default(),
+                ))
+            },
+        )
+        .await
+    }
+}
+
+/// A stream fed by a task, so a handler can keep state across items without a hand-written
+/// `Stream` implementation.
+fn async_stream<T, F, Fut>(producer: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(producer(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

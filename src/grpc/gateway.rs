@@ -1,0 +1,261 @@
+//! `droidfleet.v1.DeviceGateway`: enrollment, and one Session stream per device. A session task
+//! sends the device its policies and every command that still needs a result, in sequence order,
+//! then waits for reports from the device and for signals that something new is queued.
+
+use super::bearer_token;
+use super::convert::*;
+use crate::model::{Device, Scope};
+use crate::secret::{BearerToken, EscrowToken};
+use crate::service::{CommandPayload, ControlPlane, DeviceReport, ServiceError, SessionSignals};
+use droidfleet_proto::v1 as pb;
+use droidfleet_proto::v1::device_gateway_server::DeviceGateway;
+use prost::Message;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct Gateway {
+    control_plane: Arc<ControlPlane>,
+}
+
+impl Gateway {
+    pub fn new(control_plane: Arc<ControlPlane>) -> Gateway {
+        Gateway { control_plane }
+    }
+}
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DeviceGateway for Gateway {
+    async fn enroll(
+        &self,
+        request: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let request = request.into_inner();
+        let ownership = ownership_from_pb(request.ownership, "ownership")?;
+        let token = BearerToken::new(request.enrollment_token);
+        let (device, credential) = self
+            .control_plane
+            .enroll(&token, ownership, &request.display_name)
+            .await?;
+        Ok(Response::new(pb::EnrollResponse {
+            device_id: device.id,
+            device_credential: credential.expose().to_string(),
+            command_signing_public_key: self.control_plane.keys().signing_public_key().to_vec(),
+        }))
+    }
+
+    type SessionStream = ControlStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::DeviceMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let credential = bearer_token(request.metadata()).ok_or_else(|| {
+            Status::unauthenticated(
+                "missing device credential (metadata `authorization: Bearer <credential>`)",
+            )
+        })?;
+        let control_plane = self.control_plane.clone();
+        let device = control_plane
+            .device_by_credential(&credential)
+            .await?
+            .ok_or_else(|| Status::unauthenticated("unknown device credential"))?;
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(pb::DeviceMessage {
+                body: Some(pb::device_message::Body::Hello(hello)),
+            }) => hello,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first session message must be a Hello",
+                ));
+            }
+        };
+        if hello.device_id != device.id {
+            return Err(Status::invalid_argument(
+                "hello.device_id: does not match the device the credential belongs to",
+            ));
+        }
+        let stores = hello
+            .status
+            .as_ref()
+            .map(|s| {
+                s.stores
+                    .iter()
+                    .map(store_status_from_pb)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        control_plane.touch(&device, &stores).await?;
+        let signals = control_plane.open_session(&device.id);
+        tracing::info!(device_id = %device.id, agent = %hello.agent_version, "device session opened");
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let outcome = run_session(&control_plane, &device, &signals, &mut inbound, &tx).await;
+            control_plane.close_session(&device.id, &signals);
+            match outcome {
+                Ok(()) => tracing::info!(device_id = %device.id, "device session closed"),
+                Err(status) => {
+                    tracing::info!(device_id = %device.id, code = ?status.code(), message = status.message(), "device session ended");
+                    let _ = tx.send(Err(status)).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+async fn run_session(
+    control_plane: &ControlPlane,
+    device: &Device,
+    signals: &SessionSignals,
+    inbound: &mut Streaming<pb::DeviceMessage>,
+    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+) -> Result<(), Status> {
+    send_policies(control_plane, device, tx).await?;
+    let mut last_sent = send_commands(control_plane, device, 0, tx).await?;
+    loop {
+        tokio::select! {
+            message = inbound.message() => {
+                let Some(message) = message? else { return Ok(()) };
+                let report = report_from_pb(message)?;
+                control_plane.handle_device_report(device, report).await?;
+            }
+            _ = signals.commands.notified() => {
+                last_sent = last_sent.max(send_commands(control_plane, device, last_sent, tx).await?);
+            }
+            _ = signals.policy.notified() => send_policies(control_plane, device, tx).await?,
+            _ = signals.replaced.notified() => {
+                return Err(Status::aborted("a newer session of this device replaced this one"));
+            }
+            _ = control_plane.sessions_stopped() => {
+                return Err(Status::unavailable("the control plane is shutting down"));
+            }
+        }
+    }
+}
+
+fn report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport, ServiceError> {
+    use pb::device_message::Body;
+    let invalid = |field: &'static str, problem: &str| ServiceError::InvalidArgument {
+        field,
+        problem: problem.to_string(),
+    };
+    Ok(match message.body {
+        None => return Err(invalid("body", "an empty DeviceMessage")),
+        Some(Body::Hello(_)) => return Err(invalid("hello", "sent twice in one session")),
+        Some(Body::Status(status)) => DeviceReport::Status(
+            status
+                .stores
+                .iter()
+                .map(store_status_from_pb)
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(Body::EscrowToken(update)) => DeviceReport::EscrowToken {
+            scope: scope_from_pb(update.scope, "escrow_token.scope")?,
+            token: EscrowToken::new(update.token),
+        },
+        Some(Body::Ack(ack)) => DeviceReport::Ack {
+            command_id: ack.command_id,
+        },
+        Some(Body::Result(result)) => DeviceReport::Result {
+            command_id: result.command_id,
+            success: result.success,
+            error: (!result.success)
+                .then(|| (error_code_from_pb(result.error_code), result.reason)),
+            completed_at: result.completed_at_ms,
+        },
+        Some(Body::UserEvent(event)) => match pb::user_event::Kind::try_from(event.kind) {
+            Ok(pb::user_event::Kind::NewPasscodeEntered) => DeviceReport::NewPasscodeEntered {
+                command_id: event.command_id,
+                at: event.at_ms,
+            },
+            Ok(pb::user_event::Kind::StoreWiped) => DeviceReport::StoreWiped {
+                scope: scope_from_pb(event.scope, "user_event.scope")?,
+            },
+            _ => return Err(invalid("user_event.kind", "unknown kind")),
+        },
+    })
+}
+
+async fn send_policies(
+    control_plane: &ControlPlane,
+    device: &Device,
+    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+) -> Result<(), Status> {
+    let device = control_plane.device(&device.id).await?;
+    let mut scopes = vec![Scope::Device];
+    if device.ownership.has_work_profile() {
+        scopes.push(Scope::WorkProfile);
+    }
+    for scope in scopes {
+        let update = pb::PolicyUpdate {
+            scope: scope_to_pb(scope) as i32,
+            policy: device.policy(scope).map(policy_to_pb),
+        };
+        send(tx, pb::control_message::Body::Policy(update)).await?;
+    }
+    Ok(())
+}
+
+/// Signs and sends every open command above `after`; returns the highest sequence sent.
+async fn send_commands(
+    control_plane: &ControlPlane,
+    device: &Device,
+    after: u64,
+    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+) -> Result<u64, Status> {
+    let mut highest = after;
+    for command in control_plane.commands_to_send(&device.id, after).await? {
+        let sequence = command.action.sequence.unwrap_or(0);
+        let kind = match &command.payload {
+            CommandPayload::ResetPasscode { passcode, token } => {
+                pb::command_body::Kind::ResetPasscode(pb::ResetPasscodeCommand {
+                    scope: scope_to_pb(command.action.scope) as i32,
+                    new_passcode: passcode.expose().to_string(),
+                    escrow_token: token.expose().to_vec(),
+                    flags: vec![pb::ResetFlag::RequireEntry as i32],
+                })
+            }
+            CommandPayload::RemoteLock => {
+                pb::command_body::Kind::RemoteLock(pb::RemoteLockCommand {
+                    scope: scope_to_pb(command.action.scope) as i32,
+                })
+            }
+        };
+        let body = pb::CommandBody {
+            command_id: command.action.id.clone(),
+            device_id: device.id.clone(),
+            sequence,
+            not_after_ms: command.action.not_after,
+            kind: Some(kind),
+        };
+        let mut bytes = body.encode_to_vec();
+        drop(body);
+        let signature = control_plane.keys().sign(&bytes);
+        let message = pb::SignedCommand {
+            body: std::mem::take(&mut bytes),
+            signature,
+        };
+        tracing::info!(device_id = %device.id, action_id = %command.action.id, sequence, "command sent");
+        send(tx, pb::control_message::Body::Command(message)).await?;
+        highest = highest.max(sequence);
+    }
+    Ok(highest)
+}
+
+async fn send(
+    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+    body: pb::control_message::Body,
+) -> Result<(), Status> {
+    tx.send(Ok(pb::ControlMessage { body: Some(body) }))
+        .await
+        .map_err(|_| Status::cancelled("the device closed its session"))
+}

@@ -1,0 +1,316 @@
+//! The control plane's domain types. They mirror the protocol's concepts but carry no protobuf;
+//! `grpc/convert.rs` maps between the two at the edge.
+
+use crate::clock::Millis;
+use std::fmt;
+
+/// How a device is enrolled; decides which credential store a reset may target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ownership {
+    Cosu,
+    Cobo,
+    Cope,
+    Byod,
+    Aosp,
+}
+
+impl Ownership {
+    pub const ALL: [Ownership; 5] = [
+        Ownership::Cosu,
+        Ownership::Cobo,
+        Ownership::Cope,
+        Ownership::Byod,
+        Ownership::Aosp,
+    ];
+
+    /// The one credential store a passcode reset may target (the seed's support matrix).
+    pub fn resettable_scope(self) -> Scope {
+        match self {
+            Ownership::Cosu | Ownership::Aosp => Scope::Device,
+            Ownership::Cobo | Ownership::Cope | Ownership::Byod => Scope::WorkProfile,
+        }
+    }
+
+    /// Whether the device has a work profile.
+    pub fn has_work_profile(self) -> bool {
+        matches!(self, Ownership::Cobo | Ownership::Cope | Ownership::Byod)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ownership::Cosu => "cosu",
+            Ownership::Cobo => "cobo",
+            Ownership::Cope => "cope",
+            Ownership::Byod => "byod",
+            Ownership::Aosp => "aosp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Ownership> {
+        Ownership::ALL
+            .into_iter()
+            .find(|o| o.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for Ownership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A credential store on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Device,
+    WorkProfile,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Device => "device",
+            Scope::WorkProfile => "work_profile",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        match text {
+            "device" => Some(Scope::Device),
+            "work_profile" | "work-profile" | "work" => Some(Scope::WorkProfile),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasscodeType {
+    Pin,
+    NumericComplex,
+    Alphanumeric,
+    Complex,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Complexity {
+    Unspecified,
+    Low,
+    Medium,
+    High,
+}
+
+/// A passcode requirement for one credential store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasscodePolicy {
+    pub passcode_type: PasscodeType,
+    pub min_length: u32,
+    pub complexity: Complexity,
+    pub min_letters: u32,
+    pub min_upper_case: u32,
+    pub min_lower_case: u32,
+    pub min_digits: u32,
+    pub min_symbols: u32,
+    pub min_non_letters: u32,
+    /// 0 means never wipe.
+    pub max_failed_attempts_before_wipe: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    None,
+    Pending,
+    Active,
+}
+
+/// A credential store's status as the device last reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreStatus {
+    pub scope: Scope,
+    pub has_passcode: bool,
+    pub locked: bool,
+    pub token_state: TokenState,
+    pub failed_attempts: u32,
+    pub throttled_until: Millis,
+    pub wiped: bool,
+    pub separate_challenge: bool,
+    pub require_entry: bool,
+}
+
+/// An enrolled device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub display_name: String,
+    pub ownership: Ownership,
+    pub enrolled_at: Millis,
+    pub last_seen: Millis,
+    pub stores: Vec<StoreStatus>,
+    pub device_policy: Option<PasscodePolicy>,
+    pub work_profile_policy: Option<PasscodePolicy>,
+    /// Stores for which an escrow token is held.
+    pub escrowed_token_scopes: Vec<Scope>,
+}
+
+impl Device {
+    pub fn policy(&self, scope: Scope) -> Option<&PasscodePolicy> {
+        match scope {
+            Scope::Device => self.device_policy.as_ref(),
+            Scope::WorkProfile => self.work_profile_policy.as_ref(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionKind {
+    ResetPasscode,
+    RemoteLock,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::ResetPasscode => "reset_passcode",
+            ActionKind::RemoteLock => "remote_lock",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ActionKind> {
+        [ActionKind::ResetPasscode, ActionKind::RemoteLock]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// Machine-readable reason an action did not end `done` (mirrors the protocol's ErrorCode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    NoPasscodePolicy,
+    ScopeNotSupported,
+    NoEscrowedToken,
+    TokenMissing,
+    TokenNotActive,
+    TokenMismatch,
+    PasscodePolicyViolation,
+    StoreWiped,
+    StoreMissing,
+    BadSignature,
+    WrongDevice,
+    Replayed,
+    Expired,
+    MalformedCommand,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::NoPasscodePolicy,
+        ErrorCode::ScopeNotSupported,
+        ErrorCode::NoEscrowedToken,
+        ErrorCode::TokenMissing,
+        ErrorCode::TokenNotActive,
+        ErrorCode::TokenMismatch,
+        ErrorCode::PasscodePolicyViolation,
+        ErrorCode::StoreWiped,
+        ErrorCode::StoreMissing,
+        ErrorCode::BadSignature,
+        ErrorCode::WrongDevice,
+        ErrorCode::Replayed,
+        ErrorCode::Expired,
+        ErrorCode::MalformedCommand,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NoPasscodePolicy => "no_passcode_policy",
+            ErrorCode::ScopeNotSupported => "scope_not_supported",
+            ErrorCode::NoEscrowedToken => "no_escrowed_token",
+            ErrorCode::TokenMissing => "token_missing",
+            ErrorCode::TokenNotActive => "token_not_active",
+            ErrorCode::TokenMismatch => "token_mismatch",
+            ErrorCode::PasscodePolicyViolation => "passcode_policy_violation",
+            ErrorCode::StoreWiped => "store_wiped",
+            ErrorCode::StoreMissing => "store_missing",
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::WrongDevice => "wrong_device",
+            ErrorCode::Replayed => "replayed",
+            ErrorCode::Expired => "expired",
+            ErrorCode::MalformedCommand => "malformed_command",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// One remote action and where it stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub id: String,
+    pub device_id: String,
+    pub kind: ActionKind,
+    pub scope: Scope,
+    pub state: crate::action::ActionState,
+    pub error_code: Option<ErrorCode>,
+    pub reason: String,
+    pub requested_by: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub delivered_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub user_entered_at: Option<Millis>,
+    pub not_after: Millis,
+    /// The device-wide command sequence number; `None` for an action that never became a command
+    /// (ended at the control plane, e.g. no passcode policy).
+    pub sequence: Option<u64>,
+    /// Until when RevealPasscode may show the passcode; `None` when none is stored.
+    pub passcode_visible_until: Option<Millis>,
+}
+
+/// A principal (an admin or a service account) and its roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub created_at: Millis,
+}
+
+/// A role: a named set of permissions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub permissions: Vec<crate::rbac::Permission>,
+    pub built_in: bool,
+}
+
+/// One audit log entry. `detail` is free text and must never carry a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: u64,
+    pub at: Millis,
+    pub principal: String,
+    pub operation: String,
+    pub device_id: Option<String>,
+    pub action_id: Option<String>,
+    pub result: String,
+    pub detail: String,
+}
+
+/// Which audit events to list; `None` fields match everything.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub device_id: Option<String>,
+    pub principal: Option<String>,
+    pub operation: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub limit: u32,
+}

@@ -1,0 +1,185 @@
+//! Persistence behind the [`Store`] trait. SQLite (embedded, WAL, durable on commit) is the only
+//! implementation today; a PostgreSQL one would pass the same tests.
+//!
+//! The store holds no plaintext secret: escrow tokens and revealable passcodes arrive sealed
+//! (AES-256-GCM, see `crypto.rs`), principal tokens, enrollment tokens and device credentials
+//! arrive as SHA-256 hashes.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::action::ActionState;
+use crate::clock::Millis;
+use crate::model::{
+    Action, ActionKind, AuditEvent, AuditFilter, Device, ErrorCode, Ownership, PasscodePolicy,
+    Principal, Role, Scope, StoreStatus,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the enrollment token is unknown, used up or expired")]
+    EnrollmentTokenInvalid,
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("{kind} {name:?} does not exist")]
+    NotFound { kind: &'static str, name: String },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A device to create at enrollment.
+#[derive(Clone, Debug)]
+pub struct NewDevice {
+    pub id: String,
+    pub display_name: String,
+    pub ownership: Ownership,
+    /// SHA-256 of the device credential.
+    pub credential_hash: [u8; 32],
+    pub enrolled_at: Millis,
+}
+
+/// An action to create.
+#[derive(Clone, Debug)]
+pub struct NewAction {
+    pub id: String,
+    pub device_id: String,
+    pub kind: ActionKind,
+    pub scope: Scope,
+    pub requested_by: String,
+    pub created_at: Millis,
+    pub not_after: Millis,
+    /// `Pending` for an action that becomes a command (the store then allocates the device's next
+    /// sequence number in the same transaction); a final state for one that ends at once.
+    pub state: ActionState,
+    pub error_code: Option<ErrorCode>,
+    pub reason: String,
+    /// The new passcode, sealed, with how long it may be revealed.
+    pub sealed_passcode: Option<(Vec<u8>, Millis)>,
+}
+
+/// Fields a state transition sets alongside the new state. `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ActionUpdate {
+    pub error_code: Option<ErrorCode>,
+    pub reason: Option<String>,
+    pub delivered_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub user_entered_at: Option<Millis>,
+    /// Delete the sealed passcode in the same transaction (the action failed, so there is nothing
+    /// worth revealing).
+    pub purge_passcode: bool,
+}
+
+/// A principal's name and roles, found by its token hash.
+#[derive(Clone, Debug)]
+pub struct AuthenticatedPrincipal {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+/// Storage for the control plane. Every method is one transaction, durable when it returns.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Enrollment and devices.
+    async fn create_enrollment_token(
+        &self,
+        token_hash: [u8; 32],
+        max_uses: u32,
+        expires_at: Millis,
+        created_by: &str,
+    ) -> Result<(), StoreError>;
+    /// Uses one use of the enrollment token and creates the device, atomically.
+    /// `EnrollmentTokenInvalid` when the token is unknown, used up or expired at `device.enrolled_at`.
+    async fn enroll_device(
+        &self,
+        token_hash: [u8; 32],
+        device: NewDevice,
+    ) -> Result<Device, StoreError>;
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
+    async fn list_devices(&self) -> Result<Vec<Device>, StoreError>;
+    /// The device whose credential hashes to `credential_hash`.
+    async fn device_by_credential(
+        &self,
+        credential_hash: [u8; 32],
+    ) -> Result<Option<Device>, StoreError>;
+    async fn update_device_status(
+        &self,
+        device_id: &str,
+        stores: &[StoreStatus],
+        last_seen: Millis,
+    ) -> Result<(), StoreError>;
+    async fn set_policy(
+        &self,
+        device_id: &str,
+        scope: Scope,
+        policy: Option<&PasscodePolicy>,
+    ) -> Result<(), StoreError>;
+    /// Replaces the store's escrowed token (sealed).
+    async fn put_escrow_token(
+        &self,
+        device_id: &str,
+        scope: Scope,
+        sealed_token: &[u8],
+    ) -> Result<(), StoreError>;
+    async fn escrow_token(
+        &self,
+        device_id: &str,
+        scope: Scope,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    // Actions.
+    async fn create_action(&self, action: NewAction) -> Result<Action, StoreError>;
+    async fn get_action(&self, action_id: &str) -> Result<Option<Action>, StoreError>;
+    /// Newest first; every device's when `device_id` is `None`.
+    async fn list_actions(&self, device_id: Option<&str>) -> Result<Vec<Action>, StoreError>;
+    /// Actions of the device that still need delivery or a result (pending or active), by sequence.
+    async fn open_commands(&self, device_id: &str) -> Result<Vec<Action>, StoreError>;
+    /// Moves the action to `to` if it is in one of `from` (compare-and-set), setting `update`'s
+    /// fields and `updated_at = now`. `Ok(None)` when it was not in `from`.
+    async fn transition_action(
+        &self,
+        action_id: &str,
+        from: &[ActionState],
+        to: ActionState,
+        update: ActionUpdate,
+        now: Millis,
+    ) -> Result<Option<Action>, StoreError>;
+    /// Records that the user entered the passcode a reset set (the action stays `done`).
+    async fn set_user_entered(&self, action_id: &str, at: Millis) -> Result<(), StoreError>;
+    /// Pending or active actions whose not-after time is before `now`.
+    async fn overdue_actions(&self, now: Millis) -> Result<Vec<Action>, StoreError>;
+    /// The sealed passcode of the action while it is visible at `now`.
+    async fn sealed_passcode(
+        &self,
+        action_id: &str,
+        now: Millis,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes every passcode whose visibility ended before `now`, so its bytes leave the file;
+    /// returns how many.
+    async fn purge_passcodes(&self, now: Millis) -> Result<u64, StoreError>;
+
+    // Principals and roles.
+    async fn create_role(&self, role: &Role) -> Result<(), StoreError>;
+    async fn list_roles(&self) -> Result<Vec<Role>, StoreError>;
+    async fn create_principal(
+        &self,
+        name: &str,
+        token_hash: [u8; 32],
+        roles: &[String],
+        created_at: Millis,
+    ) -> Result<Principal, StoreError>;
+    async fn list_principals(&self) -> Result<Vec<Principal>, StoreError>;
+    async fn principal_by_token(
+        &self,
+        token_hash: [u8; 32],
+    ) -> Result<Option<AuthenticatedPrincipal>, StoreError>;
+
+    // Audit.
+    async fn append_audit(&self, event: AuditEvent) -> Result<(), StoreError>;
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+}
