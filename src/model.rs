@@ -155,9 +155,17 @@ pub struct Device {
     pub work_profile_policy: Option<PasscodePolicy>,
     /// Stores for which an escrow token is held.
     pub escrowed_token_scopes: Vec<Scope>,
+    /// The device group (from the enrollment token), which role assignments can be scoped to.
+    pub group: String,
 }
 
 impl Device {
+    /// The credential stores the device has: the lock screen, and a work profile when its
+    /// enrollment type gives it one.
+    pub fn has_store(&self, scope: Scope) -> bool {
+        scope == Scope::Device || self.ownership.has_work_profile()
+    }
+
     pub fn policy(&self, scope: Scope) -> Option<&PasscodePolicy> {
         match scope {
             Scope::Device => self.device_policy.as_ref(),
@@ -275,12 +283,41 @@ pub struct Action {
     pub passcode_visible_until: Option<Millis>,
 }
 
-/// A principal (an admin or a service account) and its roles.
+/// A principal (an admin or a service account) and its role assignments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
-    pub roles: Vec<String>,
+    pub assignments: Vec<RoleAssignment>,
     pub created_at: Millis,
+}
+
+impl Principal {
+    /// The name of every role held, in any group, each once.
+    pub fn role_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for assignment in &self.assignments {
+            if !names.contains(&assignment.role) {
+                names.push(assignment.role.clone());
+            }
+        }
+        names
+    }
+}
+
+/// A role held by a principal, for every device group (`group: None`) or for one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RoleAssignment {
+    pub role: String,
+    pub group: Option<String>,
+}
+
+impl fmt::Display for RoleAssignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.group {
+            Some(group) => write!(f, "{} (group {group})", self.role),
+            None => write!(f, "{} (every group)", self.role),
+        }
+    }
 }
 
 /// A role: a named set of permissions.

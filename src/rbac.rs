@@ -1,5 +1,7 @@
 //! Role-based access control: the permissions the control plane checks, the built-in roles, and
-//! the one authorisation rule (a principal holds the union of its roles' permissions).
+//! the authorisation rules: a principal holds the union of its roles' permissions; a role
+//! assignment holds for every device group or for one; for a device, what counts is what the
+//! principal holds in the device's group, and a device it may not read is one it cannot see.
 //!
 //! The permission names follow Intune's "Category.Action" shape, so the seed's rule reads the same
 //! here: a passcode reset needs `RemoteTasks.ResetPasscode` plus device visibility
@@ -51,6 +53,12 @@ impl Permission {
     /// The permission named `text` (exact spelling, as `as_str` prints it).
     pub fn parse(text: &str) -> Option<Permission> {
         Permission::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// Tenant-wide permissions concern no device, so only a role assigned for every group grants
+    /// them: a group-scoped admin must not read other groups' audit trail, nor grant itself more.
+    pub fn is_tenant_wide(self) -> bool {
+        matches!(self, Permission::AuditRead | Permission::RolesManage)
     }
 }
 
@@ -134,6 +142,10 @@ pub fn authorize(roles: &[Role], needed: &[Permission]) -> Result<(), Denied> {
         .iter()
         .flat_map(|r| r.permissions.iter().copied())
         .collect();
+    missing_from(&held, needed)
+}
+
+fn missing_from(held: &BTreeSet<Permission>, needed: &[Permission]) -> Result<(), Denied> {
     let mut missing: Vec<Permission> = Vec::new();
     for p in needed {
         if !held.contains(p) && !missing.contains(p) {
@@ -144,6 +156,152 @@ pub fn authorize(roles: &[Role], needed: &[Permission]) -> Result<(), Denied> {
         Ok(())
     } else {
         Err(Denied { missing })
+    }
+}
+
+/// The device group a device belongs to when nothing else is said.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// One role a principal holds, for every device group (`group: None`) or for one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    pub group: Option<String>,
+}
+
+/// Which device groups a principal may see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Visibility {
+    All,
+    /// Only these (possibly none).
+    Groups(BTreeSet<String>),
+}
+
+impl Visibility {
+    pub fn includes(&self, group: &str) -> bool {
+        match self {
+            Visibility::All => true,
+            Visibility::Groups(groups) => groups.contains(group),
+        }
+    }
+}
+
+/// What a device check concluded when it did not allow the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceDenial {
+    /// The principal may not read devices of that group: answer as if the device did not exist.
+    Invisible,
+    /// It may see the device but lacks these permissions for its group.
+    Denied(Denied),
+}
+
+/// The roles of one principal with their group scopes, and the rules over them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants(pub Vec<Grant>);
+
+impl Grants {
+    /// What the principal holds for devices of `group`: roles for every group plus roles for
+    /// that group. Tenant-wide permissions come only from roles for every group.
+    pub fn held_in(&self, group: &str) -> BTreeSet<Permission> {
+        self.0
+            .iter()
+            .filter(|g| g.group.as_deref().is_none_or(|scope| scope == group))
+            .flat_map(|g| {
+                let scoped = g.group.is_some();
+                g.role
+                    .permissions
+                    .iter()
+                    .copied()
+                    .filter(move |p| !(scoped && p.is_tenant_wide()))
+            })
+            .collect()
+    }
+
+    /// What the principal holds in some scope (tenant-wide permissions only for every group).
+    pub fn held_anywhere(&self) -> BTreeSet<Permission> {
+        self.0
+            .iter()
+            .flat_map(|g| {
+                let scoped = g.group.is_some();
+                g.role
+                    .permissions
+                    .iter()
+                    .copied()
+                    .filter(move |p| !(scoped && p.is_tenant_wide()))
+            })
+            .collect()
+    }
+
+    /// The first gate of every call: each permission it needs must be held somewhere, or the call
+    /// is refused before any device is looked at.
+    pub fn authorize_anywhere(&self, needed: &[Permission]) -> Result<(), Denied> {
+        missing_from(&self.held_anywhere(), needed)
+    }
+
+    /// The gate of a call about one device of `group`: invisible unless the principal may read
+    /// that group's devices, denied unless it holds every permission needed there.
+    pub fn authorize_device(&self, group: &str, needed: &[Permission]) -> Result<(), DeviceDenial> {
+        let held = self.held_in(group);
+        if !held.contains(&Permission::ManagedDevicesRead) {
+            return Err(DeviceDenial::Invisible);
+        }
+        missing_from(&held, needed).map_err(DeviceDenial::Denied)
+    }
+
+    /// The gate of a call that concerns a group but no device yet (an enrollment token for it).
+    pub fn authorize_group(&self, group: &str, needed: &[Permission]) -> Result<(), Denied> {
+        missing_from(&self.held_in(group), needed)
+    }
+
+    /// The groups whose devices the principal may see.
+    pub fn visible_groups(&self) -> Visibility {
+        let readers = self
+            .0
+            .iter()
+            .filter(|g| g.role.permissions.contains(&Permission::ManagedDevicesRead));
+        let mut groups = BTreeSet::new();
+        for grant in readers {
+            match &grant.group {
+                None => return Visibility::All,
+                Some(group) => {
+                    groups.insert(group.clone());
+                }
+            }
+        }
+        Visibility::Groups(groups)
+    }
+}
+
+/// Checks a device group's name: 1–64 ASCII letters, digits, `.`, `_` and `-`.
+pub fn validate_group_name(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if len == 0 || len > 64 {
+        return Err(format!(
+            "a group name must be 1 to 64 characters long, not {len}"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "a group name may contain only letters, digits, '.', '_' and '-', not {bad:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a principal's name: 1–64 ASCII letters, digits, `.`, `_`, `-` and `@`.
+pub fn validate_principal_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1 to 64 letters, digits, '.', '_', '-' or '@'".to_string())
     }
 }
 
@@ -302,6 +460,112 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    fn grant(name: &str, group: Option<&str>) -> Grant {
+        Grant {
+            role: built_in(name),
+            group: group.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_group_scoped_role_counts_only_for_devices_of_its_group() {
+        let grants = Grants(vec![grant(HELP_DESK_OPERATOR, Some("north"))]);
+        assert_eq!(grants.authorize_device("north", &RESET_PASSCODE), Ok(()));
+        assert_eq!(
+            grants.authorize_device("south", &RESET_PASSCODE),
+            Err(DeviceDenial::Invisible),
+            "a device of another group is invisible, not merely denied"
+        );
+        assert_eq!(grants.authorize_anywhere(&RESET_PASSCODE), Ok(()));
+        assert_eq!(
+            grants.visible_groups(),
+            Visibility::Groups(["north".to_string()].into())
+        );
+        assert!(!grants.visible_groups().includes("south"));
+    }
+
+    #[test]
+    fn roles_for_every_group_and_for_one_group_add_up() {
+        let reader_everywhere = Grant {
+            role: custom(&[Permission::ManagedDevicesRead]),
+            group: None,
+        };
+        let resetter_north = Grant {
+            role: custom(&[
+                Permission::ManagedDevicesUpdate,
+                Permission::RemoteTasksResetPasscode,
+            ]),
+            group: Some("north".into()),
+        };
+        let grants = Grants(vec![reader_everywhere, resetter_north]);
+        assert_eq!(grants.visible_groups(), Visibility::All);
+        assert_eq!(grants.authorize_device("north", &RESET_PASSCODE), Ok(()));
+        let denied = grants
+            .authorize_device("south", &RESET_PASSCODE)
+            .unwrap_err();
+        assert_eq!(
+            denied,
+            DeviceDenial::Denied(Denied {
+                missing: vec![
+                    Permission::ManagedDevicesUpdate,
+                    Permission::RemoteTasksResetPasscode
+                ]
+            }),
+            "visible everywhere, so denied rather than hidden"
+        );
+    }
+
+    #[test]
+    fn tenant_wide_permissions_come_only_from_roles_for_every_group() {
+        let scoped_admin = Grants(vec![grant(ADMINISTRATOR, Some("north"))]);
+        let denied = scoped_admin
+            .authorize_anywhere(&[Permission::AuditRead, Permission::RolesManage])
+            .unwrap_err();
+        assert_eq!(
+            denied.missing,
+            vec![Permission::AuditRead, Permission::RolesManage]
+        );
+        assert!(
+            !scoped_admin
+                .held_in("north")
+                .contains(&Permission::RolesManage)
+        );
+        assert_eq!(
+            scoped_admin.authorize_group("north", &[Permission::EnrollmentCreate]),
+            Ok(())
+        );
+        assert!(
+            scoped_admin
+                .authorize_group("south", &[Permission::EnrollmentCreate])
+                .is_err()
+        );
+        let admin = Grants(vec![grant(ADMINISTRATOR, None)]);
+        assert_eq!(
+            admin.authorize_anywhere(&[Permission::AuditRead, Permission::RolesManage]),
+            Ok(())
+        );
+        assert_eq!(
+            Grants::default().visible_groups(),
+            Visibility::Groups([].into())
+        );
+    }
+
+    #[test]
+    fn group_and_principal_names_are_validated() {
+        for ok in ["default", "north-eu.2", "a", &"g".repeat(64)] {
+            assert_eq!(validate_group_name(ok), Ok(()), "{ok:?}");
+        }
+        for bad in ["", " ", "two words", "a/b", &"g".repeat(65), "é"] {
+            assert!(validate_group_name(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["admin", "rita@example.com", "a.b-c_d"] {
+            assert_eq!(validate_principal_name(ok), Ok(()), "{ok:?}");
+        }
+        for bad in ["", "a b", &"p".repeat(65), "tab\t"] {
+            assert!(validate_principal_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

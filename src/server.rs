@@ -1,6 +1,7 @@
 //! Serving: opens the store and keys, bootstraps the first admin, and runs the gRPC services
-//! (gateway and admin API on one listener) plus the background purge and expiry loops until the
-//! shutdown future resolves.
+//! (gateway and admin API on one listener, with the standard `grpc.health.v1.Health` and
+//! `grpc.reflection.v1` / `v1alpha` services so generic gRPC tools work against it) plus the
+//! background purge and expiry loops until the shutdown future resolves.
 
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, KeyRing};
@@ -34,7 +35,18 @@ pub enum ServeError {
     Service(#[from] ServiceError),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
+
+/// The services the control plane serves, as reflection lists them and health reports them.
+pub const SERVICE_NAMES: [&str; 5] = [
+    "droidfleet.v1.AdminService",
+    "droidfleet.v1.DeviceGateway",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 /// A control plane opened on its data directory, before it serves.
 pub struct OpenedControlPlane {
@@ -69,10 +81,30 @@ pub async fn serve(
     let background = tokio::spawn(control_plane.clone().run_background(async move {
         let _ = background_stopped.await;
     }));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health.set_serving::<DeviceGatewayServer<Gateway>>().await;
+    // The descriptors hold the agent's DeviceHarness too; list only what this server serves.
+    let reflection = |builder: tonic_reflection::server::Builder<'static>| {
+        SERVICE_NAMES
+            .iter()
+            .fold(builder, |b, name| b.with_service_name(*name))
+            .register_encoded_file_descriptor_set(droidfleet_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure()).build_v1()?;
+    let reflection_v1alpha =
+        reflection(tonic_reflection::server::Builder::configure()).build_v1alpha()?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let sessions = control_plane.clone();
     let shutdown = async move {
         shutdown.await;
+        health
+            .set_not_serving::<AdminServiceServer<AdminApi>>()
+            .await;
+        health
+            .set_not_serving::<DeviceGatewayServer<Gateway>>()
+            .await;
         sessions.stop_sessions();
     };
     let result = tonic::transport::Server::builder()
@@ -87,6 +119,9 @@ pub async fn serve(
             control_plane.clone(),
         )))
         .add_service(AdminServiceServer::new(AdminApi::new(control_plane)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = stop_background.send(());

@@ -1,19 +1,23 @@
 //! The control plane's use cases: enrollment, sessions' bookkeeping, admin operations, with their
-//! rules (RBAC, the support matrix, "no policy, no reset", the reveal window) and their audit.
-//! No protobuf here: `grpc/` converts requests into these calls and results back.
+//! rules (RBAC scoped to device groups, the support matrix, "no policy, no reset or lock", the
+//! reveal window) and their audit. No protobuf here: `grpc/` converts requests into these calls
+//! and results back.
 
 use crate::action::{ActionEvent, ActionState};
 use crate::clock::{Clock, DAY, MINUTE, Millis, SECOND};
 use crate::crypto::{CryptoError, KeyRing, sha256};
 use crate::model::{
     Action, ActionKind, AuditEvent, AuditFilter, Device, ErrorCode, Ownership, PasscodePolicy,
-    Principal, Role, Scope, StoreStatus,
+    Principal, Role, RoleAssignment, Scope, StoreStatus,
 };
 use crate::passcode_gen;
-use crate::rbac::{self, Denied, Permission};
+use crate::rbac::{self, Denied, DeviceDenial, Permission, Visibility};
 use crate::secret::{BearerToken, EscrowToken, Passcode};
-use crate::store::{ActionUpdate, AuthenticatedPrincipal, NewAction, NewDevice, Store, StoreError};
-use std::collections::HashMap;
+use crate::store::{
+    ActionUpdate, AuthenticatedPrincipal, NewAction, NewDevice, NewEnrollmentToken, Store,
+    StoreError,
+};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, broadcast, watch};
@@ -25,8 +29,19 @@ pub const DEFAULT_COMMAND_TTL: Millis = 10 * MINUTE;
 /// The longest time-to-live a request may ask for: a command must not outlive its passcode.
 pub const MAX_COMMAND_TTL: Millis = PASSCODE_VISIBLE_FOR;
 const DEFAULT_ENROLLMENT_TTL: Millis = 60 * MINUTE;
+const MAX_ENROLLMENT_TTL: Millis = 365 * DAY;
+const MAX_ENROLLMENT_USES: u32 = 1_000_000;
 const MAX_ID_LEN: usize = 128;
 const MAX_PASSCODE_LEN: usize = 64;
+/// Enrollment tokens and credentials are generated well below this; longer is never ours.
+const MAX_TOKEN_LEN: usize = 256;
+/// Escrow tokens are 32 bytes on Android; anything past this is not a token.
+const MAX_ESCROW_TOKEN_LEN: usize = 1024;
+/// A device's sentence about a result, shown to admins.
+const MAX_REASON_LEN: usize = 1024;
+const MAX_AUDIT_LIMIT: u32 = 10_000;
+/// Permissions a role may list, and role assignments a request may carry.
+const MAX_LIST_LEN: usize = 64;
 
 /// Errors of the admin and gateway use cases; `grpc/` maps each to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +80,16 @@ impl From<StoreError> for ServiceError {
                 id: name,
             },
             StoreError::EnrollmentTokenInvalid => ServiceError::EnrollmentRefused,
+            StoreError::EnrollmentOwnership { expected } => ServiceError::InvalidArgument {
+                field: "ownership",
+                problem: format!(
+                    "the token re-enrolls a {} device, so it must enroll as one",
+                    expected.as_str().to_uppercase()
+                ),
+            },
+            e @ (StoreError::BuiltInRole(_)
+            | StoreError::RoleInUse(_)
+            | StoreError::WouldLockOut) => ServiceError::FailedPrecondition(e.to_string()),
             other => ServiceError::Store(other),
         }
     }
@@ -94,6 +119,155 @@ impl ServiceError {
     }
 }
 
+/// Every admin operation: its name in the audit log (the RPC's name) and the permissions a caller
+/// must hold somewhere before anything is looked at. A call about a device checks again, against
+/// what the caller holds in the device's group (see [`rbac::Grants`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    ListDevices,
+    GetDevice,
+    WatchDevice,
+    CreateEnrollmentToken,
+    ReEnrollDevice,
+    AssignPasscodePolicy,
+    ResetPasscode,
+    RemoteLock,
+    GetAction,
+    ListActions,
+    WatchAction,
+    CancelAction,
+    RevealPasscode,
+    ListAuditEvents,
+    ListRoles,
+    CreateRole,
+    UpdateRole,
+    DeleteRole,
+    CreatePrincipal,
+    ListPrincipals,
+    AssignRole,
+    UnassignRole,
+    DeletePrincipal,
+}
+
+/// What a remote lock needs: the task, and the device visible.
+pub const REMOTE_LOCK: [Permission; 2] = [
+    Permission::RemoteTasksRemoteLock,
+    Permission::ManagedDevicesRead,
+];
+const RE_ENROLL: [Permission; 3] = [
+    Permission::EnrollmentCreate,
+    Permission::ManagedDevicesRead,
+    Permission::ManagedDevicesUpdate,
+];
+const ASSIGN_POLICY: [Permission; 2] = [
+    Permission::DeviceConfigurationsAssign,
+    Permission::ManagedDevicesRead,
+];
+const REVEAL_PASSCODE: [Permission; 2] = [
+    Permission::RemoteTasksResetPasscode,
+    Permission::ManagedDevicesRead,
+];
+const READ: [Permission; 1] = [Permission::ManagedDevicesRead];
+
+impl Operation {
+    pub const ALL: [Operation; 23] = [
+        Operation::ListDevices,
+        Operation::GetDevice,
+        Operation::WatchDevice,
+        Operation::CreateEnrollmentToken,
+        Operation::ReEnrollDevice,
+        Operation::AssignPasscodePolicy,
+        Operation::ResetPasscode,
+        Operation::RemoteLock,
+        Operation::GetAction,
+        Operation::ListActions,
+        Operation::WatchAction,
+        Operation::CancelAction,
+        Operation::RevealPasscode,
+        Operation::ListAuditEvents,
+        Operation::ListRoles,
+        Operation::CreateRole,
+        Operation::UpdateRole,
+        Operation::DeleteRole,
+        Operation::CreatePrincipal,
+        Operation::ListPrincipals,
+        Operation::AssignRole,
+        Operation::UnassignRole,
+        Operation::DeletePrincipal,
+    ];
+
+    /// The RPC name, as the audit log records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::ListDevices => "ListDevices",
+            Operation::GetDevice => "GetDevice",
+            Operation::WatchDevice => "WatchDevice",
+            Operation::CreateEnrollmentToken => "CreateEnrollmentToken",
+            Operation::ReEnrollDevice => "ReEnrollDevice",
+            Operation::AssignPasscodePolicy => "AssignPasscodePolicy",
+            Operation::ResetPasscode => "ResetPasscode",
+            Operation::RemoteLock => "RemoteLock",
+            Operation::GetAction => "GetAction",
+            Operation::ListActions => "ListActions",
+            Operation::WatchAction => "WatchAction",
+            Operation::CancelAction => "CancelAction",
+            Operation::RevealPasscode => "RevealPasscode",
+            Operation::ListAuditEvents => "ListAuditEvents",
+            Operation::ListRoles => "ListRoles",
+            Operation::CreateRole => "CreateRole",
+            Operation::UpdateRole => "UpdateRole",
+            Operation::DeleteRole => "DeleteRole",
+            Operation::CreatePrincipal => "CreatePrincipal",
+            Operation::ListPrincipals => "ListPrincipals",
+            Operation::AssignRole => "AssignRole",
+            Operation::UnassignRole => "UnassignRole",
+            Operation::DeletePrincipal => "DeletePrincipal",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// What the caller must hold somewhere for the call to be considered at all.
+    pub fn needs(self) -> &'static [Permission] {
+        match self {
+            Operation::ListDevices
+            | Operation::GetDevice
+            | Operation::WatchDevice
+            | Operation::GetAction
+            | Operation::ListActions
+            | Operation::WatchAction
+            // The action's kind decides the rest, once it is read.
+            | Operation::CancelAction => &READ,
+            Operation::CreateEnrollmentToken => &[Permission::EnrollmentCreate],
+            Operation::ReEnrollDevice => &RE_ENROLL,
+            Operation::AssignPasscodePolicy => &ASSIGN_POLICY,
+            Operation::ResetPasscode => &rbac::RESET_PASSCODE,
+            Operation::RemoteLock => &REMOTE_LOCK,
+            Operation::RevealPasscode => &REVEAL_PASSCODE,
+            Operation::ListAuditEvents => &[Permission::AuditRead],
+            Operation::ListRoles
+            | Operation::CreateRole
+            | Operation::UpdateRole
+            | Operation::DeleteRole
+            | Operation::CreatePrincipal
+            | Operation::ListPrincipals
+            | Operation::AssignRole
+            | Operation::UnassignRole
+            | Operation::DeletePrincipal => &[Permission::RolesManage],
+        }
+    }
+}
+
+/// The permission a remote task of this kind needs (to start it or to cancel it).
+pub fn task_permission(kind: ActionKind) -> Permission {
+    match kind {
+        ActionKind::ResetPasscode => Permission::RemoteTasksResetPasscode,
+        ActionKind::RemoteLock => Permission::RemoteTasksRemoteLock,
+    }
+}
+
 /// Tunables of a control plane.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -115,6 +289,17 @@ impl Config {
     }
 }
 
+/// A request for an enrollment token, already parsed from the wire.
+#[derive(Debug, Default)]
+pub struct EnrollmentTokenRequest {
+    /// 0 means 1.
+    pub max_uses: u32,
+    /// `None` means one hour.
+    pub ttl: Option<Millis>,
+    /// `None` means [`rbac::DEFAULT_GROUP`].
+    pub group: Option<String>,
+}
+
 /// A request to reset a passcode, already parsed from the wire.
 #[derive(Debug, Default)]
 pub struct ResetRequest {
@@ -123,6 +308,16 @@ pub struct ResetRequest {
     pub scope: Option<Scope>,
     /// `None` generates one from the policy.
     pub new_passcode: Option<Passcode>,
+    /// `None` means [`DEFAULT_COMMAND_TTL`].
+    pub ttl: Option<Millis>,
+}
+
+/// A request to lock a credential store, already parsed from the wire.
+#[derive(Debug, Default)]
+pub struct LockRequest {
+    pub device_id: String,
+    /// `None` picks the store the enrollment type manages.
+    pub scope: Option<Scope>,
     /// `None` means [`DEFAULT_COMMAND_TTL`].
     pub ttl: Option<Millis>,
 }
@@ -152,6 +347,8 @@ pub struct SessionSignals {
     pub policy: Notify,
     /// Another session of the same device replaced this one.
     pub replaced: Notify,
+    /// The device's credential was revoked (re-enrollment); the session must end.
+    pub revoked: Notify,
 }
 
 /// What the device told us in one message, for [`ControlPlane::handle_device_report`].
@@ -243,7 +440,8 @@ impl ControlPlane {
     }
 
     /// On first start (no principal yet) creates the `admin` principal with the Administrator
-    /// role and writes its token to a file only the owner can read; returns that file's path.
+    /// role for every group and writes its token to a file only the owner can read; returns that
+    /// file's path.
     pub async fn bootstrap_admin(&self) -> Result<Option<PathBuf>, ServiceError> {
         if !self.store.list_principals().await?.is_empty() {
             return Ok(None);
@@ -253,7 +451,10 @@ impl ControlPlane {
             .create_principal(
                 BOOTSTRAP_PRINCIPAL,
                 sha256(token.expose().as_bytes()),
-                &[rbac::ADMINISTRATOR.to_string()],
+                &[RoleAssignment {
+                    role: rbac::ADMINISTRATOR.to_string(),
+                    group: None,
+                }],
                 self.now(),
             )
             .await?;
@@ -274,20 +475,23 @@ impl ControlPlane {
         let bearer = bearer.ok_or(ServiceError::Unauthenticated(
             "missing bearer token (metadata `authorization: Bearer <token>`)",
         ))?;
+        if bearer.expose().len() > MAX_TOKEN_LEN {
+            return Err(ServiceError::Unauthenticated("unknown bearer token"));
+        }
         self.store
             .principal_by_token(sha256(bearer.expose().as_bytes()))
             .await?
             .ok_or(ServiceError::Unauthenticated("unknown bearer token"))
     }
 
-    /// Runs one admin operation: authenticates, checks `needed`, runs `body`, and audits the
-    /// outcome whatever it is.
+    /// Runs one admin operation: authenticates, checks that the caller holds what `operation`
+    /// needs somewhere, runs `body`, and audits the outcome whatever it is. `device_id` is the
+    /// device the request names, recorded when the call fails before `body` says otherwise.
     pub async fn admin_call<T, F, Fut>(
         &self,
         bearer: Option<&BearerToken>,
-        operation: &'static str,
+        operation: Operation,
         device_id: Option<&str>,
-        needed: &[Permission],
         body: F,
     ) -> Result<T, ServiceError>
     where
@@ -300,7 +504,7 @@ impl ControlPlane {
             .map(|p| p.name.clone())
             .unwrap_or_else(|_| "anonymous".to_string());
         let outcome = match principal {
-            Ok(principal) => match rbac::authorize(&principal.roles, needed) {
+            Ok(principal) => match principal.grants.authorize_anywhere(operation.needs()) {
                 Ok(()) => body(principal).await,
                 Err(denied) => Err(denied.into()),
             },
@@ -310,12 +514,17 @@ impl ControlPlane {
             Ok((_, note)) => ("ok", note.clone()),
             Err(e) => (e.audit_result(), AuditNote::detail(e.to_string())),
         };
+        // A malformed id from the request is not worth recording (the detail says what was wrong).
+        let requested_device = device_id
+            .filter(|id| check_id("device_id", id).is_ok())
+            .map(str::to_string);
+        let operation = operation.name();
         let event = AuditEvent {
             id: 0,
             at: self.now(),
             principal: name.clone(),
             operation: operation.to_string(),
-            device_id: note.device_id.or(device_id.map(str::to_string)),
+            device_id: note.device_id.or(requested_device),
             action_id: note.action_id,
             result: result.to_string(),
             detail: note.detail,
@@ -328,52 +537,168 @@ impl ControlPlane {
         outcome.map(|(value, _)| value)
     }
 
+    /// The device, if `caller` may see it and holds `needed` in its group. A device of a group the
+    /// caller may not read is answered exactly like an unknown one.
+    async fn device_for(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_id: &str,
+        needed: &[Permission],
+    ) -> Result<Device, ServiceError> {
+        check_id("device_id", device_id)?;
+        let not_found = || ServiceError::NotFound {
+            what: "device",
+            id: device_id.to_string(),
+        };
+        let device = self
+            .store
+            .get_device(device_id)
+            .await?
+            .ok_or_else(not_found)?;
+        match caller.grants.authorize_device(&device.group, needed) {
+            Ok(()) => Ok(device),
+            Err(DeviceDenial::Invisible) => Err(not_found()),
+            Err(DeviceDenial::Denied(denied)) => Err(denied.into()),
+        }
+    }
+
+    /// The action and its device, if `caller` may see the device and holds `needed` in its group.
+    async fn action_for(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        action_id: &str,
+        needed: &[Permission],
+    ) -> Result<(Action, Device), ServiceError> {
+        check_id("action_id", action_id)?;
+        let not_found = || ServiceError::NotFound {
+            what: "action",
+            id: action_id.to_string(),
+        };
+        let action = self
+            .store
+            .get_action(action_id)
+            .await?
+            .ok_or_else(not_found)?;
+        let device = self
+            .store
+            .get_device(&action.device_id)
+            .await?
+            .ok_or_else(not_found)?;
+        match caller.grants.authorize_device(&device.group, needed) {
+            Ok(()) => Ok((action, device)),
+            Err(DeviceDenial::Invisible) => Err(not_found()),
+            Err(DeviceDenial::Denied(denied)) => Err(denied.into()),
+        }
+    }
+
+    /// The groups `caller` may see, as the store filters them (`None`: every group).
+    fn visible_groups(
+        caller: &AuthenticatedPrincipal,
+        only: Option<&str>,
+    ) -> Option<BTreeSet<String>> {
+        match (caller.grants.visible_groups(), only) {
+            (Visibility::All, None) => None,
+            (Visibility::All, Some(group)) => Some([group.to_string()].into()),
+            (Visibility::Groups(groups), None) => Some(groups),
+            (Visibility::Groups(groups), Some(group)) => Some(
+                groups
+                    .into_iter()
+                    .filter(|g| g == group)
+                    .collect::<BTreeSet<_>>(),
+            ),
+        }
+    }
+
     // ---------------------------------------------------------------- devices and enrollment
 
+    /// Creates an enrollment token for a group the caller may enroll devices into.
     pub async fn create_enrollment_token(
         &self,
-        created_by: &str,
-        max_uses: u32,
-        ttl: Option<Millis>,
-    ) -> Result<(BearerToken, Millis, u32), ServiceError> {
-        let max_uses = if max_uses == 0 { 1 } else { max_uses };
-        if max_uses > 1_000_000 {
-            return Err(ServiceError::invalid("max_uses", "must be at most 1000000"));
-        }
-        let ttl = ttl.unwrap_or(DEFAULT_ENROLLMENT_TTL);
-        if ttl > 365 * DAY {
+        caller: &AuthenticatedPrincipal,
+        request: EnrollmentTokenRequest,
+    ) -> Result<(BearerToken, Millis, u32, String), ServiceError> {
+        let max_uses = if request.max_uses == 0 {
+            1
+        } else {
+            request.max_uses
+        };
+        if max_uses > MAX_ENROLLMENT_USES {
             return Err(ServiceError::invalid(
-                "ttl_seconds",
-                "must be at most one year",
+                "max_uses",
+                format!("must be at most {MAX_ENROLLMENT_USES}"),
             ));
         }
+        let ttl = check_enrollment_ttl(request.ttl)?;
+        let group = match request.group {
+            Some(group) => {
+                rbac::validate_group_name(&group)
+                    .map_err(|problem| ServiceError::invalid("group", problem))?;
+                group
+            }
+            None => rbac::DEFAULT_GROUP.to_string(),
+        };
+        caller
+            .grants
+            .authorize_group(&group, &[Permission::EnrollmentCreate])?;
         let token = BearerToken::new(self.keys.new_credential("dfe_")?);
         let expires_at = self.now() + ttl;
         self.store
-            .create_enrollment_token(
-                sha256(token.expose().as_bytes()),
+            .create_enrollment_token(NewEnrollmentToken {
+                hash: sha256(token.expose().as_bytes()),
                 max_uses,
                 expires_at,
-                created_by,
-            )
+                created_by: caller.name.clone(),
+                group: group.clone(),
+            })
             .await?;
-        Ok((token, expires_at, max_uses))
+        Ok((token, expires_at, max_uses, group))
     }
 
-    /// Enrolls a device: returns its id, its session credential and the command-signing key.
+    /// Starts the explicit re-enrollment of a known device: revokes its credential now (ending
+    /// any open session) and returns a single-use enrollment token bound to it.
+    pub async fn reenroll_device(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_id: &str,
+        ttl: Option<Millis>,
+    ) -> Result<(BearerToken, Millis), ServiceError> {
+        let ttl = check_enrollment_ttl(ttl)?;
+        let device = self.device_for(caller, device_id, &RE_ENROLL).await?;
+        let token = BearerToken::new(self.keys.new_credential("dfe_")?);
+        // A credential nobody is ever given: the device's old one stops matching at once.
+        let revoked = BearerToken::new(self.keys.new_credential("dfd_")?);
+        let expires_at = self.now() + ttl;
+        self.store
+            .reenroll_device(
+                &device.id,
+                sha256(revoked.expose().as_bytes()),
+                NewEnrollmentToken {
+                    hash: sha256(token.expose().as_bytes()),
+                    max_uses: 1,
+                    expires_at,
+                    created_by: caller.name.clone(),
+                    group: device.group.clone(),
+                },
+            )
+            .await?;
+        if let Some(signals) = self.sessions_lock().get(&device.id) {
+            signals.revoked.notify_one();
+        }
+        self.device_changed(&device.id);
+        tracing::info!(device_id = %device.id, by = %caller.name, "device credential revoked for re-enrollment");
+        Ok((token, expires_at))
+    }
+
+    /// Enrolls a device: returns it and its session credential. A re-enrollment token gives a
+    /// known device its id back.
     pub async fn enroll(
         &self,
         enrollment_token: &BearerToken,
         ownership: Ownership,
         display_name: &str,
     ) -> Result<(Device, BearerToken), ServiceError> {
+        check_credential_text("enrollment_token", enrollment_token)?;
         check_text("display_name", display_name, MAX_ID_LEN)?;
-        if enrollment_token.expose().is_empty() {
-            return Err(ServiceError::invalid(
-                "enrollment_token",
-                "must not be empty",
-            ));
-        }
         let credential = BearerToken::new(self.keys.new_credential("dfd_")?);
         let device = NewDevice {
             id: self.keys.new_id("dev_")?,
@@ -382,11 +707,19 @@ impl ControlPlane {
             credential_hash: sha256(credential.expose().as_bytes()),
             enrolled_at: self.now(),
         };
-        let device = self
+        let enrolled = self
             .store
             .enroll_device(sha256(enrollment_token.expose().as_bytes()), device)
             .await?;
-        tracing::info!(device_id = %device.id, ownership = %ownership, "device enrolled");
+        let device = enrolled.device;
+        tracing::info!(
+            device_id = %device.id,
+            ownership = %ownership,
+            group = %device.group,
+            re_enrolled = enrolled.re_enrolled,
+            "device enrolled"
+        );
+        self.device_changed(&device.id);
         Ok((device, credential))
     }
 
@@ -394,14 +727,17 @@ impl ControlPlane {
         &self,
         credential: &BearerToken,
     ) -> Result<Option<Device>, ServiceError> {
+        if credential.expose().len() > MAX_TOKEN_LEN {
+            return Ok(None);
+        }
         Ok(self
             .store
             .device_by_credential(sha256(credential.expose().as_bytes()))
             .await?)
     }
 
-    pub async fn device(&self, device_id: &str) -> Result<Device, ServiceError> {
-        check_id("device_id", device_id)?;
+    /// The device as stored, for its own session (no caller to check).
+    pub async fn device_record(&self, device_id: &str) -> Result<Device, ServiceError> {
         self.store
             .get_device(device_id)
             .await?
@@ -411,8 +747,27 @@ impl ControlPlane {
             })
     }
 
-    pub async fn devices(&self) -> Result<Vec<Device>, ServiceError> {
-        Ok(self.store.list_devices().await?)
+    /// A device the caller may see.
+    pub async fn device(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_id: &str,
+    ) -> Result<Device, ServiceError> {
+        self.device_for(caller, device_id, &READ).await
+    }
+
+    /// The devices the caller may see, of one group or of all.
+    pub async fn devices(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        group: Option<&str>,
+    ) -> Result<Vec<Device>, ServiceError> {
+        if let Some(group) = group {
+            rbac::validate_group_name(group)
+                .map_err(|problem| ServiceError::invalid("group", problem))?;
+        }
+        let groups = Self::visible_groups(caller, group);
+        Ok(self.store.list_devices(groups.as_ref()).await?)
     }
 
     pub fn is_online(&self, device_id: &str) -> bool {
@@ -421,19 +776,21 @@ impl ControlPlane {
 
     pub async fn assign_policy(
         &self,
+        caller: &AuthenticatedPrincipal,
         device_id: &str,
         scope: Scope,
         policy: Option<PasscodePolicy>,
     ) -> Result<Device, ServiceError> {
-        let device = self.device(device_id).await?;
-        if scope == Scope::WorkProfile && !device.ownership.has_work_profile() {
+        check_id("device_id", device_id)?;
+        if let Some(policy) = &policy {
+            check_policy(policy)?;
+        }
+        let device = self.device_for(caller, device_id, &ASSIGN_POLICY).await?;
+        if !device.has_store(scope) {
             return Err(ServiceError::invalid(
                 "scope",
                 format!("a {} device has no work profile", device.ownership),
             ));
-        }
-        if let Some(policy) = &policy {
-            check_policy(policy)?;
         }
         self.store
             .set_policy(device_id, scope, policy.as_ref())
@@ -442,7 +799,7 @@ impl ControlPlane {
             signals.policy.notify_one();
         }
         self.device_changed(device_id);
-        self.device(device_id).await
+        self.device_record(device_id).await
     }
 
     // ---------------------------------------------------------------- actions
@@ -451,30 +808,19 @@ impl ControlPlane {
     /// `not_supported`), as an MDM shows them; only bad input is an error.
     pub async fn reset_passcode(
         &self,
-        requested_by: &str,
+        caller: &AuthenticatedPrincipal,
         request: ResetRequest,
     ) -> Result<Action, ServiceError> {
-        let device = self.device(&request.device_id).await?;
+        check_id("device_id", &request.device_id)?;
         if let Some(passcode) = &request.new_passcode {
             check_passcode_text(passcode)?;
         }
         let ttl = check_ttl(request.ttl)?;
+        let device = self
+            .device_for(caller, &request.device_id, &rbac::RESET_PASSCODE)
+            .await?;
         let supported = device.ownership.resettable_scope();
         let scope = request.scope.unwrap_or(supported);
-        let now = self.now();
-        let mut action = NewAction {
-            id: self.keys.new_id("act_")?,
-            device_id: device.id.clone(),
-            kind: ActionKind::ResetPasscode,
-            scope,
-            requested_by: requested_by.to_string(),
-            created_at: now,
-            not_after: now + ttl,
-            state: ActionState::Pending,
-            error_code: None,
-            reason: String::new(),
-            sealed_passcode: None,
-        };
         let refusal = if scope != supported {
             Some((
                 ActionState::NotSupported,
@@ -487,15 +833,7 @@ impl ControlPlane {
                 ),
             ))
         } else if device.policy(scope).is_none() {
-            Some((
-                ActionState::Failed,
-                ErrorCode::NoPasscodePolicy,
-                format!(
-                    "no passcode policy is assigned for the {} of this device; assign one that \
-                     enforces a passcode, then retry",
-                    scope_words(scope)
-                ),
-            ))
+            Some(no_policy(scope, "reset"))
         } else if !device.escrowed_token_scopes.contains(&scope) {
             Some((
                 ActionState::Failed,
@@ -508,11 +846,8 @@ impl ControlPlane {
         } else {
             None
         };
-        if let Some((state, code, reason)) = refusal {
-            action.state = state;
-            action.error_code = Some(code);
-            action.reason = reason;
-        } else {
+        let id = self.keys.new_id("act_")?;
+        let sealed_passcode = if refusal.is_none() {
             let passcode = match request.new_passcode {
                 Some(passcode) => passcode,
                 None => {
@@ -524,11 +859,93 @@ impl ControlPlane {
                     })?
                 }
             };
-            let sealed = self.keys.seal(passcode.expose().as_bytes(), &action.id)?;
-            action.sealed_passcode = Some((sealed, now + PASSCODE_VISIBLE_FOR));
+            let sealed = self.keys.seal(passcode.expose().as_bytes(), &id)?;
+            Some((sealed, self.now() + PASSCODE_VISIBLE_FOR))
+        } else {
+            None
+        };
+        let action = NewAction {
+            id,
+            device_id: device.id.clone(),
+            kind: ActionKind::ResetPasscode,
+            scope,
+            requested_by: caller.name.clone(),
+            created_at: self.now(),
+            not_after: self.now() + ttl,
+            state: ActionState::Pending,
+            error_code: None,
+            reason: String::new(),
+            sealed_passcode,
+        };
+        self.start_action(action, refusal).await
+    }
+
+    /// Starts a remote lock of one credential store. Like a reset it needs a passcode policy for
+    /// that store; a store the device does not have ends `not_supported`.
+    pub async fn remote_lock(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        request: LockRequest,
+    ) -> Result<Action, ServiceError> {
+        check_id("device_id", &request.device_id)?;
+        let ttl = check_ttl(request.ttl)?;
+        let device = self
+            .device_for(caller, &request.device_id, &REMOTE_LOCK)
+            .await?;
+        let scope = request.scope.unwrap_or(device.ownership.resettable_scope());
+        let refusal = if !device.has_store(scope) {
+            Some((
+                ActionState::NotSupported,
+                ErrorCode::ScopeNotSupported,
+                format!(
+                    "a {} device has no {} to lock",
+                    device.ownership.as_str().to_uppercase(),
+                    scope_words(scope)
+                ),
+            ))
+        } else if device.policy(scope).is_none() {
+            Some(no_policy(scope, "lock"))
+        } else {
+            None
+        };
+        let action = NewAction {
+            id: self.keys.new_id("act_")?,
+            device_id: device.id.clone(),
+            kind: ActionKind::RemoteLock,
+            scope,
+            requested_by: caller.name.clone(),
+            created_at: self.now(),
+            not_after: self.now() + ttl,
+            state: ActionState::Pending,
+            error_code: None,
+            reason: String::new(),
+            sealed_passcode: None,
+        };
+        self.start_action(action, refusal).await
+    }
+
+    /// Stores a new action: pending (it becomes the device's next command) or, when a rule is not
+    /// met, already in its final state with the reason.
+    async fn start_action(
+        &self,
+        mut action: NewAction,
+        refusal: Option<(ActionState, ErrorCode, String)>,
+    ) -> Result<Action, ServiceError> {
+        if let Some((state, code, reason)) = refusal {
+            action.state = state;
+            action.error_code = Some(code);
+            action.reason = reason;
+            action.sealed_passcode = None;
         }
         let action = self.store.create_action(action).await?;
-        tracing::info!(action_id = %action.id, device_id = %action.device_id, state = %action.state, "reset passcode requested");
+        tracing::info!(
+            action_id = %action.id,
+            device_id = %action.device_id,
+            kind = action.kind.as_str(),
+            scope = %action.scope,
+            state = %action.state,
+            "remote action requested"
+        );
         self.publish(&action);
         if action.state == ActionState::Pending {
             self.wake_commands(&action.device_id);
@@ -536,26 +953,41 @@ impl ControlPlane {
         Ok(action)
     }
 
-    pub async fn action(&self, action_id: &str) -> Result<Action, ServiceError> {
-        check_id("action_id", action_id)?;
-        self.store
-            .get_action(action_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound {
-                what: "action",
-                id: action_id.to_string(),
-            })
+    pub async fn action(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        action_id: &str,
+    ) -> Result<Action, ServiceError> {
+        Ok(self.action_for(caller, action_id, &READ).await?.0)
     }
 
-    pub async fn actions(&self, device_id: Option<&str>) -> Result<Vec<Action>, ServiceError> {
-        if let Some(device_id) = device_id {
-            self.device(device_id).await?;
+    /// The history of one device, or of every device the caller may see; newest first.
+    pub async fn actions(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_id: Option<&str>,
+    ) -> Result<Vec<Action>, ServiceError> {
+        match device_id {
+            Some(device_id) => {
+                let device = self.device(caller, device_id).await?;
+                Ok(self.store.list_actions(Some(&device.id), None).await?)
+            }
+            None => {
+                let groups = Self::visible_groups(caller, None);
+                Ok(self.store.list_actions(None, groups.as_ref()).await?)
+            }
         }
-        Ok(self.store.list_actions(device_id).await?)
     }
 
-    pub async fn cancel_action(&self, action_id: &str) -> Result<Action, ServiceError> {
-        let action = self.action(action_id).await?;
+    pub async fn cancel_action(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        action_id: &str,
+    ) -> Result<Action, ServiceError> {
+        let (action, device) = self.action_for(caller, action_id, &READ).await?;
+        caller
+            .grants
+            .authorize_group(&device.group, &[task_permission(action.kind)])?;
         let update = ActionUpdate {
             reason: Some("canceled by an admin before delivery".into()),
             purge_passcode: true,
@@ -569,7 +1001,7 @@ impl ControlPlane {
             None => Err(ServiceError::FailedPrecondition(format!(
                 "action {} is {} and can no longer be canceled",
                 action.id,
-                self.action(action_id).await?.state
+                self.action(caller, action_id).await?.state
             ))),
         }
     }
@@ -577,9 +1009,10 @@ impl ControlPlane {
     /// The passcode a reset set, while it is visible.
     pub async fn reveal_passcode(
         &self,
+        caller: &AuthenticatedPrincipal,
         action_id: &str,
     ) -> Result<(Passcode, Action), ServiceError> {
-        let action = self.action(action_id).await?;
+        let (action, _) = self.action_for(caller, action_id, &REVEAL_PASSCODE).await?;
         if action.kind != ActionKind::ResetPasscode {
             return Err(ServiceError::FailedPrecondition(format!(
                 "action {} is not a passcode reset",
@@ -617,10 +1050,41 @@ impl ControlPlane {
         let _ = self.device_changes.send(device_id.to_string());
     }
 
+    // ---------------------------------------------------------------- audit, roles, principals
+
     pub async fn audit_events(
         &self,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>, ServiceError> {
+        if let Some(device_id) = &filter.device_id {
+            check_id("device_id", device_id)?;
+        }
+        if let Some(principal) = &filter.principal {
+            rbac::validate_principal_name(principal)
+                .map_err(|problem| ServiceError::invalid("principal", problem))?;
+        }
+        if let Some(operation) = &filter.operation
+            && Operation::parse(operation).is_none()
+        {
+            return Err(ServiceError::invalid(
+                "operation",
+                "must be the name of an admin RPC, such as ResetPasscode",
+            ));
+        }
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && until < since
+        {
+            return Err(ServiceError::invalid(
+                "until_ms",
+                "must not be before since_ms",
+            ));
+        }
+        if filter.limit > MAX_AUDIT_LIMIT {
+            return Err(ServiceError::invalid(
+                "limit",
+                format!("must be at most {MAX_AUDIT_LIMIT}"),
+            ));
+        }
         Ok(self.store.list_audit(filter).await?)
     }
 
@@ -633,53 +1097,59 @@ impl ControlPlane {
         name: &str,
         permissions: &[String],
     ) -> Result<Role, ServiceError> {
-        rbac::validate_role_name(name).map_err(|problem| ServiceError::invalid("name", problem))?;
-        if permissions.is_empty() {
-            return Err(ServiceError::invalid(
-                "permissions",
-                "a role needs at least one permission",
-            ));
-        }
-        let permissions = permissions
-            .iter()
-            .map(|p| {
-                Permission::parse(p).ok_or_else(|| {
-                    ServiceError::invalid(
-                        "permissions",
-                        format!(
-                            "unknown permission {p:?}; known: {}",
-                            Permission::ALL.map(|p| p.as_str()).join(", ")
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let role = Role {
-            name: name.to_string(),
-            permissions,
-            built_in: false,
-        };
+        let role = custom_role(name, permissions)?;
         self.store.create_role(&role).await?;
+        tracing::info!(role = %role.name, "custom role created");
         Ok(role)
     }
 
+    pub async fn update_role(
+        &self,
+        name: &str,
+        permissions: &[String],
+    ) -> Result<Role, ServiceError> {
+        let role = custom_role(name, permissions)?;
+        self.store.update_role(&role).await?;
+        tracing::info!(role = %role.name, "custom role changed");
+        Ok(role)
+    }
+
+    pub async fn delete_role(&self, name: &str) -> Result<(), ServiceError> {
+        rbac::validate_role_name(name).map_err(|problem| ServiceError::invalid("name", problem))?;
+        self.store.delete_role(name).await?;
+        tracing::info!(role = %name, "custom role deleted");
+        Ok(())
+    }
+
+    /// Creates a principal with `roles` for every group plus `assignments`; returns its token.
     pub async fn create_principal(
         &self,
         name: &str,
         roles: &[String],
+        assignments: &[RoleAssignment],
     ) -> Result<(Principal, BearerToken), ServiceError> {
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-_@".contains(c))
-        {
+        rbac::validate_principal_name(name)
+            .map_err(|problem| ServiceError::invalid("name", problem))?;
+        if roles.len() + assignments.len() > MAX_LIST_LEN {
             return Err(ServiceError::invalid(
-                "name",
-                "must be 1 to 64 letters, digits, '.', '_', '-' or '@'",
+                "roles",
+                format!("at most {MAX_LIST_LEN} role assignments"),
             ));
         }
-        if roles.is_empty() {
+        let mut all = Vec::with_capacity(roles.len() + assignments.len());
+        for role in roles {
+            rbac::validate_role_name(role)
+                .map_err(|problem| ServiceError::invalid("roles", problem))?;
+            all.push(RoleAssignment {
+                role: role.clone(),
+                group: None,
+            });
+        }
+        for assignment in assignments {
+            check_assignment("assignments.role", "assignments.group", assignment)?;
+            all.push(assignment.clone());
+        }
+        if all.is_empty() {
             return Err(ServiceError::invalid(
                 "roles",
                 "a principal needs at least one role",
@@ -688,13 +1158,57 @@ impl ControlPlane {
         let token = BearerToken::new(self.keys.new_credential("dfa_")?);
         let principal = self
             .store
-            .create_principal(name, sha256(token.expose().as_bytes()), roles, self.now())
+            .create_principal(name, sha256(token.expose().as_bytes()), &all, self.now())
             .await?;
+        tracing::info!(principal = %principal.name, "principal created");
         Ok((principal, token))
     }
 
     pub async fn principals(&self) -> Result<Vec<Principal>, ServiceError> {
         Ok(self.store.list_principals().await?)
+    }
+
+    pub async fn assign_role(
+        &self,
+        principal: &str,
+        assignment: &RoleAssignment,
+    ) -> Result<Principal, ServiceError> {
+        rbac::validate_principal_name(principal)
+            .map_err(|problem| ServiceError::invalid("principal", problem))?;
+        check_assignment("role", "group", assignment)?;
+        let after = self.store.assign_role(principal, assignment).await?;
+        tracing::info!(principal = %principal, assignment = %assignment, "role assigned");
+        Ok(after)
+    }
+
+    pub async fn unassign_role(
+        &self,
+        principal: &str,
+        assignment: &RoleAssignment,
+    ) -> Result<Principal, ServiceError> {
+        rbac::validate_principal_name(principal)
+            .map_err(|problem| ServiceError::invalid("principal", problem))?;
+        check_assignment("role", "group", assignment)?;
+        let after = self.store.unassign_role(principal, assignment).await?;
+        tracing::info!(principal = %principal, assignment = %assignment, "role unassigned");
+        Ok(after)
+    }
+
+    pub async fn delete_principal(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        name: &str,
+    ) -> Result<(), ServiceError> {
+        rbac::validate_principal_name(name)
+            .map_err(|problem| ServiceError::invalid("name", problem))?;
+        if name == caller.name {
+            return Err(ServiceError::FailedPrecondition(
+                "a principal cannot delete itself".into(),
+            ));
+        }
+        self.store.delete_principal(name).await?;
+        tracing::info!(principal = %name, "principal deleted");
+        Ok(())
     }
 
     // ---------------------------------------------------------------- device sessions
@@ -711,6 +1225,36 @@ impl ControlPlane {
         }
         self.device_changed(device_id);
         signals
+    }
+
+    /// Checks a session's Hello: it must name the device the credential belongs to (a device can
+    /// open only its own session) and carry a printable agent version.
+    pub fn check_hello(
+        &self,
+        device: &Device,
+        claimed_device_id: &str,
+        agent_version: &str,
+    ) -> Result<(), ServiceError> {
+        check_id("hello.device_id", claimed_device_id)?;
+        if claimed_device_id != device.id {
+            return Err(ServiceError::invalid(
+                "hello.device_id",
+                "does not match the device the credential belongs to",
+            ));
+        }
+        if agent_version.len() > MAX_ID_LEN {
+            return Err(ServiceError::invalid(
+                "hello.agent_version",
+                format!("must be at most {MAX_ID_LEN} bytes"),
+            ));
+        }
+        if agent_version.chars().any(char::is_control) {
+            return Err(ServiceError::invalid(
+                "hello.agent_version",
+                "must not contain control characters",
+            ));
+        }
+        Ok(())
     }
 
     /// Forgets the session, unless a newer one already replaced it.
@@ -791,6 +1335,7 @@ impl ControlPlane {
         let now = self.now();
         match report {
             DeviceReport::Status(stores) => {
+                check_stores(device, &stores)?;
                 self.store
                     .update_device_status(&device.id, &stores, now)
                     .await?;
@@ -801,6 +1346,12 @@ impl ControlPlane {
                     return Err(ServiceError::invalid(
                         "escrow_token.token",
                         "must be at least 32 bytes long",
+                    ));
+                }
+                if token.expose().len() > MAX_ESCROW_TOKEN_LEN {
+                    return Err(ServiceError::invalid(
+                        "escrow_token.token",
+                        format!("must be at most {MAX_ESCROW_TOKEN_LEN} bytes long"),
                     ));
                 }
                 if scope == Scope::WorkProfile && !device.ownership.has_work_profile() {
@@ -819,7 +1370,9 @@ impl ControlPlane {
                 tracing::info!(device_id = %device.id, scope = %scope, "escrow token stored");
             }
             DeviceReport::Ack { command_id } => {
-                let action = self.own_action(device, &command_id).await?;
+                let action = self
+                    .own_action(device, "ack.command_id", &command_id)
+                    .await?;
                 let update = ActionUpdate {
                     delivered_at: Some(now),
                     ..ActionUpdate::default()
@@ -833,7 +1386,17 @@ impl ControlPlane {
                 error,
                 completed_at,
             } => {
-                let action = self.own_action(device, &command_id).await?;
+                if let Some((_, reason)) = &error
+                    && reason.len() > MAX_REASON_LEN
+                {
+                    return Err(ServiceError::invalid(
+                        "result.reason",
+                        format!("must be at most {MAX_REASON_LEN} bytes"),
+                    ));
+                }
+                let action = self
+                    .own_action(device, "result.command_id", &command_id)
+                    .await?;
                 let (event, update) = if success {
                     (
                         ActionEvent::Succeeded,
@@ -861,13 +1424,21 @@ impl ControlPlane {
                 self.apply_event(&action.id, event, update).await?;
             }
             DeviceReport::NewPasscodeEntered { command_id, at } => {
-                let action = self.own_action(device, &command_id).await?;
+                let action = self
+                    .own_action(device, "user_event.command_id", &command_id)
+                    .await?;
                 self.store.set_user_entered(&action.id, at).await?;
                 if let Some(action) = self.store.get_action(&action.id).await? {
                     self.publish(&action);
                 }
             }
             DeviceReport::StoreWiped { scope } => {
+                if !device.has_store(scope) {
+                    return Err(ServiceError::invalid(
+                        "user_event.scope",
+                        "the device has no work profile",
+                    ));
+                }
                 tracing::warn!(device_id = %device.id, scope = %scope, "device reports a wiped credential store");
             }
         }
@@ -876,6 +1447,7 @@ impl ControlPlane {
 
     /// Marks the device seen now.
     pub async fn touch(&self, device: &Device, stores: &[StoreStatus]) -> Result<(), ServiceError> {
+        check_stores(device, stores)?;
         self.store
             .update_device_status(&device.id, stores, self.now())
             .await?;
@@ -1014,8 +1586,13 @@ impl ControlPlane {
 
     /// The action a device refers to, if it is that device's: a device can only report on its
     /// own commands.
-    async fn own_action(&self, device: &Device, command_id: &str) -> Result<Action, ServiceError> {
-        check_id("command_id", command_id)?;
+    async fn own_action(
+        &self,
+        device: &Device,
+        field: &'static str,
+        command_id: &str,
+    ) -> Result<Action, ServiceError> {
+        check_id(field, command_id)?;
         match self.store.get_action(command_id).await? {
             Some(action) if action.device_id == device.id => Ok(action),
             _ => Err(ServiceError::NotFound {
@@ -1091,6 +1668,123 @@ pub fn check_id(field: &'static str, value: &str) -> Result<(), ServiceError> {
         ));
     }
     Ok(())
+}
+
+/// A bearer credential from the wire: ours are short printable ASCII, so anything else is
+/// malformed rather than merely unknown.
+fn check_credential_text(field: &'static str, token: &BearerToken) -> Result<(), ServiceError> {
+    let text = token.expose();
+    if text.is_empty() {
+        return Err(ServiceError::invalid(field, "must not be empty"));
+    }
+    if text.len() > MAX_TOKEN_LEN {
+        return Err(ServiceError::invalid(
+            field,
+            format!("must be at most {MAX_TOKEN_LEN} characters"),
+        ));
+    }
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ServiceError::invalid(
+            field,
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(())
+}
+
+/// The status a device reports: one entry per store, and only stores it has.
+fn check_stores(device: &Device, stores: &[StoreStatus]) -> Result<(), ServiceError> {
+    let mut seen = BTreeSet::new();
+    for store in stores {
+        if !device.has_store(store.scope) {
+            return Err(ServiceError::invalid(
+                "status.stores.scope",
+                format!("a {} device has no work profile", device.ownership),
+            ));
+        }
+        if !seen.insert(store.scope) {
+            return Err(ServiceError::invalid(
+                "status.stores",
+                format!("the {} store is reported twice", store.scope),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of a reset or lock of a store that has no passcode policy.
+fn no_policy(scope: Scope, what: &str) -> (ActionState, ErrorCode, String) {
+    (
+        ActionState::Failed,
+        ErrorCode::NoPasscodePolicy,
+        format!(
+            "no passcode policy is assigned for the {} of this device; assign one that enforces \
+             a passcode, then retry the {what}",
+            scope_words(scope)
+        ),
+    )
+}
+
+fn custom_role(name: &str, permissions: &[String]) -> Result<Role, ServiceError> {
+    rbac::validate_role_name(name).map_err(|problem| ServiceError::invalid("name", problem))?;
+    if permissions.is_empty() {
+        return Err(ServiceError::invalid(
+            "permissions",
+            "a role needs at least one permission",
+        ));
+    }
+    if permissions.len() > MAX_LIST_LEN {
+        return Err(ServiceError::invalid(
+            "permissions",
+            format!("at most {MAX_LIST_LEN} entries"),
+        ));
+    }
+    let mut parsed: Vec<Permission> = Vec::new();
+    for p in permissions {
+        let permission = Permission::parse(p).ok_or_else(|| {
+            let shown: String = p.chars().take(64).collect();
+            ServiceError::invalid(
+                "permissions",
+                format!(
+                    "unknown permission {shown:?}; known: {}",
+                    Permission::ALL.map(|p| p.as_str()).join(", ")
+                ),
+            )
+        })?;
+        if !parsed.contains(&permission) {
+            parsed.push(permission);
+        }
+    }
+    Ok(Role {
+        name: name.to_string(),
+        permissions: parsed,
+        built_in: false,
+    })
+}
+
+fn check_assignment(
+    role_field: &'static str,
+    group_field: &'static str,
+    assignment: &RoleAssignment,
+) -> Result<(), ServiceError> {
+    rbac::validate_role_name(&assignment.role)
+        .map_err(|problem| ServiceError::invalid(role_field, problem))?;
+    if let Some(group) = &assignment.group {
+        rbac::validate_group_name(group)
+            .map_err(|problem| ServiceError::invalid(group_field, problem))?;
+    }
+    Ok(())
+}
+
+fn check_enrollment_ttl(ttl: Option<Millis>) -> Result<Millis, ServiceError> {
+    let ttl = ttl.unwrap_or(DEFAULT_ENROLLMENT_TTL);
+    if ttl > MAX_ENROLLMENT_TTL {
+        return Err(ServiceError::invalid(
+            "ttl_seconds",
+            "must be at most one year",
+        ));
+    }
+    Ok(ttl)
 }
 
 fn check_passcode_text(passcode: &Passcode) -> Result<(), ServiceError> {

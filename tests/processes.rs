@@ -203,6 +203,7 @@ async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
     let request = admin.request(pb::CreateEnrollmentTokenRequest {
         max_uses: 1,
         ttl_seconds: 600,
+        ..Default::default()
     });
     let enrollment = admin
         .client

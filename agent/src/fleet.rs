@@ -4,13 +4,16 @@
 //!
 //! Every change to a device goes through [`Fleet::mutate`]: the change runs on a blocking thread
 //! (Argon2 is slow by design), then the device's state file is rewritten, and only then are the
-//! resulting reports sent, so a report never claims something a crash could undo.
+//! resulting reports sent, so a report never claims something a crash could undo. Changes to one
+//! device take turns through all three steps, so its state file and its reports follow the order
+//! of its changes (an escrowed token can never be overtaken by the token it replaced).
 
 use crate::clock::Clock;
 use crate::convert::*;
 use crate::device::{
     CommandResult, Device, DeviceCredential, DeviceError, DeviceEvent, Enrollment, EntryOutcome,
-    KdfParams, Notification, Ownership, Passcode, PersistedDevice, Scope, StoreStatus,
+    KdfParams, Notification, Ownership, Passcode, PasscodePolicy, PersistedDevice, Scope,
+    StoreStatus,
 };
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
@@ -119,6 +122,9 @@ pub struct Screen {
     pub notifications: Vec<Notification>,
     pub connected: bool,
     pub applied_commands: BTreeMap<String, u32>,
+    /// The passcode policy each store applies now, as the control plane last sent it. Not in
+    /// `droidfleet.v1.Screen` yet; in-process tests use it to know a policy has arrived.
+    pub policies: BTreeMap<Scope, PasscodePolicy>,
 }
 
 /// One hosted device and its link to the control plane.
@@ -133,8 +139,10 @@ struct Slot {
     /// tokens must never reach the disk.
     undelivered: Mutex<Vec<pb::DeviceMessage>>,
     connected: AtomicBool,
-    /// Serializes state-file writes, so an older state can never overwrite a newer one.
-    persist: tokio::sync::Mutex<()>,
+    /// Held by a change from start to its last report: the state file then never goes back to
+    /// an older state, and reports leave in the order of the changes. Tokio's mutex is fair, so
+    /// changes take their turns in the order they asked.
+    turn: tokio::sync::Mutex<()>,
 }
 
 pub struct Fleet {
@@ -142,8 +150,10 @@ pub struct Fleet {
     config: FleetConfig,
     channel: Channel,
     rng: Arc<SystemRandom>,
-    /// The name of every device whose screen changed, for WatchScreens.
-    screen_changes: broadcast::Sender<String>,
+    /// Every device screen as it was right after each change, for WatchScreens. Taken with the
+    /// change rather than when a watcher gets to it, so a watcher sees short-lived states too
+    /// (a reboot's lost token before the management app re-creates it).
+    screen_changes: broadcast::Sender<Arc<Screen>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -187,7 +197,7 @@ impl Fleet {
                     session: Mutex::new(None),
                     undelivered: Mutex::new(Vec::new()),
                     connected: AtomicBool::new(false),
-                    persist: tokio::sync::Mutex::new(()),
+                    turn: tokio::sync::Mutex::new(()),
                 }),
             );
         }
@@ -224,11 +234,17 @@ impl Fleet {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// The devices' clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.config.clock.now_ms()
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.slots.keys().map(String::as_str)
     }
 
-    pub fn screen_changes(&self) -> broadcast::Receiver<String> {
+    /// Each device's screen after each change to it, in the order of its changes.
+    pub fn screen_changes(&self) -> broadcast::Receiver<Arc<Screen>> {
         self.screen_changes.subscribe()
     }
 
@@ -270,11 +286,19 @@ impl Fleet {
         self.mutate(slot, move |device, _| device.lock(scope)).await
     }
 
+    /// Restarts the device, then runs what its management app does on boot: re-create the tokens
+    /// the boot lost. Two changes, each persisted and reported on its own, because that is what
+    /// a phone shows its control plane: the boot (every store locked, pending tokens gone), then
+    /// the app's new tokens.
     pub async fn reboot(&self, name: &str) -> Result<(), FleetError> {
         let slot = self.slot(name)?;
+        self.mutate(slot, |device, _| {
+            device.reboot();
+            Ok(())
+        })
+        .await?;
         let rng = self.rng.clone();
         self.mutate(slot, move |device, _| {
-            device.reboot();
             device.ensure_tokens(rng.as_ref());
             Ok(())
         })
@@ -320,49 +344,57 @@ impl Fleet {
     }
 
     fn screen_of(&self, slot: &Slot) -> Screen {
-        let device = lock(&slot.device);
-        Screen {
-            name: slot.name.clone(),
-            device_id: device.enrollment().map(|e| e.device_id.clone()),
-            ownership: slot.ownership,
-            stores: device.statuses(self.config.clock.now_ms()),
-            notifications: device.notifications(),
-            connected: slot.connected.load(Ordering::SeqCst),
-            applied_commands: device
-                .applied_commands()
-                .map(|(id, times)| (id.to_string(), times))
-                .collect(),
-        }
+        screen_from(slot, &lock(&slot.device), self.config.clock.now_ms())
     }
 
     /// Runs `change` on the device (on a blocking thread), persists the device, then sends the
-    /// reports its events call for.
+    /// reports its events call for, all in the device's turn.
     async fn mutate<T, F>(&self, slot: &Arc<Slot>, change: F) -> Result<T, FleetError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Device, u64) -> Result<T, DeviceError> + Send + 'static,
     {
+        let _turn = slot.turn.lock().await;
         let worker_slot = slot.clone();
         let clock = self.config.clock.clone();
-        let (result, events, persisted) = tokio::task::spawn_blocking(move || {
-            let mut device = lock(&worker_slot.device);
-            let result = change(&mut device, clock.now_ms());
-            let events = device.take_events();
-            (result, events, device.to_persisted())
-        })
-        .await
-        .map_err(|_| FleetError::Worker)?;
+        let screen_changes = self.screen_changes.clone();
+        let (result, events, persisted, statuses, screen) =
+            tokio::task::spawn_blocking(move || {
+                let mut device = lock(&worker_slot.device);
+                let now = clock.now_ms();
+                let result = change(&mut device, now);
+                let events = device.take_events();
+                // The status report and the screen show the device as this change left it. Nobody
+                // but this change can alter it before they leave (it holds the turn), but time
+                // passes, and a throttle must be reported as it was set.
+                let statuses = device.statuses(now);
+                // Asked after the change and under the device's lock: a watcher that subscribes
+                // later reads the screen under that lock too, so it sees this change either way.
+                let watched = screen_changes.receiver_count() > 0;
+                let screen = watched.then(|| screen_from(&worker_slot, &device, now));
+                (result, events, device.to_persisted(), statuses, screen)
+            })
+            .await
+            .map_err(|_| FleetError::Worker)?;
         self.persist(slot, &persisted).await?;
-        self.report_events(slot, events);
-        let _ = self.screen_changes.send(slot.name.clone());
+        self.report_events(slot, events, &statuses);
+        if let Some(screen) = screen {
+            let _ = self.screen_changes.send(Arc::new(screen));
+        }
         result.map_err(|source| FleetError::Device {
             name: slot.name.clone(),
             source,
         })
     }
 
+    /// Tells WatchScreens that something outside the device model changed (the session).
+    fn announce(&self, slot: &Slot) {
+        if self.screen_changes.receiver_count() > 0 {
+            let _ = self.screen_changes.send(Arc::new(self.screen_of(slot)));
+        }
+    }
+
     async fn persist(&self, slot: &Slot, state: &PersistedDevice) -> Result<(), FleetError> {
-        let _guard = slot.persist.lock().await;
         let bytes = serde_json::to_vec(state).map_err(|e| FleetError::CorruptState {
             name: slot.name.clone(),
             path: slot.state_path.clone(),
@@ -379,7 +411,8 @@ impl Fleet {
             })
     }
 
-    fn report_events(&self, slot: &Slot, events: Vec<DeviceEvent>) {
+    /// Sends what `events` call for; `statuses` is the device's status right after the change.
+    fn report_events(&self, slot: &Slot, events: Vec<DeviceEvent>, statuses: &[StoreStatus]) {
         use pb::device_message::Body;
         let mut status_changed = false;
         for event in events {
@@ -415,7 +448,9 @@ impl Fleet {
             self.send(slot, body);
         }
         if status_changed {
-            let status = self.status_of(slot);
+            let status = pb::DeviceStatus {
+                stores: statuses.iter().map(store_status_to_pb).collect(),
+            };
             self.send(slot, pb::device_message::Body::Status(status));
         }
     }
@@ -459,7 +494,7 @@ impl Fleet {
             // Dropping the sender ends the request stream, which closes the session cleanly.
             *lock(&slot.session) = None;
             if slot.connected.swap(false, Ordering::SeqCst) {
-                let _ = self.screen_changes.send(slot.name.clone());
+                self.announce(&slot);
             }
             let Some(outcome) = outcome else { return };
             match outcome {
@@ -502,13 +537,18 @@ impl Fleet {
             .map_err(|_| SessionError::Closed)?;
         request.metadata_mut().insert("authorization", bearer);
         let mut inbound = client.session(request).await?.into_inner();
-        let backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
-        for message in backlog {
-            tx.send(message).await.map_err(|_| SessionError::Closed)?;
+        {
+            // In the device's turn, so no change can report between the backlog and the switch
+            // to the open session: its report would wait in the backlog for the next session.
+            let _turn = slot.turn.lock().await;
+            let backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
+            for message in backlog {
+                tx.send(message).await.map_err(|_| SessionError::Closed)?;
+            }
+            *lock(&slot.session) = Some(tx.clone());
         }
-        *lock(&slot.session) = Some(tx.clone());
         slot.connected.store(true, Ordering::SeqCst);
-        let _ = self.screen_changes.send(slot.name.clone());
+        self.announce(slot);
         tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "session open");
         while let Some(message) = inbound.message().await? {
             match message.body {
@@ -661,6 +701,27 @@ fn load_device(
             path: path.to_path_buf(),
             source,
         }),
+    }
+}
+
+/// What the harness shows of `device` at `now_ms`.
+fn screen_from(slot: &Slot, device: &Device, now_ms: u64) -> Screen {
+    Screen {
+        name: slot.name.clone(),
+        device_id: device.enrollment().map(|e| e.device_id.clone()),
+        ownership: slot.ownership,
+        stores: device.statuses(now_ms),
+        notifications: device.notifications(),
+        connected: slot.connected.load(Ordering::SeqCst),
+        applied_commands: device
+            .applied_commands()
+            .map(|(id, times)| (id.to_string(), times))
+            .collect(),
+        policies: device
+            .scopes()
+            .into_iter()
+            .filter_map(|scope| Some((scope, device.policy(scope).ok()??.clone())))
+            .collect(),
     }
 }
 

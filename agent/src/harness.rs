@@ -1,7 +1,7 @@
 //! `droidfleet.v1.DeviceHarness`: a test plays each device's user through it.
 
 use crate::convert::*;
-use crate::device::{DeviceError, EntryOutcome, Passcode, Scope};
+use crate::device::{DeviceError, EntryOutcome, Passcode, Refusal, Scope};
 use crate::fleet::{Fleet, FleetError, Screen};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_server::DeviceHarness;
@@ -47,6 +47,23 @@ fn name(value: &str) -> Result<&str, Status> {
         Err(Status::invalid_argument("name: must not be empty"))
     } else {
         Ok(value)
+    }
+}
+
+/// The refusal in words; while a throttle applies, also how long the user must wait, as a lock
+/// screen counts down.
+fn refusal_message(refusal: Refusal, now_ms: u64) -> String {
+    let until_ms = match refusal {
+        Refusal::Throttled { until_ms } => until_ms,
+        Refusal::WrongPasscode {
+            throttled_until_ms, ..
+        } => throttled_until_ms,
+        Refusal::Wiped => 0,
+    };
+    if until_ms > now_ms {
+        format!("{refusal} (in {} s)", (until_ms - now_ms).div_ceil(1000))
+    } else {
+        refusal.to_string()
     }
 }
 
@@ -116,7 +133,9 @@ impl DeviceHarness for Harness {
             .await?;
         let (unlocked, message) = match outcome {
             EntryOutcome::Unlocked => (true, "unlocked".to_string()),
-            EntryOutcome::Refused(refusal) => (false, refusal.to_string()),
+            EntryOutcome::Refused(refusal) => {
+                (false, refusal_message(refusal, self.fleet.now_ms()))
+            }
         };
         Ok(Response::new(pb::EnterPasscodeResponse {
             unlocked,
@@ -219,19 +238,26 @@ impl DeviceHarness for Harness {
                 }
             }
             loop {
-                let name = match changes.recv().await {
-                    Ok(name) => name,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                let screens = match changes.recv().await {
+                    Ok(screen) => {
+                        if !only.is_empty() && screen.name != only {
+                            continue;
+                        }
+                        vec![screen_to_pb(&screen)]
+                    }
+                    // Screens were missed: catch up with the present, so a watcher waiting for
+                    // a state the device is already in still sees it.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => names
+                        .iter()
+                        .filter_map(|name| fleet.screen(name).ok())
+                        .map(|screen| screen_to_pb(&screen))
+                        .collect(),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
-                if !only.is_empty() && name != only {
-                    continue;
-                }
-                let Ok(screen) = fleet.screen(&name) else {
-                    continue;
-                };
-                if tx.send(Ok(screen_to_pb(&screen))).await.is_err() {
-                    return;
+                for screen in screens {
+                    if tx.send(Ok(screen)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -258,4 +284,45 @@ pub async fn serve(
             shutdown,
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_refusal_says_when_and_how_long() {
+        let until_ms = 1_700_000_030_000;
+        assert_eq!(
+            refusal_message(Refusal::Throttled { until_ms }, until_ms - 29_001),
+            format!(
+                "too many failed attempts; try again at {until_ms} ms since the epoch (in 30 s)"
+            )
+        );
+        let fifth = Refusal::WrongPasscode {
+            failed_attempts: 5,
+            throttled_until_ms: until_ms,
+        };
+        assert_eq!(
+            refusal_message(fifth, until_ms - 30_000),
+            format!(
+                "wrong passcode (5 failed attempts); try again at {until_ms} ms since the epoch \
+                 (in 30 s)"
+            )
+        );
+        // Once the time has come, no countdown.
+        assert!(!refusal_message(fifth, until_ms).contains("(in"));
+        let wrong = Refusal::WrongPasscode {
+            failed_attempts: 1,
+            throttled_until_ms: 0,
+        };
+        assert_eq!(
+            refusal_message(wrong, until_ms),
+            "wrong passcode (1 failed attempt)"
+        );
+        assert_eq!(
+            refusal_message(Refusal::Wiped, until_ms),
+            "the store was wiped after too many failed attempts"
+        );
+    }
 }

@@ -1,12 +1,16 @@
 //! `droidfleet.v1.AdminService`: every call goes through [`ControlPlane::admin_call`], which
-//! authenticates, authorizes and audits it.
+//! authenticates, authorizes and audits it. Each handler only converts the request, calls one use
+//! case of the control plane, and converts the answer.
 
 use super::bearer_token;
 use super::convert::*;
-use crate::model::AuditFilter;
-use crate::rbac::Permission::{self, *};
+use crate::model::{Action, AuditFilter, RoleAssignment};
 use crate::secret::Passcode;
-use crate::service::{AuditNote, ControlPlane, ResetRequest, ServiceError, check_id, scope_words};
+use crate::service::{
+    AuditNote, ControlPlane, EnrollmentTokenRequest, LockRequest, Operation, ResetRequest,
+    ServiceError, scope_words,
+};
+use crate::store::AuthenticatedPrincipal;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::admin_service_server::AdminService;
 use std::pin::Pin;
@@ -26,13 +30,12 @@ impl AdminApi {
     async fn call<Req, T, F, Fut>(
         &self,
         request: Request<Req>,
-        operation: &'static str,
+        operation: Operation,
         device_id: impl Fn(&Req) -> Option<String>,
-        needed: &[Permission],
         body: F,
     ) -> Result<Response<T>, Status>
     where
-        F: FnOnce(Arc<ControlPlane>, String, Req) -> Fut,
+        F: FnOnce(Arc<ControlPlane>, AuthenticatedPrincipal, Req) -> Fut,
         Fut: std::future::Future<Output = Result<(T, AuditNote), ServiceError>>,
     {
         let bearer = bearer_token(request.metadata());
@@ -45,8 +48,7 @@ impl AdminApi {
                 bearer.as_ref(),
                 operation,
                 device_id.as_deref(),
-                needed,
-                |principal| body(control_plane, principal.name, message),
+                |principal| body(control_plane, principal, message),
             )
             .await?;
         Ok(Response::new(result))
@@ -64,12 +66,39 @@ fn device_note(device_id: &str) -> AuditNote {
     }
 }
 
-fn action_note(action: &crate::model::Action, detail: String) -> AuditNote {
+fn action_note(action: &Action, detail: String) -> AuditNote {
     AuditNote {
         device_id: Some(action.device_id.clone()),
         action_id: Some(action.id.clone()),
         detail,
     }
+}
+
+/// An optional text field: empty means unset.
+fn text(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// A time-to-live in seconds; 0 means the default.
+fn ttl(seconds: u64) -> Option<u64> {
+    (seconds > 0).then(|| seconds.saturating_mul(1000))
+}
+
+fn assignment(role: String, group: String) -> RoleAssignment {
+    RoleAssignment {
+        role,
+        group: text(group),
+    }
+}
+
+fn check_not_built_in(role: &pb::Role) -> Result<(), ServiceError> {
+    if role.built_in {
+        return Err(ServiceError::InvalidArgument {
+            field: "built_in",
+            problem: "only the control plane defines built-in roles".into(),
+        });
+    }
+    Ok(())
 }
 
 type DeviceStream = Pin<Box<dyn Stream<Item = Result<pb::Device, Status>> + Send>>;
@@ -83,12 +112,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         self.call(
             request,
-            "ListDevices",
+            Operation::ListDevices,
             none,
-            &[ManagedDevicesRead],
-            |cp, _, _| async move {
+            |cp, caller, r| async move {
+                let group = text(r.group);
                 let devices = cp
-                    .devices()
+                    .devices(&caller, group.as_deref())
                     .await?
                     .iter()
                     .map(|d| device_to_pb(d, cp.is_online(&d.id)))
@@ -105,11 +134,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Device>, Status> {
         self.call(
             request,
-            "GetDevice",
+            Operation::GetDevice,
             |r| Some(r.device_id.clone()),
-            &[ManagedDevicesRead],
-            |cp, _, r| async move {
-                let device = cp.device(&r.device_id).await?;
+            |cp, caller, r| async move {
+                let device = cp.device(&caller, &r.device_id).await?;
                 Ok((
                     device_to_pb(&device, cp.is_online(&device.id)),
                     AuditNote::default(),
@@ -127,13 +155,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<Self::WatchDeviceStream>, Status> {
         self.call(
             request,
-            "WatchDevice",
+            Operation::WatchDevice,
             |r| Some(r.device_id.clone()),
-            &[ManagedDevicesRead],
-            |cp, _, r| async move {
+            |cp, caller, r| async move {
                 // Subscribe before the first read, so no change in between is missed.
                 let mut changes = cp.watch_devices();
-                let first = cp.device(&r.device_id).await?;
+                let first = cp.device(&caller, &r.device_id).await?;
                 let id = first.id.clone();
                 let first = device_to_pb(&first, cp.is_online(&id));
                 let stream = async_stream(move |tx| async move {
@@ -147,7 +174,7 @@ impl AdminService for AdminApi {
                             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                         }
-                        let next = match cp.device(&id).await {
+                        let next = match cp.device(&caller, &id).await {
                             Ok(device) => device_to_pb(&device, cp.is_online(&id)),
                             Err(e) => {
                                 let _ = tx.send(Err(e.into())).await;
@@ -174,20 +201,52 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreateEnrollmentTokenResponse>, Status> {
         self.call(
             request,
-            "CreateEnrollmentToken",
+            Operation::CreateEnrollmentToken,
             none,
-            &[EnrollmentCreate],
-            |cp, who, r| async move {
-                let ttl = (r.ttl_seconds > 0).then(|| r.ttl_seconds.saturating_mul(1000));
-                let (token, expires_at, max_uses) =
-                    cp.create_enrollment_token(&who, r.max_uses, ttl).await?;
+            |cp, caller, r| async move {
+                let request = EnrollmentTokenRequest {
+                    max_uses: r.max_uses,
+                    ttl: ttl(r.ttl_seconds),
+                    group: text(r.group),
+                };
+                let (token, expires_at, max_uses, group) =
+                    cp.create_enrollment_token(&caller, request).await?;
+                let detail = format!("max_uses={max_uses} group={group}");
                 Ok((
                     pb::CreateEnrollmentTokenResponse {
                         enrollment_token: token.expose().to_string(),
                         expires_at_ms: expires_at,
                         max_uses,
+                        group,
                     },
-                    AuditNote::detail(format!("max_uses={max_uses}")),
+                    AuditNote::detail(detail),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn re_enroll_device(
+        &self,
+        request: Request<pb::ReEnrollDeviceRequest>,
+    ) -> Result<Response<pb::ReEnrollDeviceResponse>, Status> {
+        self.call(
+            request,
+            Operation::ReEnrollDevice,
+            |r| Some(r.device_id.clone()),
+            |cp, caller, r| async move {
+                let (token, expires_at) = cp
+                    .reenroll_device(&caller, &r.device_id, ttl(r.ttl_seconds))
+                    .await?;
+                let mut note = device_note(&r.device_id);
+                note.detail = "device credential revoked; re-enrollment token issued".into();
+                Ok((
+                    pb::ReEnrollDeviceResponse {
+                        device_id: r.device_id,
+                        enrollment_token: token.expose().to_string(),
+                        expires_at_ms: expires_at,
+                    },
+                    note,
                 ))
             },
         )
@@ -200,11 +259,9 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Device>, Status> {
         self.call(
             request,
-            "AssignPasscodePolicy",
+            Operation::AssignPasscodePolicy,
             |r| Some(r.device_id.clone()),
-            &[DeviceConfigurationsAssign, ManagedDevicesRead],
-            |cp, _, r| async move {
-                check_id("device_id", &r.device_id)?;
+            |cp, caller, r| async move {
                 let scope = scope_from_pb(r.scope, "scope")?;
                 let policy = r.policy.as_ref().map(policy_from_pb).transpose()?;
                 let detail = match &policy {
@@ -214,7 +271,9 @@ impl AdminService for AdminApi {
                     ),
                     None => format!("{scope} policy removed"),
                 };
-                let device = cp.assign_policy(&r.device_id, scope, policy).await?;
+                let device = cp
+                    .assign_policy(&caller, &r.device_id, scope, policy)
+                    .await?;
                 let mut note = device_note(&device.id);
                 note.detail = detail;
                 Ok((device_to_pb(&device, cp.is_online(&device.id)), note))
@@ -229,24 +288,18 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Action>, Status> {
         self.call(
             request,
-            "ResetPasscode",
+            Operation::ResetPasscode,
             |r| Some(r.device_id.clone()),
-            &[
-                RemoteTasksResetPasscode,
-                ManagedDevicesRead,
-                ManagedDevicesUpdate,
-            ],
-            |cp, who, r| async move {
-                check_id("device_id", &r.device_id)?;
+            |cp, caller, r| async move {
                 let request = ResetRequest {
-                    device_id: r.device_id.clone(),
+                    device_id: r.device_id,
                     scope: optional_scope_from_pb(r.scope, "scope")?,
                     new_passcode: (!r.new_passcode.is_empty())
-                        .then(|| Passcode::new(r.new_passcode.clone())),
-                    ttl: (r.ttl_seconds > 0).then(|| r.ttl_seconds.saturating_mul(1000)),
+                        .then(|| Passcode::new(r.new_passcode)),
+                    ttl: ttl(r.ttl_seconds),
                 };
                 let chosen = request.new_passcode.is_some();
-                let action = cp.reset_passcode(&who, request).await?;
+                let action = cp.reset_passcode(&caller, request).await?;
                 let detail = format!(
                     "{} reset, passcode {}, action {}",
                     scope_words(action.scope),
@@ -263,17 +316,42 @@ impl AdminService for AdminApi {
         .await
     }
 
+    async fn remote_lock(
+        &self,
+        request: Request<pb::RemoteLockRequest>,
+    ) -> Result<Response<pb::Action>, Status> {
+        self.call(
+            request,
+            Operation::RemoteLock,
+            |r| Some(r.device_id.clone()),
+            |cp, caller, r| async move {
+                let request = LockRequest {
+                    device_id: r.device_id,
+                    scope: optional_scope_from_pb(r.scope, "scope")?,
+                    ttl: ttl(r.ttl_seconds),
+                };
+                let action = cp.remote_lock(&caller, request).await?;
+                let detail = format!(
+                    "{} lock, action {}",
+                    scope_words(action.scope),
+                    action.state
+                );
+                Ok((action_to_pb(&action), action_note(&action, detail)))
+            },
+        )
+        .await
+    }
+
     async fn get_action(
         &self,
         request: Request<pb::GetActionRequest>,
     ) -> Result<Response<pb::Action>, Status> {
         self.call(
             request,
-            "GetAction",
+            Operation::GetAction,
             none,
-            &[ManagedDevicesRead],
-            |cp, _, r| async move {
-                let action = cp.action(&r.action_id).await?;
+            |cp, caller, r| async move {
+                let action = cp.action(&caller, &r.action_id).await?;
                 Ok((action_to_pb(&action), action_note(&action, String::new())))
             },
         )
@@ -286,12 +364,16 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListActionsResponse>, Status> {
         self.call(
             request,
-            "ListActions",
+            Operation::ListActions,
             |r| Some(r.device_id.clone()),
-            &[ManagedDevicesRead],
-            |cp, _, r| async move {
-                let device = (!r.device_id.is_empty()).then_some(r.device_id.as_str());
-                let actions = cp.actions(device).await?.iter().map(action_to_pb).collect();
+            |cp, caller, r| async move {
+                let device = text(r.device_id);
+                let actions = cp
+                    .actions(&caller, device.as_deref())
+                    .await?
+                    .iter()
+                    .map(action_to_pb)
+                    .collect();
                 Ok((pb::ListActionsResponse { actions }, AuditNote::default()))
             },
         )
@@ -304,52 +386,49 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetActionRequest>,
     ) -> Result<Response<Self::WatchActionStream>, Status> {
-        let response = self
-            .call(
-                request,
-                "WatchAction",
-                none,
-                &[ManagedDevicesRead],
-                |cp, _, r| async move {
-                    // Subscribe before reading, so no change between the read and the subscription
-                    // is missed.
-                    let mut changes = cp.watch_actions();
-                    let first = cp.action(&r.action_id).await?;
-                    let note = action_note(&first, String::new());
-                    let id = first.id.clone();
-                    let stream = async_stream(move |tx| async move {
-                        let mut last = first.clone();
-                        if tx.send(Ok(action_to_pb(&last))).await.is_err() {
-                            return;
-                        }
-                        while !last.state.is_final() {
-                            let next = match changes.recv().await {
-                                Ok(action) if action.id == id => action,
-                                Ok(_) => continue,
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                    match cp.action(&id).await {
-                                        Ok(action) => action,
-                                        Err(e) => {
-                                            let _ = tx.send(Err(e.into())).await;
-                                            return;
-                                        }
+        self.call(
+            request,
+            Operation::WatchAction,
+            none,
+            |cp, caller, r| async move {
+                // Subscribe before reading, so no change between the read and the subscription
+                // is missed.
+                let mut changes = cp.watch_actions();
+                let first = cp.action(&caller, &r.action_id).await?;
+                let note = action_note(&first, String::new());
+                let id = first.id.clone();
+                let stream = async_stream(move |tx| async move {
+                    let mut last = first.clone();
+                    if tx.send(Ok(action_to_pb(&last))).await.is_err() {
+                        return;
+                    }
+                    while !last.state.is_final() {
+                        let next = match changes.recv().await {
+                            Ok(action) if action.id == id => action,
+                            Ok(_) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                match cp.action(&caller, &id).await {
+                                    Ok(action) => action,
+                                    Err(e) => {
+                                        let _ = tx.send(Err(e.into())).await;
+                                        return;
                                     }
                                 }
-                                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                            };
-                            if next != last {
-                                last = next;
-                                if tx.send(Ok(action_to_pb(&last))).await.is_err() {
-                                    return;
-                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        };
+                        if next != last {
+                            last = next;
+                            if tx.send(Ok(action_to_pb(&last))).await.is_err() {
+                                return;
                             }
                         }
-                    });
-                    Ok((stream, note))
-                },
-            )
-            .await?;
-        Ok(response)
+                    }
+                });
+                Ok((stream, note))
+            },
+        )
+        .await
     }
 
     async fn cancel_action(
@@ -358,11 +437,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Action>, Status> {
         self.call(
             request,
-            "CancelAction",
+            Operation::CancelAction,
             none,
-            &[RemoteTasksResetPasscode, ManagedDevicesRead],
-            |cp, _, r| async move {
-                let action = cp.cancel_action(&r.action_id).await?;
+            |cp, caller, r| async move {
+                let action = cp.cancel_action(&caller, &r.action_id).await?;
                 Ok((
                     action_to_pb(&action),
                     action_note(&action, "canceled".into()),
@@ -378,11 +456,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::RevealPasscodeResponse>, Status> {
         self.call(
             request,
-            "RevealPasscode",
+            Operation::RevealPasscode,
             none,
-            &[RemoteTasksResetPasscode, ManagedDevicesRead],
-            |cp, _, r| async move {
-                let (passcode, action) = cp.reveal_passcode(&r.action_id).await?;
+            |cp, caller, r| async move {
+                let (passcode, action) = cp.reveal_passcode(&caller, &r.action_id).await?;
                 Ok((
                     pb::RevealPasscodeResponse {
                         action_id: action.id.clone(),
@@ -402,11 +479,9 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         self.call(
             request,
-            "ListAuditEvents",
+            Operation::ListAuditEvents,
             none,
-            &[AuditRead],
             |cp, _, r| async move {
-                let text = |s: String| (!s.is_empty()).then_some(s);
                 let filter = AuditFilter {
                     device_id: text(r.device_id),
                     principal: text(r.principal),
@@ -431,30 +506,65 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        self.call(
-            request,
-            "ListRoles",
-            none,
-            &[RolesManage],
-            |cp, _, _| async move {
-                let roles = cp.roles().await?.iter().map(role_to_pb).collect();
-                Ok((pb::ListRolesResponse { roles }, AuditNote::default()))
-            },
-        )
+        self.call(request, Operation::ListRoles, none, |cp, _, _| async move {
+            let roles = cp.roles().await?.iter().map(role_to_pb).collect();
+            Ok((pb::ListRolesResponse { roles }, AuditNote::default()))
+        })
         .await
     }
 
     async fn create_role(&self, request: Request<pb::Role>) -> Result<Response<pb::Role>, Status> {
         self.call(
             request,
-            "CreateRole",
+            Operation::CreateRole,
             none,
-            &[RolesManage],
             |cp, _, r| async move {
+                check_not_built_in(&r)?;
                 let role = cp.create_role(&r.name, &r.permissions).await?;
                 Ok((
                     role_to_pb(&role),
                     AuditNote::detail(format!("role {:?}", role.name)),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn update_role(&self, request: Request<pb::Role>) -> Result<Response<pb::Role>, Status> {
+        self.call(
+            request,
+            Operation::UpdateRole,
+            none,
+            |cp, _, r| async move {
+                check_not_built_in(&r)?;
+                let role = cp.update_role(&r.name, &r.permissions).await?;
+                let permissions: Vec<&str> = role.permissions.iter().map(|p| p.as_str()).collect();
+                Ok((
+                    role_to_pb(&role),
+                    AuditNote::detail(format!(
+                        "role {:?} now grants {}",
+                        role.name,
+                        permissions.join(", ")
+                    )),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn delete_role(
+        &self,
+        request: Request<pb::DeleteRoleRequest>,
+    ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
+        self.call(
+            request,
+            Operation::DeleteRole,
+            none,
+            |cp, _, r| async move {
+                cp.delete_role(&r.name).await?;
+                Ok((
+                    pb::DeleteRoleResponse {},
+                    AuditNote::detail(format!("role {:?}", r.name)),
                 ))
             },
         )
@@ -467,11 +577,21 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::CreatePrincipalResponse>, Status> {
         self.call(
             request,
-            "CreatePrincipal",
+            Operation::CreatePrincipal,
             none,
-            &[RolesManage],
             |cp, _, r| async move {
-                let (principal, token) = cp.create_principal(&r.name, &r.roles).await?;
+                let assignments: Vec<RoleAssignment> = r
+                    .assignments
+                    .into_iter()
+                    .map(|a| assignment(a.role, a.group))
+                    .collect();
+                let (principal, token) =
+                    cp.create_principal(&r.name, &r.roles, &assignments).await?;
+                let held: Vec<String> = principal
+                    .assignments
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 Ok((
                     pb::CreatePrincipalResponse {
                         name: principal.name.clone(),
@@ -480,7 +600,7 @@ impl AdminService for AdminApi {
                     AuditNote::detail(format!(
                         "principal {:?} with roles {}",
                         principal.name,
-                        principal.roles.join(", ")
+                        held.join(", ")
                     )),
                 ))
             },
@@ -494,14 +614,75 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListPrincipalsResponse>, Status> {
         self.call(
             request,
-            "ListPrincipals",
+            Operation::ListPrincipals,
             none,
-            &[RolesManage],
             |cp, _, _| async move {
                 let principals = cp.principals().await?.iter().map(principal_to_pb).collect();
                 Ok((
                     pb::ListPrincipalsResponse { principals },
                     AuditNote::default(),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn assign_role(
+        &self,
+        request: Request<pb::RoleAssignmentRequest>,
+    ) -> Result<Response<pb::Principal>, Status> {
+        self.call(
+            request,
+            Operation::AssignRole,
+            none,
+            |cp, _, r| async move {
+                let wanted = assignment(r.role, r.group);
+                let principal = cp.assign_role(&r.principal, &wanted).await?;
+                Ok((
+                    principal_to_pb(&principal),
+                    AuditNote::detail(format!("principal {:?} holds {wanted}", principal.name)),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn unassign_role(
+        &self,
+        request: Request<pb::RoleAssignmentRequest>,
+    ) -> Result<Response<pb::Principal>, Status> {
+        self.call(
+            request,
+            Operation::UnassignRole,
+            none,
+            |cp, _, r| async move {
+                let unwanted = assignment(r.role, r.group);
+                let principal = cp.unassign_role(&r.principal, &unwanted).await?;
+                Ok((
+                    principal_to_pb(&principal),
+                    AuditNote::detail(format!(
+                        "principal {:?} no longer holds {unwanted}",
+                        principal.name
+                    )),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn delete_principal(
+        &self,
+        request: Request<pb::DeletePrincipalRequest>,
+    ) -> Result<Response<pb::DeletePrincipalResponse>, Status> {
+        self.call(
+            request,
+            Operation::DeletePrincipal,
+            none,
+            |cp, caller, r| async move {
+                cp.delete_principal(&caller, &r.name).await?;
+                Ok((
+                    pb::DeletePrincipalResponse {},
+                    AuditNote::detail(format!("principal {:?}", r.name)),
                 ))
             },
         )

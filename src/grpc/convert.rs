@@ -177,6 +177,7 @@ pub fn device_to_pb(device: &Device, online: bool) -> pb::Device {
             .iter()
             .map(|s| scope_to_pb(*s) as i32)
             .collect(),
+        group: device.group.clone(),
     }
 }
 
@@ -287,7 +288,15 @@ pub fn role_to_pb(role: &Role) -> pb::Role {
 pub fn principal_to_pb(principal: &Principal) -> pb::Principal {
     pb::Principal {
         name: principal.name.clone(),
-        roles: principal.roles.clone(),
+        roles: principal.role_names(),
         created_at_ms: principal.created_at,
+        assignments: principal
+            .assignments
+            .iter()
+            .map(|a| pb::RoleAssignment {
+                role: a.role.clone(),
+                group: a.group.clone().unwrap_or_default(),
+            })
+            .collect(),
     }
 }

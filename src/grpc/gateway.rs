@@ -75,11 +75,7 @@ impl DeviceGateway for Gateway {
                 ));
             }
         };
-        if hello.device_id != device.id {
-            return Err(Status::invalid_argument(
-                "hello.device_id: does not match the device the credential belongs to",
-            ));
-        }
+        control_plane.check_hello(&device, &hello.device_id, &hello.agent_version)?;
         let stores = hello
             .status
             .as_ref()
@@ -93,6 +89,16 @@ impl DeviceGateway for Gateway {
             .unwrap_or_default();
         control_plane.touch(&device, &stores).await?;
         let signals = control_plane.open_session(&device.id);
+        // A re-enrollment that revoked the credential between the check above and the
+        // registration just now would have found no session to end: look again.
+        if control_plane
+            .device_by_credential(&credential)
+            .await?
+            .is_none()
+        {
+            control_plane.close_session(&device.id, &signals);
+            return Err(Status::unauthenticated("unknown device credential"));
+        }
         tracing::info!(device_id = %device.id, agent = %hello.agent_version, "device session opened");
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -134,6 +140,11 @@ async fn run_session(
             _ = signals.policy.notified() => send_policies(control_plane, device, tx).await?,
             _ = signals.replaced.notified() => {
                 return Err(Status::aborted("a newer session of this device replaced this one"));
+            }
+            _ = signals.revoked.notified() => {
+                return Err(Status::unauthenticated(
+                    "the device credential was revoked; the device must re-enroll",
+                ));
             }
             _ = control_plane.sessions_stopped() => {
                 return Err(Status::unavailable("the control plane is shutting down"));
@@ -190,7 +201,7 @@ async fn send_policies(
     device: &Device,
     tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
 ) -> Result<(), Status> {
-    let device = control_plane.device(&device.id).await?;
+    let device = control_plane.device_record(&device.id).await?;
     let mut scopes = vec![Scope::Device];
     if device.ownership.has_work_profile() {
         scopes.push(Scope::WorkProfile);

@@ -13,8 +13,10 @@ use crate::action::ActionState;
 use crate::clock::Millis;
 use crate::model::{
     Action, ActionKind, AuditEvent, AuditFilter, Device, ErrorCode, Ownership, PasscodePolicy,
-    Principal, Role, Scope, StoreStatus,
+    Principal, Role, RoleAssignment, Scope, StoreStatus,
 };
+use crate::rbac::Grants;
+use std::collections::BTreeSet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,11 +30,42 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{kind} {name:?} does not exist")]
     NotFound { kind: &'static str, name: String },
+    #[error("the token re-enrolls a {expected} device; enroll it with that ownership")]
+    EnrollmentOwnership { expected: Ownership },
+    #[error("role {0:?} is built in and cannot change")]
+    BuiltInRole(String),
+    #[error("role {0:?} is still assigned; unassign it first")]
+    RoleInUse(String),
+    #[error(
+        "refused: no principal would be left holding Roles.Manage for every group, so nobody \
+         could manage roles any more"
+    )]
+    WouldLockOut,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
 
-/// A device to create at enrollment.
+/// An enrollment token to create.
+#[derive(Clone, Debug)]
+pub struct NewEnrollmentToken {
+    /// SHA-256 of the token.
+    pub hash: [u8; 32],
+    pub max_uses: u32,
+    pub expires_at: Millis,
+    pub created_by: String,
+    /// The group devices enrolling with it join.
+    pub group: String,
+}
+
+/// What [`Store::enroll_device`] did.
+#[derive(Clone, Debug)]
+pub struct Enrolled {
+    pub device: Device,
+    /// The token was bound to a known device, which now has the new credential.
+    pub re_enrolled: bool,
+}
+
+/// A device to create at enrollment (its group comes from the enrollment token).
 #[derive(Clone, Debug)]
 pub struct NewDevice {
     pub id: String,
@@ -75,33 +108,44 @@ pub struct ActionUpdate {
     pub purge_passcode: bool,
 }
 
-/// A principal's name and roles, found by its token hash.
+/// A principal's name and role assignments, found by its token hash.
 #[derive(Clone, Debug)]
 pub struct AuthenticatedPrincipal {
     pub name: String,
-    pub roles: Vec<Role>,
+    pub grants: Grants,
 }
 
 /// Storage for the control plane. Every method is one transaction, durable when it returns.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     // Enrollment and devices.
-    async fn create_enrollment_token(
-        &self,
-        token_hash: [u8; 32],
-        max_uses: u32,
-        expires_at: Millis,
-        created_by: &str,
-    ) -> Result<(), StoreError>;
-    /// Uses one use of the enrollment token and creates the device, atomically.
-    /// `EnrollmentTokenInvalid` when the token is unknown, used up or expired at `device.enrolled_at`.
+    async fn create_enrollment_token(&self, token: NewEnrollmentToken) -> Result<(), StoreError>;
+    /// Uses one use of the enrollment token and creates the device in the token's group,
+    /// atomically. A token bound to a known device (see [`Store::reenroll_device`]) instead gives
+    /// that device `device.credential_hash` and drops its escrowed tokens and reported status;
+    /// `device.id` is then unused. `EnrollmentTokenInvalid` when the token is unknown, used up or
+    /// expired at `device.enrolled_at`; `EnrollmentOwnership` when it re-enrolls a device of
+    /// another ownership (the use is not spent).
     async fn enroll_device(
         &self,
         token_hash: [u8; 32],
         device: NewDevice,
-    ) -> Result<Device, StoreError>;
+    ) -> Result<Enrolled, StoreError>;
+    /// Revokes the device's credential (replacing its hash with `revoked_credential_hash`, of a
+    /// credential nobody holds) and creates a single-use token bound to the device, replacing any
+    /// earlier one, atomically. `token.group` is ignored: the device keeps its group.
+    async fn reenroll_device(
+        &self,
+        device_id: &str,
+        revoked_credential_hash: [u8; 32],
+        token: NewEnrollmentToken,
+    ) -> Result<(), StoreError>;
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
-    async fn list_devices(&self) -> Result<Vec<Device>, StoreError>;
+    /// Devices of `groups` (every group when `None`), in enrollment order.
+    async fn list_devices(
+        &self,
+        groups: Option<&BTreeSet<String>>,
+    ) -> Result<Vec<Device>, StoreError>;
     /// The device whose credential hashes to `credential_hash`.
     async fn device_by_credential(
         &self,
@@ -135,8 +179,13 @@ pub trait Store: Send + Sync + 'static {
     // Actions.
     async fn create_action(&self, action: NewAction) -> Result<Action, StoreError>;
     async fn get_action(&self, action_id: &str) -> Result<Option<Action>, StoreError>;
-    /// Newest first; every device's when `device_id` is `None`.
-    async fn list_actions(&self, device_id: Option<&str>) -> Result<Vec<Action>, StoreError>;
+    /// Newest first; every device's when `device_id` is `None`, limited to devices of `groups`
+    /// unless that is `None`.
+    async fn list_actions(
+        &self,
+        device_id: Option<&str>,
+        groups: Option<&BTreeSet<String>>,
+    ) -> Result<Vec<Action>, StoreError>;
     /// Actions of the device that still need delivery or a result (pending or active), by sequence.
     async fn open_commands(&self, device_id: &str) -> Result<Vec<Action>, StoreError>;
     /// Moves the action to `to` if it is in one of `from` (compare-and-set), setting `update`'s
@@ -163,17 +212,36 @@ pub trait Store: Send + Sync + 'static {
     /// returns how many.
     async fn purge_passcodes(&self, now: Millis) -> Result<u64, StoreError>;
 
-    // Principals and roles.
+    // Principals and roles. Changes that would leave no principal holding Roles.Manage for every
+    // group fail with `WouldLockOut` and change nothing.
     async fn create_role(&self, role: &Role) -> Result<(), StoreError>;
     async fn list_roles(&self) -> Result<Vec<Role>, StoreError>;
+    /// Replaces a custom role's permissions (`BuiltInRole` for a built-in one).
+    async fn update_role(&self, role: &Role) -> Result<(), StoreError>;
+    /// Deletes a custom role nobody holds (`BuiltInRole`, `RoleInUse`).
+    async fn delete_role(&self, name: &str) -> Result<(), StoreError>;
+    /// Creates a principal; duplicate assignments count once; an unknown role is `NotFound`.
     async fn create_principal(
         &self,
         name: &str,
         token_hash: [u8; 32],
-        roles: &[String],
+        assignments: &[RoleAssignment],
         created_at: Millis,
     ) -> Result<Principal, StoreError>;
     async fn list_principals(&self) -> Result<Vec<Principal>, StoreError>;
+    /// Adds an assignment (nothing changes if it exists); returns the principal after.
+    async fn assign_role(
+        &self,
+        principal: &str,
+        assignment: &RoleAssignment,
+    ) -> Result<Principal, StoreError>;
+    /// Removes an assignment (`NotFound` if it does not exist); returns the principal after.
+    async fn unassign_role(
+        &self,
+        principal: &str,
+        assignment: &RoleAssignment,
+    ) -> Result<Principal, StoreError>;
+    async fn delete_principal(&self, name: &str) -> Result<(), StoreError>;
     async fn principal_by_token(
         &self,
         token_hash: [u8; 32],

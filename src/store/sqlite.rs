@@ -12,20 +12,24 @@
 //!
 //! Only runtime queries (`sqlx::query` with `bind`) are used, so building needs no database.
 
-use super::{ActionUpdate, AuthenticatedPrincipal, NewAction, NewDevice, Store, StoreError};
+use super::{
+    ActionUpdate, AuthenticatedPrincipal, Enrolled, NewAction, NewDevice, NewEnrollmentToken,
+    Store, StoreError,
+};
 use crate::action::ActionState;
 use crate::clock::Millis;
 use crate::model::{
     Action, ActionKind, AuditEvent, AuditFilter, Complexity, Device, ErrorCode, Ownership,
-    PasscodePolicy, PasscodeType, Principal, Role, Scope, StoreStatus, TokenState,
+    PasscodePolicy, PasscodeType, Principal, Role, RoleAssignment, Scope, StoreStatus, TokenState,
 };
-use crate::rbac::Permission;
+use crate::rbac::{Grant, Grants, Permission};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -329,6 +333,11 @@ fn states_json(states: &[ActionState]) -> String {
     serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_string())
 }
 
+/// A set of group names as the JSON array `json_each` reads.
+fn groups_json(groups: &BTreeSet<String>) -> Result<String, StoreError> {
+    serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(format!("groups: {e}")))
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -346,7 +355,7 @@ fn device_not_found(device_id: &str) -> StoreError {
 macro_rules! device_select {
     () => {
         "SELECT d.id, d.display_name, d.ownership, d.enrolled_at, d.last_seen, d.stores_json,
-                d.device_policy_json, d.work_profile_policy_json,
+                d.device_policy_json, d.work_profile_policy_json, d.device_group,
                 (SELECT group_concat(e.scope, ',') FROM escrow_tokens e WHERE e.device_id = d.id)
                     AS escrow_scopes
          FROM devices d"
@@ -375,6 +384,7 @@ fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
         device_policy: policy_from_json(row.try_get("device_policy_json")?)?,
         work_profile_policy: policy_from_json(row.try_get("work_profile_policy_json")?)?,
         escrowed_token_scopes,
+        group: row.try_get("device_group")?,
     })
 }
 
@@ -460,6 +470,98 @@ async fn fetch_action(
     row.as_ref().map(action_from_row).transpose()
 }
 
+async fn fetch_device(
+    tx: &mut Transaction<'static, Sqlite>,
+    device_id: &str,
+) -> Result<Option<Device>, StoreError> {
+    let row = sqlx::query(concat!(device_select!(), " WHERE d.id = ?"))
+        .bind(device_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref().map(device_from_row).transpose()
+}
+
+/// A principal with its assignments, read inside `tx`.
+async fn fetch_principal(
+    tx: &mut Transaction<'static, Sqlite>,
+    name: &str,
+) -> Result<Option<Principal>, StoreError> {
+    let created_at: Option<i64> =
+        sqlx::query_scalar("SELECT created_at FROM principals WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(created_at) = created_at else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(
+        "SELECT role, device_group FROM role_assignments WHERE principal = ? ORDER BY rowid",
+    )
+    .bind(name)
+    .fetch_all(&mut **tx)
+    .await?;
+    let assignments = rows
+        .iter()
+        .map(|row| {
+            Ok(RoleAssignment {
+                role: row.try_get("role")?,
+                group: row.try_get("device_group")?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Some(Principal {
+        name: name.to_string(),
+        assignments,
+        created_at: time_from_db(created_at, "created_at")?,
+    }))
+}
+
+async fn role_exists(
+    tx: &mut Transaction<'static, Sqlite>,
+    name: &str,
+) -> Result<Option<bool>, StoreError> {
+    let built_in: Option<i64> = sqlx::query_scalar("SELECT built_in FROM roles WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(built_in.map(|b| b != 0))
+}
+
+fn principal_not_found(name: &str) -> StoreError {
+    StoreError::NotFound {
+        kind: "principal",
+        name: name.to_string(),
+    }
+}
+
+fn role_not_found(name: &str) -> StoreError {
+    StoreError::NotFound {
+        kind: "role",
+        name: name.to_string(),
+    }
+}
+
+/// Fails with `WouldLockOut` unless some principal still holds Roles.Manage for every group;
+/// called inside a write transaction before it commits, so a refused change is rolled back.
+async fn ensure_someone_manages_roles(
+    tx: &mut Transaction<'static, Sqlite>,
+) -> Result<(), StoreError> {
+    let managed: i64 = sqlx::query_scalar(
+        "SELECT EXISTS (
+             SELECT 1 FROM role_assignments ra
+             JOIN roles r ON r.name = ra.role, json_each(r.permissions_json) p
+             WHERE ra.device_group IS NULL AND p.value = ?
+         )",
+    )
+    .bind(Permission::RolesManage.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    if managed == 0 {
+        return Err(StoreError::WouldLockOut);
+    }
+    Ok(())
+}
+
 async fn device_exists(
     tx: &mut Transaction<'static, Sqlite>,
     device_id: &str,
@@ -473,21 +575,17 @@ async fn device_exists(
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn create_enrollment_token(
-        &self,
-        token_hash: [u8; 32],
-        max_uses: u32,
-        expires_at: Millis,
-        created_by: &str,
-    ) -> Result<(), StoreError> {
+    async fn create_enrollment_token(&self, token: NewEnrollmentToken) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO enrollment_tokens (hash, max_uses, uses, expires_at, created_by)
-             VALUES (?, ?, 0, ?, ?)",
+            "INSERT INTO enrollment_tokens (hash, max_uses, uses, expires_at, created_by,
+                                            device_group)
+             VALUES (?, ?, 0, ?, ?, ?)",
         )
-        .bind(&token_hash[..])
-        .bind(max_uses)
-        .bind(db_time(expires_at))
-        .bind(created_by)
+        .bind(&token.hash[..])
+        .bind(token.max_uses)
+        .bind(db_time(token.expires_at))
+        .bind(&token.created_by)
+        .bind(&token.group)
         .execute(&self.pool)
         .await;
         match result {
@@ -505,56 +603,149 @@ impl Store for SqliteStore {
         &self,
         token_hash: [u8; 32],
         device: NewDevice,
-    ) -> Result<Device, StoreError> {
+    ) -> Result<Enrolled, StoreError> {
         let mut tx = self.write().await?;
-        // The use is counted only if one is left and the token is still valid, in one statement,
-        // so concurrent enrollments can never exceed max_uses.
-        let used = sqlx::query(
-            "UPDATE enrollment_tokens SET uses = uses + 1
+        // The write lock is held from the first statement, so the token read here is still as
+        // read when its use is counted below.
+        let token = sqlx::query(
+            "SELECT device_group, device_id FROM enrollment_tokens
              WHERE hash = ? AND uses < max_uses AND ? < expires_at",
         )
         .bind(&token_hash[..])
         .bind(db_time(device.enrolled_at))
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if used.rows_affected() != 1 {
+        let Some(token) = token else {
             return Err(StoreError::EnrollmentTokenInvalid);
+        };
+        let group: String = token.try_get("device_group")?;
+        let bound: Option<String> = token.try_get("device_id")?;
+        let re_enrolled = bound.is_some();
+        if let Some(known) = &bound {
+            // Re-enrollment of a known device: same id, group, policies and actions; a new
+            // credential; the old install's escrowed tokens and status are gone with it.
+            let existing = fetch_device(&mut tx, known)
+                .await?
+                .ok_or_else(|| device_not_found(known))?;
+            if existing.ownership != device.ownership {
+                return Err(StoreError::EnrollmentOwnership {
+                    expected: existing.ownership,
+                });
+            }
         }
+        sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE hash = ?")
+            .bind(&token_hash[..])
+            .execute(&mut *tx)
+            .await?;
+        let id = match bound {
+            Some(known) => {
+                let updated = sqlx::query(
+                    "UPDATE devices SET credential_hash = ?, stores_json = '[]', last_seen = ?
+                     WHERE id = ?",
+                )
+                .bind(&device.credential_hash[..])
+                .bind(db_time(device.enrolled_at))
+                .bind(&known)
+                .execute(&mut *tx)
+                .await;
+                match updated {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(StoreError::AlreadyExists {
+                            kind: "device credential",
+                            name: String::new(),
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                sqlx::query("DELETE FROM escrow_tokens WHERE device_id = ?")
+                    .bind(&known)
+                    .execute(&mut *tx)
+                    .await?;
+                known
+            }
+            None => {
+                let inserted = sqlx::query(
+                    "INSERT INTO devices (id, display_name, ownership, credential_hash,
+                                          enrolled_at, last_seen, stores_json, next_sequence,
+                                          device_group)
+                     VALUES (?, ?, ?, ?, ?, ?, '[]', 1, ?)",
+                )
+                .bind(&device.id)
+                .bind(&device.display_name)
+                .bind(device.ownership.as_str())
+                .bind(&device.credential_hash[..])
+                .bind(db_time(device.enrolled_at))
+                .bind(db_time(device.enrolled_at))
+                .bind(&group)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(StoreError::AlreadyExists {
+                            kind: "device",
+                            name: device.id,
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                device.id
+            }
+        };
+        let enrolled = fetch_device(&mut tx, &id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("an enrolled device vanished".into()))?;
+        tx.commit().await?;
+        Ok(Enrolled {
+            device: enrolled,
+            re_enrolled,
+        })
+    }
+
+    async fn reenroll_device(
+        &self,
+        device_id: &str,
+        revoked_credential_hash: [u8; 32],
+        token: NewEnrollmentToken,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let revoked = sqlx::query("UPDATE devices SET credential_hash = ? WHERE id = ?")
+            .bind(&revoked_credential_hash[..])
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        if revoked.rows_affected() == 0 {
+            return Err(device_not_found(device_id));
+        }
+        // Only the newest re-enrollment token of a device works.
+        sqlx::query("DELETE FROM enrollment_tokens WHERE device_id = ?")
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
         let inserted = sqlx::query(
-            "INSERT INTO devices (id, display_name, ownership, credential_hash, enrolled_at,
-                                  last_seen, stores_json, next_sequence)
-             VALUES (?, ?, ?, ?, ?, ?, '[]', 1)",
+            "INSERT INTO enrollment_tokens (hash, max_uses, uses, expires_at, created_by,
+                                            device_group, device_id)
+             SELECT ?, 1, 0, ?, ?, device_group, id FROM devices WHERE id = ?",
         )
-        .bind(&device.id)
-        .bind(&device.display_name)
-        .bind(device.ownership.as_str())
-        .bind(&device.credential_hash[..])
-        .bind(db_time(device.enrolled_at))
-        .bind(db_time(device.enrolled_at))
+        .bind(&token.hash[..])
+        .bind(db_time(token.expires_at))
+        .bind(&token.created_by)
+        .bind(device_id)
         .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::AlreadyExists {
-                    kind: "device",
-                    name: device.id,
+                    kind: "enrollment token",
+                    name: String::new(),
                 });
             }
             Err(e) => return Err(e.into()),
         }
         tx.commit().await?;
-        Ok(Device {
-            id: device.id,
-            display_name: device.display_name,
-            ownership: device.ownership,
-            enrolled_at: device.enrolled_at,
-            last_seen: device.enrolled_at,
-            stores: Vec::new(),
-            device_policy: None,
-            work_profile_policy: None,
-            escrowed_token_scopes: Vec::new(),
-        })
+        Ok(())
     }
 
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
@@ -565,10 +756,27 @@ impl Store for SqliteStore {
         row.as_ref().map(device_from_row).transpose()
     }
 
-    async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
-        let rows = sqlx::query(concat!(device_select!(), " ORDER BY d.enrolled_at, d.id"))
-            .fetch_all(&self.pool)
-            .await?;
+    async fn list_devices(
+        &self,
+        groups: Option<&BTreeSet<String>>,
+    ) -> Result<Vec<Device>, StoreError> {
+        let rows = match groups {
+            None => {
+                sqlx::query(concat!(device_select!(), " ORDER BY d.enrolled_at, d.id"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(groups) => {
+                sqlx::query(concat!(
+                    device_select!(),
+                    " WHERE d.device_group IN (SELECT value FROM json_each(?))
+                      ORDER BY d.enrolled_at, d.id"
+                ))
+                .bind(groups_json(groups)?)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         rows.iter().map(device_from_row).collect()
     }
 
@@ -738,26 +946,31 @@ impl Store for SqliteStore {
         row.as_ref().map(action_from_row).transpose()
     }
 
-    async fn list_actions(&self, device_id: Option<&str>) -> Result<Vec<Action>, StoreError> {
-        let rows = match device_id {
-            Some(device_id) => {
-                sqlx::query(concat!(
-                    action_select!(),
-                    " WHERE a.device_id = ? ORDER BY a.created_at DESC, a.rowid DESC"
-                ))
-                .bind(device_id)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(concat!(
-                    action_select!(),
-                    " ORDER BY a.created_at DESC, a.rowid DESC"
-                ))
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
+    async fn list_actions(
+        &self,
+        device_id: Option<&str>,
+        groups: Option<&BTreeSet<String>>,
+    ) -> Result<Vec<Action>, StoreError> {
+        // Assembled from fixed fragments only; every value is bound.
+        let mut sql = String::from(concat!(action_select!(), " WHERE 1 = 1"));
+        if device_id.is_some() {
+            sql.push_str(" AND a.device_id = ?");
+        }
+        if groups.is_some() {
+            sql.push_str(
+                " AND a.device_id IN (SELECT id FROM devices
+                                      WHERE device_group IN (SELECT value FROM json_each(?)))",
+            );
+        }
+        sql.push_str(" ORDER BY a.created_at DESC, a.rowid DESC");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(device_id) = device_id {
+            query = query.bind(device_id.to_string());
+        }
+        if let Some(groups) = groups {
+            query = query.bind(groups_json(groups)?);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         actions_from_rows(&rows)
     }
 
@@ -906,11 +1119,50 @@ impl Store for SqliteStore {
         rows.iter().map(role_from_row).collect()
     }
 
+    async fn update_role(&self, role: &Role) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        match role_exists(&mut tx, &role.name).await? {
+            None => return Err(role_not_found(&role.name)),
+            Some(true) => return Err(StoreError::BuiltInRole(role.name.clone())),
+            Some(false) => {}
+        }
+        sqlx::query("UPDATE roles SET permissions_json = ? WHERE name = ?")
+            .bind(permissions_json(&role.permissions)?)
+            .bind(&role.name)
+            .execute(&mut *tx)
+            .await?;
+        ensure_someone_manages_roles(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_role(&self, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        match role_exists(&mut tx, name).await? {
+            None => return Err(role_not_found(name)),
+            Some(true) => return Err(StoreError::BuiltInRole(name.to_string())),
+            Some(false) => {}
+        }
+        let assigned = sqlx::query("SELECT 1 FROM role_assignments WHERE role = ? LIMIT 1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if assigned.is_some() {
+            return Err(StoreError::RoleInUse(name.to_string()));
+        }
+        sqlx::query("DELETE FROM roles WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn create_principal(
         &self,
         name: &str,
         token_hash: [u8; 32],
-        roles: &[String],
+        assignments: &[RoleAssignment],
         created_at: Millis,
     ) -> Result<Principal, StoreError> {
         let mut tx = self.write().await?;
@@ -924,22 +1176,15 @@ impl Store for SqliteStore {
                 name: name.to_string(),
             });
         }
-        let mut assigned: Vec<String> = Vec::new();
-        for role in roles {
-            if assigned.contains(role) {
+        let mut assigned: Vec<RoleAssignment> = Vec::new();
+        for assignment in assignments {
+            if assigned.contains(assignment) {
                 continue;
             }
-            let known = sqlx::query("SELECT 1 FROM roles WHERE name = ?")
-                .bind(role)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if known.is_none() {
-                return Err(StoreError::NotFound {
-                    kind: "role",
-                    name: role.clone(),
-                });
+            if role_exists(&mut tx, &assignment.role).await?.is_none() {
+                return Err(role_not_found(&assignment.role));
             }
-            assigned.push(role.clone());
+            assigned.push(assignment.clone());
         }
         let inserted =
             sqlx::query("INSERT INTO principals (name, token_hash, created_at) VALUES (?, ?, ?)")
@@ -960,17 +1205,20 @@ impl Store for SqliteStore {
             }
             Err(e) => return Err(e.into()),
         }
-        for role in &assigned {
-            sqlx::query("INSERT INTO principal_roles (principal, role) VALUES (?, ?)")
-                .bind(name)
-                .bind(role)
-                .execute(&mut *tx)
-                .await?;
+        for assignment in &assigned {
+            sqlx::query(
+                "INSERT INTO role_assignments (principal, role, device_group) VALUES (?, ?, ?)",
+            )
+            .bind(name)
+            .bind(&assignment.role)
+            .bind(&assignment.group)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(Principal {
             name: name.to_string(),
-            roles: assigned,
+            assignments: assigned,
             created_at,
         })
     }
@@ -986,23 +1234,102 @@ impl Store for SqliteStore {
             .map(|row| {
                 Ok(Principal {
                     name: row.try_get("name")?,
-                    roles: Vec::new(),
+                    assignments: Vec::new(),
                     created_at: time_from_db(row.try_get("created_at")?, "created_at")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let assignments = sqlx::query("SELECT principal, role FROM principal_roles ORDER BY rowid")
-            .fetch_all(&mut *tx)
-            .await?;
+        let assignments = sqlx::query(
+            "SELECT principal, role, device_group FROM role_assignments ORDER BY rowid",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         for row in &assignments {
             let principal: String = row.try_get("principal")?;
-            let role: String = row.try_get("role")?;
             if let Some(p) = principals.iter_mut().find(|p| p.name == principal) {
-                p.roles.push(role);
+                p.assignments.push(RoleAssignment {
+                    role: row.try_get("role")?,
+                    group: row.try_get("device_group")?,
+                });
             }
         }
         Ok(principals)
+    }
+
+    async fn assign_role(
+        &self,
+        principal: &str,
+        assignment: &RoleAssignment,
+    ) -> Result<Principal, StoreError> {
+        let mut tx = self.write().await?;
+        if fetch_principal(&mut tx, principal).await?.is_none() {
+            return Err(principal_not_found(principal));
+        }
+        if role_exists(&mut tx, &assignment.role).await?.is_none() {
+            return Err(role_not_found(&assignment.role));
+        }
+        sqlx::query(
+            "INSERT INTO role_assignments (principal, role, device_group) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(principal)
+        .bind(&assignment.role)
+        .bind(&assignment.group)
+        .execute(&mut *tx)
+        .await?;
+        let after = fetch_principal(&mut tx, principal)
+            .await?
+            .ok_or_else(|| principal_not_found(principal))?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn unassign_role(
+        &self,
+        principal: &str,
+        assignment: &RoleAssignment,
+    ) -> Result<Principal, StoreError> {
+        let mut tx = self.write().await?;
+        if fetch_principal(&mut tx, principal).await?.is_none() {
+            return Err(principal_not_found(principal));
+        }
+        let removed = sqlx::query(
+            "DELETE FROM role_assignments
+             WHERE principal = ? AND role = ? AND IFNULL(device_group, '') = IFNULL(?, '')",
+        )
+        .bind(principal)
+        .bind(&assignment.role)
+        .bind(&assignment.group)
+        .execute(&mut *tx)
+        .await?;
+        if removed.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "role assignment",
+                name: format!("{principal}: {assignment}"),
+            });
+        }
+        ensure_someone_manages_roles(&mut tx).await?;
+        let after = fetch_principal(&mut tx, principal)
+            .await?
+            .ok_or_else(|| principal_not_found(principal))?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn delete_principal(&self, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        // Its assignments go with it (ON DELETE CASCADE).
+        let deleted = sqlx::query("DELETE FROM principals WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(principal_not_found(name));
+        }
+        ensure_someone_manages_roles(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn principal_by_token(
@@ -1019,16 +1346,27 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let rows = sqlx::query(
-            "SELECT r.name, r.permissions_json, r.built_in
-             FROM principal_roles pr JOIN roles r ON r.name = pr.role
-             WHERE pr.principal = ? ORDER BY pr.rowid",
+            "SELECT r.name, r.permissions_json, r.built_in, ra.device_group
+             FROM role_assignments ra JOIN roles r ON r.name = ra.role
+             WHERE ra.principal = ? ORDER BY ra.rowid",
         )
         .bind(&name)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let roles = rows.iter().map(role_from_row).collect::<Result<_, _>>()?;
-        Ok(Some(AuthenticatedPrincipal { name, roles }))
+        let grants = rows
+            .iter()
+            .map(|row| {
+                Ok(Grant {
+                    role: role_from_row(row)?,
+                    group: row.try_get("device_group")?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some(AuthenticatedPrincipal {
+            name,
+            grants: Grants(grants),
+        }))
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
@@ -1132,17 +1470,45 @@ mod tests {
         }
     }
 
+    fn token(hash: [u8; 32], max_uses: u32, expires_at: Millis) -> NewEnrollmentToken {
+        NewEnrollmentToken {
+            hash,
+            max_uses,
+            expires_at,
+            created_by: "admin".into(),
+            group: rbac::DEFAULT_GROUP.into(),
+        }
+    }
+
     /// Enrolls `id` with a fresh single-use token.
     async fn enroll(store: &SqliteStore, id: &str, credential: u8) -> Device {
-        let token = crate::crypto::sha256(id.as_bytes());
+        enroll_in(store, id, credential, rbac::DEFAULT_GROUP).await
+    }
+
+    async fn enroll_in(store: &SqliteStore, id: &str, credential: u8, group: &str) -> Device {
+        let hash = crate::crypto::sha256(id.as_bytes());
+        let mut new_token = token(hash, 1, T0 + DAY);
+        new_token.group = group.into();
+        store.create_enrollment_token(new_token).await.unwrap();
         store
-            .create_enrollment_token(token, 1, T0 + DAY, "admin")
-            .await
-            .unwrap();
-        store
-            .enroll_device(token, new_device(id, credential))
+            .enroll_device(hash, new_device(id, credential))
             .await
             .unwrap()
+            .device
+    }
+
+    fn everywhere(role: &str) -> RoleAssignment {
+        RoleAssignment {
+            role: role.into(),
+            group: None,
+        }
+    }
+
+    fn in_group(role: &str, group: &str) -> RoleAssignment {
+        RoleAssignment {
+            role: role.into(),
+            group: Some(group.into()),
+        }
     }
 
     fn new_action(id: &str, device_id: &str, state: ActionState) -> NewAction {
@@ -1269,15 +1635,18 @@ mod tests {
     async fn an_enrollment_token_is_single_use_and_expires() {
         let f = fixture().await;
         let s = &f.store;
-        s.create_enrollment_token(hash(1), 1, T0 + DAY, "admin")
+        s.create_enrollment_token(token(hash(1), 1, T0 + DAY))
             .await
             .unwrap();
-        let device = s
+        let enrolled = s
             .enroll_device(hash(1), new_device("dev_a", 101))
             .await
             .unwrap();
+        assert!(!enrolled.re_enrolled);
+        let device = enrolled.device;
         assert_eq!(device.id, "dev_a");
         assert_eq!(device.last_seen, T0);
+        assert_eq!(device.group, rbac::DEFAULT_GROUP);
         assert!(matches!(
             s.enroll_device(hash(1), new_device("dev_b", 102)).await,
             Err(StoreError::EnrollmentTokenInvalid)
@@ -1288,7 +1657,7 @@ mod tests {
             Err(StoreError::EnrollmentTokenInvalid)
         ));
         // Expired: valid strictly before expires_at.
-        s.create_enrollment_token(hash(2), 5, T0 + DAY, "admin")
+        s.create_enrollment_token(token(hash(2), 5, T0 + DAY))
             .await
             .unwrap();
         let mut late = new_device("dev_b", 102);
@@ -1298,7 +1667,7 @@ mod tests {
             Err(StoreError::EnrollmentTokenInvalid)
         ));
         // A duplicate token is refused without naming it.
-        match s.create_enrollment_token(hash(2), 1, T0, "admin").await {
+        match s.create_enrollment_token(token(hash(2), 1, T0)).await {
             Err(e @ StoreError::AlreadyExists { .. }) => assert!(!e.to_string().contains("02")),
             other => panic!("{other:?}"),
         }
@@ -1324,14 +1693,14 @@ mod tests {
             s.enroll_device(hash(2), new_device("dev_g", 120)).await,
             Err(StoreError::EnrollmentTokenInvalid)
         ));
-        assert_eq!(s.list_devices().await.unwrap().len(), 6);
+        assert_eq!(s.list_devices(None).await.unwrap().len(), 6);
     }
 
     #[tokio::test]
     async fn concurrent_enrollments_never_exceed_max_uses() {
         let f = fixture().await;
         f.store
-            .create_enrollment_token(hash(1), 3, T0 + DAY, "admin")
+            .create_enrollment_token(token(hash(1), 3, T0 + DAY))
             .await
             .unwrap();
         let mut tasks = Vec::new();
@@ -1352,7 +1721,7 @@ mod tests {
             }
         }
         assert_eq!(ok, 3);
-        assert_eq!(f.store.list_devices().await.unwrap().len(), 3);
+        assert_eq!(f.store.list_devices(None).await.unwrap().len(), 3);
     }
 
     #[tokio::test]
@@ -1415,7 +1784,7 @@ mod tests {
         let other = s.get_device("dev_b").await.unwrap().unwrap();
         assert!(other.stores.is_empty() && other.escrowed_token_scopes.is_empty());
         let ids: Vec<String> = s
-            .list_devices()
+            .list_devices(None)
             .await
             .unwrap()
             .into_iter()
@@ -1500,9 +1869,12 @@ mod tests {
             s.create_action(action).await.unwrap();
         }
         let ids = |actions: Vec<Action>| actions.into_iter().map(|a| a.id).collect::<Vec<_>>();
-        assert_eq!(ids(s.list_actions(None).await.unwrap()), ["a2", "b1", "a1"]);
         assert_eq!(
-            ids(s.list_actions(Some("dev_a")).await.unwrap()),
+            ids(s.list_actions(None, None).await.unwrap()),
+            ["a2", "b1", "a1"]
+        );
+        assert_eq!(
+            ids(s.list_actions(Some("dev_a"), None).await.unwrap()),
             ["a2", "a1"]
         );
         assert_eq!(ids(s.open_commands("dev_a").await.unwrap()), ["a1", "a2"]);
@@ -1727,15 +2099,24 @@ mod tests {
                 "alice",
                 hash(1),
                 &[
-                    rbac::HELP_DESK_OPERATOR.into(),
-                    "Reset Only".into(),
-                    "Reset Only".into(),
+                    everywhere(rbac::HELP_DESK_OPERATOR),
+                    in_group("Reset Only", "north"),
+                    in_group("Reset Only", "north"),
+                    everywhere("Reset Only"),
                 ],
                 T0,
             )
             .await
             .unwrap();
-        assert_eq!(alice.roles, [rbac::HELP_DESK_OPERATOR, "Reset Only"]);
+        assert_eq!(
+            alice.assignments,
+            [
+                everywhere(rbac::HELP_DESK_OPERATOR),
+                in_group("Reset Only", "north"),
+                everywhere("Reset Only")
+            ]
+        );
+        assert_eq!(alice.role_names(), [rbac::HELP_DESK_OPERATOR, "Reset Only"]);
         s.create_principal("bob", hash(2), &[], T0 + 1)
             .await
             .unwrap();
@@ -1751,7 +2132,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            s.create_principal("dave", hash(4), &["Nope".into()], T0).await,
+            s.create_principal("dave", hash(4), &[everywhere("Nope")], T0)
+                .await,
             Err(StoreError::NotFound { kind: "role", name }) if name == "Nope"
         ));
         // Nothing of a refused principal is left behind.
@@ -1761,7 +2143,7 @@ mod tests {
         assert_eq!(principals.len(), 2);
         assert_eq!(principals[0], alice);
         assert_eq!(principals[1].name, "bob");
-        assert!(principals[1].roles.is_empty());
+        assert!(principals[1].assignments.is_empty());
 
         let authenticated = s.principal_by_token(hash(1)).await.unwrap().unwrap();
         assert_eq!(authenticated.name, "alice");
@@ -1769,9 +2151,329 @@ mod tests {
             .into_iter()
             .find(|r| r.name == rbac::HELP_DESK_OPERATOR)
             .unwrap();
-        assert_eq!(authenticated.roles, vec![help_desk, custom]);
-        assert!(rbac::authorize(&authenticated.roles, &rbac::RESET_PASSCODE).is_ok());
+        assert_eq!(
+            authenticated.grants,
+            rbac::Grants(vec![
+                rbac::Grant {
+                    role: help_desk,
+                    group: None
+                },
+                rbac::Grant {
+                    role: custom.clone(),
+                    group: Some("north".into())
+                },
+                rbac::Grant {
+                    role: custom,
+                    group: None
+                },
+            ])
+        );
+        assert!(
+            authenticated
+                .grants
+                .authorize_device("south", &rbac::RESET_PASSCODE)
+                .is_ok()
+        );
         assert!(s.principal_by_token(hash(9)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn assignments_change_and_nobody_can_lock_roles_management_out() {
+        let f = fixture().await;
+        let s = &f.store;
+        s.create_principal("root", hash(1), &[everywhere(rbac::ADMINISTRATOR)], T0)
+            .await
+            .unwrap();
+        s.create_principal("nora", hash(2), &[], T0).await.unwrap();
+        let nora = s
+            .assign_role("nora", &in_group(rbac::HELP_DESK_OPERATOR, "north"))
+            .await
+            .unwrap();
+        assert_eq!(
+            nora.assignments,
+            [in_group(rbac::HELP_DESK_OPERATOR, "north")]
+        );
+        // Assigning again changes nothing; the same role for another group is another assignment.
+        s.assign_role("nora", &in_group(rbac::HELP_DESK_OPERATOR, "north"))
+            .await
+            .unwrap();
+        let nora = s
+            .assign_role("nora", &everywhere(rbac::HELP_DESK_OPERATOR))
+            .await
+            .unwrap();
+        assert_eq!(nora.assignments.len(), 2);
+        assert!(matches!(
+            s.assign_role("ghost", &everywhere(rbac::ADMINISTRATOR))
+                .await,
+            Err(StoreError::NotFound {
+                kind: "principal",
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.assign_role("nora", &everywhere("Nope")).await,
+            Err(StoreError::NotFound { kind: "role", .. })
+        ));
+        let nora = s
+            .unassign_role("nora", &everywhere(rbac::HELP_DESK_OPERATOR))
+            .await
+            .unwrap();
+        assert_eq!(
+            nora.assignments,
+            [in_group(rbac::HELP_DESK_OPERATOR, "north")]
+        );
+        assert!(matches!(
+            s.unassign_role("nora", &everywhere(rbac::HELP_DESK_OPERATOR))
+                .await,
+            Err(StoreError::NotFound {
+                kind: "role assignment",
+                ..
+            })
+        ));
+
+        // The last holder of Roles.Manage for every group cannot lose it, by any route.
+        assert!(matches!(
+            s.unassign_role("root", &everywhere(rbac::ADMINISTRATOR))
+                .await,
+            Err(StoreError::WouldLockOut)
+        ));
+        assert!(matches!(
+            s.delete_principal("root").await,
+            Err(StoreError::WouldLockOut)
+        ));
+        assert!(s.principal_by_token(hash(1)).await.unwrap().is_some());
+        let managers = Role {
+            name: "Managers".into(),
+            permissions: vec![rbac::Permission::RolesManage],
+            built_in: false,
+        };
+        s.create_role(&managers).await.unwrap();
+        s.assign_role("nora", &everywhere("Managers"))
+            .await
+            .unwrap();
+        // A group-scoped Roles.Manage does not count.
+        s.create_principal("gina", hash(3), &[in_group("Managers", "north")], T0)
+            .await
+            .unwrap();
+        s.delete_principal("root").await.unwrap();
+        assert!(s.principal_by_token(hash(1)).await.unwrap().is_none());
+        let demoted = Role {
+            permissions: vec![rbac::Permission::AuditRead],
+            ..managers.clone()
+        };
+        assert!(matches!(
+            s.update_role(&demoted).await,
+            Err(StoreError::WouldLockOut)
+        ));
+        assert!(matches!(
+            s.delete_role("Managers").await,
+            Err(StoreError::RoleInUse(_))
+        ));
+        assert!(matches!(
+            s.update_role(&rbac::built_in_roles()[0]).await,
+            Err(StoreError::BuiltInRole(_))
+        ));
+        assert!(matches!(
+            s.delete_role(rbac::READ_ONLY_OPERATOR).await,
+            Err(StoreError::BuiltInRole(_))
+        ));
+        let audit_only = Role {
+            name: "Audit only".into(),
+            permissions: vec![rbac::Permission::AuditRead],
+            built_in: false,
+        };
+        s.create_role(&audit_only).await.unwrap();
+        let updated = Role {
+            permissions: vec![
+                rbac::Permission::AuditRead,
+                rbac::Permission::ManagedDevicesRead,
+            ],
+            ..audit_only
+        };
+        s.update_role(&updated).await.unwrap();
+        assert!(s.list_roles().await.unwrap().contains(&updated));
+        s.delete_role("Audit only").await.unwrap();
+        assert!(matches!(
+            s.delete_role("Audit only").await,
+            Err(StoreError::NotFound { kind: "role", .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn devices_and_actions_are_listed_by_group() {
+        let f = fixture().await;
+        let s = &f.store;
+        enroll_in(s, "dev_n", 1, "north").await;
+        enroll_in(s, "dev_s", 2, "south").await;
+        enroll(s, "dev_d", 3).await;
+        s.create_action(new_action("a_n", "dev_n", ActionState::Pending))
+            .await
+            .unwrap();
+        s.create_action(new_action("a_s", "dev_s", ActionState::Pending))
+            .await
+            .unwrap();
+        let north: BTreeSet<String> = ["north".to_string()].into();
+        let ids = |devices: Vec<Device>| devices.into_iter().map(|d| d.id).collect::<Vec<_>>();
+        assert_eq!(ids(s.list_devices(Some(&north)).await.unwrap()), ["dev_n"]);
+        assert_eq!(s.list_devices(None).await.unwrap().len(), 3);
+        assert!(
+            s.list_devices(Some(&BTreeSet::new()))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let action_ids =
+            |actions: Vec<Action>| actions.into_iter().map(|a| a.id).collect::<Vec<_>>();
+        assert_eq!(
+            action_ids(s.list_actions(None, Some(&north)).await.unwrap()),
+            ["a_n"]
+        );
+        assert!(
+            s.list_actions(Some("dev_s"), Some(&north))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            action_ids(s.list_actions(Some("dev_s"), None).await.unwrap()),
+            ["a_s"]
+        );
+        assert_eq!(s.list_actions(None, None).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn re_enrollment_gives_a_known_device_a_new_credential_and_nothing_else() {
+        let f = fixture().await;
+        let s = &f.store;
+        let device = enroll_in(s, "dev_a", 1, "north").await;
+        s.put_escrow_token("dev_a", Scope::WorkProfile, b"sealed")
+            .await
+            .unwrap();
+        s.set_policy("dev_a", Scope::WorkProfile, Some(&policy()))
+            .await
+            .unwrap();
+        s.create_action(new_action("a1", "dev_a", ActionState::Pending))
+            .await
+            .unwrap();
+
+        s.reenroll_device("dev_a", hash(50), token(hash(60), 9, T0 + DAY))
+            .await
+            .unwrap();
+        assert!(
+            s.device_by_credential(hash(1)).await.unwrap().is_none(),
+            "the old credential is revoked at once"
+        );
+        // A newer re-enrollment token replaces the older one.
+        s.reenroll_device("dev_a", hash(51), token(hash(61), 9, T0 + DAY))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.enroll_device(hash(60), new_device("dev_new", 70)).await,
+            Err(StoreError::EnrollmentTokenInvalid)
+        ));
+        let mut cosu = new_device("dev_new", 70);
+        cosu.ownership = Ownership::Cosu;
+        assert!(matches!(
+            s.enroll_device(hash(61), cosu).await,
+            Err(StoreError::EnrollmentOwnership {
+                expected: Ownership::Byod
+            })
+        ));
+        let enrolled = s
+            .enroll_device(hash(61), new_device("dev_new", 70))
+            .await
+            .unwrap();
+        assert!(enrolled.re_enrolled);
+        assert_eq!(enrolled.device.id, "dev_a");
+        assert_eq!(enrolled.device.group, "north");
+        assert_eq!(enrolled.device.work_profile_policy, Some(policy()));
+        assert!(enrolled.device.escrowed_token_scopes.is_empty());
+        assert_eq!(enrolled.device.enrolled_at, device.enrolled_at);
+        assert_eq!(
+            s.device_by_credential(hash(70)).await.unwrap().unwrap().id,
+            "dev_a"
+        );
+        assert!(s.get_device("dev_new").await.unwrap().is_none());
+        assert_eq!(s.open_commands("dev_a").await.unwrap().len(), 1);
+        // Single use.
+        assert!(matches!(
+            s.enroll_device(hash(61), new_device("dev_new", 71)).await,
+            Err(StoreError::EnrollmentTokenInvalid)
+        ));
+        assert!(matches!(
+            s.reenroll_device("nope", hash(52), token(hash(62), 1, T0 + DAY))
+                .await,
+            Err(StoreError::NotFound { kind: "device", .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_database_of_schema_version_1_keeps_its_devices_and_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("droidfleet.db");
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            let mut version_1 = sqlx::migrate!("./migrations");
+            version_1.migrations = std::borrow::Cow::Owned(version_1.migrations[..1].to_vec());
+            version_1.run(&pool).await.unwrap();
+            sqlx::query("INSERT INTO roles (name, permissions_json, built_in) VALUES (?, ?, 1)")
+                .bind(rbac::ADMINISTRATOR)
+                .bind(permissions_json(&rbac::Permission::ALL).unwrap())
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO principals (name, token_hash, created_at) VALUES (?, ?, ?)")
+                .bind("admin")
+                .bind(&hash(1)[..])
+                .bind(db_time(T0))
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO principal_roles (principal, role) VALUES (?, ?)")
+                .bind("admin")
+                .bind(rbac::ADMINISTRATOR)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO devices (id, display_name, ownership, credential_hash, enrolled_at,
+                                      last_seen)
+                 VALUES ('dev_old', 'Old phone', 'cosu', ?, ?, ?)",
+            )
+            .bind(&hash(2)[..])
+            .bind(db_time(T0))
+            .bind(db_time(T0))
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let admin = store.principal_by_token(hash(1)).await.unwrap().unwrap();
+        assert_eq!(admin.grants.0.len(), 1);
+        assert_eq!(
+            admin.grants.0[0].group, None,
+            "held for every group, as before"
+        );
+        assert_eq!(
+            admin.grants.authorize_anywhere(&rbac::Permission::ALL),
+            Ok(())
+        );
+        let device = store.get_device("dev_old").await.unwrap().unwrap();
+        assert_eq!(device.group, rbac::DEFAULT_GROUP);
+        assert_eq!(
+            store
+                .device_by_credential(hash(2))
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "dev_old"
+        );
     }
 
     #[tokio::test]
@@ -1874,9 +2576,14 @@ mod tests {
         let mut action = new_action("a1", "dev_a", ActionState::Pending);
         action.sealed_passcode = Some((b"sealed-passcode".to_vec(), T0 + 7 * DAY));
         let created = s.create_action(action).await.unwrap();
-        s.create_principal("alice", hash(7), &[rbac::SCHOOL_ADMINISTRATOR.into()], T0)
-            .await
-            .unwrap();
+        s.create_principal(
+            "alice",
+            hash(7),
+            &[in_group(rbac::SCHOOL_ADMINISTRATOR, "north")],
+            T0,
+        )
+        .await
+        .unwrap();
         s.append_audit(AuditEvent {
             id: 0,
             at: T0,
@@ -1908,7 +2615,8 @@ mod tests {
             Some(&b"sealed"[..])
         );
         let alice = reopened.principal_by_token(hash(7)).await.unwrap().unwrap();
-        assert_eq!(alice.roles[0].name, rbac::SCHOOL_ADMINISTRATOR);
+        assert_eq!(alice.grants.0[0].role.name, rbac::SCHOOL_ADMINISTRATOR);
+        assert_eq!(alice.grants.0[0].group.as_deref(), Some("north"));
         assert_eq!(
             reopened
                 .list_audit(&AuditFilter::default())

@@ -505,6 +505,65 @@ mod tests {
         );
     }
 
+    fn remote_lock(id: &str, sequence: u64, scope: Scope) -> Command {
+        Command {
+            command_id: id.into(),
+            device_id: "dev-1".into(),
+            sequence,
+            not_after_ms: NOW + 600_000,
+            kind: CommandKind::RemoteLock { scope },
+        }
+    }
+
+    #[test]
+    fn remote_lock_command_locks_the_store_and_names_what_it_cannot_lock() {
+        let mut f = fixture();
+        assert!(!f.device.statuses(NOW)[0].locked);
+        let locked = f.run(remote_lock("l1", 1, Scope::Device), NOW).unwrap();
+        assert!(locked.success, "{locked:?}");
+        assert!(
+            f.device.statuses(NOW)[0].locked,
+            "DevicePolicyManager.lockNow"
+        );
+        assert!(
+            f.device
+                .take_events()
+                .iter()
+                .any(|e| matches!(e, DeviceEvent::StatusChanged)),
+            "the lock is reported"
+        );
+        // The passcode still opens it; the lock changed no credential.
+        let entered = f
+            .device
+            .enter_passcode(Scope::Device, &Passcode::new("2580"), NOW)
+            .unwrap();
+        assert_eq!(entered, EntryOutcome::Unlocked);
+
+        // A COSU device has no work profile to lock.
+        assert_eq!(
+            f.code(remote_lock("l2", 2, Scope::WorkProfile), NOW),
+            Some(ErrorCode::StoreMissing)
+        );
+
+        // A wiped store has nothing left to lock.
+        f.device
+            .set_policy(
+                Scope::Device,
+                Some(crate::device::PasscodePolicy {
+                    max_failed_attempts_before_wipe: 1,
+                    ..crate::device::PasscodePolicy::default()
+                }),
+            )
+            .unwrap();
+        f.device
+            .enter_passcode(Scope::Device, &Passcode::new("0000"), NOW)
+            .unwrap();
+        let refused = f.run(remote_lock("l3", 3, Scope::Device), NOW).unwrap();
+        let (code, reason) = refused.error.unwrap();
+        assert_eq!(code, ErrorCode::StoreWiped);
+        assert!(reason.contains("wiped"), "{reason}");
+    }
+
     #[test]
     fn error_codes_serialize_in_snake_case() {
         assert_eq!(

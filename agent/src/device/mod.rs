@@ -203,14 +203,19 @@ impl fmt::Display for Refusal {
             Refusal::WrongPasscode {
                 failed_attempts,
                 throttled_until_ms: 0,
-            } => write!(f, "wrong passcode ({failed_attempts} failed attempts)"),
+            } => write!(
+                f,
+                "wrong passcode ({failed_attempts} failed {})",
+                attempts(failed_attempts)
+            ),
             Refusal::WrongPasscode {
                 failed_attempts,
                 throttled_until_ms,
             } => write!(
                 f,
-                "wrong passcode ({failed_attempts} failed attempts); try again at \
-                 {throttled_until_ms} ms since the epoch"
+                "wrong passcode ({failed_attempts} failed {}); try again at \
+                 {throttled_until_ms} ms since the epoch",
+                attempts(failed_attempts)
             ),
             Refusal::Throttled { until_ms } => write!(
                 f,
@@ -219,6 +224,10 @@ impl fmt::Display for Refusal {
             Refusal::Wiped => f.write_str("the store was wiped after too many failed attempts"),
         }
     }
+}
+
+fn attempts(n: u32) -> &'static str {
+    if n == 1 { "attempt" } else { "attempts" }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -425,7 +434,12 @@ impl Device {
             return Ok(EntryOutcome::Refused(Refusal::Wiped));
         }
         if store.is_unified() {
-            return self.enter_passcode(Scope::Device, passcode, now_ms);
+            let outcome = self.enter_passcode(Scope::Device, passcode, now_ms)?;
+            // The device's failure may have reached the profile's own wipe limit.
+            if self.store(scope)?.is_wiped() {
+                return Ok(EntryOutcome::Refused(Refusal::Wiped));
+            }
+            return Ok(outcome);
         }
         if !store.has_own_passcode() {
             return Err(DeviceError::NoPasscode(scope));
@@ -482,12 +496,26 @@ impl Device {
         Ok(())
     }
 
+    /// Counts a wrong entry and applies the strictest wipe limit it reaches. A unified work
+    /// profile's limit counts the device's failures, since its challenge is the device's: as in
+    /// `DevicePolicyManagerService.reportFailedPasswordAttempt`, which holds the admins of
+    /// profiles without a separate challenge to the parent's failures and wipes the profile
+    /// whose admin set the limit that was reached first.
     fn on_failed(&mut self, scope: Scope, now_ms: u64) -> Result<Refusal, DeviceError> {
         let store = self.store_mut(scope)?;
         let failed_attempts = store.record_failure(now_ms);
         if store.wipe_due() {
             self.wipe(scope, now_ms);
             return Ok(Refusal::Wiped);
+        }
+        let unified_work_due = scope == Scope::Device
+            && self
+                .work_store
+                .as_ref()
+                .is_some_and(|work| work.is_unified() && work.wipe_limit_reached(failed_attempts));
+        if unified_work_due {
+            // The device itself stays; its entry was wrong, not wiped.
+            self.wipe(Scope::WorkProfile, now_ms);
         }
         Ok(Refusal::WrongPasscode {
             failed_attempts,
@@ -536,8 +564,13 @@ impl Device {
         let must_confirm = self.is_secure(store);
         let kdf = self.kdf;
         self.tracked(|device| {
-            if must_confirm {
-                device.confirm(confirm_scope, current, now_ms)?;
+            if must_confirm && let Err(error) = device.confirm(confirm_scope, current, now_ms) {
+                // A wrong device passcode may have reached a unified profile's wipe limit.
+                return Err(if device.store(scope)?.is_wiped() {
+                    DeviceError::StoreWiped(scope)
+                } else {
+                    error
+                });
             }
             device.store_mut(scope)?.set_passcode(new, kdf, rng)
         })
@@ -1069,6 +1102,11 @@ mod tests {
             EntryOutcome::Refused(Refusal::Wiped).to_string(),
             "the store was wiped after too many failed attempts"
         );
+        let first = Refusal::WrongPasscode {
+            failed_attempts: 1,
+            throttled_until_ms: 0,
+        };
+        assert_eq!(first.to_string(), "wrong passcode (1 failed attempt)");
     }
 
     /// Runs a reset that must fail with `expected` and checks that nothing changed.
@@ -1850,6 +1888,315 @@ mod tests {
                 .iter()
                 .all(|r| !shown.contains(r))
         );
+    }
+
+    /// Token states of every store, in scope order.
+    fn token_states(device: &Device) -> Vec<TokenState> {
+        device.statuses(NOW).iter().map(|s| s.token_state).collect()
+    }
+
+    /// Runs `change` and asserts that it changed some store's token state from `before` to
+    /// `after` and queued a status report for it.
+    fn assert_reported(
+        device: &mut Device,
+        what: &str,
+        after: &[TokenState],
+        change: impl FnOnce(&mut Device),
+    ) {
+        let before = token_states(device);
+        device.take_events();
+        change(device);
+        assert_eq!(token_states(device), after, "{what}: token states");
+        assert_ne!(before, after, "{what}: the token state must change");
+        assert!(
+            device
+                .take_events()
+                .iter()
+                .any(|e| matches!(e, DeviceEvent::StatusChanged)),
+            "{what}: no status report for a token-state change"
+        );
+    }
+
+    #[test]
+    fn every_token_state_change_is_reported() {
+        use TokenState::{Active, None as Gone, Pending};
+        let (mut device, rng) = new_device(Ownership::Cope);
+        assert_eq!(token_states(&device), [Gone, Gone]);
+        // Enrollment: no passcode yet, so both activate at once.
+        assert_reported(&mut device, "enrollment", &[Active, Active], |d| {
+            d.ensure_tokens(&rng)
+        });
+        device
+            .set_passcode(Scope::Device, None, &pass("2580"), NOW, &rng)
+            .unwrap();
+        // Replacing a token over a passcode makes it pending.
+        assert_reported(&mut device, "set token", &[Pending, Active], |d| {
+            d.set_escrow_token(Scope::Device, EscrowToken::new(vec![3; 32]))
+                .unwrap();
+        });
+        // The next entry activates it.
+        assert_reported(&mut device, "entry", &[Active, Active], |d| {
+            assert_eq!(
+                d.enter_passcode(Scope::Device, &pass("2580"), NOW).unwrap(),
+                EntryOutcome::Unlocked
+            );
+        });
+        // A unified work profile's token activates with the device's entry.
+        device
+            .set_escrow_token(Scope::WorkProfile, EscrowToken::new(vec![4; 32]))
+            .unwrap();
+        device
+            .set_escrow_token(Scope::Device, EscrowToken::new(vec![5; 32]))
+            .unwrap();
+        assert_reported(&mut device, "reboot", &[Gone, Gone], |d| d.reboot());
+        assert_reported(&mut device, "boot re-creation", &[Pending, Pending], |d| {
+            d.ensure_tokens(&rng)
+        });
+        assert_reported(&mut device, "unified entry", &[Active, Active], |d| {
+            assert_eq!(
+                d.enter_passcode(Scope::WorkProfile, &pass("2580"), NOW)
+                    .unwrap(),
+                EntryOutcome::Unlocked
+            );
+        });
+        // A reset rotates the used token: the new one is pending.
+        device
+            .set_escrow_token(Scope::WorkProfile, EscrowToken::new(vec![6; 32]))
+            .unwrap();
+        device
+            .enter_passcode(Scope::Device, &pass("2580"), NOW)
+            .unwrap();
+        assert_reported(&mut device, "reset", &[Active, Pending], |d| {
+            d.reset_with_token(
+                Scope::WorkProfile,
+                &EscrowToken::new(vec![6; 32]),
+                &pass("Work9182"),
+                REQUIRE_ENTRY,
+                "cmd",
+                &rng,
+            )
+            .unwrap();
+        });
+        // A wipe takes the token with the store.
+        device
+            .set_policy(
+                Scope::WorkProfile,
+                Some(PasscodePolicy {
+                    max_failed_attempts_before_wipe: 1,
+                    ..PasscodePolicy::default()
+                }),
+            )
+            .unwrap();
+        assert_reported(&mut device, "wipe", &[Active, Gone], |d| {
+            d.enter_passcode(Scope::WorkProfile, &pass("0000"), NOW)
+                .unwrap();
+        });
+    }
+
+    #[test]
+    fn reboot_locks_every_store_loses_pending_tokens_and_keeps_the_notification() {
+        let (mut device, rng, work_token) = cope_ready();
+        device
+            .reset_with_token(
+                Scope::WorkProfile,
+                &work_token,
+                &pass("Work9182"),
+                REQUIRE_ENTRY,
+                "cmd-w",
+                &rng,
+            )
+            .unwrap();
+        let rotated = escrowed(&device.take_events(), Scope::WorkProfile).unwrap();
+        assert_eq!(
+            enter(&mut device, Scope::Device, "2580", NOW),
+            EntryOutcome::Unlocked
+        );
+        let before = device.statuses(NOW);
+        assert!(!before[0].locked);
+        assert_eq!(before[0].token_state, TokenState::Active);
+        assert_eq!(before[1].token_state, TokenState::Pending);
+
+        device.reboot();
+        let after = device.statuses(NOW);
+        assert!(
+            after.iter().all(|s| s.locked),
+            "every store locks: {after:?}"
+        );
+        assert_eq!(
+            after[0].token_state,
+            TokenState::Active,
+            "an active token survives: its wrap is on disk"
+        );
+        assert_eq!(
+            after[1].token_state,
+            TokenState::None,
+            "a pending one is lost"
+        );
+        assert!(after[1].require_entry);
+        let notifications = device.notifications();
+        assert_eq!(notifications.len(), 1);
+        assert_eq!(notifications[0].id, "enter-new-passcode/work_profile");
+        // The lost token no longer resets anything.
+        assert_eq!(
+            device.reset_with_token(
+                Scope::WorkProfile,
+                &rotated,
+                &pass("Work5555x"),
+                REQUIRE_ENTRY,
+                "c",
+                &rng
+            ),
+            Err(ResetError::TokenMissing)
+        );
+
+        // The management app re-creates it; the user's entry of the new passcode clears the
+        // notification and activates the new token.
+        device.take_events();
+        device.ensure_tokens(&rng);
+        let recreated = escrowed(&device.take_events(), Scope::WorkProfile).unwrap();
+        assert_ne!(recreated.expose(), rotated.expose());
+        assert_eq!(
+            status(&device, Scope::WorkProfile).token_state,
+            TokenState::Pending
+        );
+        assert_eq!(
+            enter(&mut device, Scope::WorkProfile, "Work9182", NOW),
+            EntryOutcome::Unlocked
+        );
+        assert!(device.notifications().is_empty());
+        assert_eq!(
+            status(&device, Scope::WorkProfile).token_state,
+            TokenState::Active
+        );
+        device
+            .reset_with_token(
+                Scope::WorkProfile,
+                &recreated,
+                &pass("Work5555x"),
+                REQUIRE_ENTRY,
+                "c2",
+                &rng,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn unified_work_profile_wipe_limit_counts_the_device_failures() {
+        let limit = |n| {
+            Some(PasscodePolicy {
+                max_failed_attempts_before_wipe: n,
+                ..PasscodePolicy::default()
+            })
+        };
+        let (mut device, _, _) = cope_ready();
+        device.set_policy(Scope::WorkProfile, limit(3)).unwrap();
+        device.lock(Scope::Device).unwrap();
+        device.take_events();
+        assert!(matches!(
+            enter(&mut device, Scope::Device, "0000", NOW),
+            EntryOutcome::Refused(Refusal::WrongPasscode {
+                failed_attempts: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            enter(&mut device, Scope::WorkProfile, "0000", NOW),
+            EntryOutcome::Refused(Refusal::WrongPasscode {
+                failed_attempts: 2,
+                ..
+            })
+        ));
+        assert!(!status(&device, Scope::WorkProfile).wiped);
+        // The third failure reaches the profile's limit: the profile goes, the device stays.
+        assert_eq!(
+            enter(&mut device, Scope::WorkProfile, "0000", NOW),
+            EntryOutcome::Refused(Refusal::Wiped)
+        );
+        let wiped: Vec<_> = device
+            .take_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                DeviceEvent::StoreWiped { scope, .. } => Some(scope),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(wiped, [Scope::WorkProfile]);
+        let device_store = status(&device, Scope::Device);
+        assert!(!device_store.wiped);
+        assert_eq!(device_store.failed_attempts, 3);
+        assert_eq!(
+            enter(&mut device, Scope::Device, "2580", NOW),
+            EntryOutcome::Unlocked
+        );
+
+        // The strictest limit wins: the device's 2 comes before the profile's 3, and a device
+        // limit takes every store.
+        let (mut device, _, _) = cope_ready();
+        device.set_policy(Scope::WorkProfile, limit(3)).unwrap();
+        device.set_policy(Scope::Device, limit(2)).unwrap();
+        enter(&mut device, Scope::Device, "0000", NOW);
+        assert!(device.statuses(NOW).iter().all(|s| !s.wiped));
+        assert_eq!(
+            enter(&mut device, Scope::Device, "0000", NOW),
+            EntryOutcome::Refused(Refusal::Wiped)
+        );
+        assert!(device.statuses(NOW).iter().all(|s| s.wiped));
+
+        // A separate profile keeps its own count: device failures never reach its limit.
+        let (mut device, rng, _) = cope_ready();
+        device
+            .set_passcode(
+                Scope::WorkProfile,
+                Some(&pass("2580")),
+                &pass("7391"),
+                NOW,
+                &rng,
+            )
+            .unwrap();
+        device.set_policy(Scope::WorkProfile, limit(1)).unwrap();
+        enter(&mut device, Scope::Device, "0000", NOW);
+        assert!(!status(&device, Scope::WorkProfile).wiped);
+    }
+
+    #[test]
+    fn wrong_current_passcode_that_wipes_a_unified_profile_says_so() {
+        let (mut device, rng, _) = cope_ready();
+        device
+            .set_policy(
+                Scope::WorkProfile,
+                Some(PasscodePolicy {
+                    max_failed_attempts_before_wipe: 1,
+                    ..PasscodePolicy::default()
+                }),
+            )
+            .unwrap();
+        assert_eq!(
+            device.set_passcode(
+                Scope::WorkProfile,
+                Some(&pass("0000")),
+                &pass("7391"),
+                NOW,
+                &rng
+            ),
+            Err(DeviceError::StoreWiped(Scope::WorkProfile))
+        );
+        assert!(status(&device, Scope::WorkProfile).wiped);
+        assert!(!status(&device, Scope::Device).wiped);
+    }
+
+    #[test]
+    fn throttled_refusal_says_when_to_try_again() {
+        assert_eq!(
+            EntryOutcome::Refused(Refusal::Throttled {
+                until_ms: NOW + 30_000
+            })
+            .to_string(),
+            format!(
+                "too many failed attempts; try again at {} ms since the epoch",
+                NOW + 30_000
+            )
+        );
+        assert_eq!(EntryOutcome::Unlocked.to_string(), "the store is unlocked");
     }
 
     #[test]

@@ -319,11 +319,17 @@ impl CredentialStore {
         self.state.failed_attempts
     }
 
-    /// Whether `failed_attempts` reached the policy's wipe limit.
+    /// Whether the store's own count of failures reached its policy's wipe limit.
     pub(crate) fn wipe_due(&self) -> bool {
+        self.wipe_limit_reached(self.state.failed_attempts)
+    }
+
+    /// Whether `failures` reach this store's wipe limit (0 in the policy means no limit). A
+    /// unified work profile has no count of its own: the device's count is held against it.
+    pub(crate) fn wipe_limit_reached(&self, failures: u32) -> bool {
         self.policy()
             .map(|p| p.max_failed_attempts_before_wipe)
-            .is_some_and(|limit| limit > 0 && self.state.failed_attempts >= limit)
+            .is_some_and(|limit| limit > 0 && failures >= limit)
     }
 
     pub(crate) fn lock(&mut self) {

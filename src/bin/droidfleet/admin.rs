@@ -38,8 +38,12 @@ pub enum Output {
 
 #[derive(clap::Subcommand)]
 enum AdminCommand {
-    /// List enrolled devices.
-    Devices,
+    /// List the enrolled devices you may see.
+    Devices {
+        /// Only devices of this group.
+        #[arg(long)]
+        group: Option<String>,
+    },
     /// Show one device: its stores, policies and escrowed tokens.
     Device { device_id: String },
     /// Create a token devices enroll with.
@@ -48,6 +52,17 @@ enum AdminCommand {
         #[arg(long, default_value_t = 1)]
         uses: u32,
         /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The device group the enrolling devices join (default: "default").
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Re-enroll a known device: revoke its credential now and print a single-use enrollment
+    /// token that gives the device its id back.
+    ReEnroll {
+        device_id: String,
+        /// Lifetime of the token in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
@@ -81,6 +96,19 @@ enum AdminCommand {
         /// Choose the new passcode instead of generating one (it must meet the policy).
         #[arg(long)]
         passcode: Option<String>,
+        /// Seconds the device has to run it before it expires.
+        #[arg(long)]
+        ttl: Option<u64>,
+        /// Follow the action until it is done, failed, canceled or expired.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Lock a device's lock screen or work profile now. Prints the action; `--wait` follows it.
+    RemoteLock {
+        device_id: String,
+        /// The store to lock; by default the one the enrollment type manages.
+        #[arg(long, value_enum)]
+        scope: Option<ScopeArg>,
         /// Seconds the device has to run it before it expires.
         #[arg(long)]
         ttl: Option<u64>,
@@ -122,15 +150,45 @@ enum AdminCommand {
         #[arg(long = "permission", required = true)]
         permissions: Vec<String>,
     },
+    /// Replace a custom role's permissions.
+    UpdateRole {
+        name: String,
+        /// A permission such as RemoteTasks.ResetPasscode; repeat for more.
+        #[arg(long = "permission", required = true)]
+        permissions: Vec<String>,
+    },
+    /// Delete a custom role nobody holds.
+    DeleteRole { name: String },
     /// Create a principal (an admin account) and print its token once.
     CreatePrincipal {
         name: String,
         /// A role name; repeat for more.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// Hold the roles for this device group only (default: every group).
+        #[arg(long)]
+        group: Option<String>,
     },
-    /// List principals.
+    /// List principals and their role assignments.
     Principals,
+    /// Give a principal a role, for every device group or for one.
+    AssignRole {
+        principal: String,
+        role: String,
+        /// Only for this device group (default: every group).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Take a role assignment away from a principal.
+    UnassignRole {
+        principal: String,
+        role: String,
+        /// The group the assignment is for (default: the one for every group).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Delete a principal; its token stops working at once.
+    DeletePrincipal { name: String },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -179,8 +237,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let mut client = Client::connect(&args.server, &token).await?;
     let output = args.output;
     let value = match args.command {
-        AdminCommand::Devices => {
-            let devices = client.list_devices().await?;
+        AdminCommand::Devices { group } => {
+            let devices = client.list_devices(group.unwrap_or_default()).await?;
             if output == Output::Human {
                 for device in &devices {
                     println!("{}", device_line(device));
@@ -200,11 +258,34 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
             device_json(&device)
         }
-        AdminCommand::CreateEnrollmentToken { uses, ttl } => {
+        AdminCommand::CreateEnrollmentToken { uses, ttl, group } => {
             let response = client
                 .admin
                 .create_enrollment_token(client.request(pb::CreateEnrollmentTokenRequest {
                     max_uses: uses,
+                    ttl_seconds: ttl,
+                    group: group.unwrap_or_default(),
+                }))
+                .await?
+                .into_inner();
+            if output == Output::Human {
+                println!("{}", response.enrollment_token);
+                eprintln!(
+                    "enrollment token for {} device(s) of group {:?}, valid until {}; it is shown \
+                     only now",
+                    response.max_uses,
+                    response.group,
+                    time(response.expires_at_ms)
+                );
+                return Ok(());
+            }
+            json!({"enrollment_token": response.enrollment_token, "max_uses": response.max_uses, "group": response.group, "expires_at": time(response.expires_at_ms)})
+        }
+        AdminCommand::ReEnroll { device_id, ttl } => {
+            let response = client
+                .admin
+                .re_enroll_device(client.request(pb::ReEnrollDeviceRequest {
+                    device_id,
                     ttl_seconds: ttl,
                 }))
                 .await?
@@ -212,13 +293,14 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             if output == Output::Human {
                 println!("{}", response.enrollment_token);
                 eprintln!(
-                    "enrollment token for {} device(s), valid until {}; it is shown only now",
-                    response.max_uses,
+                    "device {}: its credential is revoked; enroll it with this token (single use, \
+                     valid until {}); it is shown only now",
+                    response.device_id,
                     time(response.expires_at_ms)
                 );
                 return Ok(());
             }
-            json!({"enrollment_token": response.enrollment_token, "max_uses": response.max_uses, "expires_at": time(response.expires_at_ms)})
+            json!({"device_id": response.device_id, "enrollment_token": response.enrollment_token, "expires_at": time(response.expires_at_ms)})
         }
         AdminCommand::AssignPolicy {
             device_id,
@@ -279,7 +361,35 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             if wait {
-                return client.follow(&action.action_id, output).await;
+                return client
+                    .follow(Some(&action), &action.action_id, output)
+                    .await;
+            }
+            if output == Output::Human {
+                print_action(&action);
+                return Ok(());
+            }
+            action_json(&action)
+        }
+        AdminCommand::RemoteLock {
+            device_id,
+            scope,
+            ttl,
+            wait,
+        } => {
+            let action = client
+                .admin
+                .remote_lock(client.request(pb::RemoteLockRequest {
+                    device_id,
+                    scope: scope.map(|s| s.to_pb() as i32).unwrap_or(0),
+                    ttl_seconds: ttl.unwrap_or(0),
+                }))
+                .await?
+                .into_inner();
+            if wait {
+                return client
+                    .follow(Some(&action), &action.action_id, output)
+                    .await;
             }
             if output == Output::Human {
                 print_action(&action);
@@ -315,7 +425,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
             json!(actions.iter().map(action_json).collect::<Vec<_>>())
         }
-        AdminCommand::Watch { action_id } => return client.follow(&action_id, output).await,
+        AdminCommand::Watch { action_id } => return client.follow(None, &action_id, output).await,
         AdminCommand::Cancel { action_id } => {
             let action = client
                 .admin
@@ -402,10 +512,51 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .into_inner();
             json!({"name": role.name, "permissions": role.permissions})
         }
-        AdminCommand::CreatePrincipal { name, roles } => {
+        AdminCommand::UpdateRole { name, permissions } => {
+            let role = client
+                .admin
+                .update_role(client.request(pb::Role {
+                    name,
+                    permissions,
+                    built_in: false,
+                }))
+                .await?
+                .into_inner();
+            json!({"name": role.name, "permissions": role.permissions})
+        }
+        AdminCommand::DeleteRole { name } => {
+            client
+                .admin
+                .delete_role(client.request(pb::DeleteRoleRequest { name: name.clone() }))
+                .await?;
+            if output == Output::Human {
+                println!("role {name:?} deleted");
+                return Ok(());
+            }
+            json!({"deleted_role": name})
+        }
+        AdminCommand::CreatePrincipal { name, roles, group } => {
+            let request = match group {
+                None => pb::CreatePrincipalRequest {
+                    name,
+                    roles,
+                    ..Default::default()
+                },
+                Some(group) => pb::CreatePrincipalRequest {
+                    name,
+                    assignments: roles
+                        .into_iter()
+                        .map(|role| pb::RoleAssignment {
+                            role,
+                            group: group.clone(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            };
             let created = client
                 .admin
-                .create_principal(client.request(pb::CreatePrincipalRequest { name, roles }))
+                .create_principal(client.request(request))
                 .await?
                 .into_inner();
             if output == Output::Human {
@@ -427,11 +578,62 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .principals;
             if output == Output::Human {
                 for p in &principals {
-                    println!("{}: {}", p.name, p.roles.join(", "));
+                    println!("{}", principal_line(p));
                 }
                 return Ok(());
             }
-            json!(principals.iter().map(|p| json!({"name": p.name, "roles": p.roles, "created_at": time(p.created_at_ms)})).collect::<Vec<_>>())
+            json!(principals.iter().map(principal_json).collect::<Vec<_>>())
+        }
+        AdminCommand::AssignRole {
+            principal,
+            role,
+            group,
+        } => {
+            let principal = client
+                .admin
+                .assign_role(client.request(pb::RoleAssignmentRequest {
+                    principal,
+                    role,
+                    group: group.unwrap_or_default(),
+                }))
+                .await?
+                .into_inner();
+            if output == Output::Human {
+                println!("{}", principal_line(&principal));
+                return Ok(());
+            }
+            principal_json(&principal)
+        }
+        AdminCommand::UnassignRole {
+            principal,
+            role,
+            group,
+        } => {
+            let principal = client
+                .admin
+                .unassign_role(client.request(pb::RoleAssignmentRequest {
+                    principal,
+                    role,
+                    group: group.unwrap_or_default(),
+                }))
+                .await?
+                .into_inner();
+            if output == Output::Human {
+                println!("{}", principal_line(&principal));
+                return Ok(());
+            }
+            principal_json(&principal)
+        }
+        AdminCommand::DeletePrincipal { name } => {
+            client
+                .admin
+                .delete_principal(client.request(pb::DeletePrincipalRequest { name: name.clone() }))
+                .await?;
+            if output == Output::Human {
+                println!("principal {name:?} deleted");
+                return Ok(());
+            }
+            json!({"deleted_principal": name})
         }
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
@@ -468,8 +670,9 @@ impl Client {
         request
     }
 
-    pub async fn list_devices(&mut self) -> Result<Vec<pb::Device>, tonic::Status> {
-        let request = self.request(pb::ListDevicesRequest {});
+    /// The devices of `group` ("" for every group) the caller may see.
+    pub async fn list_devices(&mut self, group: String) -> Result<Vec<pb::Device>, tonic::Status> {
+        let request = self.request(pb::ListDevicesRequest { group });
         Ok(self.admin.list_devices(request).await?.into_inner().devices)
     }
 
@@ -515,14 +718,25 @@ impl Client {
         last.ok_or_else(|| tonic::Status::unavailable("the watch ended without a state"))
     }
 
-    async fn follow(&mut self, action_id: &str, output: Output) -> anyhow::Result<()> {
-        let last = self
-            .wait_final(action_id, |action| {
-                if output == Output::Human {
-                    println!("{}", action_line(action));
-                }
-            })
-            .await?;
+    /// Prints `created` (the action as the request returned it) and then each state change
+    /// until the final one.
+    async fn follow(
+        &mut self,
+        created: Option<&pb::Action>,
+        action_id: &str,
+        output: Output,
+    ) -> anyhow::Result<()> {
+        let mut printed_state = None;
+        let mut print = |action: &pb::Action| {
+            if output == Output::Human && printed_state != Some(action.state) {
+                println!("{}", action_line(action));
+                printed_state = Some(action.state);
+            }
+        };
+        if let Some(created) = created {
+            print(created);
+        }
+        let last = self.wait_final(action_id, print).await?;
         if output == Output::Json {
             println!("{}", serde_json::to_string_pretty(&action_json(&last))?);
         } else if !last.reason.is_empty() {
@@ -592,12 +806,46 @@ fn token_state_name(value: i32) -> &'static str {
 
 fn device_line(device: &pb::Device) -> String {
     format!(
-        "{}  {:<4}  {:<20} {}",
+        "{}  {:<4}  {:<20} {:<12} {}",
         device.device_id,
         ownership_name(device.ownership),
         device.display_name,
+        device.group,
         if device.online { "online" } else { "offline" }
     )
+}
+
+fn assignment_text(assignment: &pb::RoleAssignment) -> String {
+    if assignment.group.is_empty() {
+        assignment.role.clone()
+    } else {
+        format!("{} (group {})", assignment.role, assignment.group)
+    }
+}
+
+fn principal_line(principal: &pb::Principal) -> String {
+    let held: Vec<String> = principal.assignments.iter().map(assignment_text).collect();
+    format!("{}: {}", principal.name, held.join(", "))
+}
+
+fn principal_json(principal: &pb::Principal) -> Value {
+    json!({
+        "name": principal.name,
+        "roles": principal.roles,
+        "assignments": principal.assignments.iter().map(|a| json!({
+            "role": a.role,
+            "group": (!a.group.is_empty()).then_some(&a.group),
+        })).collect::<Vec<_>>(),
+        "created_at": time(principal.created_at_ms),
+    })
+}
+
+pub fn kind_name(value: i32) -> &'static str {
+    match pb::ActionKind::try_from(value) {
+        Ok(pb::ActionKind::ResetPasscode) => "reset_passcode",
+        Ok(pb::ActionKind::RemoteLock) => "remote_lock",
+        _ => "?",
+    }
 }
 
 fn print_device(device: &pb::Device) {
@@ -640,8 +888,9 @@ fn print_device(device: &pb::Device) {
 
 pub fn action_line(action: &pb::Action) -> String {
     let mut line = format!(
-        "{}  {:<13} {:<12} {}",
+        "{}  {:<14} {:<13} {:<12} {}",
         action.action_id,
+        kind_name(action.kind),
         state_name(action.state),
         scope_name(action.scope),
         time(action.updated_at_ms)
@@ -677,6 +926,7 @@ fn device_json(device: &pb::Device) -> Value {
         "device_id": device.device_id,
         "display_name": device.display_name,
         "ownership": ownership_name(device.ownership),
+        "group": device.group,
         "online": device.online,
         "enrolled_at": time(device.enrolled_at_ms),
         "last_seen": time(device.last_seen_ms),
@@ -704,7 +954,7 @@ pub fn action_json(action: &pb::Action) -> Value {
     json!({
         "action_id": action.action_id,
         "device_id": action.device_id,
-        "kind": pb::ActionKind::try_from(action.kind).map(|k| k.as_str_name()).unwrap_or("?"),
+        "kind": kind_name(action.kind),
         "scope": scope_name(action.scope),
         "state": state_name(action.state),
         "error_code": (action.error_code != 0).then(|| error_name(action.error_code)),

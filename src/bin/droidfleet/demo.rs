@@ -104,6 +104,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .create_enrollment_token(admin.request(pb::CreateEnrollmentTokenRequest {
             max_uses: 5,
             ttl_seconds: 600,
+            ..Default::default()
         }))
         .await?
         .into_inner();
@@ -213,6 +214,7 @@ async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::
         .create_principal(admin.request(pb::CreatePrincipalRequest {
             name: "rita.reader".into(),
             roles: vec!["Read Only Operator".into()],
+            ..Default::default()
         }))
         .await?
         .into_inner()
