@@ -832,6 +832,16 @@ impl ControlPlane {
                     scope.as_str().replace('_', "-"),
                 ),
             ))
+        } else if device.stores.iter().any(|s| s.scope == scope && s.wiped) {
+            Some((
+                ActionState::Failed,
+                ErrorCode::StoreWiped,
+                format!(
+                    "the device reports its {} was wiped after too many failed passcode \
+                     entries; there is no credential left to reset",
+                    scope_words(scope)
+                ),
+            ))
         } else if device.policy(scope).is_none() {
             Some(no_policy(scope, "reset"))
         } else if !device.escrowed_token_scopes.contains(&scope) {

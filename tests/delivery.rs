@@ -447,3 +447,46 @@ async fn a_lost_result_means_a_second_delivery_that_the_device_answers_without_r
     assert!(!world.enter("kiosk", DEVICE, DEVICE_PIN).await);
     assert!(world.enter("kiosk", DEVICE, &passcode).await);
 }
+
+#[tokio::test]
+async fn a_device_in_airplane_mode_gets_its_reset_when_it_comes_back_online() {
+    let (mut world, id) = ready_kiosk(Duration::from_secs(1)).await;
+    let offline = world
+        .harness
+        .set_online(pb::SetOnlineRequest {
+            name: "kiosk".into(),
+            online: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!offline.connected);
+    world.admin.wait_device(&id, |d| !d.online).await;
+
+    let action = reset_with_ttl(&mut world, &id, 0).await;
+    assert_eq!(state(&action), pb::ActionState::Pending);
+    let still = world.admin.action(&action.action_id).await;
+    assert_eq!(
+        state(&still),
+        pb::ActionState::Pending,
+        "no session, no delivery"
+    );
+
+    world
+        .harness
+        .set_online(pb::SetOnlineRequest {
+            name: "kiosk".into(),
+            online: true,
+        })
+        .await
+        .unwrap();
+    let done = world.admin.wait_final(&action.action_id).await;
+    assert_eq!(
+        state(&done),
+        pb::ActionState::Done,
+        "reason: {}",
+        done.reason
+    );
+    let screen = world.wait_screen("kiosk", |s| s.connected).await;
+    assert_eq!(screen.applied_commands.get(&action.action_id), Some(&1));
+}

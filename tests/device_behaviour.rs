@@ -430,3 +430,39 @@ async fn reboot_locks_every_store_recreates_the_lost_token_and_keeps_the_notific
         third.reason
     );
 }
+
+#[tokio::test]
+async fn a_refused_entry_says_when_the_next_try_is_allowed() {
+    let mut world = World::start(&[("kiosk", Ownership::Cosu)]).await;
+    world
+        .set_passcode("kiosk", pb::CredentialScope::Device, "", "2580")
+        .await;
+    world.lock("kiosk", pb::CredentialScope::Device).await;
+    let mut retry_at = Vec::new();
+    for _ in 0..6 {
+        let response = world
+            .harness
+            .enter_passcode(pb::EnterPasscodeRequest {
+                name: "kiosk".into(),
+                scope: pb::CredentialScope::Device as i32,
+                passcode: "0000".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!response.unlocked);
+        retry_at.push(response.retry_at_ms);
+    }
+    assert!(
+        retry_at[..4].iter().all(|t| *t == 0),
+        "no wait for failures 1-4: {retry_at:?}"
+    );
+    assert!(
+        retry_at[4] > 0,
+        "the 5th failure starts a 30 s wait: {retry_at:?}"
+    );
+    assert_eq!(
+        retry_at[5], retry_at[4],
+        "a throttled entry is refused until then: {retry_at:?}"
+    );
+}

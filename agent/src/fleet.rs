@@ -139,6 +139,8 @@ struct Slot {
     /// tokens must never reach the disk.
     undelivered: Mutex<Vec<pb::DeviceMessage>>,
     connected: AtomicBool,
+    /// False while the harness holds the device offline (airplane mode): no session then.
+    online: watch::Sender<bool>,
     /// Held by a change from start to its last report: the state file then never goes back to
     /// an older state, and reports leave in the order of the changes. Tokio's mutex is fair, so
     /// changes take their turns in the order they asked.
@@ -197,6 +199,7 @@ impl Fleet {
                     session: Mutex::new(None),
                     undelivered: Mutex::new(Vec::new()),
                     connected: AtomicBool::new(false),
+                    online: watch::channel(true).0,
                     turn: tokio::sync::Mutex::new(()),
                 }),
             );
@@ -279,6 +282,22 @@ impl Fleet {
             device.set_passcode(scope, current.as_ref(), &new, now, rng.as_ref())
         })
         .await
+    }
+
+    /// Takes the device off the network or puts it back; offline it holds no session. Taking it
+    /// offline returns once its session has closed; going online does not wait for a session,
+    /// since the control plane may be down.
+    pub async fn set_online(&self, name: &str, online: bool) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        let mut changes = self.screen_changes.subscribe();
+        slot.online.send_replace(online);
+        while !online && slot.connected.load(Ordering::SeqCst) {
+            match changes.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        Ok(())
     }
 
     pub async fn lock(&self, name: &str, scope: Scope) -> Result<(), FleetError> {
@@ -483,12 +502,18 @@ impl Fleet {
     async fn device_loop(self: Arc<Self>, slot: Arc<Slot>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
         const MAX_BACKOFF: Duration = Duration::from_secs(5);
+        let mut online = slot.online.subscribe();
         loop {
             if *shutdown.borrow() {
                 return;
             }
+            tokio::select! {
+                _ = online.wait_for(|on| *on) => {}
+                _ = shutdown.changed() => return,
+            }
             let outcome = tokio::select! {
                 outcome = self.connect_once(&slot) => Some(outcome),
+                _ = online.wait_for(|on| !*on) => Some(Ok(())),
                 _ = shutdown.changed() => None,
             };
             // Dropping the sender ends the request stream, which closes the session cleanly.

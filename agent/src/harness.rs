@@ -131,16 +131,28 @@ impl DeviceHarness for Harness {
                 Passcode::new(request.passcode),
             )
             .await?;
-        let (unlocked, message) = match outcome {
-            EntryOutcome::Unlocked => (true, "unlocked".to_string()),
+        let (unlocked, message, retry_at_ms) = match outcome {
+            EntryOutcome::Unlocked => (true, "unlocked".to_string(), 0),
             EntryOutcome::Refused(refusal) => {
-                (false, refusal_message(refusal, self.fleet.now_ms()))
+                let retry_at_ms = match refusal {
+                    Refusal::WrongPasscode {
+                        throttled_until_ms, ..
+                    } => throttled_until_ms,
+                    Refusal::Throttled { until_ms } => until_ms,
+                    Refusal::Wiped => 0,
+                };
+                (
+                    false,
+                    refusal_message(refusal, self.fleet.now_ms()),
+                    retry_at_ms,
+                )
             }
         };
         Ok(Response::new(pb::EnterPasscodeResponse {
             unlocked,
             message,
             screen: Some(self.screen(device)?),
+            retry_at_ms,
         }))
     }
 
@@ -212,6 +224,16 @@ impl DeviceHarness for Harness {
         Ok(Response::new(self.screen(&device)?))
     }
 
+    async fn set_online(
+        &self,
+        request: Request<pb::SetOnlineRequest>,
+    ) -> Result<Response<pb::Screen>, Status> {
+        let request = request.into_inner();
+        let device = name(&request.name)?;
+        self.fleet.set_online(device, request.online).await?;
+        Ok(Response::new(self.screen(device)?))
+    }
+
     type WatchScreensStream = ScreenStream;
 
     async fn watch_screens(
@@ -274,6 +296,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        // Harness calls are small request/response pairs; Nagle's algorithm would add ~40 ms
+        // to each.
+        .tcp_nodelay(true)
         .add_service(
             droidfleet_proto::v1::device_harness_server::DeviceHarnessServer::new(Harness::new(
                 fleet,
