@@ -4,6 +4,7 @@
 
 mod admin;
 mod demo;
+mod loadtest;
 
 use clap::Parser;
 use droidfleet::clock::SystemClock;
@@ -40,6 +41,9 @@ enum Command {
     /// Run the whole flow on this machine: a control plane, one device of each enrollment type,
     /// resets, the user entering the new passcodes, and the refusals.
     Demo(demo::DemoArgs),
+    /// Load-test a control plane (embedded by default) with a fleet of simulated devices and
+    /// seeded users; writes a report (table on stdout, report.json, report.html).
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -60,7 +64,10 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Admin(_) | Command::Demo(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Admin(_) | Command::Demo(_) | Command::Loadtest(_)
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -77,6 +84,7 @@ fn main() -> anyhow::Result<()> {
                 command: AgentCommand::Run(args),
             } => Ok(droidfleet_agent::cli::run(args, ctrl_c()).await?),
             Command::Demo(args) => demo::run(args).await,
+            Command::Loadtest(args) => loadtest::run(args).await,
         }
     })
 }

@@ -139,7 +139,10 @@ mod tests {
     fn nearest_rank_percentiles() {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
         let p = Percentiles::of(&samples);
-        assert_eq!((p.count, p.p50, p.p90, p.p99, p.max), (100, 50.0, 90.0, 99.0, 100.0));
+        assert_eq!(
+            (p.count, p.p50, p.p90, p.p99, p.max),
+            (100, 50.0, 90.0, 99.0, 100.0)
+        );
         assert_eq!(Percentiles::of(&[]).count, 0);
         assert_eq!(Percentiles::of(&[7.0]).p99, 7.0);
     }

@@ -71,7 +71,9 @@ impl FromStr for Mix {
                 )
             })?;
             let weight: u32 = weight.trim().parse().map_err(|_| {
-                format!("{part:?}: the weight {weight:?} is not a whole number from 0 to 4294967295")
+                format!(
+                    "{part:?}: the weight {weight:?} is not a whole number from 0 to 4294967295"
+                )
             })?;
             if weights.iter().any(|(o, _)| *o == ownership) {
                 return Err(format!("{part:?}: {kind} is listed twice"));
@@ -177,7 +179,6 @@ impl Behaviour {
 
 /// Everything decided about one device before the run starts.
 pub struct DevicePlan {
-    pub index: usize,
     pub name: String,
     pub ownership: Ownership,
     pub fault: Fault,
@@ -235,7 +236,6 @@ pub fn plan(mix: &Mix, devices: usize, behaviour: &Behaviour) -> Vec<DevicePlan>
                 Passcode::new(format!("{letters}{digits}"))
             });
             DevicePlan {
-                index,
                 name: format!("{}-{index}", ownership.as_str()),
                 ownership,
                 fault,
@@ -347,6 +347,11 @@ mod tests {
             assert_ne!(typo.expose(), text);
             assert_eq!(typo.expose().len(), text.len());
         }
-        assert!(typo_of(&Passcode::new("0009")).expose().chars().all(|c| c.is_ascii_digit()));
+        assert!(
+            typo_of(&Passcode::new("0009"))
+                .expose()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        );
     }
 }

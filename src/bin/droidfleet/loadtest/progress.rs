@@ -26,7 +26,7 @@ impl Progress {
         })
     }
 
-    /// One more item finished; `ok` false counts it as failed too.
+    /// One more item finished; `ok` false counts it as not as expected too.
     pub fn advance(&self, ok: bool) {
         if !ok {
             self.failed.fetch_add(1, Ordering::Relaxed);
@@ -34,7 +34,7 @@ impl Progress {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if !self.terminal {
             let step = self.total.div_ceil(10).max(1);
-            if done % step == 0 || done == self.total {
+            if done.is_multiple_of(step) || done == self.total {
                 eprintln!("{}", self.line(done));
             }
         }
@@ -42,7 +42,7 @@ impl Progress {
 
     fn line(&self, done: usize) -> String {
         format!(
-            "{}: {done}/{} finished, {} not done",
+            "{}: {done}/{} finished, {} not as expected",
             self.label,
             self.total,
             self.failed.load(Ordering::Relaxed)
@@ -50,7 +50,10 @@ impl Progress {
     }
 
     /// On a terminal, redraws the bar every 100 ms until `stop` turns true, then ends the line.
-    pub fn spawn_bar(self: &Arc<Self>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_bar(
+        self: &Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let progress = self.clone();
         tokio::spawn(async move {
             if !progress.terminal {
