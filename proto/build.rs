@@ -1,5 +1,21 @@
 //! Compiles the droidfleet.v1 protos with protox, so building needs no system `protoc`.
 
+/// Keep in step with the `redacted_debug!` list in lib.rs.
+const SECRET_MESSAGES: [&str; 12] = [
+    "CreateEnrollmentTokenResponse",
+    "ReEnrollDeviceResponse",
+    "ResetPasscodeRequest",
+    "RevealPasscodeResponse",
+    "CreatePrincipalResponse",
+    "EnrollRequest",
+    "EnrollResponse",
+    "EscrowTokenUpdate",
+    "ResetPasscodeCommand",
+    "EnterPasscodeRequest",
+    "SetPasscodeRequest",
+    "SignedCommand",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/droidfleet/v1/common.proto",
@@ -13,7 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("droidfleet_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Messages that carry a passcode, token or credential get a hand-written `Debug` (in
+    // lib.rs) that prints `<redacted>` for it.
+    let redacted = SECRET_MESSAGES.map(|name| format!(".droidfleet.v1.{name}"));
+    tonic_prost_build::configure()
+        .skip_debug(redacted)
+        .compile_fds(descriptors)?;
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }
