@@ -11,6 +11,7 @@ pub mod action;
 pub mod clock;
 pub mod crypto;
 pub mod grpc;
+pub mod metrics;
 pub mod model;
 pub mod passcode_gen;
 pub mod rbac;

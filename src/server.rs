@@ -1,11 +1,13 @@
 //! Serving: opens the store and keys, bootstraps the first admin, and runs the gRPC services
 //! (gateway and admin API on one listener, with the standard `grpc.health.v1.Health` and
 //! `grpc.reflection.v1` / `v1alpha` services so generic gRPC tools work against it) plus the
-//! background purge and expiry loops until the shutdown future resolves.
+//! background purge and expiry loops until the shutdown future resolves; optionally a Prometheus
+//! `GET /metrics` endpoint on a second listener ([`serve_with_metrics`]).
 
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, KeyRing};
 use crate::grpc::{AdminApi, Gateway};
+use crate::metrics::ControlPlaneMetrics;
 use crate::service::{Config, ControlPlane, ServiceError};
 use crate::store::{SqliteStore, StoreError};
 use droidfleet_proto::v1::admin_service_server::AdminServiceServer;
@@ -71,12 +73,60 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControl
     })
 }
 
+/// Where and what [`serve_with_metrics`] serves as Prometheus metrics.
+pub struct MetricsEndpoint {
+    /// Plain HTTP; `GET /metrics` answers.
+    pub listener: TcpListener,
+    /// Fed while the server runs; the caller may keep a clone to read it.
+    pub metrics: Arc<ControlPlaneMetrics>,
+}
+
 /// Serves the device gateway and the admin API on `listener` until `shutdown` resolves.
 pub async fn serve(
     control_plane: Arc<ControlPlane>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with_metrics(control_plane, listener, None, shutdown).await
+}
+
+/// As [`serve`], and with `metrics` given, also counts what happens and serves the counts on
+/// `metrics.listener` until `shutdown` resolves.
+pub async fn serve_with_metrics(
+    control_plane: Arc<ControlPlane>,
+    listener: TcpListener,
+    metrics: Option<MetricsEndpoint>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    // One shutdown future, several things to stop: the metrics tasks watch this flag.
+    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopped = metrics_stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let admin_counter = metrics.as_ref().map(|endpoint| endpoint.metrics.clone());
+    let metrics_tasks = metrics.map(|endpoint| {
+        // Subscribed here, before the first call is served, so no change goes uncounted.
+        let follower = tokio::spawn(
+            endpoint
+                .metrics
+                .clone()
+                .follow(control_plane.clone(), stopped()),
+        );
+        let counts = endpoint.metrics;
+        let server = tokio::spawn(crate::metrics::serve_metrics(
+            endpoint.listener,
+            move || counts.render(),
+            stopped(),
+        ));
+        (follower, server)
+    });
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_metrics.send(true);
+    };
     let (stop_background, background_stopped) = tokio::sync::oneshot::channel::<()>();
     let background = tokio::spawn(control_plane.clone().run_background(async move {
         let _ = background_stopped.await;
@@ -107,6 +157,15 @@ pub async fn serve(
             .await;
         sessions.stop_sessions();
     };
+    let admin = AdminServiceServer::new(AdminApi::new(control_plane.clone()));
+    // `Option<Service>` is not a service; two routers differ only in this one wrapper.
+    let (admin_plain, admin_counted) = match admin_counter {
+        Some(metrics) => (
+            None,
+            Some(crate::metrics::AdminCallCounter::new(admin, metrics)),
+        ),
+        None => (Some(admin), None),
+    };
     let result = tonic::transport::Server::builder()
         // Thousands of device sessions share few connections; h2's default connection window
         // makes it answer ENHANCE_YOUR_CALM long before that.
@@ -118,7 +177,8 @@ pub async fn serve(
         .add_service(DeviceGatewayServer::new(Gateway::new(
             control_plane.clone(),
         )))
-        .add_service(AdminServiceServer::new(AdminApi::new(control_plane)))
+        .add_optional_service(admin_plain)
+        .add_optional_service(admin_counted)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -126,5 +186,11 @@ pub async fn serve(
         .await;
     let _ = stop_background.send(());
     let _ = background.await;
+    if let Some((follower, server)) = metrics_tasks {
+        let _ = follower.await;
+        if let Ok(Err(error)) = server.await {
+            tracing::warn!(%error, "metrics endpoint failed");
+        }
+    }
     Ok(result?)
 }

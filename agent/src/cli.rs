@@ -3,7 +3,7 @@
 
 use crate::clock::SystemClock;
 use crate::device::KdfParams;
-use crate::fleet::{DeviceSpec, Fleet, FleetConfig};
+use crate::fleet::{DeviceSpec, Fleet, FleetConfig, Mix, RampUp};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,9 +36,37 @@ pub struct RunArgs {
     )]
     pub control_plane: String,
     /// A device to host, as TYPE:NAME (TYPE is cosu, cobo, cope, byod or aosp). Repeat it for
-    /// more devices.
-    #[arg(long = "device", value_name = "TYPE:NAME", required = true)]
-    pub devices: Vec<DeviceSpec>,
+    /// more devices; combines with --devices.
+    #[arg(
+        long = "device",
+        value_name = "TYPE:NAME",
+        required_unless_present = "devices"
+    )]
+    pub device: Vec<DeviceSpec>,
+    /// Also host N generated devices named `<type>-<index>`, their types drawn from --mix by
+    /// --seed.
+    #[arg(long = "devices", value_name = "N")]
+    pub devices: Option<usize>,
+    /// Enrollment-type weights for --devices, e.g. cosu=1,cobo=1,cope=1,byod=3,aosp=0.
+    #[arg(
+        long,
+        value_name = "TYPE=WEIGHT,...",
+        default_value = "cosu=1,cobo=1,cope=1,byod=1,aosp=1"
+    )]
+    pub mix: Mix,
+    /// Seeds the device types of --devices and the ramp-up delays: the same seed gives the same
+    /// fleet.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// HTTP/2 connections the devices share (device i uses connection i % K).
+    #[arg(long, value_name = "K", default_value_t = 4)]
+    pub connections: usize,
+    /// Each device waits a seeded random delay in [0, R) ms before its first connection.
+    #[arg(long, value_name = "R", default_value_t = 0)]
+    pub ramp_up_ms: u64,
+    /// Serve Prometheus metrics on http://ADDR/metrics (off unless given).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Where each device's state file lives; a restarted agent picks its devices up from here.
     #[arg(long, default_value = "droidfleet-agent-state")]
     pub state_dir: PathBuf,
@@ -65,6 +93,44 @@ pub enum RunError {
     },
     #[error("harness server failed: {0}")]
     Harness(#[from] tonic::transport::Error),
+    #[error("cannot listen on {addr} for metrics: {source}")]
+    MetricsListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("--devices {0}: {1}")]
+    Devices(usize, String),
+}
+
+/// Upper bound of `--devices`; the design targets 100,000 devices in one process.
+pub const MAX_DEVICES: usize = 1_000_000;
+
+/// The devices `args` asks for: every `--device`, then `--devices N` generated from `--mix` and
+/// `--seed`. A name given twice is refused, since two devices would share one state file.
+pub fn device_specs(args: &RunArgs) -> Result<Vec<DeviceSpec>, RunError> {
+    let mut specs = args.device.clone();
+    if let Some(count) = args.devices {
+        if !(1..=MAX_DEVICES).contains(&count) {
+            return Err(RunError::Devices(
+                count,
+                format!("must be from 1 to {MAX_DEVICES}"),
+            ));
+        }
+        specs.extend(args.mix.devices(count, args.seed));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for spec in &specs {
+        if !seen.insert(spec.name.as_str()) {
+            return Err(RunError::Devices(
+                args.devices.unwrap_or(0),
+                format!(
+                    "device name {:?} is given twice (a --device collides with a generated name)",
+                    spec.name
+                ),
+            ));
+        }
+    }
+    Ok(specs)
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -72,15 +138,25 @@ pub async fn run(
     args: RunArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let devices = device_specs(&args)?;
     let fleet = Fleet::load(FleetConfig {
         control_plane: args.control_plane,
         state_dir: args.state_dir,
         enrollment_token: args.enrollment_token,
         kdf: args.argon2.params(),
-        devices: args.devices,
+        devices,
         clock: Arc::new(SystemClock),
+        connections: args.connections,
     })
     .await?;
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.harness_listen)
         .await
         .map_err(|source| RunError::Listen {
@@ -94,7 +170,25 @@ pub async fn run(
     tracing::info!(%harness_addr, devices = fleet.names().count(), "agent running");
     println!("harness listening on {harness_addr}");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let devices = tokio::spawn(fleet.clone().run(stopped.clone()));
+    let ramp = RampUp {
+        window_ms: args.ramp_up_ms,
+        seed: args.seed,
+    };
+    let devices = tokio::spawn(fleet.clone().run_ramped(stopped.clone(), ramp));
+    let metrics = metrics_listener.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            println!("metrics on http://{addr}/metrics");
+        }
+        let metrics = fleet.metrics().clone();
+        let mut metrics_stopped = stopped.clone();
+        tokio::spawn(crate::metrics::serve_metrics(
+            listener,
+            move || metrics.render(),
+            async move {
+                let _ = metrics_stopped.wait_for(|stop| *stop).await;
+            },
+        ))
+    });
     let mut harness_stopped = stopped;
     let harness = crate::harness::serve(fleet, listener, async move {
         let _ = harness_stopped.wait_for(|stop| *stop).await;
@@ -106,5 +200,8 @@ pub async fn run(
     }
     let _ = stop.send(true);
     let _ = devices.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     Ok(())
 }

@@ -15,6 +15,7 @@ use crate::device::{
     KdfParams, Notification, Ownership, Passcode, PasscodePolicy, PersistedDevice, Scope,
     StoreStatus,
 };
+use crate::metrics::{AgentMetrics, CommandOutcome, EntryResult};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
 use ring::rand::SystemRandom;
@@ -110,6 +111,136 @@ pub struct FleetConfig {
     pub kdf: KdfParams,
     pub devices: Vec<DeviceSpec>,
     pub clock: Arc<dyn Clock>,
+    /// HTTP/2 connections the devices share: device `i` (in name order) uses connection
+    /// `i % connections`. Many streams on one connection hit h2's flow-control limits; one
+    /// connection per device costs a file descriptor and an ephemeral port each (DESIGN.md §5).
+    /// 0 is taken as 1.
+    pub connections: usize,
+}
+
+/// How [`Fleet::run_ramped`] spreads the devices' first connections over time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RampUp {
+    /// Each device waits a delay drawn from `[0, window_ms)` before its first connection, so a
+    /// large fleet does not hit the control plane (and its accept queue) all at once.
+    pub window_ms: u64,
+    /// Seeds the delays: the same seed gives each device the same delay.
+    pub seed: u64,
+}
+
+/// SplitMix64: a tiny, well-mixed, seeded generator. Enough for reproducible load shapes (device
+/// types, ramp-up delays); nothing secret is ever drawn from it.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `[0, bound)`; `bound` must be above 0. The modulo bias is below 2^-40 for the
+    /// bounds used here, far under what a load shape can show.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
+}
+
+/// Enrollment-type weights, as `--mix cosu=1,cobo=2,cope=1,byod=3,aosp=0`. A type left out
+/// weighs 0; at least one weight must be above 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mix {
+    weights: Vec<(Ownership, u64)>,
+}
+
+impl Default for Mix {
+    /// Every enrollment type equally.
+    fn default() -> Mix {
+        Mix {
+            weights: Ownership::ALL.into_iter().map(|o| (o, 1)).collect(),
+        }
+    }
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Mix, String> {
+        let mut weights: Vec<(Ownership, u64)> = Vec::new();
+        for part in text.split(',') {
+            let part = part.trim();
+            let (kind, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--mix part {part:?}: expected TYPE=WEIGHT, e.g. byod=3"))?;
+            let ownership = Ownership::parse(kind.trim()).ok_or_else(|| {
+                format!(
+                    "--mix part {part:?}: unknown enrollment type {kind:?}; use cosu, cobo, cope, byod or aosp"
+                )
+            })?;
+            let weight: u64 = weight.trim().parse().map_err(|_| {
+                format!("--mix part {part:?}: weight {weight:?} is not a whole number from 0 up")
+            })?;
+            if weight > 1_000_000 {
+                return Err(format!(
+                    "--mix part {part:?}: weight {weight} is above 1000000"
+                ));
+            }
+            if weights.iter().any(|(o, _)| *o == ownership) {
+                return Err(format!(
+                    "--mix part {part:?}: {} is given more than once",
+                    ownership.as_str()
+                ));
+            }
+            weights.push((ownership, weight));
+        }
+        if weights.iter().all(|(_, w)| *w == 0) {
+            return Err(format!(
+                "--mix {text:?}: every weight is 0; give at least one type a weight above 0"
+            ));
+        }
+        Ok(Mix { weights })
+    }
+}
+
+impl Mix {
+    pub fn weight(&self, ownership: Ownership) -> u64 {
+        self.weights
+            .iter()
+            .find(|(o, _)| *o == ownership)
+            .map_or(0, |(_, w)| *w)
+    }
+
+    /// `count` devices named `<type>-<index>` (index from 0, over the whole fleet, so names
+    /// are unique), each type drawn from the weights by a generator seeded with `seed`: the same
+    /// seed and mix give the same names and types.
+    pub fn devices(&self, count: usize, seed: u64) -> Vec<DeviceSpec> {
+        let total: u64 = self.weights.iter().map(|(_, w)| w).sum();
+        let mut rng = SplitMix64::new(seed);
+        (0..count)
+            .map(|index| {
+                let mut pick = rng.below(total);
+                let mut ownership = self.weights[0].0;
+                for (o, w) in &self.weights {
+                    if pick < *w {
+                        ownership = *o;
+                        break;
+                    }
+                    pick -= w;
+                }
+                DeviceSpec {
+                    name: format!("{}-{index}", ownership.as_str()),
+                    ownership,
+                }
+            })
+            .collect()
+    }
 }
 
 /// What the harness shows of a device.
@@ -133,6 +264,8 @@ struct Slot {
     ownership: Ownership,
     device: Mutex<Device>,
     state_path: PathBuf,
+    /// This device's share of the connection pool.
+    channel: Channel,
     /// The open session's sender; `None` while disconnected.
     session: Mutex<Option<mpsc::Sender<pb::DeviceMessage>>>,
     /// Reports made while disconnected, sent first on the next session. In memory only: escrow
@@ -150,8 +283,8 @@ struct Slot {
 pub struct Fleet {
     slots: BTreeMap<String, Arc<Slot>>,
     config: FleetConfig,
-    channel: Channel,
     rng: Arc<SystemRandom>,
+    metrics: Arc<AgentMetrics>,
     /// Every device screen as it was right after each change, for WatchScreens. Taken with the
     /// change rather than when a watcher gets to it, so a watcher sees short-lived states too
     /// (a reboot's lost token before the management app re-creates it).
@@ -171,13 +304,16 @@ impl Fleet {
     /// Loads each device's state (or creates the device) and prepares the connection. Nothing is
     /// sent until [`Fleet::run`].
     pub async fn load(config: FleetConfig) -> Result<Arc<Fleet>, FleetError> {
-        let channel = Endpoint::from_shared(config.control_plane.clone())
+        let endpoint = Endpoint::from_shared(config.control_plane.clone())
             .map_err(|e| FleetError::Address(config.control_plane.clone(), e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .initial_connection_window_size(Some(16 * 1024 * 1024))
-            .connect_lazy();
+            .initial_connection_window_size(Some(16 * 1024 * 1024));
+        // Each lazily connected Channel owns its own HTTP/2 connection; no pool is larger than
+        // the fleet, since an unused connection would only cost a socket.
+        let pool_size = config.connections.clamp(1, config.devices.len().max(1));
+        let pool: Vec<Channel> = (0..pool_size).map(|_| endpoint.connect_lazy()).collect();
         std::fs::create_dir_all(&config.state_dir).map_err(|source| FleetError::StateFile {
             name: String::new(),
             path: config.state_dir.clone(),
@@ -185,6 +321,13 @@ impl Fleet {
         })?;
         let rng = Arc::new(SystemRandom::new());
         let mut slots = BTreeMap::new();
+        let mut names: Vec<&DeviceSpec> = config.devices.iter().collect();
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        let index_of: BTreeMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (spec.name.as_str(), i))
+            .collect();
         for spec in &config.devices {
             check_name(&spec.name)?;
             let state_path = config.state_dir.join(format!("{}.json", spec.name));
@@ -196,6 +339,7 @@ impl Fleet {
                     ownership: device.ownership(),
                     device: Mutex::new(device),
                     state_path,
+                    channel: pool[index_of[spec.name.as_str()] % pool.len()].clone(),
                     session: Mutex::new(None),
                     undelivered: Mutex::new(Vec::new()),
                     connected: AtomicBool::new(false),
@@ -204,11 +348,15 @@ impl Fleet {
                 }),
             );
         }
+        let metrics = Arc::new(AgentMetrics::default());
+        metrics
+            .devices_hosted
+            .store(slots.len() as u64, Ordering::Relaxed);
         let fleet = Arc::new(Fleet {
             slots,
             config,
-            channel,
             rng,
+            metrics,
             screen_changes: broadcast::channel(1024).0,
         });
         // Loading a device is a boot: the management app re-creates tokens a reboot lost.
@@ -227,14 +375,36 @@ impl Fleet {
     /// Enrolls devices that need it and keeps every device's session open until `shutdown`
     /// changes to `true`.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        self.run_ramped(shutdown, RampUp::default()).await
+    }
+
+    /// As [`Fleet::run`], with each device's first connection delayed by `ramp`.
+    pub async fn run_ramped(self: Arc<Self>, shutdown: watch::Receiver<bool>, ramp: RampUp) {
         let mut tasks = tokio::task::JoinSet::new();
+        let mut rng = SplitMix64::new(ramp.seed);
         for slot in self.slots.values() {
             let fleet = self.clone();
             let slot = slot.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { fleet.device_loop(slot, shutdown).await });
+            let mut shutdown = shutdown.clone();
+            // Drawn in name order whatever the window, so a seed gives a device the same delay.
+            let draw = rng.next_u64();
+            let delay = Duration::from_millis(draw.checked_rem(ramp.window_ms).unwrap_or(0));
+            tasks.spawn(async move {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                fleet.device_loop(slot, shutdown).await
+            });
         }
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// The fleet's Prometheus counters.
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
     }
 
     /// The devices' clock, in milliseconds since the Unix epoch.
@@ -263,10 +433,17 @@ impl Fleet {
         passcode: Passcode,
     ) -> Result<EntryOutcome, FleetError> {
         let slot = self.slot(name)?;
-        self.mutate(slot, move |device, now| {
-            device.enter_passcode(scope, &passcode, now)
-        })
-        .await
+        let outcome = self
+            .mutate(slot, move |device, now| {
+                device.enter_passcode(scope, &passcode, now)
+            })
+            .await;
+        self.metrics.passcode_entry(match &outcome {
+            Ok(EntryOutcome::Unlocked) => EntryResult::Accepted,
+            Ok(EntryOutcome::Refused(_)) => EntryResult::Rejected,
+            Err(_) => EntryResult::Error,
+        });
+        outcome
     }
 
     pub async fn set_passcode(
@@ -491,7 +668,10 @@ impl Fleet {
         let session = lock(&slot.session).clone();
         let message = match session {
             Some(tx) => match tx.try_send(message) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
             },
             None => message,
@@ -519,6 +699,9 @@ impl Fleet {
             // Dropping the sender ends the request stream, which closes the session cleanly.
             *lock(&slot.session) = None;
             if slot.connected.swap(false, Ordering::SeqCst) {
+                self.metrics
+                    .devices_connected
+                    .fetch_sub(1, Ordering::Relaxed);
                 self.announce(&slot);
             }
             let Some(outcome) = outcome else { return };
@@ -544,7 +727,7 @@ impl Fleet {
             Some(enrollment) => enrollment,
             None => self.enroll(slot).await?,
         };
-        let mut client = DeviceGatewayClient::new(self.channel.clone());
+        let mut client = DeviceGatewayClient::new(slot.channel.clone());
         let (tx, rx) = mpsc::channel(256);
         let hello = pb::Hello {
             device_id: enrollment.device_id.clone(),
@@ -569,10 +752,15 @@ impl Fleet {
             let backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
             for message in backlog {
                 tx.send(message).await.map_err(|_| SessionError::Closed)?;
+                self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
             }
             *lock(&slot.session) = Some(tx.clone());
         }
-        slot.connected.store(true, Ordering::SeqCst);
+        if !slot.connected.swap(true, Ordering::SeqCst) {
+            self.metrics
+                .devices_connected
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.announce(slot);
         tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "session open");
         while let Some(message) = inbound.message().await? {
@@ -603,7 +791,7 @@ impl Fleet {
             self.config.enrollment_token.clone().ok_or_else(|| {
                 SessionError::Fleet(FleetError::NoEnrollmentToken(slot.name.clone()))
             })?;
-        let mut client = DeviceGatewayClient::new(self.channel.clone());
+        let mut client = DeviceGatewayClient::new(slot.channel.clone());
         let response = client
             .enroll(pb::EnrollRequest {
                 enrollment_token: token,
@@ -654,6 +842,7 @@ impl Fleet {
                 })
                 .await
                 .map_err(|_| SessionError::Closed)?;
+                self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         let rng = self.rng.clone();
@@ -668,6 +857,11 @@ impl Fleet {
                 ))
             })
             .await?;
+        self.metrics.command(match &result {
+            Some(result) if result.success => CommandOutcome::Success,
+            Some(_) => CommandOutcome::Failure,
+            None => CommandOutcome::Ignored,
+        });
         if let Some(result) = result {
             tracing::info!(device = %slot.name, command_id = %result.command_id, success = result.success, "command result");
             tx.send(pb::DeviceMessage {
@@ -677,6 +871,7 @@ impl Fleet {
             })
             .await
             .map_err(|_| SessionError::Closed)?;
+            self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! - [`fleet`]: the runtime hosting many devices: state files, enrollment, sessions.
 //! - [`harness`]: the `DeviceHarness` gRPC service through which a test plays the user.
 //! - [`convert`]: protobuf ⇄ device model, at the gRPC edge.
+//! - [`metrics`]: Prometheus counters and the `GET /metrics` endpoint.
 //! - [`cli`]: `droidfleet-agent run` arguments, shared with `droidfleet agent run`.
 #![forbid(unsafe_code)]
 
@@ -16,3 +17,4 @@ pub mod convert;
 pub mod device;
 pub mod fleet;
 pub mod harness;
+pub mod metrics;

@@ -573,6 +573,7 @@ async fn launch_agent(
         kdf: KdfParams::LIGHT,
         devices: devices.to_vec(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
+        connections: 1,
     })
     .await
     .unwrap();

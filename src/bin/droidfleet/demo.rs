@@ -122,6 +122,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             })
             .collect(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
+        connections: 1,
     })
     .await?;
     let agent = tokio::spawn(fleet.clone().run(stopped.clone()));

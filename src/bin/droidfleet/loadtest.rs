@@ -315,6 +315,7 @@ async fn drive(
             })
             .collect(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
+        connections: 1,
     })
     .await
     .context("cannot load the fleet")?;

@@ -57,6 +57,9 @@ struct ServeArgs {
     /// Address for the device gateway and the admin API.
     #[arg(long, default_value = "127.0.0.1:7300")]
     listen: SocketAddr,
+    /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); off when not given.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Holds the database, the keys, and on first start the bootstrap admin token.
     #[arg(long, default_value = "droidfleet-data", env = "DROIDFLEET_DATA_DIR")]
     data_dir: PathBuf,
@@ -105,8 +108,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
+            println!("metrics on http://{}/metrics", listener.local_addr()?);
+            Some(droidfleet::server::MetricsEndpoint {
+                listener,
+                metrics: Default::default(),
+            })
+        }
+        None => None,
+    };
     println!("control plane listening on {}", listener.local_addr()?);
-    droidfleet::server::serve(opened.control_plane, listener, ctrl_c()).await?;
+    droidfleet::server::serve_with_metrics(opened.control_plane, listener, metrics, ctrl_c())
+        .await?;
     Ok(())
 }
 
