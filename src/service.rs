@@ -1662,35 +1662,23 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Servic
 
 /// Ids are printable ASCII without spaces, so they are safe in logs and file names.
 pub fn check_id(field: &'static str, value: &str) -> Result<(), ServiceError> {
-    if value.is_empty() {
-        return Err(ServiceError::invalid(field, "must not be empty"));
-    }
-    if value.len() > MAX_ID_LEN {
-        return Err(ServiceError::invalid(
-            field,
-            format!("must be at most {MAX_ID_LEN} bytes"),
-        ));
-    }
-    if !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ServiceError::invalid(
-            field,
-            "must be printable ASCII without spaces",
-        ));
-    }
-    Ok(())
+    check_printable_ascii(field, value, MAX_ID_LEN)
 }
 
 /// A bearer credential from the wire: ours are short printable ASCII, so anything else is
 /// malformed rather than merely unknown.
 fn check_credential_text(field: &'static str, token: &BearerToken) -> Result<(), ServiceError> {
-    let text = token.expose();
+    check_printable_ascii(field, token.expose(), MAX_TOKEN_LEN)
+}
+
+fn check_printable_ascii(field: &'static str, text: &str, max: usize) -> Result<(), ServiceError> {
     if text.is_empty() {
         return Err(ServiceError::invalid(field, "must not be empty"));
     }
-    if text.len() > MAX_TOKEN_LEN {
+    if text.len() > max {
         return Err(ServiceError::invalid(
             field,
-            format!("must be at most {MAX_TOKEN_LEN} characters"),
+            format!("must be at most {max} bytes"),
         ));
     }
     if !text.bytes().all(|b| b.is_ascii_graphic()) {
