@@ -749,7 +749,19 @@ impl Fleet {
             // In the device's turn, so no change can report between the backlog and the switch
             // to the open session: its report would wait in the backlog for the next session.
             let _turn = slot.turn.lock().await;
-            let backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
+            let mut backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
+            // Escrow pending tokens again, last, so the control plane ends up with the newest
+            // one even if an earlier escrow was lost with a dying stream.
+            backlog.extend(lock(&slot.device).pending_tokens().into_iter().map(
+                |(scope, token)| pb::DeviceMessage {
+                    body: Some(pb::device_message::Body::EscrowToken(
+                        pb::EscrowTokenUpdate {
+                            scope: scope_to_pb(scope) as i32,
+                            token: token.expose().to_vec(),
+                        },
+                    )),
+                },
+            ));
             for message in backlog {
                 tx.send(message).await.map_err(|_| SessionError::Closed)?;
                 self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);

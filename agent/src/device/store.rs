@@ -336,6 +336,11 @@ impl CredentialStore {
         self.secret = None;
     }
 
+    /// The token set while a passcode exists, until the user's next entry activates it.
+    pub fn pending_token(&self) -> Option<&EscrowToken> {
+        self.pending_token.as_ref()
+    }
+
     /// What a reboot loses: the secret and a pending token.
     pub(crate) fn power_off(&mut self) {
         self.secret = None;
