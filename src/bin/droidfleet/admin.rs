@@ -236,6 +236,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     };
     let mut client = Client::connect(&args.server, &token).await?;
     let output = args.output;
+    let assign = matches!(args.command, AdminCommand::AssignRole { .. });
     let value = match args.command {
         AdminCommand::Devices { group } => {
             let devices = client.list_devices(group.unwrap_or_default()).await?;
@@ -588,36 +589,23 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             principal,
             role,
             group,
-        } => {
-            let principal = client
-                .admin
-                .assign_role(client.request(pb::RoleAssignmentRequest {
-                    principal,
-                    role,
-                    group: group.unwrap_or_default(),
-                }))
-                .await?
-                .into_inner();
-            if output == Output::Human {
-                println!("{}", principal_line(&principal));
-                return Ok(());
-            }
-            principal_json(&principal)
         }
-        AdminCommand::UnassignRole {
+        | AdminCommand::UnassignRole {
             principal,
             role,
             group,
         } => {
-            let principal = client
-                .admin
-                .unassign_role(client.request(pb::RoleAssignmentRequest {
-                    principal,
-                    role,
-                    group: group.unwrap_or_default(),
-                }))
-                .await?
-                .into_inner();
+            let request = client.request(pb::RoleAssignmentRequest {
+                principal,
+                role,
+                group: group.unwrap_or_default(),
+            });
+            let principal = if assign {
+                client.admin.assign_role(request).await?
+            } else {
+                client.admin.unassign_role(request).await?
+            }
+            .into_inner();
             if output == Output::Human {
                 println!("{}", principal_line(&principal));
                 return Ok(());

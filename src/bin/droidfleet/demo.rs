@@ -425,16 +425,22 @@ async fn wait_enrolled(fleet: &Arc<Fleet>, name: &str) -> anyhow::Result<String>
 /// Waits (bounded) until the control plane holds the device's escrow token for `scope`.
 async fn wait_escrowed(admin: &mut Client, device_id: &str, scope: Scope) -> anyhow::Result<()> {
     let wanted = scope_pb(scope) as i32;
-    for _ in 0..600 {
-        if admin
-            .device(device_id)
-            .await?
-            .escrowed_token_scopes
-            .contains(&wanted)
-        {
-            return Ok(());
+    let request = admin.request(pb::GetDeviceRequest {
+        device_id: device_id.to_string(),
+    });
+    let mut changes = admin.admin.watch_device(request).await?.into_inner();
+    let escrowed = async {
+        while let Some(device) = changes.message().await? {
+            if device.escrowed_token_scopes.contains(&wanted) {
+                return Ok(true);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, tonic::Status>(false)
+    };
+    match tokio::time::timeout(Duration::from_secs(30), escrowed).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => bail!("the control plane stopped watching device {device_id}"),
+        Ok(Err(status)) => Err(status.into()),
+        Err(_) => bail!("device {device_id} did not escrow its reset token within 30 s"),
     }
-    bail!("device {device_id} did not escrow its reset token within 30 s")
 }
