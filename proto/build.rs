@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/droidfleet/v1/gateway.proto",
         "proto/droidfleet/v1/admin.proto",
         "proto/droidfleet/v1/harness.proto",
+        "proto/droidfleet/v1/echo.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
@@ -33,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // lib.rs) that prints `<redacted>` for it.
     let redacted = SECRET_MESSAGES.map(|name| format!(".droidfleet.v1.{name}"));
     tonic_prost_build::configure()
+        .codec_path("crate::codec::SmallBufferCodec")
         .skip_debug(redacted)
         .compile_fds(descriptors)?;
     for file in files {

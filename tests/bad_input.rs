@@ -120,6 +120,7 @@ mod valid {
     pub fn action(f: &Fixture) -> pb::GetActionRequest {
         pb::GetActionRequest {
             action_id: f.action.clone(),
+            ..Default::default()
         }
     }
     pub fn enrollment_token() -> pb::CreateEnrollmentTokenRequest {

@@ -5,9 +5,7 @@
 mod common;
 
 use clap::Parser;
-use common::{Admin, DEADLINE};
-use droidfleet::clock::SystemClock;
-use droidfleet::service::Config;
+use common::{DEADLINE, Embedded};
 use droidfleet_agent::cli::{RunArgs, device_specs};
 use droidfleet_agent::device::{KdfParams, Ownership};
 use droidfleet_agent::fleet::{Fleet, FleetConfig, Mix, RampUp};
@@ -145,35 +143,22 @@ fn the_fleet_size_is_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_devices_on_two_connections_all_enroll() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let opened = droidfleet::server::open(Config::new(data_dir.path()), Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let admin_token = std::fs::read_to_string(opened.bootstrap_token_path.unwrap()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut server_stopped = stopped.clone();
-    let server = tokio::spawn(droidfleet::server::serve(
-        opened.control_plane,
-        listener,
-        async move {
-            let _ = server_stopped.wait_for(|s| *s).await;
-        },
-    ));
-    let mut admin = Admin::connect(&address, Some(admin_token.trim().to_string())).await;
+    let control_plane = Embedded::start().await;
+    let address = control_plane.address.clone();
+    let mut admin = control_plane.admin().await;
     let enrollment_token = admin.enrollment_token(6, "").await;
 
     let agent_dir = tempfile::tempdir().unwrap();
     let devices = Mix::default().devices(6, 11);
     let fleet = Fleet::load(FleetConfig {
         control_plane: address.clone(),
-        state_dir: agent_dir.path().to_path_buf(),
+        state_dir: Some(agent_dir.path().to_path_buf()),
         enrollment_token: Some(enrollment_token),
         kdf: KdfParams::LIGHT,
         devices: devices.clone(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
         connections: 2,
+        faults: Default::default(),
     })
     .await
     .unwrap();
@@ -182,7 +167,8 @@ async fn six_devices_on_two_connections_all_enroll() {
         window_ms: 50,
         seed: 11,
     };
-    let agent = tokio::spawn(fleet.clone().run_ramped(stopped.clone(), ramp));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(fleet.clone().run_ramped(stopped, ramp));
     let all_enrolled = || {
         devices.iter().all(|d| {
             let screen = fleet.screen(&d.name).unwrap();
@@ -209,5 +195,5 @@ async fn six_devices_on_two_connections_all_enroll() {
 
     stop.send(true).unwrap();
     agent.await.unwrap();
-    server.await.unwrap().unwrap();
+    control_plane.stop().await;
 }

@@ -1,32 +1,79 @@
-//! `droidfleet loadtest` as a user runs it: the real binary, a small fleet with both injected
-//! faults, a fixed seed. Checks the report's arithmetic, that failures are only the injected
-//! ones, that the HTML page is self-contained, and that the seed alone decides each device's
-//! fate.
+//! `droidfleet loadtest` as a user runs it: the real binary, small fleets with every injected
+//! fault, user churn, reboots and message delays and duplicates, a fixed seed. Checks the report's arithmetic,
+//! that failures are only the injected ones, that the HTML page is self-contained, that the seed
+//! alone decides each device's fate, that a spawned control plane is measured as its own process
+//! and ended, that --connect-only stops after connecting, and that each bad option is refused
+//! naming the problem.
 
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
 const DEVICES: usize = 20;
+/// Every kind of message fault, often enough that 20 devices meet them: what a broken session
+/// loses, the protocol recovers (redelivered commands, re-sent escrows and entries), so every
+/// device still ends as its injected failure predicts.
+const FAULTS: &str = "delay=0.05:20ms,duplicate=0.05,drop=0.02,disconnect=0.02";
 
-fn loadtest(report_dir: &Path, extra: &[&str]) -> Output {
+fn droidfleet_loadtest(report_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_droidfleet"))
         .arg("loadtest")
-        .args(["--devices", &DEVICES.to_string()])
-        .args(["--seed", "7"])
-        .args(["--no-policy-share", "0.2", "--pending-token-share", "0.2"])
-        .args(["--typo-probability", "0.3", "--user-delay-ms", "20"])
-        .args(["--deadline", "60"])
         .arg("--report-dir")
         .arg(report_dir)
-        .args(extra)
+        .args(args)
         .env_remove("DROIDFLEET_TOKEN_FILE")
+        .env_remove("RUST_LOG")
         .output()
         .expect("run droidfleet loadtest")
 }
 
+/// A small fleet with every injected failure, churn, reboots and message faults, and cheap
+/// baselines.
+fn loadtest(report_dir: &Path, extra: &[&str]) -> Output {
+    let devices = DEVICES.to_string();
+    let mut args = vec![
+        "--devices",
+        &devices,
+        "--seed",
+        "7",
+        "--no-policy-share",
+        "0.2",
+        "--pending-token-share",
+        "0.2",
+        "--typo-probability",
+        "0.3",
+        "--user-delay-ms",
+        "20",
+        "--offline-share",
+        "0.3",
+        "--offline-ms",
+        "30",
+        "--reboot-share",
+        "0.3",
+        "--faults",
+        FAULTS,
+        "--echo-calls",
+        "300",
+        "--argon2-hashes",
+        "40",
+        "--deadline",
+        "60",
+    ];
+    args.extend_from_slice(extra);
+    droidfleet_loadtest(report_dir, &args)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
 }
 
 fn read_report(dir: &Path) -> Value {
@@ -35,53 +82,69 @@ fn read_report(dir: &Path) -> Value {
 }
 
 /// Each device's decisions as the report lists them.
-fn decisions(report: &Value) -> Vec<(String, String, String, u64, bool)> {
+fn decisions(report: &Value) -> Vec<String> {
     report["devices"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| {
-            (
-                d["name"].as_str().unwrap().to_string(),
-                d["ownership"].as_str().unwrap().to_string(),
-                d["fault"].as_str().unwrap().to_string(),
-                d["user_delay_ms"].as_u64().unwrap(),
-                d["typo"].as_bool().unwrap(),
-            )
+            [
+                "name",
+                "ownership",
+                "fault",
+                "user_delay_ms",
+                "typo",
+                "offline_ms",
+                "reboot",
+            ]
+            .map(|key| d[key].to_string())
+            .join(",")
         })
         .collect()
 }
 
+fn processes(report: &Value) -> &Vec<Value> {
+    report["resources"]["processes"].as_array().unwrap()
+}
+
 #[test]
-fn a_small_fleet_with_faults_gives_a_consistent_report_and_the_seed_fixes_the_decisions() {
+fn a_small_fleet_with_faults_churn_and_reboots_ends_as_injected_and_the_seed_fixes_the_decisions() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    // The two runs are independent processes; run them side by side to keep the test short.
+    // Independent processes, run side by side to keep the test short: the first with the
+    // embedded control plane and the baselines, the second with a spawned control plane and a
+    // rate.
     let outputs: Vec<Output> = std::thread::scope(|scope| {
-        let handles: Vec<_> = dirs
-            .iter()
-            .map(|dir| scope.spawn(|| loadtest(dir.path(), &[])))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let embedded = scope.spawn(|| loadtest(dirs[0].path(), &[]));
+        let spawned = scope.spawn(|| {
+            loadtest(
+                dirs[1].path(),
+                &[
+                    "--control-plane",
+                    "spawn",
+                    "--no-baselines",
+                    "--rate",
+                    "100",
+                ],
+            )
+        });
+        vec![embedded.join().unwrap(), spawned.join().unwrap()]
     });
-    for output in &outputs {
-        assert!(
-            output.status.success(),
-            "stdout:\n{}\nstderr:\n{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-    }
+    outputs.iter().for_each(assert_success);
     let stdout = text(&outputs[0].stdout);
     for heading in [
+        "Headline",
+        "requested → applied",
         "Outcomes",
         "Latency",
         "requested_to_applied",
-        "Throughput",
-        "peak RSS",
+        "online_to_applied",
+        "echo baseline",
+        "Argon2 bound",
+        "Resources per process",
+        "argon2: light",
     ] {
         assert!(stdout.contains(heading), "{heading} missing in:\n{stdout}");
     }
-    assert!(stdout.contains("argon2: light"), "{stdout}");
 
     let report = read_report(dirs[0].path());
     assert_eq!(report["completed"], true);
@@ -94,6 +157,8 @@ fn a_small_fleet_with_faults_gives_a_consistent_report_and_the_seed_fixes_the_de
         .sum();
     assert_eq!(counted, DEVICES as u64, "{:#}", report["outcomes"]);
     assert_eq!(report["outcome_total"], DEVICES);
+    // Churn, reboots and message faults still end each reset as its injected fault predicts:
+    // done and entered, or the fault's failure.
     assert_eq!(report["unexpected"], 0, "{:#}", report["devices"]);
 
     let devices = report["devices"].as_array().unwrap();
@@ -106,6 +171,10 @@ fn a_small_fleet_with_faults_gives_a_consistent_report_and_the_seed_fixes_the_de
             "none" => {
                 assert_eq!(d["state"], "done", "{d:#}");
                 assert!(d["user_entered_at_ms"].as_u64().unwrap() > 0, "{d:#}");
+                let runs = 2
+                    + u64::from(d["typo"] == true)
+                    + u64::from(d["reboot"] == true && d["scope"] == "work_profile");
+                assert_eq!(d["argon2_runs"], runs, "{d:#}");
             }
             "no_policy" => {
                 assert_eq!(d["state"], "failed", "{d:#}");
@@ -117,6 +186,12 @@ fn a_small_fleet_with_faults_gives_a_consistent_report_and_the_seed_fixes_the_de
             }
             other => panic!("unknown fault {other}"),
         }
+        if d["offline_ms"].is_u64() {
+            assert!(
+                d["online_again_at_ms"].as_u64().unwrap() > 0,
+                "an offline device comes back: {d:#}"
+            );
+        }
         assert!(
             d.get("passcode").is_none(),
             "no passcode in a record: {d:#}"
@@ -127,6 +202,20 @@ fn a_small_fleet_with_faults_gives_a_consistent_report_and_the_seed_fixes_the_de
         3,
         "seed 7 gives every kind of device: {faults:?}"
     );
+    let behaviour = &report["behaviour"];
+    let offline = devices.iter().filter(|d| d["offline_ms"].is_u64()).count();
+    let reboots = devices.iter().filter(|d| d["reboot"] == true).count();
+    assert!(offline > 0 && reboots > 0, "seed 7 churns and reboots some");
+    assert_eq!(behaviour["offline"], offline);
+    assert_eq!(behaviour["reboots"], reboots);
+    assert_eq!(behaviour["faults"], FAULTS);
+    let injected: u64 = behaviour["faults_injected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(injected > 0, "faults were injected: {behaviour:#}");
     for row in report["outcomes"].as_array().unwrap() {
         let code = row["error_code"].as_str().unwrap();
         assert!(
@@ -134,22 +223,57 @@ fn a_small_fleet_with_faults_gives_a_consistent_report_and_the_seed_fixes_the_de
             "only injected failures: {row}"
         );
     }
+
     let latency = report["latency_ms"].as_array().unwrap();
-    assert_eq!(latency.len(), 5);
+    assert_eq!(latency.len(), 6);
     let done = devices.iter().filter(|d| d["state"] == "done").count() as u64;
+    let done_online = devices
+        .iter()
+        .filter(|d| d["state"] == "done" && d["offline_ms"].is_null())
+        .count() as u64;
     assert_eq!(latency[2]["phase"], "requested_to_applied");
-    assert_eq!(latency[2]["count"], done);
+    assert_eq!(
+        latency[2]["count"], done_online,
+        "offline devices are left out"
+    );
+    assert_eq!(latency[3]["phase"], "online_to_applied");
+    assert_eq!(latency[3]["count"], done - done_online);
     assert!(latency[2]["p50"].as_f64().unwrap() <= latency[2]["max"].as_f64().unwrap());
     assert!(report["throughput"]["finished_per_s"].as_f64().unwrap() > 0.0);
-    assert!(report["resources"]["peak_rss_kib"].as_u64().unwrap() > 0);
     assert!(report["scheduler_lag_ms"]["count"].as_u64().unwrap() > 0);
 
-    let html = std::fs::read_to_string(dirs[0].path().join("report.html")).unwrap();
-    assert!(html.contains("<svg"), "charts are inline SVG");
-    assert!(
-        html.matches("<svg").count() >= 6,
-        "five histograms and throughput"
+    // The baselines: three rounds each, and ratios that follow from the figures.
+    let baselines = &report["baselines"];
+    assert_eq!(baselines["echo"]["calls_per_round"], 300);
+    assert_eq!(
+        baselines["echo"]["rounds_calls_per_s"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
     );
+    assert_eq!(baselines["argon2"]["hashes_per_round"], 40);
+    let echo = baselines["echo"]["calls_per_s"].as_f64().unwrap();
+    let bound = baselines["argon2_bound_resets_per_s"].as_f64().unwrap();
+    assert!(echo > 0.0 && bound > 0.0, "{baselines:#}");
+    let finished = report["throughput"]["finished_per_s"].as_f64().unwrap();
+    let ratio = baselines["ratio_to_echo"].as_f64().unwrap();
+    assert!((ratio - finished / echo).abs() < 1e-9, "{baselines:#}");
+    let runs = baselines["argon2_runs_per_done_reset"].as_f64().unwrap();
+    assert!((2.0..=4.0).contains(&runs), "{baselines:#}");
+
+    // The embedded mode is one process.
+    let own = processes(&report);
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0]["role"], "control plane + agent + load generator");
+    assert!(own[0]["peak_rss_kib"].as_u64().unwrap() > 0);
+
+    let html = std::fs::read_to_string(dirs[0].path().join("report.html")).unwrap();
+    assert!(
+        html.matches("<svg").count() >= 7,
+        "six histograms and throughput"
+    );
+    assert!(html.contains("Baselines") && html.contains("Resources per process"));
     let lower = html.to_lowercase();
     for external in [
         "<script",
@@ -167,22 +291,161 @@ fn a_small_fleet_with_faults_gives_a_consistent_report_and_the_seed_fixes_the_de
         );
     }
 
-    let again = read_report(dirs[1].path());
-    assert_eq!(report["decision_digest"], again["decision_digest"]);
-    assert_eq!(decisions(&report), decisions(&again));
+    // The spawned control plane: measured as its own process, and ended after the run.
+    let spawned = read_report(dirs[1].path());
+    assert_eq!(spawned["completed"], true);
+    assert_eq!(spawned["unexpected"], 0, "{:#}", spawned["devices"]);
+    assert_eq!(spawned["control_plane"]["mode"], "spawned");
+    assert!(spawned["baselines"].is_null(), "--no-baselines");
+    assert!(!text(&outputs[1].stdout).contains("echo baseline"));
+    let both = processes(&spawned);
+    assert_eq!(both.len(), 2, "{both:#?}");
+    assert_eq!(both[0]["role"], "control plane");
+    assert_eq!(both[1]["role"], "agent + load generator");
+    assert_ne!(both[0]["pid"], both[1]["pid"]);
+    for process in both {
+        assert!(process["peak_rss_kib"].as_u64().unwrap() > 0, "{process:#}");
+        assert!(process["cpu_s"].as_f64().unwrap() >= 0.0, "{process:#}");
+        assert!(process["memory_per_device_kib"].is_number(), "{process:#}");
+    }
+    let pid = both[0]["pid"].as_u64().unwrap();
+    assert_eq!(spawned["control_plane"]["pid"], pid.to_string());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the spawned control plane {pid} was ended and reaped"
+    );
+    // With a rate, in-flight does not throttle, and the rate shapes the issuing.
+    let issue = &spawned["issue"];
+    assert_eq!(issue["target_per_s"], 100.0);
+    assert!(issue["in_flight_limit"].is_null(), "{issue:#}");
+    assert_eq!(issue["issued"], DEVICES);
+    let issued = issue["issued_per_s"].as_f64().unwrap();
+    assert!((25.0..=200.0).contains(&issued), "{issue:#}");
+
+    // The seed alone decides: the same decisions whatever the control plane or the rate.
+    assert_eq!(report["decision_digest"], spawned["decision_digest"]);
+    assert_eq!(decisions(&report), decisions(&spawned));
 }
 
 #[test]
-fn a_bad_mix_names_the_bad_part() {
+fn connect_only_connects_the_fleet_measures_each_side_and_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let output = loadtest(dir.path(), &["--mix", "cosu=1,phone=2"]);
-    assert!(!output.status.success());
-    let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("phone=2") && stderr.contains("unknown enrollment type"),
-        "{stderr}"
+    let output = droidfleet_loadtest(
+        dir.path(),
+        &[
+            "--devices",
+            "30",
+            "--connect-only",
+            "--control-plane",
+            "spawn",
+            "--connections",
+            "3",
+            "--ramp-up-ms",
+            "100",
+            "--deadline",
+            "60",
+        ],
     );
-    assert!(!dir.path().join("report.json").exists());
+    assert_success(&output);
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("connect-only: 30 devices enrolled and connected"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Outcomes"), "no resets: {stdout}");
+    let report = read_report(dir.path());
+    assert_eq!(report["completed"], true);
+    assert_eq!(report["config"]["mode"], "connect_only");
+    assert_eq!(report["config"]["connections"], 3);
+    assert_eq!(report["config"]["ramp_up_ms"], 100);
+    assert!(report["baselines"].is_null());
+    assert_eq!(report["outcome_total"], 0);
+    assert!(report["devices"].as_array().unwrap().is_empty());
+    assert!(report["durations"]["connect_s"].as_f64().unwrap() > 0.0);
+    let both = processes(&report);
+    assert_eq!(both.len(), 2);
+    for process in both {
+        let before = process["rss_before_connect_kib"].as_u64().unwrap();
+        let after = process["rss_after_connect_kib"].as_u64().unwrap();
+        let per_device = process["memory_per_device_kib"].as_f64().unwrap();
+        assert!(
+            (per_device - after.saturating_sub(before) as f64 / 30.0).abs() < 1e-9,
+            "{process:#}"
+        );
+    }
+}
+
+#[test]
+fn each_bad_option_is_refused_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "not-a-real-token").unwrap();
+    let token = token.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--mix", "cosu=1,phone=2"], "unknown enrollment type"),
+        (&["--control-plane", "nowhere"], "give embedded, spawn"),
+        (
+            &["--control-plane-pid", "123"],
+            "--control-plane-pid 123: only with --control-plane URL",
+        ),
+        (
+            &[
+                "--control-plane",
+                "http://127.0.0.1:1",
+                "--token-file",
+                token,
+                "--control-plane-pid",
+                "4000000000",
+            ],
+            "--control-plane-pid 4000000000: no such process",
+        ),
+        (&["--connections", "0"], "--connections 0: give 1 to 10000"),
+        (
+            &["--ramp-up-ms", "60000", "--deadline", "60"],
+            "--ramp-up-ms 60000 is not below --deadline 60 s",
+        ),
+        (
+            &["--offline-share", "1.5"],
+            "--offline-share 1.5: give a number from 0 to 1",
+        ),
+        (
+            &["--reboot-share=-0.1"],
+            "--reboot-share -0.1: give a number from 0 to 1",
+        ),
+        (
+            &["--offline-ms", "0"],
+            "--offline-ms 0 with --offline-share 0.05",
+        ),
+        (
+            &["--faults", "drop=2"],
+            "probability 2 is not between 0 and 1",
+        ),
+        (&["--faults", "dorp=0.1"], "unknown fault \"dorp\""),
+        (
+            &["--connect-only", "--rate", "10"],
+            "'--connect-only' cannot be used with '--rate",
+        ),
+        (&["--concurrency", "0"], "--concurrency 0: give at least 1"),
+        (&["--echo-calls", "0"], "--echo-calls 0: give at least 1"),
+        (
+            &["--argon2-hashes", "0"],
+            "--argon2-hashes 0: give at least 1",
+        ),
+    ];
+    for (args, expected) in cases {
+        let report_dir = dir.path().join("report");
+        let output = droidfleet_loadtest(&report_dir, args);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?} should fail");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in:\n{stderr}"
+        );
+        assert!(
+            !report_dir.join("report.json").exists(),
+            "{args:?} wrote no report"
+        );
+    }
 }
 
 #[test]

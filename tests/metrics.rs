@@ -76,7 +76,7 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
     let agent_dir = tempfile::tempdir().unwrap();
     let fleet = Fleet::load(FleetConfig {
         control_plane: address.clone(),
-        state_dir: agent_dir.path().to_path_buf(),
+        state_dir: Some(agent_dir.path().to_path_buf()),
         enrollment_token: Some(enrollment_token),
         kdf: KdfParams::LIGHT,
         devices: vec![DeviceSpec {
@@ -85,6 +85,7 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
         }],
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
         connections: 1,
+        faults: Default::default(),
     })
     .await
     .unwrap();

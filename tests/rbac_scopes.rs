@@ -134,6 +134,7 @@ async fn an_admin_scoped_to_a_group_sees_and_acts_on_that_group_only() {
     assert_not_found(nora.client.watch_device(request).await.map(|_| ()), south);
     let request = nora.request(pb::GetActionRequest {
         action_id: south_action.to_string(),
+        ..Default::default()
     });
     assert_not_found(
         nora.client
@@ -144,6 +145,7 @@ async fn an_admin_scoped_to_a_group_sees_and_acts_on_that_group_only() {
     );
     let request = nora.request(pb::GetActionRequest {
         action_id: south_action.to_string(),
+        ..Default::default()
     });
     assert_not_found(
         nora.client.watch_action(request).await.map(|_| ()),

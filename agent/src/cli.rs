@@ -3,6 +3,7 @@
 
 use crate::clock::SystemClock;
 use crate::device::KdfParams;
+use crate::faults::FaultConfig;
 use crate::fleet::{DeviceSpec, Fleet, FleetConfig, Mix, RampUp};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,14 @@ pub struct RunArgs {
     /// Where each device's state file lives; a restarted agent picks its devices up from here.
     #[arg(long, default_value = "droidfleet-agent-state")]
     pub state_dir: PathBuf,
+    /// Keep the devices in memory only (no state files): for large load-test fleets. A
+    /// restarted agent then starts with new, unenrolled devices.
+    #[arg(long, conflicts_with = "state_dir")]
+    pub in_memory: bool,
+    /// Message-level faults on every session, e.g. delay=0.05:250ms,duplicate=0.01,drop=0.005,
+    /// disconnect=0.005 (probabilities per message; seeded by --seed).
+    #[arg(long, value_name = "SPEC", default_value = "none")]
+    pub faults: FaultConfig,
     /// Enrollment token from `droidfleet admin create-enrollment-token`; needed until every
     /// device has enrolled.
     #[arg(long, env = "DROIDFLEET_ENROLLMENT_TOKEN", hide_env_values = true)]
@@ -141,12 +150,13 @@ pub async fn run(
     let devices = device_specs(&args)?;
     let fleet = Fleet::load(FleetConfig {
         control_plane: args.control_plane,
-        state_dir: args.state_dir,
+        state_dir: (!args.in_memory).then_some(args.state_dir),
         enrollment_token: args.enrollment_token,
         kdf: args.argon2.params(),
         devices,
         clock: Arc::new(SystemClock),
         connections: args.connections,
+        faults: args.faults.with_seed(args.seed),
     })
     .await?;
     let metrics_listener = match args.metrics_listen {

@@ -12,15 +12,18 @@ use crate::clock::Clock;
 use crate::convert::*;
 use crate::device::{
     CommandResult, Device, DeviceCredential, DeviceError, DeviceEvent, Enrollment, EntryOutcome,
-    KdfParams, Notification, Ownership, Passcode, PasscodePolicy, PersistedDevice, Scope,
-    StoreStatus,
+    EscrowToken, KdfParams, Notification, Ownership, Passcode, PasscodePolicy, PersistedDevice,
+    Scope, StoreStatus,
 };
+use crate::faults::{Direction, FaultAction, FaultConfig, FaultDice};
 use crate::metrics::{AgentMetrics, CommandOutcome, EntryResult};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
 use ring::rand::SystemRandom;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +31,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tonic::transport::{Channel, Endpoint};
 
 pub const AGENT_VERSION: &str = concat!("droidfleet-agent ", env!("CARGO_PKG_VERSION"));
+
+/// At most this many devices enroll or open their session at once (see [`Fleet::connecting`]).
+const MAX_CONNECTING: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -104,8 +110,11 @@ fn check_name(name: &str) -> Result<(), FleetError> {
 pub struct FleetConfig {
     /// The control plane's gateway, e.g. `http://127.0.0.1:7300`.
     pub control_plane: String,
-    /// One JSON state file per device lives here.
-    pub state_dir: PathBuf,
+    /// One JSON state file per device lives here, rewritten (and synced) on every change, so a
+    /// restarted agent finds its devices as they were. `None` keeps the devices in memory only:
+    /// what a load test of tens of thousands of devices wants, since a file per device and a
+    /// sync per change would measure the disk rather than the control plane.
+    pub state_dir: Option<PathBuf>,
     /// Needed only for devices not enrolled yet.
     pub enrollment_token: Option<String>,
     pub kdf: KdfParams,
@@ -116,6 +125,8 @@ pub struct FleetConfig {
     /// connection per device costs a file descriptor and an ephemeral port each (DESIGN.md §5).
     /// 0 is taken as 1.
     pub connections: usize,
+    /// Message-level faults injected on every session (none by default).
+    pub faults: FaultConfig,
 }
 
 /// How [`Fleet::run_ramped`] spreads the devices' first connections over time.
@@ -258,22 +269,37 @@ pub struct Screen {
     pub policies: BTreeMap<Scope, PasscodePolicy>,
 }
 
-/// One hosted device and its link to the control plane.
+/// One hosted device and its link to the control plane. A fleet holds one per device, so every
+/// field here is paid for a hundred thousand times over: nothing is kept that can be derived
+/// (the state file's path), shared (the connection) or made only while a session is open.
 struct Slot {
     name: String,
     ownership: Ownership,
     device: Mutex<Device>,
-    state_path: PathBuf,
-    /// This device's share of the connection pool.
-    channel: Channel,
-    /// The open session's sender; `None` while disconnected.
-    session: Mutex<Option<mpsc::Sender<pb::DeviceMessage>>>,
+    /// This device's connection in [`Fleet::pool`].
+    connection: u32,
+    /// The open session's sender; `None` while disconnected. Messages are boxed because a
+    /// channel allocates its slots in blocks of 32 up front.
+    session: Mutex<Option<mpsc::Sender<Box<pb::DeviceMessage>>>>,
     /// Reports made while disconnected, sent first on the next session. In memory only: escrow
     /// tokens must never reach the disk.
     undelivered: Mutex<Vec<pb::DeviceMessage>>,
+    /// The last passcode entry reported per store, sent again on every new session: without an
+    /// acknowledgement in the protocol, an entry lost with a dying stream would otherwise never
+    /// reach the control plane. Recording it twice is harmless.
+    entries: Mutex<Vec<pb::UserEvent>>,
+    /// The last escrow token reported per store, escrowed again on every new session for the
+    /// same reason: a token escrowed just before its session broke may already be active when
+    /// the device reconnects, and the control plane would never learn it. The management app
+    /// holds its tokens the same way; in memory only, like every token.
+    escrows: Mutex<Vec<(Scope, EscrowToken)>>,
     connected: AtomicBool,
     /// False while the harness holds the device offline (airplane mode): no session then.
-    online: watch::Sender<bool>,
+    online: AtomicBool,
+    /// Wakes the device's session loop when `online` changes.
+    online_changed: tokio::sync::Notify,
+    /// This device's seeded stream of fault decisions; untouched when no faults are configured.
+    fault_dice: Mutex<FaultDice>,
     /// Held by a change from start to its last report: the state file then never goes back to
     /// an older state, and reports leave in the order of the changes. Tokio's mutex is fair, so
     /// changes take their turns in the order they asked.
@@ -282,6 +308,13 @@ struct Slot {
 
 pub struct Fleet {
     slots: BTreeMap<String, Arc<Slot>>,
+    /// The HTTP/2 connections the devices share (see [`FleetConfig::connections`]).
+    pool: Vec<Channel>,
+    /// Bounds the devices enrolling or opening a session at once. A fleet starting all at once
+    /// would otherwise queue every enrollment in the connection's buffer together, and the
+    /// control plane would see a burst no real fleet makes; on both sides the burst's short-lived
+    /// allocations fragment the heap for good.
+    connecting: tokio::sync::Semaphore,
     config: FleetConfig,
     rng: Arc<SystemRandom>,
     metrics: Arc<AgentMetrics>,
@@ -314,11 +347,13 @@ impl Fleet {
         // the fleet, since an unused connection would only cost a socket.
         let pool_size = config.connections.clamp(1, config.devices.len().max(1));
         let pool: Vec<Channel> = (0..pool_size).map(|_| endpoint.connect_lazy()).collect();
-        std::fs::create_dir_all(&config.state_dir).map_err(|source| FleetError::StateFile {
-            name: String::new(),
-            path: config.state_dir.clone(),
-            source,
-        })?;
+        if let Some(dir) = &config.state_dir {
+            std::fs::create_dir_all(dir).map_err(|source| FleetError::StateFile {
+                name: String::new(),
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let rng = Arc::new(SystemRandom::new());
         let mut slots = BTreeMap::new();
         let mut names: Vec<&DeviceSpec> = config.devices.iter().collect();
@@ -330,20 +365,26 @@ impl Fleet {
             .collect();
         for spec in &config.devices {
             check_name(&spec.name)?;
-            let state_path = config.state_dir.join(format!("{}.json", spec.name));
-            let device = load_device(spec, &state_path, config.kdf, &rng)?;
+            let device = match &config.state_dir {
+                Some(dir) => load_device(spec, &state_path(dir, &spec.name), config.kdf, &rng)?,
+                None => Device::new(spec.name.clone(), spec.ownership, config.kdf, rng.as_ref()),
+            };
+            let index = index_of[spec.name.as_str()];
             slots.insert(
                 spec.name.clone(),
                 Arc::new(Slot {
                     name: spec.name.clone(),
                     ownership: device.ownership(),
                     device: Mutex::new(device),
-                    state_path,
-                    channel: pool[index_of[spec.name.as_str()] % pool.len()].clone(),
+                    connection: u32::try_from(index % pool.len()).unwrap_or(0),
                     session: Mutex::new(None),
                     undelivered: Mutex::new(Vec::new()),
+                    entries: Mutex::new(Vec::new()),
+                    escrows: Mutex::new(Vec::new()),
                     connected: AtomicBool::new(false),
-                    online: watch::channel(true).0,
+                    online: AtomicBool::new(true),
+                    online_changed: tokio::sync::Notify::new(),
+                    fault_dice: Mutex::new(config.faults.dice(index as u64)),
                     turn: tokio::sync::Mutex::new(()),
                 }),
             );
@@ -354,6 +395,8 @@ impl Fleet {
             .store(slots.len() as u64, Ordering::Relaxed);
         let fleet = Arc::new(Fleet {
             slots,
+            pool,
+            connecting: tokio::sync::Semaphore::new(MAX_CONNECTING),
             config,
             rng,
             metrics,
@@ -467,7 +510,8 @@ impl Fleet {
     pub async fn set_online(&self, name: &str, online: bool) -> Result<(), FleetError> {
         let slot = self.slot(name)?;
         let mut changes = self.screen_changes.subscribe();
-        slot.online.send_replace(online);
+        slot.online.store(online, Ordering::SeqCst);
+        slot.online_changed.notify_waiters();
         while !online && slot.connected.load(Ordering::SeqCst) {
             match changes.recv().await {
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -554,6 +598,7 @@ impl Fleet {
         let worker_slot = slot.clone();
         let clock = self.config.clock.clone();
         let screen_changes = self.screen_changes.clone();
+        let durable = self.config.state_dir.is_some();
         let (result, events, persisted, statuses, screen) =
             tokio::task::spawn_blocking(move || {
                 let mut device = lock(&worker_slot.device);
@@ -568,11 +613,14 @@ impl Fleet {
                 // later reads the screen under that lock too, so it sees this change either way.
                 let watched = screen_changes.receiver_count() > 0;
                 let screen = watched.then(|| screen_from(&worker_slot, &device, now));
-                (result, events, device.to_persisted(), statuses, screen)
+                let persisted = durable.then(|| device.to_persisted());
+                (result, events, persisted, statuses, screen)
             })
             .await
             .map_err(|_| FleetError::Worker)?;
-        self.persist(slot, &persisted).await?;
+        if let Some(persisted) = persisted {
+            self.persist(slot, &persisted).await?;
+        }
         self.report_events(slot, events, &statuses);
         if let Some(screen) = screen {
             let _ = self.screen_changes.send(Arc::new(screen));
@@ -591,18 +639,22 @@ impl Fleet {
     }
 
     async fn persist(&self, slot: &Slot, state: &PersistedDevice) -> Result<(), FleetError> {
+        let Some(dir) = &self.config.state_dir else {
+            return Ok(());
+        };
+        let path = state_path(dir, &slot.name);
         let bytes = serde_json::to_vec(state).map_err(|e| FleetError::CorruptState {
             name: slot.name.clone(),
-            path: slot.state_path.clone(),
+            path: path.clone(),
             problem: e.to_string(),
         })?;
-        let path = slot.state_path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        let written = path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&written, &bytes))
             .await
             .map_err(|_| FleetError::Worker)?
             .map_err(|source| FleetError::StateFile {
                 name: slot.name.clone(),
-                path: slot.state_path.clone(),
+                path,
                 source,
             })
     }
@@ -619,6 +671,10 @@ impl Fleet {
                 }
                 DeviceEvent::EscrowToken { scope, token } => {
                     tracing::info!(device = %slot.name, scope = scope.as_str(), "escrow token set; escrowing it");
+                    let mut escrows = lock(&slot.escrows);
+                    escrows.retain(|(kept, _)| *kept != scope);
+                    escrows.push((scope, token.clone()));
+                    drop(escrows);
                     Body::EscrowToken(pb::EscrowTokenUpdate {
                         scope: scope_to_pb(scope) as i32,
                         token: token.expose().to_vec(),
@@ -628,12 +684,18 @@ impl Fleet {
                     scope,
                     command_id,
                     at_ms,
-                } => Body::UserEvent(pb::UserEvent {
-                    kind: pb::user_event::Kind::NewPasscodeEntered as i32,
-                    scope: scope_to_pb(scope) as i32,
-                    at_ms,
-                    command_id,
-                }),
+                } => {
+                    let entry = pb::UserEvent {
+                        kind: pb::user_event::Kind::NewPasscodeEntered as i32,
+                        scope: scope_to_pb(scope) as i32,
+                        at_ms,
+                        command_id,
+                    };
+                    let mut entries = lock(&slot.entries);
+                    entries.retain(|kept| kept.scope != entry.scope);
+                    entries.push(entry.clone());
+                    Body::UserEvent(entry)
+                }
                 DeviceEvent::StoreWiped { scope, at_ms } => Body::UserEvent(pb::UserEvent {
                     kind: pb::user_event::Kind::StoreWiped as i32,
                     scope: scope_to_pb(scope) as i32,
@@ -664,7 +726,7 @@ impl Fleet {
 
     /// Sends on the open session, or keeps the message for the next one.
     fn send(&self, slot: &Slot, body: pb::device_message::Body) {
-        let message = pb::DeviceMessage { body: Some(body) };
+        let message = Box::new(pb::DeviceMessage { body: Some(body) });
         let session = lock(&slot.session).clone();
         let message = match session {
             Some(tx) => match tx.try_send(message) {
@@ -676,24 +738,26 @@ impl Fleet {
             },
             None => message,
         };
-        lock(&slot.undelivered).push(message);
+        lock(&slot.undelivered).push(*message);
     }
 
     async fn device_loop(self: Arc<Self>, slot: Arc<Slot>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
         const MAX_BACKOFF: Duration = Duration::from_secs(5);
-        let mut online = slot.online.subscribe();
         loop {
             if *shutdown.borrow() {
                 return;
             }
             tokio::select! {
-                _ = online.wait_for(|on| *on) => {}
+                _ = online_becomes(&slot, true) => {}
                 _ = shutdown.changed() => return,
             }
+            // Boxed: a session's future is large and lives only while connected, so the parked
+            // loop of an idle or offline device stays small.
+            let session_future = Box::pin(self.clone().connect_once(slot.clone()));
             let outcome = tokio::select! {
-                outcome = self.connect_once(&slot) => Some(outcome),
-                _ = online.wait_for(|on| !*on) => Some(Ok(())),
+                outcome = session_future => Some(outcome),
+                _ = online_becomes(&slot, false) => Some(Ok(())),
                 _ = shutdown.changed() => None,
             };
             // Dropping the sender ends the request stream, which closes the session cleanly.
@@ -707,6 +771,10 @@ impl Fleet {
             let Some(outcome) = outcome else { return };
             match outcome {
                 Ok(()) => backoff = Duration::from_millis(100),
+                Err(SessionError::Fault(kind)) => {
+                    tracing::debug!(device = %slot.name, fault = kind, "injected fault broke the session");
+                    backoff = Duration::from_millis(100);
+                }
                 Err(error) => {
                     tracing::warn!(device = %slot.name, %error, "session to the control plane failed; retrying");
                 }
@@ -721,53 +789,43 @@ impl Fleet {
     }
 
     /// Enrolls if needed, then holds one session until it ends.
-    async fn connect_once(&self, slot: &Arc<Slot>) -> Result<(), SessionError> {
+    async fn connect_once(self: Arc<Self>, slot: Arc<Slot>) -> Result<(), SessionError> {
+        let slot = &slot;
+        let connecting = self
+            .connecting
+            .acquire()
+            .await
+            .map_err(|_| SessionError::Closed)?;
         let enrollment = lock(&slot.device).enrollment().cloned();
         let enrollment = match enrollment {
             Some(enrollment) => enrollment,
-            None => self.enroll(slot).await?,
+            None => Box::pin(self.enroll(slot)).await?,
         };
-        let mut client = DeviceGatewayClient::new(slot.channel.clone());
         let (tx, rx) = mpsc::channel(256);
         let hello = pb::Hello {
             device_id: enrollment.device_id.clone(),
             agent_version: AGENT_VERSION.to_string(),
             status: Some(self.status_of(slot)),
         };
-        tx.send(pb::DeviceMessage {
+        tx.try_send(Box::new(pb::DeviceMessage {
             body: Some(pb::device_message::Body::Hello(hello)),
-        })
-        .await
+        }))
         .map_err(|_| SessionError::Closed)?;
-        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        let bearer = format!("Bearer {}", enrollment.credential.expose())
-            .parse()
-            .map_err(|_| SessionError::Closed)?;
-        request.metadata_mut().insert("authorization", bearer);
-        let mut inbound = client.session(request).await?.into_inner();
-        {
-            // In the device's turn, so no change can report between the backlog and the switch
-            // to the open session: its report would wait in the backlog for the next session.
-            let _turn = slot.turn.lock().await;
-            let mut backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
-            // Escrow pending tokens again, last, so the control plane ends up with the newest
-            // one even if an earlier escrow was lost with a dying stream.
-            backlog.extend(lock(&slot.device).pending_tokens().into_iter().map(
-                |(scope, token)| pb::DeviceMessage {
-                    body: Some(pb::device_message::Body::EscrowToken(
-                        pb::EscrowTokenUpdate {
-                            scope: scope_to_pb(scope) as i32,
-                            token: token.expose().to_vec(),
-                        },
-                    )),
-                },
-            ));
-            for message in backlog {
-                tx.send(message).await.map_err(|_| SessionError::Closed)?;
-                self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            *lock(&slot.session) = Some(tx.clone());
-        }
+        let broken = Arc::new(tokio::sync::Notify::new());
+        let outbound = Outbound {
+            rx,
+            faults: (!self.config.faults.is_none()).then(|| OutboundFaults {
+                fleet: self.clone(),
+                slot: slot.clone(),
+                broken: broken.clone(),
+                held: None,
+                repeat: None,
+                stalled: false,
+            }),
+        };
+        let mut inbound = Box::pin(self.call_session(slot, &enrollment, outbound)).await?;
+        Box::pin(self.open_session(slot, &tx)).await?;
+        drop(connecting);
         if !slot.connected.swap(true, Ordering::SeqCst) {
             self.metrics
                 .devices_connected
@@ -775,27 +833,121 @@ impl Fleet {
         }
         self.announce(slot);
         tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "session open");
-        while let Some(message) = inbound.message().await? {
-            match message.body {
-                Some(pb::control_message::Body::Command(command)) => {
-                    self.run_command(slot, &tx, &enrollment, command).await?;
-                }
-                Some(pb::control_message::Body::Policy(update)) => {
-                    let Some(scope) = scope_from_pb(update.scope) else {
-                        continue;
-                    };
-                    let policy = update.policy.as_ref().and_then(policy_from_pb);
-                    let applied = self
-                        .mutate(slot, move |device, _| device.set_policy(scope, policy))
-                        .await;
-                    if let Err(error) = applied {
-                        tracing::warn!(device = %slot.name, %error, "policy not applied");
+        let receive = async {
+            while let Some(message) = inbound.message().await? {
+                let copies = match self.fault(slot, Direction::ToDevice) {
+                    FaultAction::Deliver => 1,
+                    FaultAction::Duplicate => 2,
+                    FaultAction::Delay { ms } => {
+                        Box::pin(tokio::time::sleep(Duration::from_millis(u64::from(ms)))).await;
+                        1
                     }
+                    FaultAction::Drop => return Err(SessionError::Fault("drop")),
+                    FaultAction::Disconnect => return Err(SessionError::Fault("disconnect")),
+                };
+                for _ in 0..copies {
+                    Box::pin(self.receive(slot, &tx, &enrollment, message.clone())).await?;
                 }
-                None => {}
             }
+            Ok(())
+        };
+        tokio::select! {
+            outcome = receive => outcome,
+            _ = broken.notified() => Err(SessionError::Fault("outbound")),
+        }
+    }
+
+    /// Opens the Session stream. Its own function so the client and the request, needed only
+    /// for the call, are not kept for the session's whole life.
+    async fn call_session(
+        &self,
+        slot: &Slot,
+        enrollment: &Enrollment,
+        outbound: Outbound,
+    ) -> Result<tonic::Streaming<pb::ControlMessage>, SessionError> {
+        let mut client = DeviceGatewayClient::new(self.pool[slot.connection as usize].clone());
+        let mut request = tonic::Request::new(outbound);
+        let bearer = format!("Bearer {}", enrollment.credential.expose())
+            .parse()
+            .map_err(|_| SessionError::Closed)?;
+        request.metadata_mut().insert("authorization", bearer);
+        Ok(client.session(request).await?.into_inner())
+    }
+
+    /// Sends the reports waiting for a session, then makes `tx` the device's open session.
+    async fn open_session(
+        &self,
+        slot: &Arc<Slot>,
+        tx: &mpsc::Sender<Box<pb::DeviceMessage>>,
+    ) -> Result<(), SessionError> {
+        // In the device's turn, so no change can report between the backlog and the switch
+        // to the open session: its report would wait in the backlog for the next session.
+        let _turn = slot.turn.lock().await;
+        let mut backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
+        // Escrow the tokens and repeat the last passcode entries again, last, so the control
+        // plane ends up with the newest even if an earlier report was lost with a dying stream.
+        backlog.extend(
+            lock(&slot.escrows)
+                .iter()
+                .map(|(scope, token)| pb::DeviceMessage {
+                    body: Some(pb::device_message::Body::EscrowToken(
+                        pb::EscrowTokenUpdate {
+                            scope: scope_to_pb(*scope) as i32,
+                            token: token.expose().to_vec(),
+                        },
+                    )),
+                }),
+        );
+        backlog.extend(lock(&slot.entries).iter().map(|entry| pb::DeviceMessage {
+            body: Some(pb::device_message::Body::UserEvent(entry.clone())),
+        }));
+        for message in backlog {
+            tx.send(Box::new(message))
+                .await
+                .map_err(|_| SessionError::Closed)?;
+            self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        *lock(&slot.session) = Some(tx.clone());
+        Ok(())
+    }
+
+    /// Handles one message from the control plane.
+    async fn receive(
+        &self,
+        slot: &Arc<Slot>,
+        tx: &mpsc::Sender<Box<pb::DeviceMessage>>,
+        enrollment: &Enrollment,
+        message: pb::ControlMessage,
+    ) -> Result<(), SessionError> {
+        match message.body {
+            Some(pb::control_message::Body::Command(command)) => {
+                self.run_command(slot, tx, enrollment, command).await?;
+            }
+            Some(pb::control_message::Body::Policy(update)) => {
+                let Some(scope) = scope_from_pb(update.scope) else {
+                    return Ok(());
+                };
+                let policy = update.policy.as_ref().and_then(policy_from_pb);
+                let applied = self
+                    .mutate(slot, move |device, _| device.set_policy(scope, policy))
+                    .await;
+                if let Err(error) = applied {
+                    tracing::warn!(device = %slot.name, %error, "policy not applied");
+                }
+            }
+            None => {}
         }
         Ok(())
+    }
+
+    /// The next fault decision for a message of `slot` going `direction`.
+    fn fault(&self, slot: &Slot, direction: Direction) -> FaultAction {
+        if self.config.faults.is_none() {
+            return FaultAction::Deliver;
+        }
+        let action = lock(&slot.fault_dice).next(&self.config.faults, direction);
+        self.metrics.fault(action);
+        action
     }
 
     async fn enroll(&self, slot: &Arc<Slot>) -> Result<Enrollment, SessionError> {
@@ -803,7 +955,7 @@ impl Fleet {
             self.config.enrollment_token.clone().ok_or_else(|| {
                 SessionError::Fleet(FleetError::NoEnrollmentToken(slot.name.clone()))
             })?;
-        let mut client = DeviceGatewayClient::new(slot.channel.clone());
+        let mut client = DeviceGatewayClient::new(self.pool[slot.connection as usize].clone());
         let response = client
             .enroll(pb::EnrollRequest {
                 enrollment_token: token,
@@ -832,7 +984,7 @@ impl Fleet {
     async fn run_command(
         &self,
         slot: &Arc<Slot>,
-        tx: &mpsc::Sender<pb::DeviceMessage>,
+        tx: &mpsc::Sender<Box<pb::DeviceMessage>>,
         enrollment: &Enrollment,
         command: pb::SignedCommand,
     ) -> Result<(), SessionError> {
@@ -849,9 +1001,9 @@ impl Fleet {
                 let ack = pb::CommandAck {
                     command_id: decoded.command_id.clone(),
                 };
-                tx.send(pb::DeviceMessage {
+                tx.send(Box::new(pb::DeviceMessage {
                     body: Some(pb::device_message::Body::Ack(ack)),
-                })
+                }))
                 .await
                 .map_err(|_| SessionError::Closed)?;
                 self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
@@ -876,11 +1028,11 @@ impl Fleet {
         });
         if let Some(result) = result {
             tracing::info!(device = %slot.name, command_id = %result.command_id, success = result.success, "command result");
-            tx.send(pb::DeviceMessage {
+            tx.send(Box::new(pb::DeviceMessage {
                 body: Some(pb::device_message::Body::Result(command_result_to_pb(
                     &result,
                 ))),
-            })
+            }))
             .await
             .map_err(|_| SessionError::Closed)?;
             self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
@@ -897,6 +1049,111 @@ enum SessionError {
     Status(#[from] tonic::Status),
     #[error("the session closed")]
     Closed,
+    /// An injected fault (`--faults`) broke the session on purpose.
+    #[error("an injected {0} fault broke the session")]
+    Fault(&'static str),
+}
+
+/// Resolves once the device's network is `on` (airplane mode off) or off.
+async fn online_becomes(slot: &Slot, on: bool) {
+    loop {
+        let changed = slot.online_changed.notified();
+        tokio::pin!(changed);
+        // Registered before the check, so a change between the check and the wait still wakes.
+        changed.as_mut().enable();
+        if slot.online.load(Ordering::SeqCst) == on {
+            return;
+        }
+        changed.await;
+    }
+}
+
+/// A session's request stream: the device's messages in the order it made them, through the
+/// fault injector when faults are configured.
+struct Outbound {
+    rx: mpsc::Receiver<Box<pb::DeviceMessage>>,
+    faults: Option<OutboundFaults>,
+}
+
+/// The fault injector's state for one session's outgoing messages.
+struct OutboundFaults {
+    fleet: Arc<Fleet>,
+    slot: Arc<Slot>,
+    /// Told when a fault breaks the session; the session's receive loop ends on it.
+    broken: Arc<tokio::sync::Notify>,
+    /// A delayed message and its timer. Later messages wait behind it: a stream keeps order.
+    held: Option<(Pin<Box<tokio::time::Sleep>>, Box<pb::DeviceMessage>)>,
+    /// The second copy of a duplicated message, sent next.
+    repeat: Option<Box<pb::DeviceMessage>>,
+    /// Set once a fault broke the session: nothing more leaves on it.
+    stalled: bool,
+}
+
+impl tokio_stream::Stream for Outbound {
+    type Item = pb::DeviceMessage;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<pb::DeviceMessage>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(faults) = this.faults.as_mut() else {
+            return this.rx.poll_recv(cx).map(|m| m.map(|m| *m));
+        };
+        if faults.stalled {
+            return Poll::Pending;
+        }
+        if let Some(message) = faults.repeat.take() {
+            return Poll::Ready(Some(*message));
+        }
+        if let Some((timer, _)) = faults.held.as_mut() {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some((_, message)) = faults.held.take() {
+                return Poll::Ready(Some(*message));
+            }
+        }
+        let Some(message) = std::task::ready!(this.rx.poll_recv(cx)) else {
+            return Poll::Ready(None);
+        };
+        // The Hello opens the session; faults start after it.
+        if matches!(message.body, Some(pb::device_message::Body::Hello(_))) {
+            return Poll::Ready(Some(*message));
+        }
+        match faults.fleet.fault(&faults.slot, Direction::ToControlPlane) {
+            FaultAction::Deliver => Poll::Ready(Some(*message)),
+            FaultAction::Duplicate => {
+                faults.repeat = Some(message.clone());
+                Poll::Ready(Some(*message))
+            }
+            FaultAction::Delay { ms } => {
+                let mut timer = Box::pin(tokio::time::sleep(Duration::from_millis(u64::from(ms))));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(*message));
+                }
+                faults.held = Some((timer, message));
+                Poll::Pending
+            }
+            FaultAction::Drop => {
+                faults.stalled = true;
+                faults.broken.notify_one();
+                Poll::Pending
+            }
+            FaultAction::Disconnect => {
+                // Not sent: the device keeps it for its next session.
+                lock(&faults.slot.undelivered).push(*message);
+                faults.stalled = true;
+                faults.broken.notify_one();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn state_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.json"))
 }
 
 fn load_device(

@@ -5,6 +5,8 @@
 //! - [`device`]: the device model, plain Rust with no I/O (credential stores, token lifecycle,
 //!   passcode policy, throttling, signed commands).
 //! - [`fleet`]: the runtime hosting many devices: state files, enrollment, sessions.
+//! - [`faults`]: `--faults`, the seeded decisions to delay, duplicate or drop session messages
+//!   and break sessions, without the I/O.
 //! - [`harness`]: the `DeviceHarness` gRPC service through which a test plays the user.
 //! - [`convert`]: protobuf ⇄ device model, at the gRPC edge.
 //! - [`metrics`]: Prometheus counters and the `GET /metrics` endpoint.
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod convert;
 pub mod device;
+pub mod faults;
 pub mod fleet;
 pub mod harness;
 pub mod metrics;

@@ -36,6 +36,10 @@ pub struct AgentMetrics {
     entries_rejected: AtomicU64,
     entries_error: AtomicU64,
     pub reports_sent: AtomicU64,
+    faults_delay: AtomicU64,
+    faults_duplicate: AtomicU64,
+    faults_drop: AtomicU64,
+    faults_disconnect: AtomicU64,
 }
 
 impl AgentMetrics {
@@ -44,6 +48,19 @@ impl AgentMetrics {
             CommandOutcome::Success => &self.commands_success,
             CommandOutcome::Failure => &self.commands_failure,
             CommandOutcome::Ignored => &self.commands_ignored,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a fault injected on a session message; delivering untouched is no fault.
+    pub fn fault(&self, action: crate::faults::FaultAction) {
+        use crate::faults::FaultAction;
+        let counter = match action {
+            FaultAction::Deliver => return,
+            FaultAction::Delay { .. } => &self.faults_delay,
+            FaultAction::Duplicate => &self.faults_duplicate,
+            FaultAction::Drop => &self.faults_drop,
+            FaultAction::Disconnect => &self.faults_disconnect,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -93,6 +110,18 @@ impl AgentMetrics {
                 ("accepted", get(&self.entries_accepted)),
                 ("rejected", get(&self.entries_rejected)),
                 ("error", get(&self.entries_error)),
+            ],
+        );
+        labelled(
+            &mut out,
+            "droidfleet_agent_faults_injected_total",
+            "Session messages hit by an injected fault (--faults), by kind.",
+            "kind",
+            &[
+                ("delay", get(&self.faults_delay)),
+                ("duplicate", get(&self.faults_duplicate)),
+                ("drop", get(&self.faults_drop)),
+                ("disconnect", get(&self.faults_disconnect)),
             ],
         );
         counter(

@@ -2,6 +2,8 @@
 //! set for gRPC reflection. This is the only crate that knows protobuf.
 #![forbid(unsafe_code)]
 
+pub mod codec;
+
 /// Package `droidfleet.v1`; see the `.proto` files under `proto/droidfleet/v1` for the contract.
 pub mod v1 {
     tonic::include_proto!("droidfleet.v1");

@@ -402,7 +402,14 @@ impl AdminService for AdminApi {
                     if tx.send(Ok(action_to_pb(&last))).await.is_err() {
                         return;
                     }
-                    while !last.state.is_final() {
+                    let follow_entry = r.until_user_entered;
+                    let awaits_entry = |action: &crate::model::Action| {
+                        follow_entry
+                            && action.kind == crate::model::ActionKind::ResetPasscode
+                            && action.state == crate::action::ActionState::Done
+                            && action.user_entered_at.is_none()
+                    };
+                    while !last.state.is_final() || awaits_entry(&last) {
                         let next = match changes.recv().await {
                             Ok(action) if action.id == id => action,
                             Ok(_) => continue,

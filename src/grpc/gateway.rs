@@ -13,7 +13,7 @@ use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct Gateway {
@@ -27,6 +27,9 @@ impl Gateway {
 }
 
 type ControlStream = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
+
+/// What a session task hands its response stream.
+type SessionItem = Result<Box<pb::ControlMessage>, Status>;
 
 #[tonic::async_trait]
 impl DeviceGateway for Gateway {
@@ -100,8 +103,10 @@ impl DeviceGateway for Gateway {
             return Err(Status::unauthenticated("unknown device credential"));
         }
         tracing::info!(device_id = %device.id, agent = %hello.agent_version, "device session opened");
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
+        // Boxed messages: a channel allocates its slots in blocks of 32 up front, and every
+        // connected device holds one.
+        let (tx, rx) = mpsc::channel::<SessionItem>(64);
+        let task = async move {
             let outcome = run_session(&control_plane, &device, &signals, &mut inbound, &tx).await;
             control_plane.close_session(&device.id, &signals);
             match outcome {
@@ -111,9 +116,11 @@ impl DeviceGateway for Gateway {
                     let _ = tx.send(Err(status)).await;
                 }
             }
-        });
+        };
+        tokio::spawn(task);
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+            tokio_stream::wrappers::ReceiverStream::new(rx)
+                .map(|item| item.map(|message| *message)),
         )))
     }
 }
@@ -123,21 +130,24 @@ async fn run_session(
     device: &Device,
     signals: &SessionSignals,
     inbound: &mut Streaming<pb::DeviceMessage>,
-    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+    tx: &mpsc::Sender<SessionItem>,
 ) -> Result<(), Status> {
-    send_policies(control_plane, device, tx).await?;
-    let mut last_sent = send_commands(control_plane, device, 0, tx).await?;
+    // Every step's work is boxed: this future is parked for as long as the device is connected,
+    // and unboxed it would be as large as its largest step for all that time.
+    Box::pin(send_policies(control_plane, device, tx)).await?;
+    let mut last_sent = Box::pin(send_commands(control_plane, device, 0, tx)).await?;
     loop {
         tokio::select! {
             message = inbound.message() => {
                 let Some(message) = message? else { return Ok(()) };
                 let report = report_from_pb(message)?;
-                control_plane.handle_device_report(device, report).await?;
+                Box::pin(control_plane.handle_device_report(device, report)).await?;
             }
             _ = signals.commands.notified() => {
-                last_sent = last_sent.max(send_commands(control_plane, device, last_sent, tx).await?);
+                let sent = Box::pin(send_commands(control_plane, device, last_sent, tx)).await?;
+                last_sent = last_sent.max(sent);
             }
-            _ = signals.policy.notified() => send_policies(control_plane, device, tx).await?,
+            _ = signals.policy.notified() => Box::pin(send_policies(control_plane, device, tx)).await?,
             _ = signals.replaced.notified() => {
                 return Err(Status::aborted("a newer session of this device replaced this one"));
             }
@@ -199,7 +209,7 @@ fn report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport, ServiceErr
 async fn send_policies(
     control_plane: &ControlPlane,
     device: &Device,
-    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+    tx: &mpsc::Sender<SessionItem>,
 ) -> Result<(), Status> {
     let device = control_plane.device_record(&device.id).await?;
     let mut scopes = vec![Scope::Device];
@@ -221,7 +231,7 @@ async fn send_commands(
     control_plane: &ControlPlane,
     device: &Device,
     after: u64,
-    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+    tx: &mpsc::Sender<SessionItem>,
 ) -> Result<u64, Status> {
     let mut highest = after;
     for command in control_plane.commands_to_send(&device.id, after).await? {
@@ -263,10 +273,10 @@ async fn send_commands(
 }
 
 async fn send(
-    tx: &mpsc::Sender<Result<pb::ControlMessage, Status>>,
+    tx: &mpsc::Sender<SessionItem>,
     body: pb::control_message::Body,
 ) -> Result<(), Status> {
-    tx.send(Ok(pb::ControlMessage { body: Some(body) }))
+    tx.send(Ok(Box::new(pb::ControlMessage { body: Some(body) })))
         .await
         .map_err(|_| Status::cancelled("the device closed its session"))
 }

@@ -105,14 +105,26 @@ impl Admin {
     pub async fn action(&mut self, action_id: &str) -> pb::Action {
         let request = self.request(pb::GetActionRequest {
             action_id: action_id.to_string(),
+            ..Default::default()
         });
         self.client.get_action(request).await.unwrap().into_inner()
     }
 
     /// Follows the action with WatchAction until its final state.
     pub async fn wait_final(&mut self, action_id: &str) -> pb::Action {
+        self.watch_to_end(action_id, false).await
+    }
+
+    /// Follows a reset with WatchAction past its final state until the user has entered the new
+    /// passcode (or, for a reset that did not end done, until its final state).
+    pub async fn wait_entered(&mut self, action_id: &str) -> pb::Action {
+        self.watch_to_end(action_id, true).await
+    }
+
+    async fn watch_to_end(&mut self, action_id: &str, until_user_entered: bool) -> pb::Action {
         let request = self.request(pb::GetActionRequest {
             action_id: action_id.to_string(),
+            until_user_entered,
         });
         let mut stream = self
             .client
@@ -127,7 +139,7 @@ impl Admin {
             }
         })
         .await
-        .expect("the action reaches a final state in time");
+        .expect("the action reaches the awaited state in time");
         last.expect("WatchAction sends at least the current state")
     }
 
@@ -182,6 +194,7 @@ impl Admin {
     pub async fn reveal(&mut self, action_id: &str) -> Result<String, tonic::Status> {
         let request = self.request(pb::GetActionRequest {
             action_id: action_id.to_string(),
+            ..Default::default()
         });
         Ok(self
             .client
@@ -281,6 +294,7 @@ impl Admin {
     pub async fn cancel(&mut self, action_id: &str) -> Result<pb::Action, tonic::Status> {
         let request = self.request(pb::GetActionRequest {
             action_id: action_id.to_string(),
+            ..Default::default()
         });
         Ok(self.client.cancel_action(request).await?.into_inner())
     }
@@ -305,6 +319,54 @@ impl Admin {
             .await?
             .into_inner()
             .actions)
+    }
+}
+
+/// A control plane on a temporary database and a loopback port, on the system clock, served
+/// until [`Embedded::stop`].
+pub struct Embedded {
+    pub address: String,
+    pub admin_token: String,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), droidfleet::server::ServeError>>,
+    /// Kept so the database outlives the server.
+    _data_dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    pub async fn start() -> Embedded {
+        let data_dir = tempfile::tempdir().unwrap();
+        let opened = droidfleet::server::open(Config::new(data_dir.path()), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let admin_token = std::fs::read_to_string(opened.bootstrap_token_path.unwrap()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, mut stopped) = watch::channel(false);
+        let server = tokio::spawn(droidfleet::server::serve(
+            opened.control_plane,
+            listener,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ));
+        Embedded {
+            address,
+            admin_token: admin_token.trim().to_string(),
+            stop,
+            server,
+            _data_dir: data_dir,
+        }
+    }
+
+    pub async fn admin(&self) -> Admin {
+        Admin::connect(&self.address, Some(self.admin_token.clone())).await
+    }
+
+    /// Stops the server and waits until it has.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.server.await.unwrap().unwrap();
     }
 }
 
@@ -568,12 +630,13 @@ async fn launch_agent(
 ) -> (Arc<Fleet>, DeviceHarnessClient<Channel>, AgentRun) {
     let fleet = Fleet::load(FleetConfig {
         control_plane: gateway.to_string(),
-        state_dir: state_dir.to_path_buf(),
+        state_dir: Some(state_dir.to_path_buf()),
         enrollment_token: Some(enrollment_token.to_string()),
         kdf: KdfParams::LIGHT,
         devices: devices.to_vec(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
         connections: 1,
+        faults: Default::default(),
     })
     .await
     .unwrap();

@@ -180,6 +180,16 @@ impl std::fmt::Debug for SealedBox {
     }
 }
 
+/// Derives the key of `passcode` with `kdf` exactly as a passcode entry or change does, and
+/// forgets it: the cost of one Argon2id run on a device, for a load test's Argon2-only bound.
+pub fn run_passcode_kdf(
+    kdf: KdfParams,
+    passcode: &Passcode,
+    salt: &[u8],
+) -> Result<(), CryptoError> {
+    Key::from_passcode(kdf, passcode, salt).map(drop)
+}
+
 /// Whether `signature` is a valid Ed25519 signature of `message` by `public_key`.
 pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
     signature::UnparsedPublicKey::new(&signature::ED25519, public_key)

@@ -363,14 +363,6 @@ impl Device {
         self.stores().map(CredentialStore::scope).collect()
     }
 
-    /// Every store's pending escrow token, for the management app to escrow again after a
-    /// reconnect: a report sent just before a session died may never have arrived.
-    pub fn pending_tokens(&self) -> Vec<(Scope, EscrowToken)> {
-        self.stores()
-            .filter_map(|store| Some((store.scope(), store.pending_token()?.clone())))
-            .collect()
-    }
-
     pub fn store(&self, scope: Scope) -> Result<&CredentialStore, DeviceError> {
         match scope {
             Scope::Device => Ok(&self.device_store),
@@ -1999,40 +1991,6 @@ mod tests {
             d.enter_passcode(Scope::WorkProfile, &pass("0000"), NOW)
                 .unwrap();
         });
-    }
-
-    #[test]
-    fn pending_tokens_are_offered_again_until_the_entry_activates_them() {
-        let (mut device, rng, work_token) = cope_ready();
-        assert!(
-            device.pending_tokens().is_empty(),
-            "a ready device has no pending token"
-        );
-        device
-            .reset_with_token(
-                Scope::WorkProfile,
-                &work_token,
-                &pass("Work9182"),
-                REQUIRE_ENTRY,
-                "cmd-w",
-                &rng,
-            )
-            .unwrap();
-        let rotated = escrowed(&device.take_events(), Scope::WorkProfile).unwrap();
-        let pending = device.pending_tokens();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].0, Scope::WorkProfile);
-        assert_eq!(
-            pending[0].1.expose(),
-            rotated.expose(),
-            "the rotated token, not the old one"
-        );
-
-        assert_eq!(
-            enter(&mut device, Scope::WorkProfile, "Work9182", NOW),
-            EntryOutcome::Unlocked
-        );
-        assert!(device.pending_tokens().is_empty(), "the entry activated it");
     }
 
     #[test]

@@ -430,7 +430,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Cancel { action_id } => {
             let action = client
                 .admin
-                .cancel_action(client.request(pb::GetActionRequest { action_id }))
+                .cancel_action(client.request(pb::GetActionRequest {
+                    action_id,
+                    ..Default::default()
+                }))
                 .await?
                 .into_inner();
             if output == Output::Human {
@@ -674,6 +677,7 @@ impl Client {
     pub async fn action(&mut self, action_id: &str) -> Result<pb::Action, tonic::Status> {
         let request = self.request(pb::GetActionRequest {
             action_id: action_id.to_string(),
+            ..Default::default()
         });
         Ok(self.admin.get_action(request).await?.into_inner())
     }
@@ -684,6 +688,7 @@ impl Client {
     ) -> Result<pb::RevealPasscodeResponse, tonic::Status> {
         let request = self.request(pb::GetActionRequest {
             action_id: action_id.to_string(),
+            ..Default::default()
         });
         Ok(self.admin.reveal_passcode(request).await?.into_inner())
     }
@@ -696,6 +701,7 @@ impl Client {
     ) -> Result<pb::Action, tonic::Status> {
         let request = self.request(pb::GetActionRequest {
             action_id: action_id.to_string(),
+            ..Default::default()
         });
         let mut stream = self.admin.watch_action(request).await?.into_inner();
         let mut last = None;

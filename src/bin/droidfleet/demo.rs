@@ -111,7 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let fleet = Fleet::load(FleetConfig {
         control_plane: address.clone(),
-        state_dir: dir.path().join("agent"),
+        state_dir: Some(dir.path().join("agent")),
         enrollment_token: Some(enrollment.enrollment_token),
         kdf: args.argon2.params(),
         devices: DEVICES
@@ -123,6 +123,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .collect(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
         connections: 1,
+        faults: Default::default(),
     })
     .await?;
     let agent = tokio::spawn(fleet.clone().run(stopped.clone()));

@@ -1,6 +1,7 @@
-//! What the load test measures about itself: latency percentiles, the process's memory and CPU
-//! (read from `/proc`, so Linux only; elsewhere those figures are absent), and the scheduler
-//! lag that tells whether the load generator itself was the bottleneck.
+//! What the load test measures: latency percentiles, the memory and CPU of this process and of
+//! a control plane running as its own process (read from `/proc`, so Linux only; elsewhere those
+//! figures are absent), and the scheduler lag that tells whether the load generator itself was
+//! the bottleneck.
 
 use serde::Serialize;
 use std::time::Duration;
@@ -49,14 +50,19 @@ pub struct ProcessSample {
     pub cpu_ticks: u64,
 }
 
-/// Reads `/proc/self/status` and `/proc/self/stat`; `None` where they do not exist.
-pub fn sample() -> Option<ProcessSample> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Reads `/proc/<pid>/status` and `/proc/<pid>/stat` (`None`: this process); `None` where they
+/// do not exist or the process has gone.
+pub fn sample(pid: Option<u32>) -> Option<ProcessSample> {
+    let dir = match pid {
+        Some(pid) => format!("/proc/{pid}"),
+        None => "/proc/self".to_string(),
+    };
+    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
         line[name.len()..].split_whitespace().next()?.parse().ok()
     };
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses; the fields after the last ')'
     // start at field 3 (state), so utime and stime (fields 14 and 15) are the 12th and 13th.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -148,9 +154,11 @@ mod tests {
     }
 
     #[test]
-    fn reads_this_process() {
-        if let Some(s) = sample() {
+    fn reads_this_process_by_self_and_by_pid() {
+        if let Some(s) = sample(None) {
             assert!(s.rss_kib > 0 && s.peak_rss_kib >= s.rss_kib);
+            let by_pid = sample(Some(std::process::id())).expect("this process by its pid");
+            assert!(by_pid.rss_kib > 0 && by_pid.cpu_ticks >= s.cpu_ticks);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The load test's seeded behaviour model: the enrollment-type mix, and for each device the
 //! decisions the run makes about it (fault injected, how long its user takes to notice the
-//! reset, whether the user first mistypes, the passcodes the user chooses).
+//! reset, whether the user first mistypes, the passcodes the user chooses, whether the device
+//! goes offline around its reset and for how long, whether it reboots before its user answers).
 //!
 //! Every decision comes from a random stream derived only from `(seed, device index)`, so the
 //! same seed gives the same decisions whatever the timing, the concurrency or the device count
@@ -154,6 +155,12 @@ pub struct Behaviour {
     pub typo_probability: f64,
     pub no_policy_share: f64,
     pub pending_token_share: f64,
+    /// Share of devices that go offline just before their reset is issued.
+    pub offline_share: f64,
+    /// Mean time such a device stays offline (exponential, capped like the user delay).
+    pub offline_mean_ms: u64,
+    /// Share of devices that reboot after their reset is applied, before their user answers.
+    pub reboot_share: f64,
 }
 
 impl Behaviour {
@@ -162,6 +169,8 @@ impl Behaviour {
             ("--typo-probability", self.typo_probability),
             ("--no-policy-share", self.no_policy_share),
             ("--pending-token-share", self.pending_token_share),
+            ("--offline-share", self.offline_share),
+            ("--reboot-share", self.reboot_share),
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(format!("{name} {value}: give a number from 0 to 1"));
@@ -171,6 +180,12 @@ impl Behaviour {
             return Err(format!(
                 "--no-policy-share {} plus --pending-token-share {} exceed 1: a device gets at most one fault",
                 self.no_policy_share, self.pending_token_share
+            ));
+        }
+        if self.offline_share > 0.0 && self.offline_mean_ms == 0 {
+            return Err(format!(
+                "--offline-ms 0 with --offline-share {}: give the mean time offline, at least 1 ms",
+                self.offline_share
             ));
         }
         Ok(())
@@ -190,6 +205,10 @@ pub struct DevicePlan {
     /// the simulated user: never printed or written to the report.
     pub device_pin: Passcode,
     pub work_password: Option<Passcode>,
+    /// The device goes offline just before its reset is issued and comes back after this long.
+    pub offline_ms: Option<u64>,
+    /// The device reboots after its reset is applied, before its user enters the new passcode.
+    pub reboot: bool,
 }
 
 impl DevicePlan {
@@ -200,6 +219,16 @@ impl DevicePlan {
         } else {
             Scope::Device
         }
+    }
+
+    /// Argon2id runs on the device for its measured reset if it ends done (read from
+    /// `agent/src/device`): the reset wraps the secret under the new passcode (one run), the
+    /// user's entry of it (one run), a typo's wrong entry (one run), and after a reboot of a
+    /// work-profile device the user's unlock of the device with their own PIN, which Android asks
+    /// for before the work challenge (one run). Token wraps, policy checks and the reboot itself
+    /// use HKDF and AES only.
+    pub fn argon2_runs_if_done(&self) -> u32 {
+        2 + u32::from(self.typo) + u32::from(self.reboot && self.ownership.has_work_profile())
     }
 }
 
@@ -226,7 +255,7 @@ pub fn plan(mix: &Mix, devices: usize, behaviour: &Behaviour) -> Vec<DevicePlan>
             };
             let mean = behaviour.user_delay_mean_ms as f64;
             // Users notice a notification after a memoryless wait: exponential with this mean.
-            let user_delay_ms = (-mean * (1.0 - delay_draw).ln()).min(mean * DELAY_CAP_FACTOR);
+            let user_delay_ms = exponential(mean, delay_draw);
             // The user's own PIN is 4 digits (allowed before any policy); the work password is
             // 10 letters and digits with at least one of each.
             let device_pin = Passcode::new(rng.string_from(b"0123456789", 4));
@@ -234,6 +263,16 @@ pub fn plan(mix: &Mix, devices: usize, behaviour: &Behaviour) -> Vec<DevicePlan>
                 let letters = rng.string_from(b"abcdefghijkmnpqrstuvwxyz", 6);
                 let digits = rng.string_from(b"23456789", 4);
                 Passcode::new(format!("{letters}{digits}"))
+            });
+            // Drawn after everything older, always all three, so adding churn and reboots kept
+            // the earlier decisions of a seed, and each decision is independent of the others.
+            let offline_draw = rng.unit();
+            let offline_length_draw = rng.unit();
+            let reboot_draw = rng.unit();
+            let offline_ms = (offline_draw < behaviour.offline_share).then(|| {
+                // At least 1 ms: a device that goes offline is offline for some time.
+                (exponential(behaviour.offline_mean_ms as f64, offline_length_draw).round() as u64)
+                    .max(1)
             });
             DevicePlan {
                 name: format!("{}-{index}", ownership.as_str()),
@@ -243,9 +282,17 @@ pub fn plan(mix: &Mix, devices: usize, behaviour: &Behaviour) -> Vec<DevicePlan>
                 typo: typo_draw < behaviour.typo_probability,
                 device_pin,
                 work_password,
+                offline_ms,
+                reboot: reboot_draw < behaviour.reboot_share,
             }
         })
         .collect()
+}
+
+/// A memoryless wait with this mean (what a user's reaction or a phone's time without signal
+/// looks like), from a uniform draw in [0, 1), capped at [`DELAY_CAP_FACTOR`] times the mean.
+fn exponential(mean: f64, draw: f64) -> f64 {
+    (-mean * (1.0 - draw).ln()).min(mean * DELAY_CAP_FACTOR)
 }
 
 /// A passcode one keystroke away from `passcode`: what a user types by mistake. Keeps the kind
@@ -271,12 +318,14 @@ pub fn decision_digest(plans: &[DevicePlan]) -> String {
     for p in plans {
         context.update(
             format!(
-                "{},{},{:?},{},{}\n",
+                "{},{},{:?},{},{},{},{}\n",
                 p.name,
                 p.ownership.as_str(),
                 p.fault,
                 p.user_delay_ms,
-                p.typo
+                p.typo,
+                p.offline_ms.unwrap_or(0),
+                p.reboot
             )
             .as_bytes(),
         );
@@ -300,6 +349,9 @@ mod tests {
             typo_probability: 0.3,
             no_policy_share: 0.2,
             pending_token_share: 0.2,
+            offline_share: 0.3,
+            offline_mean_ms: 50,
+            reboot_share: 0.3,
         }
     }
 
@@ -338,6 +390,70 @@ mod tests {
         assert_eq!(decision_digest(&short), decision_digest(&a[..10]));
         assert!(a.iter().any(|p| p.fault == Fault::NoPolicy));
         assert!(a.iter().any(|p| p.fault == Fault::PendingToken));
+        assert!(a.iter().any(|p| p.offline_ms.is_some()));
+        assert!(a.iter().any(|p| p.offline_ms.is_none()));
+        assert!(a.iter().any(|p| p.reboot) && a.iter().any(|p| !p.reboot));
+        assert!(
+            a.iter()
+                .filter_map(|p| p.offline_ms)
+                .all(|ms| (1..=500).contains(&ms)),
+            "offline times are capped at ten times the mean"
+        );
+    }
+
+    #[test]
+    fn churn_and_reboots_leave_the_older_decisions_of_a_seed_alone() {
+        let mix: Mix = "cosu=1,cobo=1,cope=1,byod=1,aosp=1".parse().unwrap();
+        let calm = Behaviour {
+            offline_share: 0.0,
+            reboot_share: 0.0,
+            ..behaviour(7)
+        };
+        let churned = plan(&mix, 50, &behaviour(7));
+        let still = plan(&mix, 50, &calm);
+        for (a, b) in churned.iter().zip(&still) {
+            assert_eq!(
+                (&a.name, a.fault, a.user_delay_ms, a.typo),
+                (&b.name, b.fault, b.user_delay_ms, b.typo)
+            );
+            assert_eq!(a.device_pin.expose(), b.device_pin.expose());
+            assert!(b.offline_ms.is_none() && !b.reboot);
+        }
+        // The churn and reboot decisions are part of the digest.
+        assert_ne!(decision_digest(&churned), decision_digest(&still));
+    }
+
+    #[test]
+    fn argon2_runs_follow_the_device_model() {
+        let mix: Mix = "cosu=1,byod=1".parse().unwrap();
+        let plans = plan(&mix, 40, &behaviour(3));
+        for p in &plans {
+            let expected =
+                2 + u32::from(p.typo) + u32::from(p.reboot && p.ownership == Ownership::Byod);
+            assert_eq!(p.argon2_runs_if_done(), expected, "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn a_zero_offline_mean_is_refused_only_when_devices_go_offline() {
+        let bad = Behaviour {
+            offline_mean_ms: 0,
+            ..behaviour(1)
+        };
+        let e = bad.check().unwrap_err();
+        assert!(e.contains("--offline-ms 0"), "{e}");
+        let fine = Behaviour {
+            offline_share: 0.0,
+            ..bad
+        };
+        assert!(fine.check().is_ok());
+        let e = Behaviour {
+            reboot_share: 1.5,
+            ..behaviour(1)
+        }
+        .check()
+        .unwrap_err();
+        assert!(e.contains("--reboot-share 1.5"), "{e}");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! Nothing here ever holds a passcode or a token: the records carry decisions, states, error
 //! codes and timestamps only.
 
+use super::baseline::{Argon2Baseline, EchoBaseline};
 use super::measure::{LAG_WARN_MS, Percentiles};
-use super::model::Fault;
+use super::model::{DevicePlan, Fault};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -22,6 +23,12 @@ pub struct DeviceRecord {
     pub fault: Fault,
     pub user_delay_ms: u64,
     pub typo: bool,
+    /// Decided churn: offline just before the reset was issued, for this long.
+    pub offline_ms: Option<u64>,
+    /// Decided: rebooted after the reset was applied, before the user's entry.
+    pub reboot: bool,
+    /// Argon2id runs the device makes for this reset if it ends done (from the decisions).
+    pub argon2_runs: u32,
     pub device_id: String,
     pub action_id: Option<String>,
     /// The action's last known state; `not_issued` when the reset was never requested.
@@ -34,12 +41,43 @@ pub struct DeviceRecord {
     pub delivered_at_ms: u64,
     pub completed_at_ms: u64,
     pub user_entered_at_ms: u64,
+    /// The load generator's clock when it sent ResetPasscode; 0 when it did not.
+    pub requested_at_ms: u64,
+    /// The load generator's clock when an offline device was put back online; 0 otherwise.
+    pub online_again_at_ms: u64,
     /// The load generator's clock when RevealPasscode answered (the admin has the passcode to
     /// read to the user); 0 when it did not happen.
     pub revealed_at_ms: u64,
 }
 
 impl DeviceRecord {
+    /// A device before its measured reset.
+    pub fn new(plan: &DevicePlan, device_id: String) -> DeviceRecord {
+        DeviceRecord {
+            name: plan.name.clone(),
+            ownership: plan.ownership.as_str(),
+            scope: plan.target_scope().as_str(),
+            fault: plan.fault,
+            user_delay_ms: plan.user_delay_ms,
+            typo: plan.typo,
+            offline_ms: plan.offline_ms,
+            reboot: plan.reboot,
+            argon2_runs: plan.argon2_runs_if_done(),
+            device_id,
+            action_id: None,
+            state: "not_issued".into(),
+            error_code: None,
+            problem: None,
+            created_at_ms: 0,
+            delivered_at_ms: 0,
+            completed_at_ms: 0,
+            user_entered_at_ms: 0,
+            requested_at_ms: 0,
+            online_again_at_ms: 0,
+            revealed_at_ms: 0,
+        }
+    }
+
     /// The reset ran its full course: applied, and the user's entry recorded.
     pub fn fully_done(&self) -> bool {
         self.state == "done" && self.user_entered_at_ms > 0 && self.problem.is_none()
@@ -87,19 +125,76 @@ pub struct Throughput {
     pub per_interval: Vec<u32>,
 }
 
+/// How the resets were issued.
 #[derive(Debug, Serialize)]
-pub struct Resources {
-    /// Which process the figures describe.
-    pub process: String,
+pub struct Issue {
+    /// `--rate`; 0 for all at once.
+    pub target_per_s: f64,
+    /// Devices allowed in flight at once; `None` for no limit.
+    pub in_flight_limit: Option<usize>,
+    /// ResetPasscode calls sent.
+    pub issued: usize,
+    /// Calls sent per second by the load generator, first to last send.
+    pub issued_per_s: f64,
+    /// Resets the control plane created per second, by its created_at.
+    pub accepted_per_s: f64,
+    /// How late the issuing loop fell behind the --rate schedule at worst.
+    pub max_schedule_lag_ms: f64,
+}
+
+/// The user behaviour and faults the run played, as counts.
+#[derive(Debug, Serialize)]
+pub struct Behaviour {
+    /// Devices taken offline just before their reset.
+    pub offline: usize,
+    /// Devices rebooted between their reset and their user's entry.
+    pub reboots: usize,
+    /// Users who first mistyped.
+    pub typos: usize,
+    /// `--faults` as given.
+    pub faults: String,
+    /// Session messages the agent hit with each kind of fault (its Prometheus counters).
+    pub faults_injected: BTreeMap<String, u64>,
+}
+
+/// One process's resources over the run.
+#[derive(Debug, Serialize)]
+pub struct ProcessResources {
+    /// What runs in it: "control plane", "agent + load generator", or all three.
+    pub role: String,
+    pub pid: u32,
     pub peak_rss_kib: Option<u64>,
     pub cpu_s: Option<f64>,
-    /// CPU seconds per wall-clock second over the whole run (2.0 = two cores busy).
+    /// Wall-clock seconds between the process's first and last sample.
+    pub wall_s: f64,
+    /// CPU seconds per wall-clock second over `wall_s` (2.0 = two cores busy).
     pub cpu_utilisation: Option<f64>,
-    pub clock_ticks_per_s: u64,
-    pub clock_ticks_source: &'static str,
     pub rss_before_connect_kib: Option<u64>,
     pub rss_after_connect_kib: Option<u64>,
     pub memory_per_device_kib: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Resources {
+    pub clock_ticks_per_s: u64,
+    pub clock_ticks_source: &'static str,
+    /// The control plane first when it has a process of its own.
+    pub processes: Vec<ProcessResources>,
+}
+
+/// The baselines and where the run stands against them.
+#[derive(Debug, Serialize)]
+pub struct Baselines {
+    pub echo: EchoBaseline,
+    pub argon2: Argon2Baseline,
+    /// Mean Argon2id runs per reset that ended done, from this run's decisions.
+    pub argon2_runs_per_done_reset: f64,
+    /// Argon2 hashes/s ÷ runs per done reset.
+    pub argon2_bound_resets_per_s: f64,
+    /// Resets reaching a final state per second ÷ echo calls per second.
+    pub ratio_to_echo: f64,
+    /// Resets ending done per second ÷ the Argon2 bound.
+    pub ratio_to_argon2_bound: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,12 +224,15 @@ pub struct Durations {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub tool: String,
-    /// Every device's reset reached its end before the deadline.
+    /// Every device's reset reached its end before the deadline (with --connect-only: every
+    /// device connected).
     pub completed: bool,
     pub control_plane: BTreeMap<&'static str, String>,
     pub config: BTreeMap<&'static str, serde_json::Value>,
     pub argon2: Argon2Info,
     pub durations: Durations,
+    pub behaviour: Behaviour,
+    pub issue: Issue,
     pub outcomes: Vec<OutcomeRow>,
     pub outcome_total: usize,
     /// Devices whose reset did not end as their injected fault (or its absence) predicts.
@@ -143,23 +241,31 @@ pub struct Report {
     pub setup_resets: usize,
     pub latency_ms: Vec<PhaseLatency>,
     pub throughput: Throughput,
+    /// Absent with --no-baselines and --connect-only.
+    pub baselines: Option<Baselines>,
     pub resources: Resources,
     pub scheduler_lag_ms: Lag,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
     pub decision_digest: String,
+    /// Every device's decisions and timestamps; empty with --connect-only.
     pub devices: Vec<DeviceRecord>,
 }
 
-/// The phases of a reset, and how to measure each from a device's record. Only resets that
-/// ended `done` count, so failures that the control plane refuses at once do not flatter the
-/// figures.
+/// The phases of a reset, and how to measure each from a device's record (`None`: the device
+/// is not in that phase's figures). Only resets that ended `done` count, so failures that the
+/// control plane refuses at once do not flatter the figures.
 type PhaseFn = fn(&DeviceRecord) -> Option<u64>;
-const PHASES: [(&str, &str, PhaseFn); 5] = [
+const PHASES: [(&str, &str, PhaseFn); 6] = [
     (
         "requested_to_delivered",
-        "requested → delivered (delivered_at − created_at)",
-        |d| d.delivered_at_ms.checked_sub(d.created_at_ms),
+        "requested → delivered (delivered_at − created_at; devices kept online)",
+        |d| {
+            d.offline_ms
+                .is_none()
+                .then(|| d.delivered_at_ms.checked_sub(d.created_at_ms))
+                .flatten()
+        },
     ),
     (
         "delivered_to_applied",
@@ -168,12 +274,26 @@ const PHASES: [(&str, &str, PhaseFn); 5] = [
     ),
     (
         "requested_to_applied",
-        "requested → applied (completed_at − created_at)",
-        |d| d.completed_at_ms.checked_sub(d.created_at_ms),
+        "requested → applied (completed_at − created_at; devices kept online)",
+        |d| {
+            d.offline_ms
+                .is_none()
+                .then(|| d.completed_at_ms.checked_sub(d.created_at_ms))
+                .flatten()
+        },
+    ),
+    (
+        "online_to_applied",
+        "back online → applied (completed_at − when the load generator put an offline device back online: redelivery after a reconnect)",
+        |d| {
+            (d.online_again_at_ms > 0)
+                .then(|| d.completed_at_ms.checked_sub(d.online_again_at_ms))
+                .flatten()
+        },
     ),
     (
         "applied_to_revealed",
-        "applied → passcode revealed to the admin (watch notification + RevealPasscode)",
+        "applied → passcode revealed to the admin (watch notification, a reboot where decided, RevealPasscode)",
         |d| {
             (d.revealed_at_ms > 0)
                 .then(|| d.revealed_at_ms.checked_sub(d.completed_at_ms))
@@ -190,6 +310,9 @@ const PHASES: [(&str, &str, PhaseFn); 5] = [
         },
     ),
 ];
+
+/// Index of requested → applied in [`PHASES`]: the headline latency.
+pub const HEADLINE_PHASE: usize = 2;
 
 fn phase_samples(devices: &[DeviceRecord]) -> Vec<(&'static str, &'static str, Vec<f64>)> {
     PHASES
@@ -294,6 +417,48 @@ pub fn throughput(devices: &[DeviceRecord]) -> Throughput {
     }
 }
 
+pub fn behaviour(
+    devices: &[DeviceRecord],
+    faults: String,
+    faults_injected: BTreeMap<String, u64>,
+) -> Behaviour {
+    Behaviour {
+        offline: devices.iter().filter(|d| d.offline_ms.is_some()).count(),
+        reboots: devices.iter().filter(|d| d.reboot).count(),
+        typos: devices.iter().filter(|d| d.typo).count(),
+        faults,
+        faults_injected,
+    }
+}
+
+/// Events per second over the span of `times` (milliseconds): (count − 1) intervals over the
+/// span, so a steady rate r gives r whatever the count; 0 with fewer than two events.
+fn rate_of(times: impl Iterator<Item = u64>) -> f64 {
+    let times: Vec<u64> = times.filter(|t| *t > 0).collect();
+    match (times.iter().min(), times.iter().max()) {
+        (Some(first), Some(last)) if times.len() > 1 => {
+            (times.len() - 1) as f64 / ((last - first).max(1) as f64 / 1000.0)
+        }
+        _ => 0.0,
+    }
+}
+
+pub fn issue(
+    devices: &[DeviceRecord],
+    target_per_s: f64,
+    in_flight_limit: Option<usize>,
+    max_schedule_lag_ms: f64,
+) -> Issue {
+    Issue {
+        target_per_s,
+        in_flight_limit,
+        issued: devices.iter().filter(|d| d.requested_at_ms > 0).count(),
+        issued_per_s: rate_of(devices.iter().map(|d| d.requested_at_ms)),
+        accepted_per_s: rate_of(devices.iter().map(|d| d.created_at_ms)),
+        max_schedule_lag_ms,
+    }
+}
+
 pub fn is_final(state: &str) -> bool {
     matches!(
         state,
@@ -305,16 +470,153 @@ fn kib(value: Option<u64>) -> String {
     value.map_or("n/a".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0))
 }
 
+fn opt(value: Option<f64>, decimals: usize, unit: &str) -> String {
+    value.map_or("n/a".into(), |v| format!("{v:.decimals$}{unit}"))
+}
+
 impl Report {
+    fn connect_only(&self) -> bool {
+        self.config["mode"] == "connect_only"
+    }
+
+    fn control_plane_line(&self) -> String {
+        let pid = self
+            .control_plane
+            .get("pid")
+            .map(|p| format!(", pid {p}"))
+            .unwrap_or_default();
+        format!(
+            "{} ({}{pid})",
+            self.control_plane["mode"], self.control_plane["address"]
+        )
+    }
+
+    fn rate_text(&self) -> String {
+        let limit = match self.issue.in_flight_limit {
+            Some(n) => format!("at most {n} in flight"),
+            None => "no in-flight limit".into(),
+        };
+        if self.issue.target_per_s > 0.0 {
+            format!("{} resets/s, {limit}", self.issue.target_per_s)
+        } else {
+            format!("all at once, {limit}")
+        }
+    }
+
+    fn behaviour_text(&self) -> String {
+        let b = &self.behaviour;
+        let injected: Vec<String> = b
+            .faults_injected
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        format!(
+            "offline before their reset: {} (mean {} ms); rebooted before their user's entry: {}; \
+             typos: {}; faults: {}{}",
+            b.offline,
+            self.config["offline_ms"],
+            b.reboots,
+            b.typos,
+            b.faults,
+            if injected.is_empty() {
+                String::new()
+            } else {
+                format!(" (injected: {})", injected.join(", "))
+            }
+        )
+    }
+
+    /// The figures a reader looks for first, as (label, text) rows.
+    fn headline(&self) -> Vec<(&'static str, String)> {
+        let mut rows = Vec::new();
+        let applied = self.latency_ms[HEADLINE_PHASE].stats;
+        rows.push((
+            "requested → applied",
+            format!(
+                "p50 {:.0} ms, p99 {:.0} ms ({} resets ended done on devices kept online)",
+                applied.p50, applied.p99, applied.count
+            ),
+        ));
+        let t = &self.throughput;
+        rows.push((
+            "throughput",
+            format!(
+                "{:.1} resets/s reached a final state ({:.1}/s done) over {:.2} s",
+                t.finished_per_s, t.done_per_s, t.window_s
+            ),
+        ));
+        let i = &self.issue;
+        let lag = if i.target_per_s > 0.0 {
+            format!("; worst schedule lag {:.0} ms", i.max_schedule_lag_ms)
+        } else {
+            String::new()
+        };
+        rows.push((
+            "issued",
+            format!(
+                "{:.1}/s sent by the load generator ({}); {:.1}/s accepted by the control plane{lag}",
+                i.issued_per_s,
+                self.rate_text(),
+                i.accepted_per_s,
+            ),
+        ));
+        if let Some(b) = &self.baselines {
+            rows.push((
+                "echo baseline",
+                format!(
+                    "{:.0} calls/s ({} connections, {} in flight); resets/s ÷ echo = {:.4}",
+                    b.echo.calls_per_s, b.echo.connections, b.echo.concurrency, b.ratio_to_echo
+                ),
+            ));
+            rows.push((
+                "Argon2 bound",
+                format!(
+                    "{:.0} hashes/s on {} threads ÷ {:.2} runs per done reset = {:.0} resets/s; \
+                     done/s ÷ bound = {:.4}",
+                    b.argon2.hashes_per_s,
+                    b.argon2.threads,
+                    b.argon2_runs_per_done_reset,
+                    b.argon2_bound_resets_per_s,
+                    b.ratio_to_argon2_bound
+                ),
+            ));
+        }
+        rows
+    }
+
+    /// One row per process: role, pid, peak RSS, CPU s, CPU/s, RSS before → after connect,
+    /// memory per device.
+    fn resource_rows(&self) -> Vec<[String; 7]> {
+        self.resources
+            .processes
+            .iter()
+            .map(|p| {
+                [
+                    p.role.clone(),
+                    p.pid.to_string(),
+                    kib(p.peak_rss_kib),
+                    opt(p.cpu_s, 2, " s"),
+                    opt(p.cpu_utilisation, 2, ""),
+                    format!(
+                        "{} → {}",
+                        kib(p.rss_before_connect_kib),
+                        kib(p.rss_after_connect_kib)
+                    ),
+                    opt(p.memory_per_device_kib, 2, " KiB"),
+                ]
+            })
+            .collect()
+    }
+
     /// The human table printed on stdout.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "\n{}", self.tool);
         let _ = writeln!(
             out,
-            "control plane: {} ({})   argon2: {} ({} KiB, t={}, p={})",
-            self.control_plane["mode"],
-            self.control_plane["address"],
+            "control plane: {}   argon2: {} ({} KiB, t={}, p={})",
+            self.control_plane_line(),
             self.argon2.preset,
             self.argon2.memory_kib,
             self.argon2.iterations,
@@ -322,91 +624,100 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "devices: {}   seed: {}   mix: {}   rate: {}   decision digest: {}",
+            "devices: {}   seed: {}   mix: {}   connections: {}   ramp-up: {} ms   decision digest: {}",
             self.config["devices"],
             self.config["seed"],
             self.config["mix"].as_str().unwrap_or_default(),
-            self.config["rate"],
+            self.config["connections"],
+            self.config["ramp_up_ms"],
             &self.decision_digest[..16]
         );
-        let _ = writeln!(
-            out,
-            "setup {:.1} s (connect {:.1} s), reset phase {:.1} s, total {:.1} s; {}",
-            self.durations.setup_s,
-            self.durations.connect_s,
-            self.durations.reset_phase_s,
-            self.durations.total_s,
-            if self.completed {
-                "completed"
-            } else {
-                "INCOMPLETE (deadline)"
-            }
-        );
+        if self.connect_only() {
+            let _ = writeln!(
+                out,
+                "connect-only: {} devices enrolled and connected in {:.1} s (total {:.1} s); {}",
+                self.config["devices"],
+                self.durations.connect_s,
+                self.durations.total_s,
+                if self.completed {
+                    "completed"
+                } else {
+                    "INCOMPLETE"
+                }
+            );
+        } else {
+            let _ = writeln!(out, "rate: {}", self.rate_text());
+            let _ = writeln!(out, "behaviour: {}", self.behaviour_text());
+            let _ = writeln!(
+                out,
+                "setup {:.1} s (connect {:.1} s), reset phase {:.1} s, total {:.1} s; {}",
+                self.durations.setup_s,
+                self.durations.connect_s,
+                self.durations.reset_phase_s,
+                self.durations.total_s,
+                if self.completed {
+                    "completed"
+                } else {
+                    "INCOMPLETE (deadline)"
+                }
+            );
 
-        let _ = writeln!(out, "\nOutcomes");
-        let _ = writeln!(
-            out,
-            "  {:<6} {:<14} {:<26} {:>7}",
-            "type", "state", "error code", "devices"
-        );
-        for row in &self.outcomes {
+            let _ = writeln!(out, "\nHeadline");
+            for (label, text) in self.headline() {
+                let _ = writeln!(out, "  {label:<22} {text}");
+            }
+
+            let _ = writeln!(out, "\nOutcomes");
             let _ = writeln!(
                 out,
                 "  {:<6} {:<14} {:<26} {:>7}",
-                row.ownership, row.state, row.error_code, row.count
+                "type", "state", "error code", "devices"
             );
-        }
-        let _ = writeln!(
-            out,
-            "  total {}; not as the injected faults predict: {}; setup resets (not counted): {}",
-            self.outcome_total, self.unexpected, self.setup_resets
-        );
-
-        let _ = writeln!(out, "\nLatency of resets that ended done (ms)");
-        let _ = writeln!(
-            out,
-            "  {:<26} {:>7} {:>9} {:>9} {:>9} {:>9}",
-            "phase", "count", "p50", "p90", "p99", "max"
-        );
-        for phase in &self.latency_ms {
-            let s = phase.stats;
+            for row in &self.outcomes {
+                let _ = writeln!(
+                    out,
+                    "  {:<6} {:<14} {:<26} {:>7}",
+                    row.ownership, row.state, row.error_code, row.count
+                );
+            }
             let _ = writeln!(
                 out,
-                "  {:<26} {:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
-                phase.phase, s.count, s.p50, s.p90, s.p99, s.max
+                "  total {}; not as the injected faults predict: {}; setup resets (not counted): {}",
+                self.outcome_total, self.unexpected, self.setup_resets
             );
+
+            let _ = writeln!(out, "\nLatency of resets that ended done (ms)");
+            let _ = writeln!(
+                out,
+                "  {:<26} {:>7} {:>9} {:>9} {:>9} {:>9}",
+                "phase", "count", "p50", "p90", "p99", "max"
+            );
+            for phase in &self.latency_ms {
+                let s = phase.stats;
+                let _ = writeln!(
+                    out,
+                    "  {:<26} {:>7} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+                    phase.phase, s.count, s.p50, s.p90, s.p99, s.max
+                );
+            }
         }
 
-        let t = &self.throughput;
+        let _ = writeln!(out, "\nResources per process");
         let _ = writeln!(
             out,
-            "\nThroughput: {:.1} resets/s reached a final state ({:.1}/s done) over {:.2} s",
-            t.finished_per_s, t.done_per_s, t.window_s
+            "  {:<40} {:>8} {:>10} {:>9} {:>6} {:>25} {:>12}",
+            "process", "pid", "peak RSS", "CPU", "CPU/s", "RSS before → after conn.", "per device"
         );
-        let r = &self.resources;
-        let _ = writeln!(out, "\nResources ({})", r.process);
-        let _ = writeln!(
-            out,
-            "  peak RSS {}   CPU {} ({} CPU-s per s; ticks: {} Hz, {})",
-            kib(r.peak_rss_kib),
-            r.cpu_s.map_or("n/a".into(), |c| format!("{c:.2} s")),
-            r.cpu_utilisation
-                .map_or("n/a".into(), |c| format!("{c:.2}")),
-            r.clock_ticks_per_s,
-            r.clock_ticks_source
-        );
-        let _ = writeln!(
-            out,
-            "  memory per connected device: {} (RSS {} before connecting, {} after)",
-            r.memory_per_device_kib
-                .map_or("n/a".into(), |m| format!("{m:.1} KiB")),
-            kib(r.rss_before_connect_kib),
-            kib(r.rss_after_connect_kib)
-        );
+        for [role, pid, peak, cpu, util, rss, per_device] in self.resource_rows() {
+            let _ = writeln!(
+                out,
+                "  {role:<40} {pid:>8} {peak:>10} {cpu:>9} {util:>6} {rss:>25} {per_device:>12}"
+            );
+        }
         let l = &self.scheduler_lag_ms;
         let _ = writeln!(
             out,
-            "  scheduler lag ({} ms ticks): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "  scheduler lag of this process ({} ms ticks): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             l.tick_ms, l.stats.p50, l.stats.p99, l.stats.max
         );
         for warning in &self.warnings {
@@ -422,7 +733,7 @@ impl Report {
             page,
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <title>droidfleet load test</title><style>\
-             body{{font-family:sans-serif;margin:2em;max-width:1000px}}\
+             body{{font-family:sans-serif;margin:2em;max-width:1100px}}\
              table{{border-collapse:collapse;margin:1em 0}}\
              td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
              td:first-child,th:first-child{{text-align:left}}\
@@ -432,11 +743,10 @@ impl Report {
         );
         let _ = writeln!(
             page,
-            "<p>Control plane: {} ({}). Argon2 preset: <b>{}</b> ({} KiB, t={}, p={}). \
-             Devices: {}, seed {}, mix {}, rate {} resets/s (0 = all at once). \
+            "<p>Control plane: {}. Argon2 preset: <b>{}</b> ({} KiB, t={}, p={}). \
+             Devices: {}, seed {}, mix {}, {} connection(s), ramp-up {} ms. \
              Decision digest <code>{}</code>. {}</p>",
-            escape(&self.control_plane["mode"]),
-            escape(&self.control_plane["address"]),
+            escape(&self.control_plane_line()),
             escape(&self.argon2.preset),
             self.argon2.memory_kib,
             self.argon2.iterations,
@@ -444,92 +754,139 @@ impl Report {
             self.config["devices"],
             self.config["seed"],
             escape(self.config["mix"].as_str().unwrap_or_default()),
-            self.config["rate"],
+            self.config["connections"],
+            self.config["ramp_up_ms"],
             escape(&self.decision_digest),
-            if self.completed {
-                "The run completed."
-            } else {
-                "<b>The run hit its deadline before every reset ended.</b>"
+            match (self.connect_only(), self.completed) {
+                (true, true) => format!(
+                    "Connect-only: every device enrolled and connected in {:.1} s.",
+                    self.durations.connect_s
+                ),
+                (true, false) => "<b>Not every device connected.</b>".to_string(),
+                (false, true) => "The run completed.".to_string(),
+                (false, false) =>
+                    "<b>The run hit its deadline before every reset ended.</b>".to_string(),
             }
         );
         for warning in &self.warnings {
             let _ = writeln!(page, "<p class=\"warn\">{}</p>", escape(warning));
         }
 
-        page.push_str(
-            "<h2>Outcomes</h2>\n<table><tr><th>type</th><th>state</th><th>error code</th>\
-             <th>devices</th></tr>\n",
-        );
-        for row in &self.outcomes {
+        if !self.connect_only() {
             let _ = writeln!(
                 page,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&row.ownership),
-                escape(&row.state),
-                escape(&row.error_code),
-                row.count
+                "<p>Rate: {}. Behaviour: {}.</p>",
+                escape(&self.rate_text()),
+                escape(&self.behaviour_text())
             );
-        }
-        let _ = writeln!(
-            page,
-            "</table><p>Total {}; not as the injected faults predict: {}.</p>",
-            self.outcome_total, self.unexpected
-        );
+            page.push_str("<h2>Headline</h2>\n<table>\n");
+            for (label, text) in self.headline() {
+                let _ = writeln!(
+                    page,
+                    "<tr><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
+                    escape(label),
+                    escape(&text)
+                );
+            }
+            page.push_str("</table>\n");
 
-        page.push_str(
-            "<h2>Latency of resets that ended done (ms)</h2>\n<table><tr><th>phase</th>\
-             <th>count</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n",
-        );
-        for phase in &self.latency_ms {
-            let s = phase.stats;
+            page.push_str(
+                "<h2>Outcomes</h2>\n<table><tr><th>type</th><th>state</th><th>error code</th>\
+                 <th>devices</th></tr>\n",
+            );
+            for row in &self.outcomes {
+                let _ = writeln!(
+                    page,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(&row.ownership),
+                    escape(&row.state),
+                    escape(&row.error_code),
+                    row.count
+                );
+            }
             let _ = writeln!(
                 page,
-                "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td>\
-                 <td>{:.0}</td></tr>",
-                escape(phase.description),
-                s.count,
-                s.p50,
-                s.p90,
-                s.p99,
-                s.max
+                "</table><p>Total {}; not as the injected faults predict: {}.</p>",
+                self.outcome_total, self.unexpected
             );
-        }
-        page.push_str("</table>\n");
-        for (_, description, samples) in phase_samples(&self.devices) {
-            page.push_str(&histogram_svg(description, &samples));
-            page.push('\n');
+
+            page.push_str(
+                "<h2>Latency of resets that ended done (ms)</h2>\n<table><tr><th>phase</th>\
+                 <th>count</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n",
+            );
+            for phase in &self.latency_ms {
+                let s = phase.stats;
+                let _ = writeln!(
+                    page,
+                    "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td>\
+                     <td>{:.0}</td></tr>",
+                    escape(phase.description),
+                    s.count,
+                    s.p50,
+                    s.p90,
+                    s.p99,
+                    s.max
+                );
+            }
+            page.push_str("</table>\n");
+            for (_, description, samples) in phase_samples(&self.devices) {
+                page.push_str(&histogram_svg(description, &samples));
+                page.push('\n');
+            }
+
+            let t = &self.throughput;
+            let _ = writeln!(
+                page,
+                "<h2>Throughput</h2><p>{:.1} resets/s reached a final state ({:.1}/s done) over \
+                 {:.2} s.</p>",
+                t.finished_per_s, t.done_per_s, t.window_s
+            );
+            page.push_str(&throughput_svg(t.interval_ms, &t.per_interval));
+
+            if let Some(b) = &self.baselines {
+                let _ = writeln!(
+                    page,
+                    "<h2>Baselines (same run, median of three rounds)</h2><table>\
+                     <tr><th>baseline</th><th>rounds</th><th>median</th><th>ratio of the run</th></tr>\
+                     <tr><td>tonic unary echo, {} connections, {} in flight, {} calls per round</td>\
+                     <td>{}</td><td>{:.0} calls/s</td><td>resets/s ÷ echo = {:.4}</td></tr>\
+                     <tr><td>Argon2 on {} threads, {} hashes per round; bound = hashes/s ÷ {:.2} \
+                     runs per done reset = {:.0} resets/s</td><td>{}</td><td>{:.0} hashes/s</td>\
+                     <td>done/s ÷ bound = {:.4}</td></tr></table>",
+                    b.echo.connections,
+                    b.echo.concurrency,
+                    b.echo.calls_per_round,
+                    rounds(&b.echo.rounds_calls_per_s),
+                    b.echo.calls_per_s,
+                    b.ratio_to_echo,
+                    b.argon2.threads,
+                    b.argon2.hashes_per_round,
+                    b.argon2_runs_per_done_reset,
+                    b.argon2_bound_resets_per_s,
+                    rounds(&b.argon2.rounds_hashes_per_s),
+                    b.argon2.hashes_per_s,
+                    b.ratio_to_argon2_bound
+                );
+            }
         }
 
-        let t = &self.throughput;
-        let _ = writeln!(
-            page,
-            "<h2>Throughput</h2><p>{:.1} resets/s reached a final state ({:.1}/s done) over \
-             {:.2} s.</p>",
-            t.finished_per_s, t.done_per_s, t.window_s
+        page.push_str(
+            "<h2>Resources per process</h2><table><tr><th>process</th><th>pid</th>\
+             <th>peak RSS</th><th>CPU</th><th>CPU-s per s</th><th>RSS before → after connect</th>\
+             <th>memory per connected device</th></tr>\n",
         );
-        page.push_str(&throughput_svg(t.interval_ms, &t.per_interval));
-
-        let r = &self.resources;
+        for row in self.resource_rows() {
+            page.push_str("<tr>");
+            for cell in row {
+                let _ = write!(page, "<td>{}</td>", escape(&cell));
+            }
+            page.push_str("</tr>\n");
+        }
         let l = &self.scheduler_lag_ms;
         let _ = writeln!(
             page,
-            "<h2>Resources</h2><p>{}</p><table>\
-             <tr><td>peak RSS</td><td>{}</td></tr>\
-             <tr><td>CPU time</td><td>{}</td></tr>\
-             <tr><td>CPU-seconds per second</td><td>{}</td></tr>\
-             <tr><td>memory per connected device</td><td>{}</td></tr>\
-             <tr><td>scheduler lag p50 / p99 / max</td><td>{:.1} / {:.1} / {:.1} ms</td></tr>\
-             </table>",
-            escape(&r.process),
-            kib(r.peak_rss_kib),
-            r.cpu_s.map_or("n/a".into(), |c| format!("{c:.2} s")),
-            r.cpu_utilisation
-                .map_or("n/a".into(), |c| format!("{c:.2}")),
-            r.memory_per_device_kib
-                .map_or("n/a".into(), |m| format!("{m:.1} KiB")),
-            l.stats.p50,
-            l.stats.p99,
-            l.stats.max
+            "</table><p>Scheduler lag of this process p50 / p99 / max: {:.1} / {:.1} / {:.1} ms.</p>",
+            l.stats.p50, l.stats.p99, l.stats.max
         );
         if !self.notes.is_empty() {
             page.push_str("<h2>Notes</h2><ul>\n");
@@ -541,6 +898,14 @@ impl Report {
         page.push_str("</body></html>\n");
         page
     }
+}
+
+fn rounds(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.0}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 pub fn lag_warning(lag: &Percentiles) -> Option<String> {
