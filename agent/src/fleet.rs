@@ -883,7 +883,14 @@ impl Fleet {
         // In the device's turn, so no change can report between the backlog and the switch
         // to the open session: its report would wait in the backlog for the next session.
         let _turn = slot.turn.lock().await;
-        let mut backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered));
+        // A waiting escrow is superseded by the escrow list below, which holds the newest token
+        // of each store.
+        let mut backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered))
+            .into_iter()
+            .filter(|message| {
+                !matches!(message.body, Some(pb::device_message::Body::EscrowToken(_)))
+            })
+            .collect();
         // Escrow the tokens and repeat the last passcode entries again, last, so the control
         // plane ends up with the newest even if an earlier report was lost with a dying stream.
         backlog.extend(
