@@ -205,24 +205,6 @@ async fn a_remote_lock_needs_its_own_permission_and_device_visibility() {
     assert!(audit.iter().all(|e| e.device_id == kiosk));
 }
 
-/// Runs `droidfleet admin …` against the world's control plane as the bootstrap admin.
-async fn cli(world: &World, args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"))
-        .arg("admin")
-        .args(["--server", &world.address])
-        .args(args)
-        .env("DROIDFLEET_TOKEN", world.admin.token.as_deref().unwrap())
-        .env_remove("DROIDFLEET_TOKEN_FILE")
-        .output()
-        .await
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[tokio::test]
 async fn the_cli_locks_a_device_and_follows_the_action() {
     let mut world = World::start(&[("kiosk", Ownership::Cosu)]).await;
@@ -233,7 +215,7 @@ async fn the_cli_locks_a_device_and_follows_the_action() {
         .assign_policy(&kiosk, DEVICE, pin_policy(4))
         .await;
 
-    let (ok, stdout, stderr) = cli(&world, &["remote-lock", &kiosk, "--wait"]).await;
+    let (ok, stdout, stderr) = world.cli(&["remote-lock", &kiosk, "--wait"]).await;
     assert!(ok, "{stdout}\n{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
@@ -248,25 +230,23 @@ async fn the_cli_locks_a_device_and_follows_the_action() {
     );
     assert!(World::store(&world.screen("kiosk").await, DEVICE).locked);
 
-    let (ok, stdout, stderr) = cli(
-        &world,
-        &[
+    let (ok, stdout, stderr) = world
+        .cli(&[
             "--output",
             "json",
             "remote-lock",
             &kiosk,
             "--scope",
             "work-profile",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(ok, "{stdout}\n{stderr}");
     let action: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(action["kind"], "remote_lock");
     assert_eq!(action["state"], "not_supported");
     assert_eq!(action["error_code"], "scope_not_supported");
 
-    let (ok, _, stderr) = cli(&world, &["remote-lock", "no such device"]).await;
+    let (ok, _, stderr) = world.cli(&["remote-lock", "no such device"]).await;
     assert!(!ok);
     assert!(stderr.contains("device_id"), "{stderr}");
 }

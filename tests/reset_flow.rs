@@ -289,3 +289,25 @@ async fn a_reset_while_the_token_is_pending_fails_with_token_not_active() {
         pb::TokenState::Active as i32
     );
 }
+
+#[tokio::test]
+async fn the_cli_follows_a_reset_until_the_user_enters_the_new_passcode() {
+    let mut world = World::start(&[("kiosk", Ownership::Cosu)]).await;
+    let id = prepare(&mut world, "kiosk", DEVICE, true).await;
+    let action = world.admin.reset(&id, DEVICE).await.unwrap();
+    let done = world.admin.wait_final(&action.action_id).await;
+    assert_eq!(done.state, pb::ActionState::Done as i32);
+
+    // Started before the user's entry; it may only end once the entry has been recorded.
+    let watch = tokio::spawn(world.cli(&["watch", &action.action_id, "--until-entered"]));
+    let passcode = world.admin.reveal(&action.action_id).await.unwrap();
+    assert!(world.enter("kiosk", DEVICE, &passcode).await);
+    let (ok, stdout, stderr) = watch.await.unwrap();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("user entered the new passcode at"),
+        "the watch ends with the entry: {stdout}"
+    );
+    let recorded = world.admin.action(&action.action_id).await;
+    assert!(recorded.user_entered_at_ms > 0);
+}

@@ -502,6 +502,30 @@ impl World {
     }
 
     /// Follows the device's screen with WatchScreens until `ready` holds.
+    /// Runs `droidfleet admin …` against the world's control plane as the bootstrap admin;
+    /// resolves to whether it succeeded, its stdout and its stderr. The future borrows nothing,
+    /// so a test can spawn it and go on playing the user meanwhile.
+    pub fn cli(
+        &self,
+        args: &[&str],
+    ) -> impl std::future::Future<Output = (bool, String, String)> + Send + 'static {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"));
+        command
+            .arg("admin")
+            .args(["--server", &self.address])
+            .args(args)
+            .env("DROIDFLEET_TOKEN", self.admin.token.as_deref().unwrap())
+            .env_remove("DROIDFLEET_TOKEN_FILE");
+        async move {
+            let output = command.output().await.unwrap();
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    }
+
     pub async fn wait_screen(
         &mut self,
         name: &str,

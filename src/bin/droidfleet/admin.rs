@@ -124,7 +124,13 @@ enum AdminCommand {
         device: Option<String>,
     },
     /// Follow an action until its final state.
-    Watch { action_id: String },
+    Watch {
+        action_id: String,
+        /// For a reset that ends done: keep following until the user has entered the new
+        /// passcode.
+        #[arg(long)]
+        until_entered: bool,
+    },
     /// Cancel a pending action.
     Cancel { action_id: String },
     /// Show the passcode a reset set (available for 7 days).
@@ -363,7 +369,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .into_inner();
             if wait {
                 return client
-                    .follow(Some(&action), &action.action_id, output)
+                    .follow(Some(&action), &action.action_id, false, output)
                     .await;
             }
             if output == Output::Human {
@@ -389,7 +395,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .into_inner();
             if wait {
                 return client
-                    .follow(Some(&action), &action.action_id, output)
+                    .follow(Some(&action), &action.action_id, false, output)
                     .await;
             }
             if output == Output::Human {
@@ -426,7 +432,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
             json!(actions.iter().map(action_json).collect::<Vec<_>>())
         }
-        AdminCommand::Watch { action_id } => return client.follow(None, &action_id, output).await,
+        AdminCommand::Watch {
+            action_id,
+            until_entered,
+        } => {
+            return client.follow(None, &action_id, until_entered, output).await;
+        }
         AdminCommand::Cancel { action_id } => {
             let action = client
                 .admin
@@ -697,11 +708,22 @@ impl Client {
     pub async fn wait_final(
         &mut self,
         action_id: &str,
+        each: impl FnMut(&pb::Action),
+    ) -> Result<pb::Action, tonic::Status> {
+        self.watch(action_id, false, each).await
+    }
+
+    /// Follows the action with WatchAction until its final state or, with `until_user_entered`,
+    /// until the user has entered a done reset's new passcode.
+    async fn watch(
+        &mut self,
+        action_id: &str,
+        until_user_entered: bool,
         mut each: impl FnMut(&pb::Action),
     ) -> Result<pb::Action, tonic::Status> {
         let request = self.request(pb::GetActionRequest {
             action_id: action_id.to_string(),
-            ..Default::default()
+            until_user_entered,
         });
         let mut stream = self.admin.watch_action(request).await?.into_inner();
         let mut last = None;
@@ -713,24 +735,32 @@ impl Client {
     }
 
     /// Prints `created` (the action as the request returned it) and then each state change
-    /// until the final one.
+    /// until the final one (and, with `until_entered`, the user's entry of the new passcode).
     async fn follow(
         &mut self,
         created: Option<&pb::Action>,
         action_id: &str,
+        until_entered: bool,
         output: Output,
     ) -> anyhow::Result<()> {
-        let mut printed_state = None;
+        let mut printed = None;
         let mut print = |action: &pb::Action| {
-            if output == Output::Human && printed_state != Some(action.state) {
+            let shown = (action.state, action.user_entered_at_ms);
+            if output == Output::Human && printed != Some(shown) {
                 println!("{}", action_line(action));
-                printed_state = Some(action.state);
+                if action.user_entered_at_ms != 0 {
+                    println!(
+                        "user entered the new passcode at {}",
+                        time(action.user_entered_at_ms)
+                    );
+                }
+                printed = Some(shown);
             }
         };
         if let Some(created) = created {
             print(created);
         }
-        let last = self.wait_final(action_id, print).await?;
+        let last = self.watch(action_id, until_entered, print).await?;
         if output == Output::Json {
             println!("{}", serde_json::to_string_pretty(&action_json(&last))?);
         } else if !last.reason.is_empty() {
