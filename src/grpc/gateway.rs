@@ -106,7 +106,7 @@ impl DeviceGateway for Gateway {
         // Boxed messages: a channel allocates its slots in blocks of 32 up front, and every
         // connected device holds one.
         let (tx, rx) = mpsc::channel::<SessionItem>(64);
-        let task = async move {
+        tokio::spawn(async move {
             let outcome = run_session(&control_plane, &device, &signals, &mut inbound, &tx).await;
             control_plane.close_session(&device.id, &signals);
             match outcome {
@@ -116,8 +116,7 @@ impl DeviceGateway for Gateway {
                     let _ = tx.send(Err(status)).await;
                 }
             }
-        };
-        tokio::spawn(task);
+        });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx)
                 .map(|item| item.map(|message| *message)),
