@@ -1,0 +1,135 @@
+//! `droidfleet`: the control plane server, the admin CLI, the device agent and a demo, in one
+//! binary.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use droidfleet_control_plane::clock::SystemClock;
+use droidfleet_control_plane::service::Config;
+use droidfleet_tools::{admin, demo, loadtest};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Reset Android passcodes remotely: an MDM control plane, its admin CLI and simulated devices",
+    long_about = None,
+    after_help = "Start here: `droidfleet demo` runs the whole flow on this machine.\n\
+                  Three processes: `droidfleet serve`, then `droidfleet-agent run ...` \
+                  (or `droidfleet agent run ...`), then `droidfleet admin ...`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Run the control plane: the device gateway and the admin API on one address.
+    Serve(ServeArgs),
+    /// Talk to a running control plane as an admin.
+    Admin(admin::AdminArgs),
+    /// Run the device agent (same as the `droidfleet-agent` binary).
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Run the whole flow on this machine: a control plane, one device of each enrollment type,
+    /// resets, the user entering the new passcodes, and the refusals.
+    Demo(demo::DemoArgs),
+    /// Load-test a control plane (embedded by default) with a fleet of simulated devices and
+    /// seeded users; writes a report (table on stdout, report.json, report.html).
+    Loadtest(loadtest::LoadtestArgs),
+}
+
+#[derive(clap::Subcommand)]
+enum AgentCommand {
+    /// Host devices that enroll with a control plane, take its commands, and expose a harness.
+    Run(droidfleet_agent::cli::RunArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address for the device gateway and the admin API.
+    #[arg(long, default_value = "127.0.0.1:7300")]
+    listen: SocketAddr,
+    /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); off when not given.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Holds the database, the keys, and on first start the bootstrap admin token.
+    #[arg(long, default_value = "droidfleet-data", env = "DROIDFLEET_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let quiet = matches!(
+        cli.command,
+        Command::Admin(_) | Command::Demo(_) | Command::Loadtest(_)
+    );
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| if quiet { "warn" } else { "info" }.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Admin(args) => admin::run(args).await,
+            Command::Agent {
+                command: AgentCommand::Run(args),
+            } => Ok(droidfleet_agent::cli::run(args, ctrl_c()).await?),
+            Command::Demo(args) => demo::run(args).await,
+            Command::Loadtest(args) => loadtest::run(args).await,
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let opened =
+        droidfleet_control_plane::server::open(Config::new(&args.data_dir), Arc::new(SystemClock))
+            .await?;
+    if let Some(path) = &opened.bootstrap_token_path {
+        println!(
+            "first start: the bootstrap admin's token is in {}",
+            path.display()
+        );
+        println!(
+            "  use it with: droidfleet admin --token-file {} devices",
+            path.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
+            println!("metrics on http://{}/metrics", listener.local_addr()?);
+            Some(droidfleet_control_plane::server::MetricsEndpoint {
+                listener,
+                metrics: Default::default(),
+            })
+        }
+        None => None,
+    };
+    println!("control plane listening on {}", listener.local_addr()?);
+    droidfleet_control_plane::server::serve_with_metrics(
+        opened.control_plane,
+        listener,
+        metrics,
+        ctrl_c(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,247 @@
+//! Device identity over real gRPC: a device credential opens only its own device's session,
+//! receives only that device's commands and reports only on them; re-enrollment of a known
+//! device is explicit (an admin revokes the credential and hands out a token bound to the device).
+
+use crate::support::{RawDevice, World, hello, open_session, pin_policy};
+use droidfleet_proto::v1 as pb;
+use pb::CredentialScope::{Device as DEVICE, Unspecified as UNSPECIFIED};
+
+fn state(action: &pb::Action) -> pb::ActionState {
+    pb::ActionState::try_from(action.state).unwrap()
+}
+
+fn user_event(command_id: &str) -> pb::device_message::Body {
+    pb::device_message::Body::UserEvent(pb::UserEvent {
+        kind: pb::user_event::Kind::NewPasscodeEntered as i32,
+        scope: DEVICE as i32,
+        at_ms: 1,
+        command_id: command_id.to_string(),
+    })
+}
+
+#[tokio::test]
+async fn one_device_credential_cannot_open_receive_or_report_for_another_device() {
+    let mut world = World::start(&[]).await;
+    let token = world.admin.enrollment_token(2, "").await;
+    let a = RawDevice::enroll(&world.address, &token, pb::Ownership::Cosu, "device-a").await;
+    let b = RawDevice::enroll(&world.address, &token, pb::Ownership::Cosu, "device-b").await;
+    assert_ne!(a.device_id, b.device_id);
+    for device in [&a, &b] {
+        world
+            .admin
+            .assign_policy(&device.device_id, DEVICE, pin_policy(6))
+            .await;
+    }
+    let b_action = world
+        .admin
+        .remote_lock(&b.device_id, UNSPECIFIED)
+        .await
+        .unwrap();
+    let a_action = world
+        .admin
+        .remote_lock(&a.device_id, UNSPECIFIED)
+        .await
+        .unwrap();
+
+    // A's credential with a Hello naming B: refused before any session exists.
+    let refused = a
+        .open_with(&a.credential, vec![hello(&b.device_id)])
+        .await
+        .err()
+        .expect("A cannot open B's session");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("hello.device_id"),
+        "{}",
+        refused.message()
+    );
+    let b_seen = world.admin.wait_device(&b.device_id, |_| true).await;
+    assert!(!b_seen.online, "B never came online");
+    assert_eq!(b_seen.last_seen_ms, b_seen.enrolled_at_ms);
+
+    // No credential, or a made-up one.
+    for credential in [None, Some("dfd_made-up")] {
+        let refused = open_session(&a.client, credential, vec![hello(&b.device_id)])
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    }
+
+    // A's own session carries A's commands only.
+    let mut session = a.open().await;
+    let (command, _) = session.next_command().await;
+    assert_eq!(command.command_id, a_action.action_id);
+    assert_eq!(command.device_id, a.device_id);
+    session.ack(&a_action.action_id).await;
+    session.result(&a_action.action_id, true).await;
+    session.close().await;
+    assert_eq!(
+        state(&world.admin.wait_final(&a_action.action_id).await),
+        pb::ActionState::Done
+    );
+
+    // A acknowledging, completing or reporting a user event for B's command: NotFound, the
+    // session ends, and B's action does not move.
+    let b_before = world.admin.action(&b_action.action_id).await;
+    for body in [
+        pb::device_message::Body::Ack(pb::CommandAck {
+            command_id: b_action.action_id.clone(),
+        }),
+        pb::device_message::Body::Result(pb::CommandResult {
+            command_id: b_action.action_id.clone(),
+            success: true,
+            ..Default::default()
+        }),
+        pb::device_message::Body::Result(pb::CommandResult {
+            command_id: b_action.action_id.clone(),
+            success: false,
+            error_code: pb::ErrorCode::TokenMismatch as i32,
+            reason: "forged".into(),
+            ..Default::default()
+        }),
+        user_event(&b_action.action_id),
+    ] {
+        let session = a.open().await;
+        session.send(body).await;
+        let ended = session.ended().await.unwrap_err();
+        assert_eq!(ended.code(), tonic::Code::NotFound, "{}", ended.message());
+        assert_eq!(world.admin.action(&b_action.action_id).await, b_before);
+    }
+    assert_eq!(state(&b_before), pb::ActionState::Pending);
+
+    // B itself still gets its command.
+    let mut session = b.open().await;
+    let (command, _) = session.next_command().await;
+    assert_eq!(command.command_id, b_action.action_id);
+    session.close().await;
+}
+
+#[tokio::test]
+async fn re_enrolling_a_known_device_is_explicit_and_revokes_the_old_credential() {
+    let mut world = World::start(&[]).await;
+    let token = world.admin.enrollment_token(1, "field").await;
+    let old = RawDevice::enroll(&world.address, &token, pb::Ownership::Byod, "phone").await;
+    old.escrow(pb::CredentialScope::WorkProfile).await;
+    world
+        .admin
+        .assign_policy(
+            &old.device_id,
+            pb::CredentialScope::WorkProfile,
+            pin_policy(6),
+        )
+        .await;
+    let pending = world
+        .admin
+        .remote_lock(&old.device_id, UNSPECIFIED)
+        .await
+        .unwrap();
+    assert_eq!(state(&pending), pb::ActionState::Pending);
+
+    // An ordinary token never gives out a known device's identity: it makes a new device.
+    let another = world.admin.enrollment_token(1, "").await;
+    let fresh = RawDevice::enroll(&world.address, &another, pb::Ownership::Byod, "phone").await;
+    assert_ne!(fresh.device_id, old.device_id);
+
+    // The admin re-enrolls the device: its open session ends and its credential stops working.
+    let mut session = old.open().await;
+    let _ = session.next_command().await;
+    let request = world.admin.request(pb::ReEnrollDeviceRequest {
+        device_id: old.device_id.clone(),
+        ttl_seconds: 0,
+    });
+    let reenroll = world
+        .admin
+        .client
+        .re_enroll_device(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reenroll.device_id, old.device_id);
+    let ended = session.ended().await.unwrap_err();
+    assert_eq!(
+        ended.code(),
+        tonic::Code::Unauthenticated,
+        "{}",
+        ended.message()
+    );
+    let refused = old
+        .open_with(&old.credential, vec![old.hello()])
+        .await
+        .err()
+        .expect("the old credential is revoked");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    // The token is bound to the device: another ownership is refused without using it up.
+    let mut gateway = RawDevice::gateway(&world.address).await;
+    let wrong = gateway
+        .enroll(pb::EnrollRequest {
+            enrollment_token: reenroll.enrollment_token.clone(),
+            ownership: pb::Ownership::Cosu as i32,
+            display_name: "phone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::InvalidArgument);
+    assert!(wrong.message().contains("ownership"), "{}", wrong.message());
+
+    let again = RawDevice::enroll(
+        &world.address,
+        &reenroll.enrollment_token,
+        pb::Ownership::Byod,
+        "phone",
+    )
+    .await;
+    assert_eq!(again.device_id, old.device_id, "the same device, back");
+    assert_ne!(again.credential, old.credential);
+    let device = world.admin.wait_device(&again.device_id, |_| true).await;
+    assert_eq!(device.group, "field", "it keeps its group");
+    assert!(device.work_profile_policy.is_some(), "and its policies");
+    assert!(
+        device.escrowed_token_scopes.is_empty(),
+        "the old install's escrowed tokens are gone"
+    );
+    // Its pending command is delivered to the re-enrolled device.
+    let mut session = again.open().await;
+    let (command, _) = session.next_command().await;
+    assert_eq!(command.command_id, pending.action_id);
+    session.close().await;
+
+    // Single use.
+    let used = gateway
+        .enroll(pb::EnrollRequest {
+            enrollment_token: reenroll.enrollment_token,
+            ownership: pb::Ownership::Byod as i32,
+            display_name: "phone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(used.code(), tonic::Code::PermissionDenied);
+
+    let audit = world.admin.audit("ReEnrollDevice").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].device_id, old.device_id);
+    assert!(!audit[0].detail.contains(&again.credential));
+}
+
+#[tokio::test]
+async fn re_enrollment_needs_enrollment_and_device_update_rights_in_the_devices_group() {
+    let mut world = World::start(&[]).await;
+    let token = world.admin.enrollment_token(1, "").await;
+    let device = RawDevice::enroll(&world.address, &token, pb::Ownership::Cosu, "kiosk").await;
+    let mut helpdesk = world.admin.principal("hank", &["Help Desk Operator"]).await;
+    let request = helpdesk.request(pb::ReEnrollDeviceRequest {
+        device_id: device.device_id.clone(),
+        ttl_seconds: 0,
+    });
+    let denied = helpdesk.client.re_enroll_device(request).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert!(
+        denied.message().contains("Enrollment.Create"),
+        "{}",
+        denied.message()
+    );
+    // Nothing was revoked.
+    let session = device.open().await;
+    session.close().await;
+}

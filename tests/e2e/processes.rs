@@ -1,0 +1,308 @@
+//! Acceptance with real processes: `droidfleet serve` and `droidfleet agent run` are started as
+//! child processes and killed with SIGKILL; nothing acknowledged is lost and nothing runs twice.
+//! Also checks that their logs never carry a passcode.
+
+use crate::support::{Admin, DEADLINE, pin_policy};
+use droidfleet_proto::v1 as pb;
+use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
+use pb::CredentialScope::Device as DEVICE;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use tonic::transport::Channel;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_droidfleet");
+
+/// A child process, killed with SIGKILL when dropped; its stderr goes to a log file.
+struct Process {
+    child: Child,
+    /// The address it printed on stdout once ready.
+    address: String,
+}
+
+impl Process {
+    /// Starts `droidfleet args…` and waits for the stdout line starting with `ready_prefix`.
+    fn start(args: &[&str], ready_prefix: &str, log: &Path) -> Process {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut child = Command::new(BINARY)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| {
+                    panic!("droidfleet {args:?} exited before printing {ready_prefix:?}")
+                })
+                .unwrap();
+            if let Some(address) = line.strip_prefix(ready_prefix) {
+                break address.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Process { child, address }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        // The control plane must come back on the same port, so the agent finds it again.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+            port,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn control_plane(&self) -> Process {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let data = self.path("cp");
+        Process::start(
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            "control plane listening on ",
+            &self.path("cp.log"),
+        )
+    }
+
+    fn agent(&self, enrollment_token: &str) -> Process {
+        let server = format!("http://127.0.0.1:{}", self.port);
+        let state = self.path("agent");
+        Process::start(
+            &[
+                "agent",
+                "run",
+                "--control-plane",
+                &server,
+                "--device",
+                "cosu:kiosk",
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--enrollment-token",
+                enrollment_token,
+                "--harness-listen",
+                "127.0.0.1:0",
+                "--argon2",
+                "light",
+            ],
+            "harness listening on ",
+            &self.path("agent.log"),
+        )
+    }
+
+    async fn admin(&self) -> Admin {
+        let token = std::fs::read_to_string(self.path("cp").join("bootstrap-admin.token")).unwrap();
+        Admin::connect(
+            &format!("http://127.0.0.1:{}", self.port),
+            Some(token.trim().to_string()),
+        )
+        .await
+    }
+}
+
+async fn harness(agent: &Process) -> DeviceHarnessClient<Channel> {
+    DeviceHarnessClient::connect(format!("http://{}", agent.address))
+        .await
+        .unwrap()
+}
+
+async fn wait_connected(harness: &mut DeviceHarnessClient<Channel>) -> pb::Screen {
+    let mut stream = harness
+        .watch_screens(pb::WatchScreensRequest {
+            name: "kiosk".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(screen) = stream.message().await.unwrap() {
+            if screen.connected {
+                return screen;
+            }
+        }
+        panic!("WatchScreens ended")
+    })
+    .await
+    .expect("the device connects in time")
+}
+
+async fn enter(harness: &mut DeviceHarnessClient<Channel>, passcode: &str) -> bool {
+    harness
+        .enter_passcode(pb::EnterPasscodeRequest {
+            name: "kiosk".into(),
+            scope: DEVICE as i32,
+            passcode: passcode.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .unlocked
+}
+
+async fn read_notes(harness: &mut DeviceHarnessClient<Channel>) -> Option<Vec<u8>> {
+    harness
+        .read_user_data(pb::ReadUserDataRequest {
+            name: "kiosk".into(),
+            scope: DEVICE as i32,
+            key: "notes".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .value
+}
+
+#[tokio::test]
+async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
+    let setup = Setup::new();
+    let control_plane = setup.control_plane();
+    let mut admin = setup.admin().await;
+    let request = admin.request(pb::CreateEnrollmentTokenRequest {
+        max_uses: 1,
+        ttl_seconds: 600,
+        ..Default::default()
+    });
+    let enrollment = admin
+        .client
+        .create_enrollment_token(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .enrollment_token;
+
+    let agent = setup.agent(&enrollment);
+    let mut device = harness(&agent).await;
+    let id = wait_connected(&mut device).await.device_id;
+    device
+        .set_passcode(pb::SetPasscodeRequest {
+            name: "kiosk".into(),
+            scope: DEVICE as i32,
+            current_passcode: String::new(),
+            new_passcode: "2580".into(),
+        })
+        .await
+        .unwrap();
+    device
+        .write_user_data(pb::WriteUserDataRequest {
+            name: "kiosk".into(),
+            scope: DEVICE as i32,
+            key: "notes".into(),
+            value: b"inventory".to_vec(),
+        })
+        .await
+        .unwrap();
+    admin.wait_escrowed(&id, DEVICE).await;
+    admin.assign_policy(&id, DEVICE, pin_policy(6)).await;
+
+    // Kill the agent: after a restart its device, passcode and data are intact.
+    agent.kill();
+    let agent = setup.agent(&enrollment);
+    let mut device = harness(&agent).await;
+    let screen = wait_connected(&mut device).await;
+    assert_eq!(screen.device_id, id, "the same enrolled device");
+    assert!(
+        screen.stores[0].locked,
+        "a restart is a boot: the store is locked"
+    );
+    assert!(enter(&mut device, "2580").await, "the passcode survived");
+    assert_eq!(
+        read_notes(&mut device).await.as_deref(),
+        Some(&b"inventory"[..])
+    );
+
+    // Device offline, reset requested, control plane killed before delivery.
+    agent.kill();
+    admin.wait_device(&id, |d| !d.online).await;
+    let action = admin.reset(&id, DEVICE).await.unwrap();
+    assert_eq!(action.state, pb::ActionState::Pending as i32);
+    control_plane.kill();
+
+    let control_plane = setup.control_plane();
+    let mut admin = setup.admin().await;
+    let agent = setup.agent(&enrollment);
+    let mut device = harness(&agent).await;
+    let done = admin.wait_final(&action.action_id).await;
+    assert_eq!(
+        done.state,
+        pb::ActionState::Done as i32,
+        "reason: {}",
+        done.reason
+    );
+    let passcode = admin.reveal(&action.action_id).await.unwrap();
+
+    let screen = device
+        .get_screen(pb::DeviceRef {
+            name: "kiosk".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        screen.applied_commands.get(&action.action_id),
+        Some(&1),
+        "applied exactly once"
+    );
+    assert!(
+        !enter(&mut device, "2580").await,
+        "the old passcode no longer unlocks"
+    );
+    assert!(enter(&mut device, &passcode).await, "the new one does");
+    assert_eq!(
+        read_notes(&mut device).await.as_deref(),
+        Some(&b"inventory"[..])
+    );
+
+    drop(agent);
+    drop(control_plane);
+    for log in ["cp.log", "agent.log"] {
+        let text = std::fs::read_to_string(setup.path(log)).unwrap();
+        assert!(!text.is_empty(), "{log} has log lines");
+        assert!(!text.contains(&passcode), "{log} contains the new passcode");
+        assert!(!text.contains("2580"), "{log} contains the user's passcode");
+        assert!(
+            !text.contains(&enrollment),
+            "{log} contains the enrollment token"
+        );
+    }
+}

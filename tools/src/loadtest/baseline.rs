@@ -1,0 +1,208 @@
+//! The two baselines a reset rate is judged against, measured in the same run on the same
+//! machine (after the fleet has stopped, so they compete with nothing):
+//!
+//! - a bare tonic unary round trip: an in-process `droidfleet.v1.Echo` server on a loopback
+//!   port, driven by concurrent clients shaped like the load generator's admin calls (the same
+//!   number of HTTP/2 connections and calls in flight). A reset is several such calls plus the
+//!   device session's messages, durable writes and crypto, so it can only be slower;
+//! - Argon2-only: the agent's own passcode KDF (`run_passcode_kdf`) with the run's parameters on
+//!   every core at once. Each completed reset needs a known number of Argon2id runs on the
+//!   device, so hashes/s over runs per reset bounds the resets/s any control plane could reach
+//!   with this agent on this machine.
+//!
+//! Each is a fixed amount of work done three times; the figure is the median round, so one
+//! round disturbed by the rest of the machine does not decide it.
+
+use anyhow::Context;
+use droidfleet_agent::device::crypto::run_passcode_kdf;
+use droidfleet_agent::device::{KdfParams, Passcode};
+use droidfleet_proto::v1::EchoMessage;
+use droidfleet_proto::v1::echo_client::EchoClient;
+use droidfleet_proto::v1::echo_server::{Echo, EchoServer};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+/// Rounds of each baseline; the reported figure is their median.
+pub(super) const ROUNDS: usize = 3;
+/// Bytes each echo call carries each way: about the size of an admin request naming an id.
+const ECHO_PAYLOAD_BYTES: usize = 64;
+
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct EchoBaseline {
+    /// HTTP/2 connections the callers share (as many as the load generator's admin clients).
+    pub connections: usize,
+    /// Calls in flight at once.
+    pub concurrency: usize,
+    pub calls_per_round: usize,
+    pub rounds_calls_per_s: Vec<f64>,
+    /// Median of the rounds.
+    pub calls_per_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Argon2Baseline {
+    /// Blocking threads hashing at once: the machine's available parallelism.
+    pub threads: usize,
+    pub hashes_per_round: usize,
+    pub rounds_hashes_per_s: Vec<f64>,
+    /// Median of the rounds.
+    pub hashes_per_s: f64,
+}
+
+/// Answers every call with its own request.
+struct Echoer;
+
+#[tonic::async_trait]
+impl Echo for Echoer {
+    async fn echo(&self, request: Request<EchoMessage>) -> Result<Response<EchoMessage>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `calls` echo round trips per round from `concurrency` callers over `connections` HTTP/2
+/// connections to an in-process server on 127.0.0.1.
+pub(super) async fn echo(
+    connections: usize,
+    concurrency: usize,
+    calls: usize,
+) -> anyhow::Result<EchoBaseline> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("echo baseline: cannot listen on 127.0.0.1")?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let (stop, mut stopped) = watch::channel(false);
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(EchoServer::new(Echoer))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ),
+    );
+    let measured = async {
+        // Connected before the clock starts, so a round times calls, not handshakes.
+        let mut clients = Vec::with_capacity(connections);
+        for _ in 0..connections.max(1) {
+            let channel = tonic::transport::Endpoint::from_shared(address.clone())?
+                .connect()
+                .await
+                .context("echo baseline: cannot connect to its own server")?;
+            clients.push(EchoClient::new(channel));
+        }
+        let mut rounds = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            rounds.push(echo_round(&clients, concurrency.max(1), calls).await?);
+        }
+        anyhow::Ok(rounds)
+    }
+    .await;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let rounds = measured?;
+    Ok(EchoBaseline {
+        connections: connections.max(1),
+        concurrency: concurrency.max(1),
+        calls_per_round: calls,
+        calls_per_s: median(rounds.clone()),
+        rounds_calls_per_s: rounds,
+    })
+}
+
+/// One round: the callers share a counter of calls left, so the round does exactly `calls`.
+async fn echo_round(
+    clients: &[EchoClient<tonic::transport::Channel>],
+    concurrency: usize,
+    calls: usize,
+) -> anyhow::Result<f64> {
+    let claimed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut callers = JoinSet::new();
+    for caller in 0..concurrency.min(calls.max(1)) {
+        let mut client = clients[caller % clients.len()].clone();
+        let claimed = claimed.clone();
+        callers.spawn(async move {
+            while claimed.fetch_add(1, Ordering::Relaxed) < calls {
+                client
+                    .echo(EchoMessage {
+                        payload: vec![0x5a; ECHO_PAYLOAD_BYTES],
+                    })
+                    .await
+                    .context("echo baseline: a call failed")?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(caller) = callers.join_next().await {
+        caller??;
+    }
+    Ok(calls as f64 / started.elapsed().as_secs_f64().max(1e-6))
+}
+
+/// `hashes` Argon2id runs with `kdf` per round, spread over one blocking thread per core.
+pub(super) async fn argon2(kdf: KdfParams, hashes: usize) -> anyhow::Result<Argon2Baseline> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let claimed = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut workers = JoinSet::new();
+        for _ in 0..threads {
+            let claimed = claimed.clone();
+            workers.spawn_blocking(move || {
+                // A fixed, made-up passcode: only the cost of the derivation matters here.
+                let passcode = Passcode::new("baseline-7391");
+                let salt = [0x17u8; droidfleet_agent::device::crypto::SALT_LEN];
+                while claimed.fetch_add(1, Ordering::Relaxed) < hashes {
+                    run_passcode_kdf(kdf, &passcode, &salt)?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(worker) = workers.join_next().await {
+            worker?.context("Argon2 baseline")?;
+        }
+        rounds.push(hashes as f64 / started.elapsed().as_secs_f64().max(1e-6));
+    }
+    Ok(Argon2Baseline {
+        threads,
+        hashes_per_round: hashes,
+        hashes_per_s: median(rounds.clone()),
+        rounds_hashes_per_s: rounds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_round() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![5.0]), 5.0);
+        assert_eq!(median(Vec::new()), 0.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn both_baselines_measure_something() {
+        let echo = echo(2, 8, 200).await.unwrap();
+        assert_eq!(echo.rounds_calls_per_s.len(), ROUNDS);
+        assert!(echo.calls_per_s > 0.0);
+        let argon2 = argon2(KdfParams::LIGHT, 20).await.unwrap();
+        assert_eq!(argon2.rounds_hashes_per_s.len(), ROUNDS);
+        assert!(argon2.hashes_per_s > 0.0 && argon2.threads >= 1);
+    }
+}

@@ -1,0 +1,473 @@
+//! The load test's seeded behaviour model: the enrollment-type mix, and for each device the
+//! decisions the run makes about it (fault injected, how long its user takes to notice the
+//! reset, whether the user first mistypes, the passcodes the user chooses, whether the device
+//! goes offline around its reset and for how long, whether it reboots before its user answers).
+//!
+//! Every decision comes from a random stream derived only from `(seed, device index)`, so the
+//! same seed gives the same decisions whatever the timing, the concurrency or the device count
+//! of other devices. The generator is SplitMix64, written out here rather than taken from a
+//! crate, so a seed recorded in an old report reproduces the same fleet for as long as this
+//! file does not change, independent of any dependency's version.
+
+use droidfleet_agent::device::{Ownership, Passcode, Scope};
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and statistically good enough for
+/// simulated users; not for secrets.
+pub(super) struct SeededRng(u64);
+
+impl SeededRng {
+    /// The stream for one device. Seed and index are mixed so that neighbouring seeds or
+    /// indices give unrelated streams.
+    pub(super) fn for_device(seed: u64, index: usize) -> SeededRng {
+        let mut rng = SeededRng(seed ^ 0xD1B5_4A32_D192_ED03);
+        let mixed = rng.next_u64() ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = SeededRng(mixed);
+        rng.next_u64();
+        rng
+    }
+
+    pub(super) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1), with 53 bits of precision.
+    pub(super) fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    fn string_from(&mut self, alphabet: &[u8], len: usize) -> String {
+        (0..len)
+            .map(|_| alphabet[self.below(alphabet.len() as u64) as usize] as char)
+            .collect()
+    }
+}
+
+/// The enrollment-type weights of `--mix`, in the order given.
+#[derive(Clone, Debug)]
+pub(super) struct Mix(Vec<(Ownership, u32)>);
+
+impl FromStr for Mix {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Mix, String> {
+        let mut weights: Vec<(Ownership, u32)> = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let (kind, weight) = part.split_once('=').ok_or_else(|| {
+                format!("{part:?}: expected TYPE=WEIGHT, e.g. cosu=2 (in --mix {text:?})")
+            })?;
+            let ownership = Ownership::parse(kind.trim()).ok_or_else(|| {
+                format!(
+                    "{part:?}: unknown enrollment type {kind:?}; use cosu, cobo, cope, byod or aosp"
+                )
+            })?;
+            let weight: u32 = weight.trim().parse().map_err(|_| {
+                format!(
+                    "{part:?}: the weight {weight:?} is not a whole number from 0 to 4294967295"
+                )
+            })?;
+            if weights.iter().any(|(o, _)| *o == ownership) {
+                return Err(format!("{part:?}: {kind} is listed twice"));
+            }
+            weights.push((ownership, weight));
+        }
+        if weights.iter().all(|(_, w)| *w == 0) {
+            return Err(format!(
+                "{text:?}: every weight is zero; give at least one type a weight above 0"
+            ));
+        }
+        Ok(Mix(weights))
+    }
+}
+
+impl fmt::Display for Mix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(o, w)| format!("{}={w}", o.as_str()))
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl Mix {
+    /// The enrollment type of each of `n` devices, by smooth weighted round robin: the counts
+    /// match the weights as closely as whole devices allow, and the types are interleaved (so a
+    /// rate-limited run does not reset all devices of one type first).
+    pub(super) fn assign(&self, n: usize) -> Vec<Ownership> {
+        let total: i64 = self.0.iter().map(|(_, w)| i64::from(*w)).sum();
+        let mut current = vec![0i64; self.0.len()];
+        (0..n)
+            .map(|_| {
+                for (c, (_, w)) in current.iter_mut().zip(&self.0) {
+                    *c += i64::from(*w);
+                }
+                let (best, _) = current
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+                    .expect("a mix has at least one type");
+                current[best] -= total;
+                self.0[best].0
+            })
+            .collect()
+    }
+}
+
+/// What the run does to a device so that the control plane's failure paths carry load too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Fault {
+    None,
+    /// No passcode policy is assigned: the reset must end failed / no_passcode_policy.
+    NoPolicy,
+    /// The escrowed token is pending when the reset arrives: failed / token_not_active.
+    PendingToken,
+}
+
+impl Fault {
+    /// The error code the measured reset is expected to end with.
+    pub(super) fn expected_error(self) -> Option<&'static str> {
+        match self {
+            Fault::None => None,
+            Fault::NoPolicy => Some("no_passcode_policy"),
+            Fault::PendingToken => Some("token_not_active"),
+        }
+    }
+}
+
+/// The knobs the decisions depend on.
+#[derive(Clone, Debug)]
+pub(super) struct Behaviour {
+    pub seed: u64,
+    pub user_delay_mean_ms: u64,
+    pub typo_probability: f64,
+    pub no_policy_share: f64,
+    pub pending_token_share: f64,
+    /// Share of devices that go offline just before their reset is issued.
+    pub offline_share: f64,
+    /// Mean time such a device stays offline (exponential, capped like the user delay).
+    pub offline_mean_ms: u64,
+    /// Share of devices that reboot after their reset is applied, before their user answers.
+    pub reboot_share: f64,
+}
+
+impl Behaviour {
+    pub(super) fn check(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("--typo-probability", self.typo_probability),
+            ("--no-policy-share", self.no_policy_share),
+            ("--pending-token-share", self.pending_token_share),
+            ("--offline-share", self.offline_share),
+            ("--reboot-share", self.reboot_share),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(format!("{name} {value}: give a number from 0 to 1"));
+            }
+        }
+        if self.no_policy_share + self.pending_token_share > 1.0 {
+            return Err(format!(
+                "--no-policy-share {} plus --pending-token-share {} exceed 1: a device gets at most one fault",
+                self.no_policy_share, self.pending_token_share
+            ));
+        }
+        if self.offline_share > 0.0 && self.offline_mean_ms == 0 {
+            return Err(format!(
+                "--offline-ms 0 with --offline-share {}: give the mean time offline, at least 1 ms",
+                self.offline_share
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything decided about one device before the run starts.
+pub(super) struct DevicePlan {
+    pub name: String,
+    pub ownership: Ownership,
+    pub fault: Fault,
+    /// How long after the reset completes the user notices and starts typing.
+    pub user_delay_ms: u64,
+    /// The user first types a wrong passcode.
+    pub typo: bool,
+    /// The user's own device PIN, and work-profile password for work-profile types. Secrets of
+    /// the simulated user: never printed or written to the report.
+    pub device_pin: Passcode,
+    pub work_password: Option<Passcode>,
+    /// The device goes offline just before its reset is issued and comes back after this long.
+    pub offline_ms: Option<u64>,
+    /// The device reboots after its reset is applied, before its user enters the new passcode.
+    pub reboot: bool,
+}
+
+impl DevicePlan {
+    /// The store a reset targets for this enrollment type (the support matrix).
+    pub(super) fn target_scope(&self) -> Scope {
+        if self.ownership.has_work_profile() {
+            Scope::WorkProfile
+        } else {
+            Scope::Device
+        }
+    }
+
+    /// Argon2id runs on the device for its measured reset if it ends done (read from
+    /// `agent/src/device`): the reset wraps the secret under the new passcode (one run), the
+    /// user's entry of it (one run), a typo's wrong entry (one run), and after a reboot of a
+    /// work-profile device the user's unlock of the device with their own PIN, which Android asks
+    /// for before the work challenge (one run). Token wraps, policy checks and the reboot itself
+    /// use HKDF and AES only.
+    pub(super) fn argon2_runs_if_done(&self) -> u32 {
+        2 + u32::from(self.typo) + u32::from(self.reboot && self.ownership.has_work_profile())
+    }
+}
+
+/// An exponential delay has a long tail; cap it so one unlucky user cannot hold the run up to
+/// its deadline.
+const DELAY_CAP_FACTOR: f64 = 10.0;
+
+pub(super) fn plan(mix: &Mix, devices: usize, behaviour: &Behaviour) -> Vec<DevicePlan> {
+    mix.assign(devices)
+        .into_iter()
+        .enumerate()
+        .map(|(index, ownership)| {
+            let mut rng = SeededRng::for_device(behaviour.seed, index);
+            // The draw order is part of the model: change it and old seeds mean other fleets.
+            let fault_draw = rng.unit();
+            let delay_draw = rng.unit();
+            let typo_draw = rng.unit();
+            let fault = if fault_draw < behaviour.no_policy_share {
+                Fault::NoPolicy
+            } else if fault_draw < behaviour.no_policy_share + behaviour.pending_token_share {
+                Fault::PendingToken
+            } else {
+                Fault::None
+            };
+            let mean = behaviour.user_delay_mean_ms as f64;
+            // Users notice a notification after a memoryless wait: exponential with this mean.
+            let user_delay_ms = exponential(mean, delay_draw);
+            // The user's own PIN is 4 digits (allowed before any policy); the work password is
+            // 10 letters and digits with at least one of each.
+            let device_pin = Passcode::new(rng.string_from(b"0123456789", 4));
+            let work_password = ownership.has_work_profile().then(|| {
+                let letters = rng.string_from(b"abcdefghijkmnpqrstuvwxyz", 6);
+                let digits = rng.string_from(b"23456789", 4);
+                Passcode::new(format!("{letters}{digits}"))
+            });
+            // Drawn after everything older, always all three, so adding churn and reboots kept
+            // the earlier decisions of a seed, and each decision is independent of the others.
+            let offline_draw = rng.unit();
+            let offline_length_draw = rng.unit();
+            let reboot_draw = rng.unit();
+            let offline_ms = (offline_draw < behaviour.offline_share).then(|| {
+                // At least 1 ms: a device that goes offline is offline for some time.
+                (exponential(behaviour.offline_mean_ms as f64, offline_length_draw).round() as u64)
+                    .max(1)
+            });
+            DevicePlan {
+                name: format!("{}-{index}", ownership.as_str()),
+                ownership,
+                fault,
+                user_delay_ms: user_delay_ms.round() as u64,
+                typo: typo_draw < behaviour.typo_probability,
+                device_pin,
+                work_password,
+                offline_ms,
+                reboot: reboot_draw < behaviour.reboot_share,
+            }
+        })
+        .collect()
+}
+
+/// A memoryless wait with this mean (what a user's reaction or a phone's time without signal
+/// looks like), from a uniform draw in [0, 1), capped at [`DELAY_CAP_FACTOR`] times the mean.
+fn exponential(mean: f64, draw: f64) -> f64 {
+    (-mean * (1.0 - draw).ln()).min(mean * DELAY_CAP_FACTOR)
+}
+
+/// A passcode one keystroke away from `passcode`: what a user types by mistake. Keeps the kind
+/// of character, so a PIN stays digits.
+pub(super) fn typo_of(passcode: &Passcode) -> Passcode {
+    let mut chars: Vec<char> = passcode.expose().chars().collect();
+    if let Some(last) = chars.last_mut() {
+        *last = match *last {
+            '0'..='8' => ((*last as u8) + 1) as char,
+            '9' => '0',
+            'z' | 'Z' => 'a',
+            c if c.is_ascii_alphabetic() => ((c as u8) + 1) as char,
+            _ => 'x',
+        };
+    }
+    Passcode::new(chars.into_iter().collect::<String>())
+}
+
+/// A SHA-256 over every device's decisions (not its passcodes): two runs with the same digest
+/// made the same per-device decisions.
+pub(super) fn decision_digest(plans: &[DevicePlan]) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in plans {
+        context.update(
+            format!(
+                "{},{},{:?},{},{},{},{}\n",
+                p.name,
+                p.ownership.as_str(),
+                p.fault,
+                p.user_delay_ms,
+                p.typo,
+                p.offline_ms.unwrap_or(0),
+                p.reboot
+            )
+            .as_bytes(),
+        );
+    }
+    context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn behaviour(seed: u64) -> Behaviour {
+        Behaviour {
+            seed,
+            user_delay_mean_ms: 100,
+            typo_probability: 0.3,
+            no_policy_share: 0.2,
+            pending_token_share: 0.2,
+            offline_share: 0.3,
+            offline_mean_ms: 50,
+            reboot_share: 0.3,
+        }
+    }
+
+    #[test]
+    fn mix_errors_name_the_bad_part() {
+        let e = "cosu=1,phone=2".parse::<Mix>().unwrap_err();
+        assert!(e.contains("\"phone=2\"") && e.contains("unknown"), "{e}");
+        let e = "cosu=1,byod=x".parse::<Mix>().unwrap_err();
+        assert!(e.contains("\"byod=x\""), "{e}");
+        let e = "cosu".parse::<Mix>().unwrap_err();
+        assert!(e.contains("TYPE=WEIGHT"), "{e}");
+        let e = "cosu=0".parse::<Mix>().unwrap_err();
+        assert!(e.contains("zero"), "{e}");
+        let e = "cosu=1,cosu=2".parse::<Mix>().unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn mix_assigns_in_proportion() {
+        let mix: Mix = "cosu=3,byod=1,aosp=0".parse().unwrap();
+        let kinds = mix.assign(8);
+        assert_eq!(kinds.iter().filter(|o| **o == Ownership::Cosu).count(), 6);
+        assert_eq!(kinds.iter().filter(|o| **o == Ownership::Byod).count(), 2);
+    }
+
+    #[test]
+    fn same_seed_same_decisions_other_seed_other_decisions() {
+        let mix: Mix = "cosu=1,cobo=1,cope=1,byod=1,aosp=1".parse().unwrap();
+        let a = plan(&mix, 50, &behaviour(7));
+        let b = plan(&mix, 50, &behaviour(7));
+        let c = plan(&mix, 50, &behaviour(8));
+        assert_eq!(decision_digest(&a), decision_digest(&b));
+        assert_ne!(decision_digest(&a), decision_digest(&c));
+        // A device's decisions do not depend on how many devices follow it.
+        let short = plan(&mix, 10, &behaviour(7));
+        assert_eq!(decision_digest(&short), decision_digest(&a[..10]));
+        assert!(a.iter().any(|p| p.fault == Fault::NoPolicy));
+        assert!(a.iter().any(|p| p.fault == Fault::PendingToken));
+        assert!(a.iter().any(|p| p.offline_ms.is_some()));
+        assert!(a.iter().any(|p| p.offline_ms.is_none()));
+        assert!(a.iter().any(|p| p.reboot) && a.iter().any(|p| !p.reboot));
+        assert!(
+            a.iter()
+                .filter_map(|p| p.offline_ms)
+                .all(|ms| (1..=500).contains(&ms)),
+            "offline times are capped at ten times the mean"
+        );
+    }
+
+    #[test]
+    fn churn_and_reboots_leave_the_older_decisions_of_a_seed_alone() {
+        let mix: Mix = "cosu=1,cobo=1,cope=1,byod=1,aosp=1".parse().unwrap();
+        let calm = Behaviour {
+            offline_share: 0.0,
+            reboot_share: 0.0,
+            ..behaviour(7)
+        };
+        let churned = plan(&mix, 50, &behaviour(7));
+        let still = plan(&mix, 50, &calm);
+        for (a, b) in churned.iter().zip(&still) {
+            assert_eq!(
+                (&a.name, a.fault, a.user_delay_ms, a.typo),
+                (&b.name, b.fault, b.user_delay_ms, b.typo)
+            );
+            assert_eq!(a.device_pin.expose(), b.device_pin.expose());
+            assert!(b.offline_ms.is_none() && !b.reboot);
+        }
+        // The churn and reboot decisions are part of the digest.
+        assert_ne!(decision_digest(&churned), decision_digest(&still));
+    }
+
+    #[test]
+    fn argon2_runs_follow_the_device_model() {
+        let mix: Mix = "cosu=1,byod=1".parse().unwrap();
+        let plans = plan(&mix, 40, &behaviour(3));
+        for p in &plans {
+            let expected =
+                2 + u32::from(p.typo) + u32::from(p.reboot && p.ownership == Ownership::Byod);
+            assert_eq!(p.argon2_runs_if_done(), expected, "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn a_zero_offline_mean_is_refused_only_when_devices_go_offline() {
+        let bad = Behaviour {
+            offline_mean_ms: 0,
+            ..behaviour(1)
+        };
+        let e = bad.check().unwrap_err();
+        assert!(e.contains("--offline-ms 0"), "{e}");
+        let fine = Behaviour {
+            offline_share: 0.0,
+            ..bad
+        };
+        assert!(fine.check().is_ok());
+        let e = Behaviour {
+            reboot_share: 1.5,
+            ..behaviour(1)
+        }
+        .check()
+        .unwrap_err();
+        assert!(e.contains("--reboot-share 1.5"), "{e}");
+    }
+
+    #[test]
+    fn a_typo_differs_and_keeps_the_kind() {
+        for text in ["1234", "1239", "abcdef12", "abc9z"] {
+            let typo = typo_of(&Passcode::new(text));
+            assert_ne!(typo.expose(), text);
+            assert_eq!(typo.expose().len(), text.len());
+        }
+        assert!(
+            typo_of(&Passcode::new("0009"))
+                .expose()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        );
+    }
+}
