@@ -4,7 +4,8 @@
 use crate::clock::SystemClock;
 use crate::device::KdfParams;
 use crate::faults::FaultConfig;
-use crate::fleet::{DeviceSpec, Fleet, FleetConfig, Mix, RampUp};
+use crate::fleet::{DeviceSpec, Fleet, FleetConfig, RampUp};
+use crate::seeded::Mix;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

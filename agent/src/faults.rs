@@ -10,6 +10,7 @@
 //! This module only decides what happens to each message ([`FaultDice::next`]); the runtime in
 //! `fleet.rs` carries it out.
 
+use crate::seeded::{GOLDEN_GAMMA, mix64};
 use std::fmt;
 use std::str::FromStr;
 
@@ -234,7 +235,7 @@ impl FaultDice {
         };
         *state = state.wrapping_add(GOLDEN_GAMMA);
         // The top 53 bits, as a uniform value in [0, 1) with every bit of an f64's mantissa.
-        let u = (mix(*state) >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (mix64(*state) >> 11) as f64 / (1u64 << 53) as f64;
         if u < config.delay {
             // Within the delay band, u / delay is itself uniform in [0, 1): it picks the length
             // without a second draw. The min guards the rounding of a u just below the band's top.
@@ -258,16 +259,6 @@ impl FaultDice {
     }
 }
 
-/// SplitMix64's increment.
-const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// SplitMix64's output function: a bijection that spreads every input bit over the output.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Where one device's stream for one direction begins. Each step is a bijection, so for a given
 /// seed no two devices share a start, and neighbouring seeds or indices give unrelated streams.
 fn stream_start(seed: u64, device_index: u64, direction: Direction) -> u64 {
@@ -275,7 +266,7 @@ fn stream_start(seed: u64, device_index: u64, direction: Direction) -> u64 {
         Direction::ToControlPlane => 1,
         Direction::ToDevice => 2,
     };
-    mix(mix(seed.wrapping_add(lane)).wrapping_add(device_index.wrapping_mul(GOLDEN_GAMMA)))
+    mix64(mix64(seed.wrapping_add(lane)).wrapping_add(device_index.wrapping_mul(GOLDEN_GAMMA)))
 }
 
 #[cfg(test)]

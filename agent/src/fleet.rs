@@ -17,6 +17,7 @@ use crate::device::{
 };
 use crate::faults::{Direction, FaultAction, FaultConfig, FaultDice};
 use crate::metrics::{AgentMetrics, CommandOutcome, EntryResult};
+use crate::seeded::SplitMix64;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
 use ring::rand::SystemRandom;
@@ -137,121 +138,6 @@ pub struct RampUp {
     pub window_ms: u64,
     /// Seeds the delays: the same seed gives each device the same delay.
     pub seed: u64,
-}
-
-/// SplitMix64: a tiny, well-mixed, seeded generator. Enough for reproducible load shapes (device
-/// types, ramp-up delays); nothing secret is ever drawn from it.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `[0, bound)`; `bound` must be above 0. The modulo bias is below 2^-40 for the
-    /// bounds used here, far under what a load shape can show.
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-}
-
-/// Enrollment-type weights, as `--mix cosu=1,cobo=2,cope=1,byod=3,aosp=0`. A type left out
-/// weighs 0; at least one weight must be above 0.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mix {
-    weights: Vec<(Ownership, u64)>,
-}
-
-impl Default for Mix {
-    /// Every enrollment type equally.
-    fn default() -> Mix {
-        Mix {
-            weights: Ownership::ALL.into_iter().map(|o| (o, 1)).collect(),
-        }
-    }
-}
-
-impl std::str::FromStr for Mix {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Mix, String> {
-        let mut weights: Vec<(Ownership, u64)> = Vec::new();
-        for part in text.split(',') {
-            let part = part.trim();
-            let (kind, weight) = part
-                .split_once('=')
-                .ok_or_else(|| format!("--mix part {part:?}: expected TYPE=WEIGHT, e.g. byod=3"))?;
-            let ownership = Ownership::parse(kind.trim()).ok_or_else(|| {
-                format!(
-                    "--mix part {part:?}: unknown enrollment type {kind:?}; use cosu, cobo, cope, byod or aosp"
-                )
-            })?;
-            let weight: u64 = weight.trim().parse().map_err(|_| {
-                format!("--mix part {part:?}: weight {weight:?} is not a whole number from 0 up")
-            })?;
-            if weight > 1_000_000 {
-                return Err(format!(
-                    "--mix part {part:?}: weight {weight} is above 1000000"
-                ));
-            }
-            if weights.iter().any(|(o, _)| *o == ownership) {
-                return Err(format!(
-                    "--mix part {part:?}: {} is given more than once",
-                    ownership.as_str()
-                ));
-            }
-            weights.push((ownership, weight));
-        }
-        if weights.iter().all(|(_, w)| *w == 0) {
-            return Err(format!(
-                "--mix {text:?}: every weight is 0; give at least one type a weight above 0"
-            ));
-        }
-        Ok(Mix { weights })
-    }
-}
-
-impl Mix {
-    pub fn weight(&self, ownership: Ownership) -> u64 {
-        self.weights
-            .iter()
-            .find(|(o, _)| *o == ownership)
-            .map_or(0, |(_, w)| *w)
-    }
-
-    /// `count` devices named `<type>-<index>` (index from 0, over the whole fleet, so names
-    /// are unique), each type drawn from the weights by a generator seeded with `seed`: the same
-    /// seed and mix give the same names and types.
-    pub fn devices(&self, count: usize, seed: u64) -> Vec<DeviceSpec> {
-        let total: u64 = self.weights.iter().map(|(_, w)| w).sum();
-        let mut rng = SplitMix64::new(seed);
-        (0..count)
-            .map(|index| {
-                let mut pick = rng.below(total);
-                let mut ownership = self.weights[0].0;
-                for (o, w) in &self.weights {
-                    if pick < *w {
-                        ownership = *o;
-                        break;
-                    }
-                    pick -= w;
-                }
-                DeviceSpec {
-                    name: format!("{}-{index}", ownership.as_str()),
-                    ownership,
-                }
-            })
-            .collect()
-    }
 }
 
 /// What the harness shows of a device.

@@ -9,6 +9,7 @@
 //!   and break sessions, without the I/O.
 //! - [`harness`]: the `DeviceHarness` gRPC service through which a test plays the user.
 //! - [`convert`]: protobuf ⇄ device model, at the gRPC edge.
+//! - [`seeded`]: SplitMix64 and `--mix`, the seeded load shapes shared with the load test.
 //! - [`metrics`]: Prometheus counters and the `GET /metrics` endpoint.
 //! - [`cli`]: `droidfleet-agent run` arguments, shared with `droidfleet agent run`.
 #![forbid(unsafe_code)]
@@ -21,3 +22,4 @@ pub mod faults;
 pub mod fleet;
 pub mod harness;
 pub mod metrics;
+pub mod seeded;

@@ -6,7 +6,8 @@ use crate::support::{DEADLINE, Embedded};
 use clap::Parser;
 use droidfleet_agent::cli::{RunArgs, device_specs};
 use droidfleet_agent::device::{KdfParams, Ownership};
-use droidfleet_agent::fleet::{Fleet, FleetConfig, Mix, RampUp};
+use droidfleet_agent::fleet::{Fleet, FleetConfig, RampUp};
+use droidfleet_agent::seeded::Mix;
 use std::sync::Arc;
 
 /// `RunArgs` as the command line would fill them.

@@ -5,125 +5,12 @@
 //!
 //! Every decision comes from a random stream derived only from `(seed, device index)`, so the
 //! same seed gives the same decisions whatever the timing, the concurrency or the device count
-//! of other devices. The generator is SplitMix64, written out here rather than taken from a
-//! crate, so a seed recorded in an old report reproduces the same fleet for as long as this
-//! file does not change, independent of any dependency's version.
+//! of other devices. The generator and `--mix` are the agent's (`droidfleet_agent::seeded`), so
+//! a seed means the same thing to the load test and to `droidfleet-agent run`.
 
 use droidfleet_agent::device::{Ownership, Passcode, Scope};
+use droidfleet_agent::seeded::{Mix, SplitMix64};
 use serde::Serialize;
-use std::fmt;
-use std::str::FromStr;
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and statistically good enough for
-/// simulated users; not for secrets.
-pub(super) struct SeededRng(u64);
-
-impl SeededRng {
-    /// The stream for one device. Seed and index are mixed so that neighbouring seeds or
-    /// indices give unrelated streams.
-    pub(super) fn for_device(seed: u64, index: usize) -> SeededRng {
-        let mut rng = SeededRng(seed ^ 0xD1B5_4A32_D192_ED03);
-        let mixed = rng.next_u64() ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut rng = SeededRng(mixed);
-        rng.next_u64();
-        rng
-    }
-
-    pub(super) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1), with 53 bits of precision.
-    pub(super) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    fn string_from(&mut self, alphabet: &[u8], len: usize) -> String {
-        (0..len)
-            .map(|_| alphabet[self.below(alphabet.len() as u64) as usize] as char)
-            .collect()
-    }
-}
-
-/// The enrollment-type weights of `--mix`, in the order given.
-#[derive(Clone, Debug)]
-pub(super) struct Mix(Vec<(Ownership, u32)>);
-
-impl FromStr for Mix {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Mix, String> {
-        let mut weights: Vec<(Ownership, u32)> = Vec::new();
-        for part in text.split(',').map(str::trim) {
-            let (kind, weight) = part.split_once('=').ok_or_else(|| {
-                format!("{part:?}: expected TYPE=WEIGHT, e.g. cosu=2 (in --mix {text:?})")
-            })?;
-            let ownership = Ownership::parse(kind.trim()).ok_or_else(|| {
-                format!(
-                    "{part:?}: unknown enrollment type {kind:?}; use cosu, cobo, cope, byod or aosp"
-                )
-            })?;
-            let weight: u32 = weight.trim().parse().map_err(|_| {
-                format!(
-                    "{part:?}: the weight {weight:?} is not a whole number from 0 to 4294967295"
-                )
-            })?;
-            if weights.iter().any(|(o, _)| *o == ownership) {
-                return Err(format!("{part:?}: {kind} is listed twice"));
-            }
-            weights.push((ownership, weight));
-        }
-        if weights.iter().all(|(_, w)| *w == 0) {
-            return Err(format!(
-                "{text:?}: every weight is zero; give at least one type a weight above 0"
-            ));
-        }
-        Ok(Mix(weights))
-    }
-}
-
-impl fmt::Display for Mix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|(o, w)| format!("{}={w}", o.as_str()))
-            .collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
-impl Mix {
-    /// The enrollment type of each of `n` devices, by smooth weighted round robin: the counts
-    /// match the weights as closely as whole devices allow, and the types are interleaved (so a
-    /// rate-limited run does not reset all devices of one type first).
-    pub(super) fn assign(&self, n: usize) -> Vec<Ownership> {
-        let total: i64 = self.0.iter().map(|(_, w)| i64::from(*w)).sum();
-        let mut current = vec![0i64; self.0.len()];
-        (0..n)
-            .map(|_| {
-                for (c, (_, w)) in current.iter_mut().zip(&self.0) {
-                    *c += i64::from(*w);
-                }
-                let (best, _) = current
-                    .iter()
-                    .enumerate()
-                    .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
-                    .expect("a mix has at least one type");
-                current[best] -= total;
-                self.0[best].0
-            })
-            .collect()
-    }
-}
 
 /// What the run does to a device so that the control plane's failure paths carry load too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -241,7 +128,7 @@ pub(super) fn plan(mix: &Mix, devices: usize, behaviour: &Behaviour) -> Vec<Devi
         .into_iter()
         .enumerate()
         .map(|(index, ownership)| {
-            let mut rng = SeededRng::for_device(behaviour.seed, index);
+            let mut rng = SplitMix64::for_index(behaviour.seed, index);
             // The draw order is part of the model: change it and old seeds mean other fleets.
             let fault_draw = rng.unit();
             let delay_draw = rng.unit();
@@ -353,28 +240,6 @@ mod tests {
             offline_mean_ms: 50,
             reboot_share: 0.3,
         }
-    }
-
-    #[test]
-    fn mix_errors_name_the_bad_part() {
-        let e = "cosu=1,phone=2".parse::<Mix>().unwrap_err();
-        assert!(e.contains("\"phone=2\"") && e.contains("unknown"), "{e}");
-        let e = "cosu=1,byod=x".parse::<Mix>().unwrap_err();
-        assert!(e.contains("\"byod=x\""), "{e}");
-        let e = "cosu".parse::<Mix>().unwrap_err();
-        assert!(e.contains("TYPE=WEIGHT"), "{e}");
-        let e = "cosu=0".parse::<Mix>().unwrap_err();
-        assert!(e.contains("zero"), "{e}");
-        let e = "cosu=1,cosu=2".parse::<Mix>().unwrap_err();
-        assert!(e.contains("twice"), "{e}");
-    }
-
-    #[test]
-    fn mix_assigns_in_proportion() {
-        let mix: Mix = "cosu=3,byod=1,aosp=0".parse().unwrap();
-        let kinds = mix.assign(8);
-        assert_eq!(kinds.iter().filter(|o| **o == Ownership::Cosu).count(), 6);
-        assert_eq!(kinds.iter().filter(|o| **o == Ownership::Byod).count(), 2);
     }
 
     #[test]
