@@ -474,14 +474,7 @@ async fn send(world: &World, fixture: &Fixture, call: Call) -> Result<(), tonic:
             )
             .await?;
             // Closing our side ends a session that accepted everything cleanly.
-            let crate::support::RawSession { tx, inbound } = session;
-            drop(tx);
-            crate::support::RawSession {
-                tx: tokio::sync::mpsc::channel(1).0,
-                inbound,
-            }
-            .ended()
-            .await
+            session.hang_up().await
         }
     }
 }

@@ -1,6 +1,11 @@
 //! End-to-end tests of droidfleet over real gRPC on loopback, as one test binary (one link step
-//! instead of one per file). Each module is one area; `support` holds the in-process world, the
-//! admin client, the hand-played raw device and the child-process helper they share.
+//! instead of one per file). Each module is one area of behaviour (`architecture`: the
+//! workspace's layering); a test's name is `module::function`.
+//!
+//! `support` holds what they share, one module per role: the in-process world (a control plane
+//! and an agent in this process, or a control plane alone), the admin client, the raw device
+//! played by hand over the DeviceGateway, and the `droidfleet` child process that the crash
+//! tests kill.
 
 mod support;
 

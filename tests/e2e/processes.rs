@@ -2,70 +2,12 @@
 //! child processes and killed with SIGKILL; nothing acknowledged is lost and nothing runs twice.
 //! Also checks that their logs never carry a passcode.
 
-use crate::support::{Admin, DEADLINE, pin_policy};
+use crate::support::{Admin, DEADLINE, Process, pin_policy};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
 use pb::CredentialScope::Device as DEVICE;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use tonic::transport::Channel;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_droidfleet");
-
-/// A child process, killed with SIGKILL when dropped; its stderr goes to a log file.
-struct Process {
-    child: Child,
-    /// The address it printed on stdout once ready.
-    address: String,
-}
-
-impl Process {
-    /// Starts `droidfleet args…` and waits for the stdout line starting with `ready_prefix`.
-    fn start(args: &[&str], ready_prefix: &str, log: &Path) -> Process {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut child = Command::new(BINARY)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| {
-                    panic!("droidfleet {args:?} exited before printing {ready_prefix:?}")
-                })
-                .unwrap();
-            if let Some(address) = line.strip_prefix(ready_prefix) {
-                break address.trim().to_string();
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Process { child, address }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Setup {
     dir: tempfile::TempDir,

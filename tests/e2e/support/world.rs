@@ -1,0 +1,434 @@
+//! The in-process world: a control plane and an agent both in this process, talking real gRPC
+//! over loopback ([`World`]), or a control plane alone ([`Embedded`]) for tests that bring their
+//! own devices. [`World`]'s control plane runs on a manual clock that starts at the wall clock's
+//! now (the agent's devices keep the real clock); [`Embedded`] runs on the system clock.
+//!
+//! [`World`]'s agent can be stopped and started again on the same state directory (the devices
+//! go offline and come back, as after a restart), or started against another gateway address (a
+//! test's proxy).
+
+use super::DEADLINE;
+use super::admin::Admin;
+use droidfleet_agent::device::{KdfParams, Ownership};
+use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
+use droidfleet_control_plane::clock::{Clock, ManualClock, SystemClock};
+use droidfleet_control_plane::service::{Config, ControlPlane};
+use droidfleet_proto::v1 as pb;
+use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+/// A control plane and an agent hosting named devices, all enrolled and connected.
+pub(crate) struct World {
+    /// The control plane itself, for what its API does not show (the purge runs).
+    pub(crate) control_plane: Arc<ControlPlane>,
+    /// The control plane's clock; tests advance it past TTLs and retention periods.
+    pub(crate) clock: ManualClock,
+    /// The control plane's admin API and device gateway, `http://127.0.0.1:<port>`.
+    pub(crate) address: String,
+    /// The bootstrap admin.
+    pub(crate) admin: Admin,
+    /// The agent's DeviceHarness, where the tests play the user; replaced when the agent restarts.
+    pub(crate) harness: DeviceHarnessClient<Channel>,
+    /// The agent's fleet, for its screens and their change events; replaced when the agent
+    /// restarts.
+    pub(crate) fleet: Arc<Fleet>,
+    /// The control plane's database directory; tests read the file to see what is stored.
+    pub(crate) data_dir: tempfile::TempDir,
+    /// The agent's state files; they outlive agent restarts.
+    agent_dir: tempfile::TempDir,
+    /// The token the agent's devices enrolled with; a restarted agent is given it again.
+    enrollment_token: String,
+    /// The devices the agent hosts, to start it again with the same ones.
+    devices: Vec<DeviceSpec>,
+    /// `None` while the agent is stopped.
+    agent: Option<AgentRun>,
+    /// Stops the control plane's server when the world is dropped.
+    stop: watch::Sender<bool>,
+}
+
+/// A running agent: its fleet and its harness server, stopped together.
+struct AgentRun {
+    stop: watch::Sender<bool>,
+    fleet: tokio::task::JoinHandle<()>,
+    harness: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(agent) = &self.agent {
+            let _ = agent.stop.send(true);
+        }
+        let _ = self.stop.send(true);
+    }
+}
+
+impl World {
+    /// Starts a control plane and an agent hosting `devices`, and waits until every device has
+    /// enrolled and connected.
+    pub(crate) async fn start(devices: &[(&str, Ownership)]) -> World {
+        World::start_with(devices, |_| {}).await
+    }
+
+    pub(crate) async fn start_with(
+        devices: &[(&str, Ownership)],
+        tune: impl FnOnce(&mut Config),
+    ) -> World {
+        let data_dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let mut config = Config::new(data_dir.path());
+        tune(&mut config);
+        let opened = droidfleet_control_plane::server::open(config, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let token = std::fs::read_to_string(opened.bootstrap_token_path.unwrap())
+            .unwrap()
+            .trim()
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut server_stop = stopped.clone();
+        let control_plane = opened.control_plane.clone();
+        tokio::spawn(droidfleet_control_plane::server::serve(
+            opened.control_plane,
+            listener,
+            async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            },
+        ));
+        let mut admin = Admin::connect(&address, Some(token)).await;
+        let enrollment_token = admin
+            .enrollment_token(devices.len().max(1) as u32, "")
+            .await;
+        let agent_dir = tempfile::tempdir().unwrap();
+        let devices: Vec<DeviceSpec> = devices
+            .iter()
+            .map(|(name, ownership)| DeviceSpec {
+                name: name.to_string(),
+                ownership: *ownership,
+            })
+            .collect();
+        let (fleet, harness, agent) =
+            launch_agent(&address, agent_dir.path(), &enrollment_token, &devices).await;
+        let mut world = World {
+            control_plane,
+            clock,
+            address,
+            admin,
+            harness,
+            fleet,
+            data_dir,
+            agent_dir,
+            enrollment_token,
+            devices,
+            agent: Some(agent),
+            stop,
+        };
+        world.wait_all_connected().await;
+        world
+    }
+
+    async fn wait_all_connected(&mut self) {
+        let names: Vec<String> = self.devices.iter().map(|d| d.name.clone()).collect();
+        for name in names {
+            self.wait_screen(&name, |s| s.connected && !s.device_id.is_empty())
+                .await;
+        }
+    }
+
+    /// Stops the agent (its devices go offline, as when the phone is switched off or out of
+    /// reach) and waits until the control plane has seen every device leave.
+    pub(crate) async fn stop_agent(&mut self) {
+        let ids: Vec<String> = self
+            .devices
+            .iter()
+            .filter_map(|d| self.fleet.screen(&d.name).ok()?.device_id)
+            .collect();
+        let agent = self.agent.take().expect("the agent is running");
+        let _ = agent.stop.send(true);
+        agent.fleet.await.unwrap();
+        agent.harness.await.unwrap();
+        for id in ids {
+            self.admin.wait_device(&id, |d| !d.online).await;
+        }
+    }
+
+    /// Starts the agent again on the same state directory and waits until every device is
+    /// connected.
+    pub(crate) async fn start_agent(&mut self) {
+        let address = self.address.clone();
+        self.start_agent_at(&address).await;
+    }
+
+    /// Starts the agent with its devices talking to `gateway` (a proxy, say) instead of the
+    /// control plane's own address, and waits until every device is connected.
+    pub(crate) async fn start_agent_at(&mut self, gateway: &str) {
+        assert!(self.agent.is_none(), "stop the agent first");
+        let (fleet, harness, agent) = launch_agent(
+            gateway,
+            self.agent_dir.path(),
+            &self.enrollment_token,
+            &self.devices,
+        )
+        .await;
+        self.fleet = fleet;
+        self.harness = harness;
+        self.agent = Some(agent);
+        self.wait_all_connected().await;
+    }
+
+    /// Runs `droidfleet admin …` against the world's control plane as the bootstrap admin;
+    /// resolves to whether it succeeded, its stdout and its stderr. The future borrows nothing,
+    /// so a test can spawn it and go on playing the user meanwhile.
+    pub(crate) fn cli(
+        &self,
+        args: &[&str],
+    ) -> impl std::future::Future<Output = (bool, String, String)> + Send + 'static {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"));
+        command
+            .arg("admin")
+            .args(["--server", &self.address])
+            .args(args)
+            .env("DROIDFLEET_TOKEN", self.admin.token.as_deref().unwrap())
+            .env_remove("DROIDFLEET_TOKEN_FILE");
+        async move {
+            let output = command.output().await.unwrap();
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    }
+
+    /// Follows the device's screen with WatchScreens until `ready` holds.
+    pub(crate) async fn wait_screen(
+        &mut self,
+        name: &str,
+        ready: impl Fn(&pb::Screen) -> bool,
+    ) -> pb::Screen {
+        let mut stream = self
+            .harness
+            .watch_screens(pb::WatchScreensRequest {
+                name: name.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(screen) = stream.message().await.unwrap() {
+                if ready(&screen) {
+                    return screen;
+                }
+            }
+            panic!("WatchScreens ended")
+        })
+        .await
+        .expect("the device's screen reaches the expected state in time")
+    }
+
+    pub(crate) async fn screen(&mut self, name: &str) -> pb::Screen {
+        self.harness
+            .get_screen(pb::DeviceRef {
+                name: name.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub(crate) async fn device_id(&mut self, name: &str) -> String {
+        self.screen(name).await.device_id
+    }
+
+    pub(crate) async fn set_passcode(
+        &mut self,
+        name: &str,
+        scope: pb::CredentialScope,
+        current: &str,
+        new: &str,
+    ) {
+        self.harness
+            .set_passcode(pb::SetPasscodeRequest {
+                name: name.to_string(),
+                scope: scope as i32,
+                current_passcode: current.to_string(),
+                new_passcode: new.to_string(),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Types a passcode; true when it unlocked the store.
+    pub(crate) async fn enter(
+        &mut self,
+        name: &str,
+        scope: pb::CredentialScope,
+        passcode: &str,
+    ) -> bool {
+        self.harness
+            .enter_passcode(pb::EnterPasscodeRequest {
+                name: name.to_string(),
+                scope: scope as i32,
+                passcode: passcode.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .unlocked
+    }
+
+    pub(crate) async fn write(
+        &mut self,
+        name: &str,
+        scope: pb::CredentialScope,
+        key: &str,
+        value: &[u8],
+    ) {
+        self.harness
+            .write_user_data(pb::WriteUserDataRequest {
+                name: name.to_string(),
+                scope: scope as i32,
+                key: key.to_string(),
+                value: value.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+
+    pub(crate) async fn read(
+        &mut self,
+        name: &str,
+        scope: pb::CredentialScope,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        Ok(self
+            .harness
+            .read_user_data(pb::ReadUserDataRequest {
+                name: name.to_string(),
+                scope: scope as i32,
+                key: key.to_string(),
+            })
+            .await?
+            .into_inner()
+            .value)
+    }
+
+    pub(crate) async fn lock(&mut self, name: &str, scope: pb::CredentialScope) {
+        self.harness
+            .lock(pb::StoreRef {
+                name: name.to_string(),
+                scope: scope as i32,
+            })
+            .await
+            .unwrap();
+    }
+
+    pub(crate) fn store(screen: &pb::Screen, scope: pb::CredentialScope) -> &pb::StoreStatus {
+        screen
+            .stores
+            .iter()
+            .find(|s| s.scope == scope as i32)
+            .expect("the screen shows the store")
+    }
+}
+
+async fn launch_agent(
+    gateway: &str,
+    state_dir: &std::path::Path,
+    enrollment_token: &str,
+    devices: &[DeviceSpec],
+) -> (Arc<Fleet>, DeviceHarnessClient<Channel>, AgentRun) {
+    let fleet = Fleet::load(FleetConfig {
+        control_plane: gateway.to_string(),
+        state_dir: Some(state_dir.to_path_buf()),
+        enrollment_token: Some(enrollment_token.to_string()),
+        kdf: KdfParams::LIGHT,
+        devices: devices.to_vec(),
+        clock: Arc::new(droidfleet_agent::clock::SystemClock),
+        connections: 1,
+        faults: Default::default(),
+    })
+    .await
+    .unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let fleet_task = tokio::spawn(fleet.clone().run(stopped.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let harness_address = format!("http://{}", listener.local_addr().unwrap());
+    let mut harness_stop = stopped;
+    let harness_task = tokio::spawn({
+        let fleet = fleet.clone();
+        async move {
+            let _ = droidfleet_agent::harness::serve(fleet, listener, async move {
+                let _ = harness_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        }
+    });
+    let harness = DeviceHarnessClient::connect(harness_address).await.unwrap();
+    (
+        fleet,
+        harness,
+        AgentRun {
+            stop,
+            fleet: fleet_task,
+            harness: harness_task,
+        },
+    )
+}
+
+/// A control plane on a temporary database and a loopback port, on the system clock, served
+/// until [`Embedded::stop`].
+pub(crate) struct Embedded {
+    /// The admin API and device gateway, `http://127.0.0.1:<port>`.
+    pub(crate) address: String,
+    /// The bootstrap admin's bearer token, for [`Embedded::admin`].
+    admin_token: String,
+    stop: watch::Sender<bool>,
+    /// Awaited by [`Embedded::stop`], which fails the test if serving failed.
+    server: tokio::task::JoinHandle<Result<(), droidfleet_control_plane::server::ServeError>>,
+    /// Kept so the database outlives the server.
+    _data_dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    pub(crate) async fn start() -> Embedded {
+        let data_dir = tempfile::tempdir().unwrap();
+        let opened = droidfleet_control_plane::server::open(
+            Config::new(data_dir.path()),
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let admin_token = std::fs::read_to_string(opened.bootstrap_token_path.unwrap()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, mut stopped) = watch::channel(false);
+        let server = tokio::spawn(droidfleet_control_plane::server::serve(
+            opened.control_plane,
+            listener,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ));
+        Embedded {
+            address,
+            admin_token: admin_token.trim().to_string(),
+            stop,
+            server,
+            _data_dir: data_dir,
+        }
+    }
+
+    pub(crate) async fn admin(&self) -> Admin {
+        Admin::connect(&self.address, Some(self.admin_token.clone())).await
+    }
+
+    /// Stops the server and waits until it has.
+    pub(crate) async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.server.await.unwrap().unwrap();
+    }
+}
