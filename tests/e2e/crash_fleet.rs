@@ -8,6 +8,7 @@
 //! `DROIDFLEET_CRASH_SEED=<n>` replays another set of kill points.
 
 use crate::support::{Admin, DEADLINE, Process, pin_policy};
+use droidfleet_agent::seeded::SplitMix64;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
 use std::collections::{BTreeMap, HashMap};
@@ -22,26 +23,9 @@ const DEFAULT_SEED: u64 = 0x005e_edd4_01df_1ee7;
 /// How long the whole run may take before the test gives up.
 const RUN_LIMIT: Duration = Duration::from_secs(180);
 
-/// SplitMix64: small, seedable, good enough to pick kill points.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Three distinct kill points in [10, 2·DEVICES − 40] of "resets requested + actions final".
 fn kill_points(seed: u64) -> Vec<usize> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut points = Vec::new();
     while points.len() < KILLS {
         let point = 10 + rng.below((2 * DEVICES - 50) as u64) as usize;
