@@ -2,9 +2,11 @@
 //! fault, user churn, reboots and message delays and duplicates, a fixed seed. Checks the report's arithmetic,
 //! that failures are only the injected ones, that the HTML page is self-contained, that the seed
 //! alone decides each device's fate, that a spawned control plane is measured as its own process
-//! and ended, that --connect-only stops after connecting, and that each bad option is refused
-//! naming the problem.
+//! and ended, that --connect-only stops after connecting, that each bad option is refused
+//! naming the problem, and that report.html renders in a real browser.
 
+use crate::support::Browser;
+use fantoccini::Locator;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -469,4 +471,59 @@ fn an_unreachable_control_plane_fails_with_a_clear_message() {
         stderr.contains("cannot reach the control plane"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_html_report_renders_in_a_real_browser_with_its_charts_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_dir = dir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || loadtest(&report_dir, &["--no-baselines"]))
+        .await
+        .unwrap();
+    assert_success(&output);
+    let page = dir.path().join("report.html");
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("file://{}", page.display()))
+        .await
+        .unwrap();
+    let headings = browser.client.find_all(Locator::Css("h2")).await.unwrap();
+    let mut titles = Vec::new();
+    for heading in headings {
+        titles.push(heading.text().await.unwrap());
+    }
+    for expected in ["Outcomes", "Throughput", "Resources per process"] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(expected)),
+            "{expected} is shown: {titles:?}"
+        );
+    }
+    // Laid out and drawn: every chart has a size on the page and shapes inside it.
+    let charts = browser
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('svg')).map(s => { \
+               const r = s.getBoundingClientRect(); \
+               return [r.width, r.height, s.querySelectorAll('rect,path,polyline,line').length]; })",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let charts = charts.as_array().unwrap();
+    assert!(
+        charts.len() >= 7,
+        "six histograms and throughput: {charts:?}"
+    );
+    for chart in charts {
+        let [width, height, shapes] = [0, 1, 2].map(|i| chart[i].as_f64().unwrap());
+        assert!(
+            width > 100.0 && height > 100.0,
+            "a chart with a size: {chart:?}"
+        );
+        assert!(shapes > 3.0, "a chart with shapes drawn: {chart:?}");
+    }
+    let png = browser.client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    browser.close().await;
 }

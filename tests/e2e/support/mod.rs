@@ -6,13 +6,16 @@
 //! - `raw_device`: [`RawDevice`], a device played by hand over the DeviceGateway, for what the
 //!   agent would never do ([`hello`], [`open_session`] for sessions with any credential).
 //! - `process`: [`Process`], a `droidfleet` child process that tests kill with SIGKILL.
+//! - `browser`: [`Browser`], a real headless Chromium over WebDriver, for what a person sees.
 
 mod admin;
+mod browser;
 mod process;
 mod raw_device;
 mod world;
 
 pub(crate) use admin::{Admin, password_policy, pin_policy};
+pub(crate) use browser::Browser;
 pub(crate) use process::Process;
 pub(crate) use raw_device::{RawDevice, hello, open_session};
 pub(crate) use world::{Embedded, World};

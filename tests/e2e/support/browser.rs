@@ -1,0 +1,128 @@
+//! A real headless Chromium, driven over WebDriver, for tests of what a person sees in a browser:
+//! the web console and the HTML reports.
+//!
+//! Debian's `chromium` and `chromium-driver` packages provide the two programs (`.ci/run`
+//! installs them); `DROIDFLEET_CHROMIUM` and `DROIDFLEET_CHROMEDRIVER` point elsewhere. A missing
+//! browser fails the test with what to install: a browser test never passes by being skipped.
+//! Each `Browser` has its own `chromedriver` child process (ended by its PID when dropped) and a
+//! fresh profile directory, and Chromium gets the flags that keep it from reaching for the
+//! network, which this machine's closed network answers with long stalls.
+
+use fantoccini::{Client, ClientBuilder};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The longest a browser may take to start.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Flags for a headless Chromium on a machine without outside network: without the
+/// background-networking ones it stalls on connections the network refuses.
+const CHROMIUM_FLAGS: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+];
+
+pub(crate) struct Browser {
+    pub(crate) client: Client,
+    /// The chromedriver child; killed by its PID when the browser is dropped.
+    driver: Child,
+    /// The fresh profile Chromium runs with, removed when the browser is dropped.
+    _profile: tempfile::TempDir,
+}
+
+fn program(variable: &str, default: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os(variable)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
+    assert!(
+        path.exists(),
+        "browser tests need {} (set {variable}, or install Debian's {package} package: \
+         apt-get install chromium chromium-driver)",
+        path.display()
+    );
+    path
+}
+
+impl Browser {
+    /// Starts chromedriver on a free loopback port and opens a headless Chromium session.
+    pub(crate) async fn start() -> Browser {
+        let chromium = program("DROIDFLEET_CHROMIUM", "/usr/bin/chromium", "chromium");
+        let chromedriver = program(
+            "DROIDFLEET_CHROMEDRIVER",
+            "/usr/bin/chromedriver",
+            "chromium-driver",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let mut driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        // chromedriver says on stdout when it listens; reading that line is the event to wait on.
+        let stdout = driver.stdout.take().expect("piped stdout");
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            lines.any(|line| line.is_ok_and(|l| l.contains("started successfully")))
+        });
+        let ready = tokio::time::timeout(START_DEADLINE, ready).await;
+        assert!(
+            matches!(ready, Ok(Ok(true))),
+            "chromedriver did not start on port {port}"
+        );
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": args,
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object")
+        };
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(capabilities);
+        let address = format!("http://127.0.0.1:{port}");
+        let connect = builder.connect(&address);
+        let client = tokio::time::timeout(START_DEADLINE, connect)
+            .await
+            .expect("Chromium starts in time")
+            .expect("a WebDriver session with Chromium");
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Ends the session (Chromium exits) and chromedriver.
+    pub(crate) async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Killing chromedriver by its PID also ends the Chromium it started.
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
