@@ -1,58 +1,9 @@
 //! The remote-action state machine, after the MDM convention (Intune's actionState):
 //! `pending` → `active` → `done` | `failed`, plus `canceled` and `expired` from a state where the
-//! command has not run, and `not_supported` / `failed` straight from creation.
+//! command has not run, and `not_supported` / `failed` straight from creation. The states and
+//! error codes are named in `model.rs`; this module says which event moves which state.
 
-use crate::model::ErrorCode;
-use std::fmt;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ActionState {
-    Pending,
-    Active,
-    Done,
-    Failed,
-    Canceled,
-    NotSupported,
-    Expired,
-}
-
-impl ActionState {
-    pub const ALL: [ActionState; 7] = [
-        ActionState::Pending,
-        ActionState::Active,
-        ActionState::Done,
-        ActionState::Failed,
-        ActionState::Canceled,
-        ActionState::NotSupported,
-        ActionState::Expired,
-    ];
-
-    pub fn is_final(self) -> bool {
-        !matches!(self, ActionState::Pending | ActionState::Active)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionState::Pending => "pending",
-            ActionState::Active => "active",
-            ActionState::Done => "done",
-            ActionState::Failed => "failed",
-            ActionState::Canceled => "canceled",
-            ActionState::NotSupported => "not_supported",
-            ActionState::Expired => "expired",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<ActionState> {
-        ActionState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
-
-impl fmt::Display for ActionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::model::{ActionState, ErrorCode};
 
 /// Something that happens to an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

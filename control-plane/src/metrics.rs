@@ -7,8 +7,7 @@
 //! label names a device, an action or a principal: 100,000 devices must not become 100,000 time
 //! series, and the metrics text carries nothing secret.
 
-use crate::action::ActionState;
-use crate::model::{Action, ActionKind, ErrorCode};
+use crate::model::{Action, ActionKind, ActionState, ErrorCode};
 use crate::service::ControlPlane;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;

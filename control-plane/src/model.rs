@@ -1,5 +1,7 @@
-//! The control plane's domain types. They mirror the protocol's concepts but carry no protobuf;
-//! `grpc/convert.rs` maps between the two at the edge.
+//! The control plane's domain types, the vocabulary every other module speaks. They mirror the
+//! protocol's concepts but carry no protobuf; `grpc/convert.rs` maps between the two at the edge.
+//! This is the bottom of the domain: it names states and permissions, while the rules over them
+//! live above it, in `action.rs` (which event moves which state) and `rbac.rs` (who holds what).
 
 use crate::clock::Millis;
 use std::fmt;
@@ -195,6 +197,56 @@ impl ActionKind {
     }
 }
 
+/// Where a remote action stands; `action.rs` says which events move it between these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActionState {
+    Pending,
+    Active,
+    Done,
+    Failed,
+    Canceled,
+    NotSupported,
+    Expired,
+}
+
+impl ActionState {
+    pub const ALL: [ActionState; 7] = [
+        ActionState::Pending,
+        ActionState::Active,
+        ActionState::Done,
+        ActionState::Failed,
+        ActionState::Canceled,
+        ActionState::NotSupported,
+        ActionState::Expired,
+    ];
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, ActionState::Pending | ActionState::Active)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionState::Pending => "pending",
+            ActionState::Active => "active",
+            ActionState::Done => "done",
+            ActionState::Failed => "failed",
+            ActionState::Canceled => "canceled",
+            ActionState::NotSupported => "not_supported",
+            ActionState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ActionState> {
+        ActionState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for ActionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Machine-readable reason an action did not end `done` (mirrors the protocol's ErrorCode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -266,7 +318,7 @@ pub struct Action {
     pub device_id: String,
     pub kind: ActionKind,
     pub scope: Scope,
-    pub state: crate::action::ActionState,
+    pub state: ActionState,
     pub error_code: Option<ErrorCode>,
     pub reason: String,
     pub requested_by: String,
@@ -320,11 +372,61 @@ impl fmt::Display for RoleAssignment {
     }
 }
 
+/// One thing a principal may be allowed to do; `rbac.rs` holds the rules over them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    ManagedDevicesRead,
+    ManagedDevicesUpdate,
+    RemoteTasksResetPasscode,
+    RemoteTasksRemoteLock,
+    DeviceConfigurationsAssign,
+    EnrollmentCreate,
+    AuditRead,
+    RolesManage,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 8] = [
+        Permission::ManagedDevicesRead,
+        Permission::ManagedDevicesUpdate,
+        Permission::RemoteTasksResetPasscode,
+        Permission::RemoteTasksRemoteLock,
+        Permission::DeviceConfigurationsAssign,
+        Permission::EnrollmentCreate,
+        Permission::AuditRead,
+        Permission::RolesManage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ManagedDevicesRead => "ManagedDevices.Read",
+            Permission::ManagedDevicesUpdate => "ManagedDevices.Update",
+            Permission::RemoteTasksResetPasscode => "RemoteTasks.ResetPasscode",
+            Permission::RemoteTasksRemoteLock => "RemoteTasks.RemoteLock",
+            Permission::DeviceConfigurationsAssign => "DeviceConfigurations.Assign",
+            Permission::EnrollmentCreate => "Enrollment.Create",
+            Permission::AuditRead => "Audit.Read",
+            Permission::RolesManage => "Roles.Manage",
+        }
+    }
+
+    /// The permission named `text` (exact spelling, as `as_str` prints it).
+    pub fn parse(text: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A role: a named set of permissions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Role {
     pub name: String,
-    pub permissions: Vec<crate::rbac::Permission>,
+    pub permissions: Vec<Permission>,
     pub built_in: bool,
 }
 

@@ -1,5 +1,5 @@
-//! Role-based access control: the permissions the control plane checks, the built-in roles, and
-//! the authorisation rules: a principal holds the union of its roles' permissions; a role
+//! Role-based access control over the permissions `model.rs` names: the built-in roles and the
+//! authorisation rules: a principal holds the union of its roles' permissions; a role
 //! assignment holds for every device group or for one; for a device, what counts is what the
 //! principal holds in the device's group, and a device it may not read is one it cannot see.
 //!
@@ -8,63 +8,14 @@
 //! (`ManagedDevices.Read`, `ManagedDevices.Update`). Help Desk Operator and School Administrator
 //! carry all three; Read Only Operator does not; a custom role is any set of permissions.
 
-use crate::model::Role;
+use crate::model::{Permission, Role};
 use std::collections::BTreeSet;
-use std::fmt;
-
-/// One thing a principal may be allowed to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Permission {
-    ManagedDevicesRead,
-    ManagedDevicesUpdate,
-    RemoteTasksResetPasscode,
-    RemoteTasksRemoteLock,
-    DeviceConfigurationsAssign,
-    EnrollmentCreate,
-    AuditRead,
-    RolesManage,
-}
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
-        Permission::ManagedDevicesRead,
-        Permission::ManagedDevicesUpdate,
-        Permission::RemoteTasksResetPasscode,
-        Permission::RemoteTasksRemoteLock,
-        Permission::DeviceConfigurationsAssign,
-        Permission::EnrollmentCreate,
-        Permission::AuditRead,
-        Permission::RolesManage,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::ManagedDevicesRead => "ManagedDevices.Read",
-            Permission::ManagedDevicesUpdate => "ManagedDevices.Update",
-            Permission::RemoteTasksResetPasscode => "RemoteTasks.ResetPasscode",
-            Permission::RemoteTasksRemoteLock => "RemoteTasks.RemoteLock",
-            Permission::DeviceConfigurationsAssign => "DeviceConfigurations.Assign",
-            Permission::EnrollmentCreate => "Enrollment.Create",
-            Permission::AuditRead => "Audit.Read",
-            Permission::RolesManage => "Roles.Manage",
-        }
-    }
-
-    /// The permission named `text` (exact spelling, as `as_str` prints it).
-    pub fn parse(text: &str) -> Option<Permission> {
-        Permission::ALL.into_iter().find(|p| p.as_str() == text)
-    }
-
     /// Tenant-wide permissions concern no device, so only a role assigned for every group grants
     /// them: a group-scoped admin must not read other groups' audit trail, nor grant itself more.
     pub fn is_tenant_wide(self) -> bool {
         matches!(self, Permission::AuditRead | Permission::RolesManage)
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

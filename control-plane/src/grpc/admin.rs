@@ -406,7 +406,7 @@ impl AdminService for AdminApi {
                     let awaits_entry = |action: &crate::model::Action| {
                         follow_entry
                             && action.kind == crate::model::ActionKind::ResetPasscode
-                            && action.state == crate::action::ActionState::Done
+                            && action.state == crate::model::ActionState::Done
                             && action.user_entered_at.is_none()
                     };
                     while !last.state.is_final() || awaits_entry(&last) {

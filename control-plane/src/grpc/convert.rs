@@ -1,10 +1,9 @@
 //! Conversions between protobuf messages and the control plane's domain types. Every incoming
 //! enum or field that could be malformed is checked here and named in the error.
 
-use crate::action::ActionState;
 use crate::model::{
-    Action, ActionKind, AuditEvent, Complexity, Device, ErrorCode, Ownership, PasscodePolicy,
-    PasscodeType, Principal, Role, Scope, StoreStatus, TokenState,
+    Action, ActionKind, ActionState, AuditEvent, Complexity, Device, ErrorCode, Ownership,
+    PasscodePolicy, PasscodeType, Principal, Role, Scope, StoreStatus, TokenState,
 };
 use crate::service::ServiceError;
 use droidfleet_proto::v1 as pb;

@@ -9,26 +9,29 @@ pub use admin::AdminApi;
 pub use gateway::Gateway;
 
 use crate::secret::BearerToken;
-use crate::service::ServiceError;
+use crate::service::{ServiceError, StatusCode};
 use tonic::{Code, Status};
 
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Status {
-        let code = match &error {
-            ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
-            ServiceError::NotFound { .. } => Code::NotFound,
-            ServiceError::PermissionDenied(_) | ServiceError::EnrollmentRefused => {
-                Code::PermissionDenied
-            }
-            ServiceError::Unauthenticated(_) => Code::Unauthenticated,
-            ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ServiceError::AlreadyExists(_) => Code::AlreadyExists,
-            ServiceError::Store(_) | ServiceError::Crypto(_) => Code::Internal,
-        };
-        if code == Code::Internal {
+        let code = error.code();
+        if code == StatusCode::Internal {
             tracing::error!(%error, "internal error");
         }
-        Status::new(code, error.to_string())
+        Status::new(grpc_code(code), error.to_string())
+    }
+}
+
+/// The tonic code of a status code; [`ServiceError::code`] decides which error gets which.
+fn grpc_code(code: StatusCode) -> Code {
+    match code {
+        StatusCode::InvalidArgument => Code::InvalidArgument,
+        StatusCode::NotFound => Code::NotFound,
+        StatusCode::PermissionDenied => Code::PermissionDenied,
+        StatusCode::Unauthenticated => Code::Unauthenticated,
+        StatusCode::FailedPrecondition => Code::FailedPrecondition,
+        StatusCode::AlreadyExists => Code::AlreadyExists,
+        StatusCode::Internal => Code::Internal,
     }
 }
 
@@ -40,4 +43,71 @@ pub fn bearer_token(metadata: &tonic::metadata::MetadataMap) -> Option<BearerTok
         .or_else(|| value.strip_prefix("bearer "))?
         .trim();
     (!token.is_empty()).then(|| BearerToken::new(token.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Permission;
+    use crate::rbac::Denied;
+    use crate::store::StoreError;
+
+    /// `Code::InvalidArgument` as gRPC spells it: `INVALID_ARGUMENT`.
+    fn grpc_name(code: Code) -> String {
+        let mut name = String::new();
+        for (i, c) in format!("{code:?}").chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                name.push('_');
+            }
+            name.push(c.to_ascii_uppercase());
+        }
+        name
+    }
+
+    /// The audit log records a failed call by the name of the status the caller received.
+    #[test]
+    fn audit_results_name_the_grpc_status_sent() {
+        let errors = [
+            (
+                ServiceError::InvalidArgument {
+                    field: "device_id",
+                    problem: "must not be empty".into(),
+                },
+                "INVALID_ARGUMENT",
+            ),
+            (
+                ServiceError::NotFound {
+                    what: "device",
+                    id: "dev_1".into(),
+                },
+                "NOT_FOUND",
+            ),
+            (
+                ServiceError::PermissionDenied(Denied {
+                    missing: vec![Permission::AuditRead],
+                }),
+                "PERMISSION_DENIED",
+            ),
+            (ServiceError::EnrollmentRefused, "PERMISSION_DENIED"),
+            (
+                ServiceError::Unauthenticated("unknown bearer token"),
+                "UNAUTHENTICATED",
+            ),
+            (
+                ServiceError::FailedPrecondition("too late".into()),
+                "FAILED_PRECONDITION",
+            ),
+            (ServiceError::AlreadyExists("role".into()), "ALREADY_EXISTS"),
+            (
+                ServiceError::Store(StoreError::Corrupt("bad row".into())),
+                "INTERNAL",
+            ),
+        ];
+        for (error, expected) in errors {
+            let audited = error.code().as_str();
+            let sent = Status::from(error).code();
+            assert_eq!(audited, expected);
+            assert_eq!(grpc_name(sent), expected);
+        }
+    }
 }

@@ -9,11 +9,10 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::action::ActionState;
 use crate::clock::Millis;
 use crate::model::{
-    Action, ActionKind, AuditEvent, AuditFilter, Device, ErrorCode, Ownership, PasscodePolicy,
-    Principal, Role, RoleAssignment, Scope, StoreStatus,
+    Action, ActionKind, ActionState, AuditEvent, AuditFilter, Device, ErrorCode, Ownership,
+    PasscodePolicy, Principal, Role, RoleAssignment, Scope, StoreStatus,
 };
 use crate::rbac::Grants;
 use std::collections::BTreeSet;

@@ -1,0 +1,361 @@
+//! Who calls and what they may do: authentication, the permission gate and audit every admin
+//! operation goes through ([`ControlPlane::admin_call`]), each [`Operation`] with the permissions
+//! it needs, the checks of a caller against one device or action, and the audit log's reader.
+
+use super::validation::{MAX_AUDIT_LIMIT, MAX_TOKEN_LEN, check_id};
+use super::{ControlPlane, ServiceError};
+use crate::crypto::sha256;
+use crate::model::{Action, ActionKind, AuditEvent, AuditFilter, Device, Permission};
+use crate::rbac::{self, DeviceDenial, Visibility};
+use crate::secret::BearerToken;
+use crate::store::AuthenticatedPrincipal;
+use std::collections::BTreeSet;
+
+/// Every admin operation: its name in the audit log (the RPC's name) and the permissions a caller
+/// must hold somewhere before anything is looked at. A call about a device checks again, against
+/// what the caller holds in the device's group (see [`rbac::Grants`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    ListDevices,
+    GetDevice,
+    WatchDevice,
+    CreateEnrollmentToken,
+    ReEnrollDevice,
+    AssignPasscodePolicy,
+    ResetPasscode,
+    RemoteLock,
+    GetAction,
+    ListActions,
+    WatchAction,
+    CancelAction,
+    RevealPasscode,
+    ListAuditEvents,
+    ListRoles,
+    CreateRole,
+    UpdateRole,
+    DeleteRole,
+    CreatePrincipal,
+    ListPrincipals,
+    AssignRole,
+    UnassignRole,
+    DeletePrincipal,
+}
+
+/// What a remote lock needs: the task, and the device visible.
+pub(super) const REMOTE_LOCK: [Permission; 2] = [
+    Permission::RemoteTasksRemoteLock,
+    Permission::ManagedDevicesRead,
+];
+
+pub(super) const RE_ENROLL: [Permission; 3] = [
+    Permission::EnrollmentCreate,
+    Permission::ManagedDevicesRead,
+    Permission::ManagedDevicesUpdate,
+];
+
+pub(super) const ASSIGN_POLICY: [Permission; 2] = [
+    Permission::DeviceConfigurationsAssign,
+    Permission::ManagedDevicesRead,
+];
+
+pub(super) const REVEAL_PASSCODE: [Permission; 2] = [
+    Permission::RemoteTasksResetPasscode,
+    Permission::ManagedDevicesRead,
+];
+
+pub(super) const READ: [Permission; 1] = [Permission::ManagedDevicesRead];
+
+impl Operation {
+    pub(crate) const ALL: [Operation; 23] = [
+        Operation::ListDevices,
+        Operation::GetDevice,
+        Operation::WatchDevice,
+        Operation::CreateEnrollmentToken,
+        Operation::ReEnrollDevice,
+        Operation::AssignPasscodePolicy,
+        Operation::ResetPasscode,
+        Operation::RemoteLock,
+        Operation::GetAction,
+        Operation::ListActions,
+        Operation::WatchAction,
+        Operation::CancelAction,
+        Operation::RevealPasscode,
+        Operation::ListAuditEvents,
+        Operation::ListRoles,
+        Operation::CreateRole,
+        Operation::UpdateRole,
+        Operation::DeleteRole,
+        Operation::CreatePrincipal,
+        Operation::ListPrincipals,
+        Operation::AssignRole,
+        Operation::UnassignRole,
+        Operation::DeletePrincipal,
+    ];
+
+    /// The RPC name, as the audit log records it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Operation::ListDevices => "ListDevices",
+            Operation::GetDevice => "GetDevice",
+            Operation::WatchDevice => "WatchDevice",
+            Operation::CreateEnrollmentToken => "CreateEnrollmentToken",
+            Operation::ReEnrollDevice => "ReEnrollDevice",
+            Operation::AssignPasscodePolicy => "AssignPasscodePolicy",
+            Operation::ResetPasscode => "ResetPasscode",
+            Operation::RemoteLock => "RemoteLock",
+            Operation::GetAction => "GetAction",
+            Operation::ListActions => "ListActions",
+            Operation::WatchAction => "WatchAction",
+            Operation::CancelAction => "CancelAction",
+            Operation::RevealPasscode => "RevealPasscode",
+            Operation::ListAuditEvents => "ListAuditEvents",
+            Operation::ListRoles => "ListRoles",
+            Operation::CreateRole => "CreateRole",
+            Operation::UpdateRole => "UpdateRole",
+            Operation::DeleteRole => "DeleteRole",
+            Operation::CreatePrincipal => "CreatePrincipal",
+            Operation::ListPrincipals => "ListPrincipals",
+            Operation::AssignRole => "AssignRole",
+            Operation::UnassignRole => "UnassignRole",
+            Operation::DeletePrincipal => "DeletePrincipal",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// What the caller must hold somewhere for the call to be considered at all.
+    pub(crate) fn needs(self) -> &'static [Permission] {
+        match self {
+            Operation::ListDevices
+            | Operation::GetDevice
+            | Operation::WatchDevice
+            | Operation::GetAction
+            | Operation::ListActions
+            | Operation::WatchAction
+            // The action's kind decides the rest, once it is read.
+            | Operation::CancelAction => &READ,
+            Operation::CreateEnrollmentToken => &[Permission::EnrollmentCreate],
+            Operation::ReEnrollDevice => &RE_ENROLL,
+            Operation::AssignPasscodePolicy => &ASSIGN_POLICY,
+            Operation::ResetPasscode => &rbac::RESET_PASSCODE,
+            Operation::RemoteLock => &REMOTE_LOCK,
+            Operation::RevealPasscode => &REVEAL_PASSCODE,
+            Operation::ListAuditEvents => &[Permission::AuditRead],
+            Operation::ListRoles
+            | Operation::CreateRole
+            | Operation::UpdateRole
+            | Operation::DeleteRole
+            | Operation::CreatePrincipal
+            | Operation::ListPrincipals
+            | Operation::AssignRole
+            | Operation::UnassignRole
+            | Operation::DeletePrincipal => &[Permission::RolesManage],
+        }
+    }
+}
+
+/// The permission a remote task of this kind needs (to start it or to cancel it).
+pub(super) fn task_permission(kind: ActionKind) -> Permission {
+    match kind {
+        ActionKind::ResetPasscode => Permission::RemoteTasksResetPasscode,
+        ActionKind::RemoteLock => Permission::RemoteTasksRemoteLock,
+    }
+}
+
+/// Extra audit facts from a successful call.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AuditNote {
+    pub(crate) device_id: Option<String>,
+    pub(crate) action_id: Option<String>,
+    pub(crate) detail: String,
+}
+
+impl AuditNote {
+    pub(crate) fn detail(detail: impl Into<String>) -> AuditNote {
+        AuditNote {
+            detail: detail.into(),
+            ..AuditNote::default()
+        }
+    }
+}
+
+impl ControlPlane {
+    async fn authenticate(
+        &self,
+        bearer: Option<&BearerToken>,
+    ) -> Result<AuthenticatedPrincipal, ServiceError> {
+        let bearer = bearer.ok_or(ServiceError::Unauthenticated(
+            "missing bearer token (metadata `authorization: Bearer <token>`)",
+        ))?;
+        if bearer.expose().len() > MAX_TOKEN_LEN {
+            return Err(ServiceError::Unauthenticated("unknown bearer token"));
+        }
+        self.store
+            .principal_by_token(sha256(bearer.expose().as_bytes()))
+            .await?
+            .ok_or(ServiceError::Unauthenticated("unknown bearer token"))
+    }
+
+    /// Runs one admin operation: authenticates, checks that the caller holds what `operation`
+    /// needs somewhere, runs `body`, and audits the outcome whatever it is. `device_id` is the
+    /// device the request names, recorded when the call fails before `body` says otherwise.
+    pub(crate) async fn admin_call<T, F, Fut>(
+        &self,
+        bearer: Option<&BearerToken>,
+        operation: Operation,
+        device_id: Option<&str>,
+        body: F,
+    ) -> Result<T, ServiceError>
+    where
+        F: FnOnce(AuthenticatedPrincipal) -> Fut,
+        Fut: std::future::Future<Output = Result<(T, AuditNote), ServiceError>>,
+    {
+        let principal = self.authenticate(bearer).await;
+        let name = principal
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|_| "anonymous".to_string());
+        let outcome = match principal {
+            Ok(principal) => match principal.grants.authorize_anywhere(operation.needs()) {
+                Ok(()) => body(principal).await,
+                Err(denied) => Err(denied.into()),
+            },
+            Err(e) => Err(e),
+        };
+        let (result, note) = match &outcome {
+            Ok((_, note)) => ("ok", note.clone()),
+            Err(e) => (e.code().as_str(), AuditNote::detail(e.to_string())),
+        };
+        // A malformed id from the request is not worth recording (the detail says what was wrong).
+        let requested_device = device_id
+            .filter(|id| check_id("device_id", id).is_ok())
+            .map(str::to_string);
+        let operation = operation.name();
+        let event = AuditEvent {
+            id: 0,
+            at: self.now(),
+            principal: name.clone(),
+            operation: operation.to_string(),
+            device_id: note.device_id.or(requested_device),
+            action_id: note.action_id,
+            result: result.to_string(),
+            detail: note.detail,
+        };
+        if let Err(error) = self.store.append_audit(event).await {
+            tracing::error!(%error, operation, "cannot write the audit log");
+            return Err(error.into());
+        }
+        tracing::info!(principal = %name, operation, result, "admin call");
+        outcome.map(|(value, _)| value)
+    }
+
+    /// The device, if `caller` may see it and holds `needed` in its group. A device of a group the
+    /// caller may not read is answered exactly like an unknown one.
+    pub(super) async fn device_for(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_id: &str,
+        needed: &[Permission],
+    ) -> Result<Device, ServiceError> {
+        check_id("device_id", device_id)?;
+        let not_found = || ServiceError::NotFound {
+            what: "device",
+            id: device_id.to_string(),
+        };
+        let device = self
+            .store
+            .get_device(device_id)
+            .await?
+            .ok_or_else(not_found)?;
+        match caller.grants.authorize_device(&device.group, needed) {
+            Ok(()) => Ok(device),
+            Err(DeviceDenial::Invisible) => Err(not_found()),
+            Err(DeviceDenial::Denied(denied)) => Err(denied.into()),
+        }
+    }
+
+    /// The action and its device, if `caller` may see the device and holds `needed` in its group.
+    pub(super) async fn action_for(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        action_id: &str,
+        needed: &[Permission],
+    ) -> Result<(Action, Device), ServiceError> {
+        check_id("action_id", action_id)?;
+        let not_found = || ServiceError::NotFound {
+            what: "action",
+            id: action_id.to_string(),
+        };
+        let action = self
+            .store
+            .get_action(action_id)
+            .await?
+            .ok_or_else(not_found)?;
+        let device = self
+            .store
+            .get_device(&action.device_id)
+            .await?
+            .ok_or_else(not_found)?;
+        match caller.grants.authorize_device(&device.group, needed) {
+            Ok(()) => Ok((action, device)),
+            Err(DeviceDenial::Invisible) => Err(not_found()),
+            Err(DeviceDenial::Denied(denied)) => Err(denied.into()),
+        }
+    }
+
+    /// The groups `caller` may see, as the store filters them (`None`: every group).
+    pub(super) fn visible_groups(
+        caller: &AuthenticatedPrincipal,
+        only: Option<&str>,
+    ) -> Option<BTreeSet<String>> {
+        match (caller.grants.visible_groups(), only) {
+            (Visibility::All, None) => None,
+            (Visibility::All, Some(group)) => Some([group.to_string()].into()),
+            (Visibility::Groups(groups), None) => Some(groups),
+            (Visibility::Groups(groups), Some(group)) => Some(
+                groups
+                    .into_iter()
+                    .filter(|g| g == group)
+                    .collect::<BTreeSet<_>>(),
+            ),
+        }
+    }
+
+    pub(crate) async fn audit_events(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>, ServiceError> {
+        if let Some(device_id) = &filter.device_id {
+            check_id("device_id", device_id)?;
+        }
+        if let Some(principal) = &filter.principal {
+            rbac::validate_principal_name(principal)
+                .map_err(|problem| ServiceError::invalid("principal", problem))?;
+        }
+        if let Some(operation) = &filter.operation
+            && Operation::parse(operation).is_none()
+        {
+            return Err(ServiceError::invalid(
+                "operation",
+                "must be the name of an admin RPC, such as ResetPasscode",
+            ));
+        }
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && until < since
+        {
+            return Err(ServiceError::invalid(
+                "until_ms",
+                "must not be before since_ms",
+            ));
+        }
+        if filter.limit > MAX_AUDIT_LIMIT {
+            return Err(ServiceError::invalid(
+                "limit",
+                format!("must be at most {MAX_AUDIT_LIMIT}"),
+            ));
+        }
+        Ok(self.store.list_audit(filter).await?)
+    }
+}

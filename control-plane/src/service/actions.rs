@@ -1,0 +1,350 @@
+//! Remote actions: starting a passcode reset or a remote lock (a rule not met ends the action at
+//! once, as an MDM shows it), reading the history, cancel and reveal, and the state transitions
+//! (through [`ActionEvent::rule`]) that sessions and the background loops apply too.
+
+use super::access::{READ, REMOTE_LOCK, REVEAL_PASSCODE, task_permission};
+use super::validation::{check_id, check_passcode_text, check_ttl};
+use super::{ControlPlane, ServiceError};
+use crate::action::ActionEvent;
+use crate::clock::{DAY, Millis};
+use crate::model::{Action, ActionKind, ActionState, ErrorCode, Scope};
+use crate::passcode_gen;
+use crate::rbac;
+use crate::secret::Passcode;
+use crate::store::{ActionUpdate, AuthenticatedPrincipal, NewAction, StoreError};
+
+/// How long a reset's passcode stays revealable (Intune shows it for seven days).
+pub(super) const PASSCODE_VISIBLE_FOR: Millis = 7 * DAY;
+
+/// A request to reset a passcode, already parsed from the wire.
+#[derive(Debug, Default)]
+pub(crate) struct ResetRequest {
+    pub(crate) device_id: String,
+    /// `None` picks the store the enrollment type supports.
+    pub(crate) scope: Option<Scope>,
+    /// `None` generates one from the policy.
+    pub(crate) new_passcode: Option<Passcode>,
+    /// `None` means [`DEFAULT_COMMAND_TTL`](super::validation::DEFAULT_COMMAND_TTL).
+    pub(crate) ttl: Option<Millis>,
+}
+
+/// A request to lock a credential store, already parsed from the wire.
+#[derive(Debug, Default)]
+pub(crate) struct LockRequest {
+    pub(crate) device_id: String,
+    /// `None` picks the store the enrollment type manages.
+    pub(crate) scope: Option<Scope>,
+    /// `None` means [`DEFAULT_COMMAND_TTL`](super::validation::DEFAULT_COMMAND_TTL).
+    pub(crate) ttl: Option<Millis>,
+}
+
+impl ControlPlane {
+    /// Starts a reset. Rules that are not met end the action at once (`failed`,
+    /// `not_supported`), as an MDM shows them; only bad input is an error.
+    pub(crate) async fn reset_passcode(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        request: ResetRequest,
+    ) -> Result<Action, ServiceError> {
+        check_id("device_id", &request.device_id)?;
+        if let Some(passcode) = &request.new_passcode {
+            check_passcode_text(passcode)?;
+        }
+        let ttl = check_ttl(request.ttl)?;
+        let device = self
+            .device_for(caller, &request.device_id, &rbac::RESET_PASSCODE)
+            .await?;
+        let supported = device.ownership.resettable_scope();
+        let scope = request.scope.unwrap_or(supported);
+        let refusal = if scope != supported {
+            Some((
+                ActionState::NotSupported,
+                ErrorCode::ScopeNotSupported,
+                format!(
+                    "a {} device supports only a {} passcode reset, not {}",
+                    device.ownership.as_str().to_uppercase(),
+                    supported.as_str().replace('_', "-"),
+                    scope.as_str().replace('_', "-"),
+                ),
+            ))
+        } else if device.stores.iter().any(|s| s.scope == scope && s.wiped) {
+            Some((
+                ActionState::Failed,
+                ErrorCode::StoreWiped,
+                format!(
+                    "the device reports its {} was wiped after too many failed passcode \
+                     entries; there is no credential left to reset",
+                    scope_words(scope)
+                ),
+            ))
+        } else if device.policy(scope).is_none() {
+            Some(no_policy(scope, "reset"))
+        } else if !device.escrowed_token_scopes.contains(&scope) {
+            Some((
+                ActionState::Failed,
+                ErrorCode::NoEscrowedToken,
+                format!(
+                    "the device has not escrowed a reset token for its {} yet",
+                    scope_words(scope)
+                ),
+            ))
+        } else {
+            None
+        };
+        let id = self.keys.new_id("act_")?;
+        let sealed_passcode = if refusal.is_none() {
+            let passcode = match request.new_passcode {
+                Some(passcode) => passcode,
+                None => {
+                    let policy = device.policy(scope).expect("checked above");
+                    passcode_gen::generate(policy, self.keys.rng()).map_err(|e| {
+                        ServiceError::FailedPrecondition(format!(
+                            "cannot generate a passcode for the assigned policy: {e}"
+                        ))
+                    })?
+                }
+            };
+            let sealed = self.keys.seal(passcode.expose().as_bytes(), &id)?;
+            Some((sealed, self.now() + PASSCODE_VISIBLE_FOR))
+        } else {
+            None
+        };
+        let action = NewAction {
+            id,
+            device_id: device.id.clone(),
+            kind: ActionKind::ResetPasscode,
+            scope,
+            requested_by: caller.name.clone(),
+            created_at: self.now(),
+            not_after: self.now() + ttl,
+            state: ActionState::Pending,
+            error_code: None,
+            reason: String::new(),
+            sealed_passcode,
+        };
+        self.start_action(action, refusal).await
+    }
+
+    /// Starts a remote lock of one credential store. Like a reset it needs a passcode policy for
+    /// that store; a store the device does not have ends `not_supported`.
+    pub(crate) async fn remote_lock(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        request: LockRequest,
+    ) -> Result<Action, ServiceError> {
+        check_id("device_id", &request.device_id)?;
+        let ttl = check_ttl(request.ttl)?;
+        let device = self
+            .device_for(caller, &request.device_id, &REMOTE_LOCK)
+            .await?;
+        let scope = request.scope.unwrap_or(device.ownership.resettable_scope());
+        let refusal = if !device.has_store(scope) {
+            Some((
+                ActionState::NotSupported,
+                ErrorCode::ScopeNotSupported,
+                format!(
+                    "a {} device has no {} to lock",
+                    device.ownership.as_str().to_uppercase(),
+                    scope_words(scope)
+                ),
+            ))
+        } else if device.policy(scope).is_none() {
+            Some(no_policy(scope, "lock"))
+        } else {
+            None
+        };
+        let action = NewAction {
+            id: self.keys.new_id("act_")?,
+            device_id: device.id.clone(),
+            kind: ActionKind::RemoteLock,
+            scope,
+            requested_by: caller.name.clone(),
+            created_at: self.now(),
+            not_after: self.now() + ttl,
+            state: ActionState::Pending,
+            error_code: None,
+            reason: String::new(),
+            sealed_passcode: None,
+        };
+        self.start_action(action, refusal).await
+    }
+
+    /// Stores a new action: pending (it becomes the device's next command) or, when a rule is not
+    /// met, already in its final state with the reason.
+    async fn start_action(
+        &self,
+        mut action: NewAction,
+        refusal: Option<(ActionState, ErrorCode, String)>,
+    ) -> Result<Action, ServiceError> {
+        if let Some((state, code, reason)) = refusal {
+            action.state = state;
+            action.error_code = Some(code);
+            action.reason = reason;
+            action.sealed_passcode = None;
+        }
+        let action = self.store.create_action(action).await?;
+        tracing::info!(
+            action_id = %action.id,
+            device_id = %action.device_id,
+            kind = action.kind.as_str(),
+            scope = %action.scope,
+            state = %action.state,
+            "remote action requested"
+        );
+        self.publish(&action);
+        if action.state == ActionState::Pending {
+            self.wake_commands(&action.device_id);
+        }
+        Ok(action)
+    }
+
+    pub(crate) async fn action(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        action_id: &str,
+    ) -> Result<Action, ServiceError> {
+        Ok(self.action_for(caller, action_id, &READ).await?.0)
+    }
+
+    /// The history of one device, or of every device the caller may see; newest first.
+    pub(crate) async fn actions(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_id: Option<&str>,
+    ) -> Result<Vec<Action>, ServiceError> {
+        match device_id {
+            Some(device_id) => {
+                let device = self.device(caller, device_id).await?;
+                Ok(self.store.list_actions(Some(&device.id), None).await?)
+            }
+            None => {
+                let groups = Self::visible_groups(caller, None);
+                Ok(self.store.list_actions(None, groups.as_ref()).await?)
+            }
+        }
+    }
+
+    pub(crate) async fn cancel_action(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        action_id: &str,
+    ) -> Result<Action, ServiceError> {
+        let (action, device) = self.action_for(caller, action_id, &READ).await?;
+        caller
+            .grants
+            .authorize_group(&device.group, &[task_permission(action.kind)])?;
+        let update = ActionUpdate {
+            reason: Some("canceled by an admin before delivery".into()),
+            purge_passcode: true,
+            ..ActionUpdate::default()
+        };
+        match self
+            .apply_event(&action.id, ActionEvent::Canceled, update)
+            .await?
+        {
+            Some(action) => Ok(action),
+            None => Err(ServiceError::FailedPrecondition(format!(
+                "action {} is {} and can no longer be canceled",
+                action.id,
+                self.action(caller, action_id).await?.state
+            ))),
+        }
+    }
+
+    /// The passcode a reset set, while it is visible.
+    pub(crate) async fn reveal_passcode(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        action_id: &str,
+    ) -> Result<(Passcode, Action), ServiceError> {
+        let (action, _) = self.action_for(caller, action_id, &REVEAL_PASSCODE).await?;
+        if action.kind != ActionKind::ResetPasscode {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "action {} is not a passcode reset",
+                action.id
+            )));
+        }
+        let sealed = self
+            .store
+            .sealed_passcode(action_id, self.now())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::FailedPrecondition(format!(
+                    "the passcode of action {} is no longer available (it is shown for 7 days \
+                     after a reset, and not at all for a reset that did not succeed)",
+                    action.id
+                ))
+            })?;
+        let plain = self.keys.open(&sealed, &action.id)?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| {
+            ServiceError::Store(StoreError::Corrupt("passcode is not UTF-8".into()))
+        })?;
+        Ok((Passcode::new(text), action))
+    }
+
+    pub(super) async fn apply_event(
+        &self,
+        action_id: &str,
+        event: ActionEvent,
+        update: ActionUpdate,
+    ) -> Result<Option<Action>, ServiceError> {
+        let (from, to) = event.rule();
+        let changed = self
+            .store
+            .transition_action(action_id, from, to, update, self.now())
+            .await?;
+        if let Some(action) = &changed {
+            tracing::info!(action_id = %action.id, device_id = %action.device_id, state = %action.state, "action state changed");
+            self.publish(action);
+        }
+        Ok(changed)
+    }
+
+    pub(super) async fn expire(&self, action: &Action) -> Result<Option<Action>, ServiceError> {
+        let update = ActionUpdate {
+            error_code: Some(ErrorCode::Expired),
+            reason: Some("the command's time-to-live passed before the device ran it".into()),
+            purge_passcode: true,
+            ..ActionUpdate::default()
+        };
+        self.apply_event(&action.id, ActionEvent::Expired, update)
+            .await
+    }
+
+    pub(super) async fn fail(
+        &self,
+        action: &Action,
+        code: ErrorCode,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        let update = ActionUpdate {
+            error_code: Some(code),
+            reason: Some(reason.to_string()),
+            purge_passcode: true,
+            ..ActionUpdate::default()
+        };
+        self.apply_event(&action.id, ActionEvent::Failed(code), update)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The refusal of a reset or lock of a store that has no passcode policy.
+fn no_policy(scope: Scope, what: &str) -> (ActionState, ErrorCode, String) {
+    (
+        ActionState::Failed,
+        ErrorCode::NoPasscodePolicy,
+        format!(
+            "no passcode policy is assigned for the {} of this device; assign one that enforces \
+             a passcode, then retry the {what}",
+            scope_words(scope)
+        ),
+    )
+}
+
+pub(crate) fn scope_words(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Device => "device lock screen",
+        Scope::WorkProfile => "work profile",
+    }
+}

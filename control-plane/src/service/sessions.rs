@@ -1,0 +1,345 @@
+//! A connected device's session: its Hello, what it reports (status, escrow tokens,
+//! acknowledgements, results, user events), the commands it is sent, and the end of every session
+//! when the server stops.
+
+use super::validation::{MAX_ESCROW_TOKEN_LEN, MAX_ID_LEN, MAX_REASON_LEN, check_id, check_stores};
+use super::{ControlPlane, ServiceError, SessionSignals};
+use crate::action::ActionEvent;
+use crate::clock::Millis;
+use crate::model::{Action, ActionKind, Device, ErrorCode, Scope, StoreStatus};
+use crate::secret::{EscrowToken, Passcode};
+use crate::store::ActionUpdate;
+use std::sync::Arc;
+
+/// A command to send to a device, with everything the gateway needs to encode and sign it.
+#[derive(Debug)]
+pub(crate) struct OutboundCommand {
+    pub(crate) action: Action,
+    pub(crate) payload: CommandPayload,
+}
+
+#[derive(Debug)]
+pub(crate) enum CommandPayload {
+    ResetPasscode {
+        passcode: Passcode,
+        token: EscrowToken,
+    },
+    RemoteLock,
+}
+
+/// What the device told us in one message, for [`ControlPlane::handle_device_report`].
+#[derive(Debug)]
+pub(crate) enum DeviceReport {
+    Status(Vec<StoreStatus>),
+    EscrowToken {
+        scope: Scope,
+        token: EscrowToken,
+    },
+    Ack {
+        command_id: String,
+    },
+    Result {
+        command_id: String,
+        success: bool,
+        error: Option<(ErrorCode, String)>,
+        completed_at: Millis,
+    },
+    NewPasscodeEntered {
+        command_id: String,
+        at: Millis,
+    },
+    StoreWiped {
+        scope: Scope,
+    },
+}
+
+impl ControlPlane {
+    /// Registers a device's session and returns the signals that wake it. A second session of the
+    /// same device replaces the first.
+    pub(crate) fn open_session(&self, device_id: &str) -> Arc<SessionSignals> {
+        let signals = Arc::new(SessionSignals::default());
+        let previous = self
+            .sessions_lock()
+            .insert(device_id.to_string(), signals.clone());
+        if let Some(previous) = previous {
+            previous.replaced.notify_one();
+        }
+        self.device_changed(device_id);
+        signals
+    }
+
+    /// Checks a session's Hello: it must name the device the credential belongs to (a device can
+    /// open only its own session) and carry a printable agent version.
+    pub(crate) fn check_hello(
+        &self,
+        device: &Device,
+        claimed_device_id: &str,
+        agent_version: &str,
+    ) -> Result<(), ServiceError> {
+        check_id("hello.device_id", claimed_device_id)?;
+        if claimed_device_id != device.id {
+            return Err(ServiceError::invalid(
+                "hello.device_id",
+                "does not match the device the credential belongs to",
+            ));
+        }
+        if agent_version.len() > MAX_ID_LEN {
+            return Err(ServiceError::invalid(
+                "hello.agent_version",
+                format!("must be at most {MAX_ID_LEN} bytes"),
+            ));
+        }
+        if agent_version.chars().any(char::is_control) {
+            return Err(ServiceError::invalid(
+                "hello.agent_version",
+                "must not contain control characters",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forgets the session, unless a newer one already replaced it.
+    pub(crate) fn close_session(&self, device_id: &str, signals: &Arc<SessionSignals>) {
+        let mut sessions = self.sessions_lock();
+        if sessions
+            .get(device_id)
+            .is_some_and(|current| Arc::ptr_eq(current, signals))
+        {
+            sessions.remove(device_id);
+            drop(sessions);
+            self.device_changed(device_id);
+        }
+    }
+
+    /// Commands of the device that still need a result and whose sequence is above
+    /// `after_sequence`, ready to sign, in sequence order.
+    pub(crate) async fn commands_to_send(
+        &self,
+        device_id: &str,
+        after_sequence: u64,
+    ) -> Result<Vec<OutboundCommand>, ServiceError> {
+        let mut out = Vec::new();
+        for action in self.store.open_commands(device_id).await? {
+            if action.sequence.unwrap_or(0) <= after_sequence {
+                continue;
+            }
+            if action.not_after < self.now() {
+                self.expire(&action).await?;
+                continue;
+            }
+            let payload = match action.kind {
+                ActionKind::RemoteLock => CommandPayload::RemoteLock,
+                ActionKind::ResetPasscode => {
+                    let Some(sealed_passcode) =
+                        self.store.sealed_passcode(&action.id, self.now()).await?
+                    else {
+                        self.fail(
+                            &action,
+                            ErrorCode::Internal,
+                            "the passcode is no longer stored",
+                        )
+                        .await?;
+                        continue;
+                    };
+                    let Some(sealed_token) =
+                        self.store.escrow_token(device_id, action.scope).await?
+                    else {
+                        self.fail(
+                            &action,
+                            ErrorCode::NoEscrowedToken,
+                            "the device's escrowed reset token is gone",
+                        )
+                        .await?;
+                        continue;
+                    };
+                    let passcode = self.keys.open(&sealed_passcode, &action.id)?;
+                    let token = self
+                        .keys
+                        .open(&sealed_token, &token_context(device_id, action.scope))?;
+                    CommandPayload::ResetPasscode {
+                        passcode: Passcode::new(String::from_utf8_lossy(&passcode).into_owned()),
+                        token: EscrowToken::new(token.to_vec()),
+                    }
+                }
+            };
+            out.push(OutboundCommand { action, payload });
+        }
+        Ok(out)
+    }
+
+    /// Records what a device reported on its session.
+    pub(crate) async fn handle_device_report(
+        &self,
+        device: &Device,
+        report: DeviceReport,
+    ) -> Result<(), ServiceError> {
+        let now = self.now();
+        match report {
+            DeviceReport::Status(stores) => {
+                check_stores(device, &stores)?;
+                self.store
+                    .update_device_status(&device.id, &stores, now)
+                    .await?;
+                self.device_changed(&device.id);
+            }
+            DeviceReport::EscrowToken { scope, token } => {
+                if token.expose().len() < EscrowToken::MIN_LEN {
+                    return Err(ServiceError::invalid(
+                        "escrow_token.token",
+                        "must be at least 32 bytes long",
+                    ));
+                }
+                if token.expose().len() > MAX_ESCROW_TOKEN_LEN {
+                    return Err(ServiceError::invalid(
+                        "escrow_token.token",
+                        format!("must be at most {MAX_ESCROW_TOKEN_LEN} bytes long"),
+                    ));
+                }
+                if scope == Scope::WorkProfile && !device.ownership.has_work_profile() {
+                    return Err(ServiceError::invalid(
+                        "escrow_token.scope",
+                        "the device has no work profile",
+                    ));
+                }
+                let context = token_context(&device.id, scope);
+                // Devices escrow their tokens again on every new session (the protocol has no
+                // acknowledgement): the token already held costs a read, not a durable write.
+                if let Some(held) = self.store.escrow_token(&device.id, scope).await? {
+                    let held = self.keys.open(&held, &context)?;
+                    if bool::from(subtle::ConstantTimeEq::ct_eq(
+                        held.as_slice(),
+                        token.expose(),
+                    )) {
+                        return Ok(());
+                    }
+                }
+                let sealed = self.keys.seal(token.expose(), &context)?;
+                self.store
+                    .put_escrow_token(&device.id, scope, &sealed)
+                    .await?;
+                self.device_changed(&device.id);
+                tracing::info!(device_id = %device.id, scope = %scope, "escrow token stored");
+            }
+            DeviceReport::Ack { command_id } => {
+                let action = self
+                    .own_action(device, "ack.command_id", &command_id)
+                    .await?;
+                let update = ActionUpdate {
+                    delivered_at: Some(now),
+                    ..ActionUpdate::default()
+                };
+                self.apply_event(&action.id, ActionEvent::Delivered, update)
+                    .await?;
+            }
+            DeviceReport::Result {
+                command_id,
+                success,
+                error,
+                completed_at,
+            } => {
+                if let Some((_, reason)) = &error
+                    && reason.len() > MAX_REASON_LEN
+                {
+                    return Err(ServiceError::invalid(
+                        "result.reason",
+                        format!("must be at most {MAX_REASON_LEN} bytes"),
+                    ));
+                }
+                let action = self
+                    .own_action(device, "result.command_id", &command_id)
+                    .await?;
+                let (event, update) = if success {
+                    (
+                        ActionEvent::Succeeded,
+                        ActionUpdate {
+                            completed_at: Some(completed_at),
+                            delivered_at: action.delivered_at.is_none().then_some(now),
+                            ..ActionUpdate::default()
+                        },
+                    )
+                } else {
+                    let (code, reason) =
+                        error.unwrap_or((ErrorCode::Internal, "the device gave no reason".into()));
+                    (
+                        ActionEvent::Failed(code),
+                        ActionUpdate {
+                            error_code: Some(code),
+                            reason: Some(reason),
+                            completed_at: Some(completed_at),
+                            delivered_at: action.delivered_at.is_none().then_some(now),
+                            purge_passcode: true,
+                            ..ActionUpdate::default()
+                        },
+                    )
+                };
+                self.apply_event(&action.id, event, update).await?;
+            }
+            DeviceReport::NewPasscodeEntered { command_id, at } => {
+                let action = self
+                    .own_action(device, "user_event.command_id", &command_id)
+                    .await?;
+                self.store.set_user_entered(&action.id, at).await?;
+                if let Some(action) = self.store.get_action(&action.id).await? {
+                    self.publish(&action);
+                }
+            }
+            DeviceReport::StoreWiped { scope } => {
+                if !device.has_store(scope) {
+                    return Err(ServiceError::invalid(
+                        "user_event.scope",
+                        "the device has no work profile",
+                    ));
+                }
+                tracing::warn!(device_id = %device.id, scope = %scope, "device reports a wiped credential store");
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the device seen now.
+    pub(crate) async fn touch(
+        &self,
+        device: &Device,
+        stores: &[StoreStatus],
+    ) -> Result<(), ServiceError> {
+        check_stores(device, stores)?;
+        self.store
+            .update_device_status(&device.id, stores, self.now())
+            .await?;
+        self.device_changed(&device.id);
+        Ok(())
+    }
+
+    /// The action a device refers to, if it is that device's: a device can only report on its
+    /// own commands.
+    async fn own_action(
+        &self,
+        device: &Device,
+        field: &'static str,
+        command_id: &str,
+    ) -> Result<Action, ServiceError> {
+        check_id(field, command_id)?;
+        match self.store.get_action(command_id).await? {
+            Some(action) if action.device_id == device.id => Ok(action),
+            _ => Err(ServiceError::NotFound {
+                what: "command",
+                id: command_id.to_string(),
+            }),
+        }
+    }
+
+    /// Ends every device session; the server calls it when it begins to shut down.
+    pub(crate) fn stop_sessions(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`ControlPlane::stop_sessions`] was called.
+    pub(crate) async fn sessions_stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stop| *stop).await;
+    }
+}
+
+fn token_context(device_id: &str, scope: Scope) -> String {
+    format!("escrow/{device_id}/{scope}")
+}
