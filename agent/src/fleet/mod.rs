@@ -2,7 +2,7 @@
 //! its Session stream to the control plane open (reconnecting with backoff), runs the commands
 //! it receives, and carries out the harness's user operations.
 //!
-//! Every change to a device goes through [`Fleet::mutate`]: the change runs on a blocking thread
+//! Every change to a device goes through `Fleet::mutate`: the change runs on a blocking thread
 //! (Argon2 is slow by design), then the device's state file is rewritten, and only then are the
 //! resulting reports sent, so a report never claims something a crash could undo. Changes to one
 //! device take turns through all three steps, so its state file and its reports follow the order
