@@ -113,7 +113,7 @@ pub enum RunError {
 }
 
 /// Upper bound of `--devices`; the design targets 100,000 devices in one process.
-pub const MAX_DEVICES: usize = 1_000_000;
+pub(crate) const MAX_DEVICES: usize = 1_000_000;
 
 /// The devices `args` asks for: every `--device`, then `--devices N` generated from `--mix` and
 /// `--seed`. A name given twice is refused, since two devices would share one state file.

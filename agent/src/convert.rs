@@ -7,7 +7,7 @@ use crate::device::{
 use droidfleet_proto::v1 as pb;
 use prost::Message;
 
-pub fn ownership_to_pb(ownership: Ownership) -> pb::Ownership {
+pub(crate) fn ownership_to_pb(ownership: Ownership) -> pb::Ownership {
     match ownership {
         Ownership::Cosu => pb::Ownership::Cosu,
         Ownership::Cobo => pb::Ownership::Cobo,
@@ -17,14 +17,14 @@ pub fn ownership_to_pb(ownership: Ownership) -> pb::Ownership {
     }
 }
 
-pub fn scope_to_pb(scope: Scope) -> pb::CredentialScope {
+pub(crate) fn scope_to_pb(scope: Scope) -> pb::CredentialScope {
     match scope {
         Scope::Device => pb::CredentialScope::Device,
         Scope::WorkProfile => pb::CredentialScope::WorkProfile,
     }
 }
 
-pub fn scope_from_pb(value: i32) -> Option<Scope> {
+pub(crate) fn scope_from_pb(value: i32) -> Option<Scope> {
     match pb::CredentialScope::try_from(value) {
         Ok(pb::CredentialScope::Device) => Some(Scope::Device),
         Ok(pb::CredentialScope::WorkProfile) => Some(Scope::WorkProfile),
@@ -32,7 +32,7 @@ pub fn scope_from_pb(value: i32) -> Option<Scope> {
     }
 }
 
-pub fn store_status_to_pb(status: &StoreStatus) -> pb::StoreStatus {
+pub(crate) fn store_status_to_pb(status: &StoreStatus) -> pb::StoreStatus {
     pb::StoreStatus {
         scope: scope_to_pb(status.scope) as i32,
         has_passcode: status.has_passcode,
@@ -50,7 +50,7 @@ pub fn store_status_to_pb(status: &StoreStatus) -> pb::StoreStatus {
     }
 }
 
-pub fn notification_to_pb(notification: &Notification) -> pb::Notification {
+pub(crate) fn notification_to_pb(notification: &Notification) -> pb::Notification {
     pb::Notification {
         id: notification.id.clone(),
         scope: scope_to_pb(notification.scope) as i32,
@@ -59,7 +59,7 @@ pub fn notification_to_pb(notification: &Notification) -> pb::Notification {
     }
 }
 
-pub fn policy_from_pb(policy: &pb::PasscodePolicy) -> Option<PasscodePolicy> {
+pub(crate) fn policy_from_pb(policy: &pb::PasscodePolicy) -> Option<PasscodePolicy> {
     let passcode_type = match pb::PasscodeType::try_from(policy.r#type).ok()? {
         pb::PasscodeType::Pin => PasscodeType::Pin,
         pb::PasscodeType::NumericComplex => PasscodeType::NumericComplex,
@@ -87,7 +87,7 @@ pub fn policy_from_pb(policy: &pb::PasscodePolicy) -> Option<PasscodePolicy> {
     })
 }
 
-pub fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
+pub(crate) fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
     match code {
         ErrorCode::TokenMissing => pb::ErrorCode::TokenMissing,
         ErrorCode::TokenNotActive => pb::ErrorCode::TokenNotActive,
@@ -104,7 +104,7 @@ pub fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
     }
 }
 
-pub fn command_result_to_pb(result: &CommandResult) -> pb::CommandResult {
+pub(crate) fn command_result_to_pb(result: &CommandResult) -> pb::CommandResult {
     let (error_code, reason) = match &result.error {
         Some((code, reason)) => (error_code_to_pb(*code) as i32, reason.clone()),
         None => (0, String::new()),
@@ -120,7 +120,7 @@ pub fn command_result_to_pb(result: &CommandResult) -> pb::CommandResult {
 
 /// Decodes a signed command's body into the device model's command; `None` when it is not a
 /// well-formed command.
-pub fn decode_command(body: &[u8]) -> Option<Command> {
+pub(crate) fn decode_command(body: &[u8]) -> Option<Command> {
     let body = pb::CommandBody::decode(body).ok()?;
     let kind = match body.kind? {
         pb::command_body::Kind::ResetPasscode(reset) => {

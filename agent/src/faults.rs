@@ -7,8 +7,8 @@
 //! from a generator seeded by `--seed` and the device's index, so a failing run can be replayed
 //! with the same faults at the same messages.
 //!
-//! This module only decides what happens to each message ([`FaultDice::next`]); the runtime in
-//! `fleet.rs` carries it out.
+//! This module only decides what happens to each message (`FaultDice::next`); the fleet's
+//! session code (`fleet/session.rs`) carries it out.
 
 use crate::seeded::{GOLDEN_GAMMA, mix64};
 use std::fmt;
@@ -16,14 +16,14 @@ use std::str::FromStr;
 
 /// Which way a session message travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     ToControlPlane,
     ToDevice,
 }
 
 /// What happens to one session message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultAction {
+pub(crate) enum FaultAction {
     Deliver,
     /// Held back this long, then delivered; later messages of the session wait behind it (a
     /// stream keeps order).
@@ -87,7 +87,7 @@ impl Default for FaultConfig {
 
 impl FaultConfig {
     /// Every probability is 0: the runtime skips fault handling entirely.
-    pub fn is_none(&self) -> bool {
+    pub(crate) fn is_none(&self) -> bool {
         self.delay == 0.0 && self.duplicate == 0.0 && self.drop == 0.0 && self.disconnect == 0.0
     }
 
@@ -97,7 +97,7 @@ impl FaultConfig {
 
     /// The decision stream of the device at `device_index` (its place in the fleet, as for
     /// `Mix::devices`): the same config, seed and index give the same decisions.
-    pub fn dice(&self, device_index: u64) -> FaultDice {
+    pub(crate) fn dice(&self, device_index: u64) -> FaultDice {
         FaultDice {
             to_control_plane: stream_start(self.seed, device_index, Direction::ToControlPlane),
             to_device: stream_start(self.seed, device_index, Direction::ToDevice),
@@ -218,7 +218,7 @@ impl fmt::Display for FaultConfig {
 /// with one shared stream a replay could hand the same message a different fate. This way the
 /// n-th message each way always gets the n-th decision of its direction.
 #[derive(Clone, Debug)]
-pub struct FaultDice {
+pub(crate) struct FaultDice {
     /// SplitMix64 state for messages to the control plane.
     to_control_plane: u64,
     /// SplitMix64 state for messages to the device.
@@ -228,7 +228,7 @@ pub struct FaultDice {
 impl FaultDice {
     /// The fate of the next message travelling in `direction`. Exactly one draw per call, whatever
     /// the outcome, so a decision never shifts the ones after it.
-    pub fn next(&mut self, config: &FaultConfig, direction: Direction) -> FaultAction {
+    pub(crate) fn next(&mut self, config: &FaultConfig, direction: Direction) -> FaultAction {
         let state = match direction {
             Direction::ToControlPlane => &mut self.to_control_plane,
             Direction::ToDevice => &mut self.to_device,

@@ -67,7 +67,7 @@ fn refusal_message(refusal: Refusal, now_ms: u64) -> String {
     }
 }
 
-pub fn screen_to_pb(screen: &Screen) -> pb::Screen {
+pub(crate) fn screen_to_pb(screen: &Screen) -> pb::Screen {
     pb::Screen {
         name: screen.name.clone(),
         device_id: screen.device_id.clone().unwrap_or_default(),

@@ -3,20 +3,23 @@
 //!
 //! Layout:
 //! - [`device`]: the device model, plain Rust with no I/O (credential stores, token lifecycle,
-//!   passcode policy, throttling, signed commands).
-//! - [`fleet`]: the runtime hosting many devices: state files, enrollment, sessions.
+//!   passcode policy, throttling, the lock screen, signed commands).
+//! - [`fleet`]: the runtime hosting many devices: what it is given to host (`fleet/spec.rs`),
+//!   each device's Session with the control plane and the protobuf on it (`fleet/session.rs`),
+//!   the per-device state files (`fleet/state_file.rs`).
 //! - [`faults`]: `--faults`, the seeded decisions to delay, duplicate or drop session messages
 //!   and break sessions, without the I/O.
 //! - [`harness`]: the `DeviceHarness` gRPC service through which a test plays the user.
-//! - [`convert`]: protobuf ⇄ device model, at the gRPC edge.
+//! - `convert` (crate-private): protobuf ⇄ device model, at the gRPC edge.
 //! - [`seeded`]: SplitMix64 and `--mix`, the seeded load shapes shared with the load test.
 //! - [`metrics`]: Prometheus counters and the `GET /metrics` endpoint.
+//! - [`clock`]: the injected clock the devices read time from.
 //! - [`cli`]: `droidfleet-agent run` arguments, shared with `droidfleet agent run`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod clock;
-pub mod convert;
+mod convert;
 pub mod device;
 pub mod faults;
 pub mod fleet;

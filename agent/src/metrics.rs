@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 /// Outcome of a command the agent ran, as a metrics label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CommandOutcome {
+pub(crate) enum CommandOutcome {
     Success,
     Failure,
     /// Refused before it ran (bad signature, not ours, already applied): no result was sent.
@@ -18,7 +18,7 @@ pub enum CommandOutcome {
 
 /// Result of a passcode the user typed, as a metrics label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EntryResult {
+pub(crate) enum EntryResult {
     Accepted,
     Rejected,
     Error,
@@ -27,7 +27,7 @@ pub enum EntryResult {
 /// The agent's counters and gauges. Recorded by the fleet runtime, never by the device model.
 #[derive(Debug, Default)]
 pub struct AgentMetrics {
-    pub devices_hosted: AtomicU64,
+    pub(crate) devices_hosted: AtomicU64,
     pub devices_connected: AtomicU64,
     commands_success: AtomicU64,
     commands_failure: AtomicU64,
@@ -35,7 +35,7 @@ pub struct AgentMetrics {
     entries_accepted: AtomicU64,
     entries_rejected: AtomicU64,
     entries_error: AtomicU64,
-    pub reports_sent: AtomicU64,
+    pub(crate) reports_sent: AtomicU64,
     faults_delay: AtomicU64,
     faults_duplicate: AtomicU64,
     faults_drop: AtomicU64,
@@ -43,7 +43,7 @@ pub struct AgentMetrics {
 }
 
 impl AgentMetrics {
-    pub fn command(&self, outcome: CommandOutcome) {
+    pub(crate) fn command(&self, outcome: CommandOutcome) {
         let counter = match outcome {
             CommandOutcome::Success => &self.commands_success,
             CommandOutcome::Failure => &self.commands_failure,
@@ -53,7 +53,7 @@ impl AgentMetrics {
     }
 
     /// Counts a fault injected on a session message; delivering untouched is no fault.
-    pub fn fault(&self, action: crate::faults::FaultAction) {
+    pub(crate) fn fault(&self, action: crate::faults::FaultAction) {
         use crate::faults::FaultAction;
         let counter = match action {
             FaultAction::Deliver => return,
@@ -65,7 +65,7 @@ impl AgentMetrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn passcode_entry(&self, result: EntryResult) {
+    pub(crate) fn passcode_entry(&self, result: EntryResult) {
         let counter = match result {
             EntryResult::Accepted => &self.entries_accepted,
             EntryResult::Rejected => &self.entries_rejected,

@@ -3,8 +3,9 @@
 //! Tonic's default codec allocates an 8 KiB encode buffer and an 8 KiB decode buffer for every
 //! RPC up front. A device holds one Session stream for its whole life, so with the defaults
 //! each connected device costs 16 KiB of buffers on each side before it says a word, more than
-//! the whole per-device budget (DESIGN.md §5). Every droidfleet message except a long admin
-//! listing fits in a few hundred bytes, and a larger one only makes the buffer grow in steps.
+//! the whole per-device memory goal of 12 KiB on each side (README, Performance). Every
+//! droidfleet message except a long admin listing fits in a few hundred bytes, and a larger one
+//! only makes the buffer grow in steps.
 
 use tonic::codec::{BufferSettings, Codec};
 use tonic_prost::ProstCodec;

@@ -5,13 +5,16 @@
 //! Argon2id is deliberately the only slow step: one run per passcode entry or change, as on a
 //! real device, with parameters that a fleet can lower ([`KdfParams::LIGHT`]) when it simulates
 //! tens of thousands of devices in one process.
+//!
+//! Making fresh random secrets (`EscrowToken::generate`, `SyntheticSecret::generate`) is here
+//! too, so that the secret types in `secret` depend on nothing and the imports go one way.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use ring::{aead, hkdf, rand::SecureRandom, signature};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::secret::Passcode;
+use super::secret::{EscrowToken, Passcode, SyntheticSecret};
 
 /// Salt length for both Argon2id and HKDF.
 pub const SALT_LEN: usize = 16;
@@ -63,6 +66,24 @@ pub(crate) fn random_salt(rng: &dyn SecureRandom) -> Result<Vec<u8>, CryptoError
     let mut salt = vec![0u8; SALT_LEN];
     fill_random(rng, &mut salt)?;
     Ok(salt)
+}
+
+impl EscrowToken {
+    /// A fresh token of [`EscrowToken::MIN_LEN`] random bytes, as a management app makes one.
+    pub fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
+        let mut bytes = vec![0u8; Self::MIN_LEN];
+        fill_random(rng, &mut bytes)?;
+        Ok(EscrowToken::new(bytes))
+    }
+}
+
+impl SyntheticSecret {
+    /// A fresh secret for a new credential store.
+    pub(crate) fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
+        let mut bytes = Zeroizing::new([0u8; SyntheticSecret::LEN]);
+        fill_random(rng, bytes.as_mut())?;
+        Ok(SyntheticSecret::new(*bytes))
+    }
 }
 
 /// An AES-GCM nonce. Which constructor a caller uses is the argument for why the nonce is unique
@@ -172,7 +193,7 @@ impl Key {
 
 /// Nonce, ciphertext and tag of one AES-256-GCM encryption; persisted as base64.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedBox(#[serde(with = "b64")] Vec<u8>);
+pub(crate) struct SealedBox(#[serde(with = "b64")] Vec<u8>);
 
 impl std::fmt::Debug for SealedBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,7 +212,7 @@ pub fn run_passcode_kdf(
 }
 
 /// Whether `signature` is a valid Ed25519 signature of `message` by `public_key`.
-pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+pub(crate) fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
     signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
         .verify(message, signature)
         .is_ok()

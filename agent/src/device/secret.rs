@@ -4,14 +4,15 @@
 //! Every type here wipes its memory when dropped and prints as `<redacted>` through `Debug` and
 //! `Display`, so a secret cannot reach a log or an error message by accident. Code that needs the
 //! value calls `expose`, which keeps every use easy to find in review.
+//!
+//! This module is the bottom of the model: it depends on no other part of it. Fresh random
+//! secrets are made in `crypto` (`EscrowToken::generate`, `SyntheticSecret::generate`), with the
+//! rest of what the model does with the random generator.
 
 use std::fmt;
 
-use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
-
-use super::crypto::{self, CryptoError};
 
 const REDACTED: &str = "<redacted>";
 
@@ -68,13 +69,6 @@ impl EscrowToken {
         EscrowToken(bytes)
     }
 
-    /// A fresh token of [`EscrowToken::MIN_LEN`] random bytes, as a management app makes one.
-    pub fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
-        let mut bytes = vec![0u8; Self::MIN_LEN];
-        crypto::fill_random(rng, &mut bytes)?;
-        Ok(EscrowToken(bytes))
-    }
-
     pub fn check_length(&self) -> Result<(), TokenError> {
         if self.0.len() < Self::MIN_LEN {
             return Err(TokenError::TooShort);
@@ -111,16 +105,14 @@ pub(crate) struct SyntheticSecret([u8; SyntheticSecret::LEN]);
 impl SyntheticSecret {
     pub(crate) const LEN: usize = 32;
 
-    pub(crate) fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
-        let mut secret = SyntheticSecret([0u8; Self::LEN]);
-        crypto::fill_random(rng, &mut secret.0)?;
-        Ok(secret)
+    pub(crate) fn new(bytes: [u8; Self::LEN]) -> Self {
+        SyntheticSecret(bytes)
     }
 
     /// Rebuilds a secret from an unwrapped blob; `None` when the blob has the wrong size, which
     /// means the persisted state is corrupt.
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Some(SyntheticSecret(bytes.try_into().ok()?))
+        Some(SyntheticSecret::new(bytes.try_into().ok()?))
     }
 
     pub(crate) fn expose(&self) -> &[u8] {

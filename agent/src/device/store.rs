@@ -54,7 +54,7 @@ enum Challenge {
 
 /// The persistent part of a store: nothing in it reveals a passcode, a token or the secret.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PersistedStore {
+pub(crate) struct PersistedStore {
     scope: Scope,
     /// HKDF salt of the keys derived from tokens, the secret and the no-credential constant.
     #[serde(with = "b64")]
@@ -102,7 +102,7 @@ pub enum ResetError {
 }
 
 /// A credential store with its in-memory state: the secret while unlocked and a pending token.
-pub struct CredentialStore {
+pub(crate) struct CredentialStore {
     state: PersistedStore,
     secret: Option<SyntheticSecret>,
     /// Android keeps a token set over an existing credential in memory only, so a reboot
@@ -182,27 +182,27 @@ impl CredentialStore {
         self.state.clone()
     }
 
-    pub fn scope(&self) -> Scope {
+    pub(crate) fn scope(&self) -> Scope {
         self.state.scope
     }
 
-    pub fn is_wiped(&self) -> bool {
+    pub(crate) fn is_wiped(&self) -> bool {
         matches!(self.state.challenge, Challenge::Wiped)
     }
 
-    pub fn has_own_passcode(&self) -> bool {
+    pub(crate) fn has_own_passcode(&self) -> bool {
         matches!(self.state.challenge, Challenge::Passcode { .. })
     }
 
-    pub fn is_unified(&self) -> bool {
+    pub(crate) fn is_unified(&self) -> bool {
         matches!(self.state.challenge, Challenge::Unified { .. })
     }
 
-    pub fn is_unlocked(&self) -> bool {
+    pub(crate) fn is_unlocked(&self) -> bool {
         self.secret.is_some()
     }
 
-    pub fn token_state(&self) -> TokenState {
+    pub(crate) fn token_state(&self) -> TokenState {
         if self.state.escrow.is_some() {
             TokenState::Active
         } else if self.pending_token.is_some() {
@@ -212,11 +212,11 @@ impl CredentialStore {
         }
     }
 
-    pub fn policy(&self) -> Option<&PasscodePolicy> {
+    pub(crate) fn policy(&self) -> Option<&PasscodePolicy> {
         self.state.policy.as_ref()
     }
 
-    pub fn require_entry(&self) -> Option<&str> {
+    pub(crate) fn require_entry(&self) -> Option<&str> {
         self.state.require_entry.as_deref()
     }
 
@@ -334,11 +334,6 @@ impl CredentialStore {
 
     pub(crate) fn lock(&mut self) {
         self.secret = None;
-    }
-
-    /// The token set while a passcode exists, until the user's next entry activates it.
-    pub fn pending_token(&self) -> Option<&EscrowToken> {
-        self.pending_token.as_ref()
     }
 
     /// What a reboot loses: the secret and a pending token.

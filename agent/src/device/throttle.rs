@@ -21,7 +21,7 @@ pub fn wait_after_failures(failures: u32) -> u64 {
 }
 
 /// The first time an entry is accepted again after the last failure, or 0 when no wait applies.
-pub fn throttled_until(failures: u32, last_failure_at_ms: u64) -> u64 {
+pub(crate) fn throttled_until(failures: u32, last_failure_at_ms: u64) -> u64 {
     match wait_after_failures(failures) {
         0 => 0,
         wait => last_failure_at_ms.saturating_add(wait),
@@ -29,7 +29,7 @@ pub fn throttled_until(failures: u32, last_failure_at_ms: u64) -> u64 {
 }
 
 /// `Some(until)` while an entry at `now_ms` must be refused.
-pub fn active_throttle(failures: u32, last_failure_at_ms: u64, now_ms: u64) -> Option<u64> {
+pub(crate) fn active_throttle(failures: u32, last_failure_at_ms: u64, now_ms: u64) -> Option<u64> {
     let until = throttled_until(failures, last_failure_at_ms);
     (now_ms < until).then_some(until)
 }

@@ -1,0 +1,459 @@
+//! The agent's runtime: hosts simulated devices, keeps each one's state file, enrolls it, keeps
+//! its Session stream to the control plane open (reconnecting with backoff), runs the commands
+//! it receives, and carries out the harness's user operations.
+//!
+//! Every change to a device goes through `Fleet::mutate`: the change runs on a blocking thread
+//! (Argon2 is slow by design), then the device's state file is rewritten, and only then are the
+//! resulting reports sent, so a report never claims something a crash could undo. Changes to one
+//! device take turns through all three steps, so its state file and its reports follow the order
+//! of its changes (an escrowed token can never be overtaken by the token it replaced).
+//!
+//! Layout:
+//! - this file: [`Fleet`] and each device's slot in it, loading and running the fleet, the user
+//!   operations the harness calls, and `mutate`.
+//! - `spec`: what a fleet is given to host ([`DeviceSpec`], [`FleetConfig`], [`RampUp`]) and
+//!   [`FleetError`].
+//! - `session`: each device's Session with the control plane: enrollment, reconnection, the
+//!   protobuf it sends and receives, and the fault-injecting outbound stream.
+//! - `state_file`: loading and atomically rewriting each device's JSON state file.
+
+mod session;
+mod spec;
+mod state_file;
+
+pub use spec::{DeviceSpec, FleetConfig, FleetError, RampUp};
+
+use crate::device::{
+    Device, DeviceError, EntryOutcome, EscrowToken, Notification, Ownership, Passcode,
+    PasscodePolicy, PersistedDevice, Scope, StoreStatus,
+};
+use crate::faults::FaultDice;
+use crate::metrics::{AgentMetrics, EntryResult};
+use crate::seeded::SplitMix64;
+use droidfleet_proto::v1 as pb;
+use ring::rand::SystemRandom;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::transport::{Channel, Endpoint};
+
+/// At most this many devices enroll or open their session at once (see [`Fleet::connecting`]).
+const MAX_CONNECTING: usize = 256;
+
+/// What the harness shows of a device.
+#[derive(Clone, Debug)]
+pub struct Screen {
+    pub name: String,
+    pub device_id: Option<String>,
+    pub ownership: Ownership,
+    pub stores: Vec<StoreStatus>,
+    pub notifications: Vec<Notification>,
+    pub connected: bool,
+    pub applied_commands: BTreeMap<String, u32>,
+    /// The passcode policy each store applies now, as the control plane last sent it. Not in
+    /// `droidfleet.v1.Screen` yet; in-process tests use it to know a policy has arrived.
+    pub policies: BTreeMap<Scope, PasscodePolicy>,
+}
+
+/// One hosted device and its link to the control plane. A fleet holds one per device, so every
+/// field here is paid for a hundred thousand times over: nothing is kept that can be derived
+/// (the state file's path), shared (the connection) or made only while a session is open.
+struct Slot {
+    name: String,
+    ownership: Ownership,
+    device: Mutex<Device>,
+    /// This device's connection in [`Fleet::pool`].
+    connection: u32,
+    /// The open session's sender; `None` while disconnected. Messages are boxed because a
+    /// channel allocates its slots in blocks of 32 up front.
+    session: Mutex<Option<mpsc::Sender<Box<pb::DeviceMessage>>>>,
+    /// Reports made while disconnected, sent first on the next session. In memory only: escrow
+    /// tokens must never reach the disk.
+    undelivered: Mutex<Vec<pb::DeviceMessage>>,
+    /// The last passcode entry reported per store, sent again on every new session: without an
+    /// acknowledgement in the protocol, an entry lost with a dying stream would otherwise never
+    /// reach the control plane. Recording it twice is harmless.
+    entries: Mutex<Vec<pb::UserEvent>>,
+    /// The last escrow token reported per store, escrowed again on every new session for the
+    /// same reason: a token escrowed just before its session broke may already be active when
+    /// the device reconnects, and the control plane would never learn it. The management app
+    /// holds its tokens the same way; in memory only, like every token.
+    escrows: Mutex<Vec<(Scope, EscrowToken)>>,
+    connected: AtomicBool,
+    /// False while the harness holds the device offline (airplane mode): no session then.
+    online: AtomicBool,
+    /// Wakes the device's session loop when `online` changes.
+    online_changed: tokio::sync::Notify,
+    /// This device's seeded stream of fault decisions; untouched when no faults are configured.
+    fault_dice: Mutex<FaultDice>,
+    /// Held by a change from start to its last report: the state file then never goes back to
+    /// an older state, and reports leave in the order of the changes. Tokio's mutex is fair, so
+    /// changes take their turns in the order they asked.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// The devices one agent process hosts, each with its state and its link to the control plane.
+pub struct Fleet {
+    slots: BTreeMap<String, Arc<Slot>>,
+    /// The HTTP/2 connections the devices share (see [`FleetConfig::connections`]).
+    pool: Vec<Channel>,
+    /// Bounds the devices enrolling or opening a session at once. A fleet starting all at once
+    /// would otherwise queue every enrollment in the connection's buffer together, and the
+    /// control plane would see a burst no real fleet makes; on both sides the burst's short-lived
+    /// allocations fragment the heap for good.
+    connecting: tokio::sync::Semaphore,
+    config: FleetConfig,
+    rng: Arc<SystemRandom>,
+    metrics: Arc<AgentMetrics>,
+    /// Every device screen as it was right after each change, for WatchScreens. Taken with the
+    /// change rather than when a watcher gets to it, so a watcher sees short-lived states too
+    /// (a reboot's lost token before the management app re-creates it).
+    screen_changes: broadcast::Sender<Arc<Screen>>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("devices", &self.slots.len())
+            .field("control_plane", &self.config.control_plane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// Loads each device's state (or creates the device) and prepares the connection. Nothing is
+    /// sent until [`Fleet::run`].
+    pub async fn load(config: FleetConfig) -> Result<Arc<Fleet>, FleetError> {
+        let endpoint = Endpoint::from_shared(config.control_plane.clone())
+            .map_err(|e| FleetError::Address(config.control_plane.clone(), e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .initial_connection_window_size(Some(16 * 1024 * 1024));
+        // Each lazily connected Channel owns its own HTTP/2 connection; no pool is larger than
+        // the fleet, since an unused connection would only cost a socket.
+        let pool_size = config.connections.clamp(1, config.devices.len().max(1));
+        let pool: Vec<Channel> = (0..pool_size).map(|_| endpoint.connect_lazy()).collect();
+        if let Some(dir) = &config.state_dir {
+            state_file::create_dir(dir)?;
+        }
+        let rng = Arc::new(SystemRandom::new());
+        let mut slots = BTreeMap::new();
+        let mut names: Vec<&DeviceSpec> = config.devices.iter().collect();
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        let index_of: BTreeMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (spec.name.as_str(), i))
+            .collect();
+        for spec in &config.devices {
+            spec::check_name(&spec.name)?;
+            let device = match &config.state_dir {
+                Some(dir) => state_file::load(dir, spec, config.kdf, &rng)?,
+                None => Device::new(spec.name.clone(), spec.ownership, config.kdf, rng.as_ref()),
+            };
+            let index = index_of[spec.name.as_str()];
+            slots.insert(
+                spec.name.clone(),
+                Arc::new(Slot {
+                    name: spec.name.clone(),
+                    ownership: device.ownership(),
+                    device: Mutex::new(device),
+                    connection: u32::try_from(index % pool.len()).unwrap_or(0),
+                    session: Mutex::new(None),
+                    undelivered: Mutex::new(Vec::new()),
+                    entries: Mutex::new(Vec::new()),
+                    escrows: Mutex::new(Vec::new()),
+                    connected: AtomicBool::new(false),
+                    online: AtomicBool::new(true),
+                    online_changed: tokio::sync::Notify::new(),
+                    fault_dice: Mutex::new(config.faults.dice(index as u64)),
+                    turn: tokio::sync::Mutex::new(()),
+                }),
+            );
+        }
+        let metrics = Arc::new(AgentMetrics::default());
+        metrics
+            .devices_hosted
+            .store(slots.len() as u64, Ordering::Relaxed);
+        let fleet = Arc::new(Fleet {
+            slots,
+            pool,
+            connecting: tokio::sync::Semaphore::new(MAX_CONNECTING),
+            config,
+            rng,
+            metrics,
+            screen_changes: broadcast::channel(1024).0,
+        });
+        // Loading a device is a boot: the management app re-creates tokens a reboot lost.
+        for slot in fleet.slots.values() {
+            let rng = fleet.rng.clone();
+            fleet
+                .mutate(slot, move |device, _| {
+                    device.ensure_tokens(rng.as_ref());
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(fleet)
+    }
+
+    /// Enrolls devices that need it and keeps every device's session open until `shutdown`
+    /// changes to `true`.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        self.run_ramped(shutdown, RampUp::default()).await
+    }
+
+    /// As [`Fleet::run`], with each device's first connection delayed by `ramp`.
+    pub async fn run_ramped(self: Arc<Self>, shutdown: watch::Receiver<bool>, ramp: RampUp) {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut rng = SplitMix64::new(ramp.seed);
+        for slot in self.slots.values() {
+            let fleet = self.clone();
+            let slot = slot.clone();
+            let mut shutdown = shutdown.clone();
+            // Drawn in name order whatever the window, so a seed gives a device the same delay.
+            let draw = rng.next_u64();
+            let delay = Duration::from_millis(draw.checked_rem(ramp.window_ms).unwrap_or(0));
+            tasks.spawn(async move {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                fleet.device_loop(slot, shutdown).await
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// The fleet's Prometheus counters.
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
+    }
+
+    /// The devices' clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.config.clock.now_ms()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.slots.keys().map(String::as_str)
+    }
+
+    /// Each device's screen after each change to it, in the order of its changes.
+    pub fn screen_changes(&self) -> broadcast::Receiver<Arc<Screen>> {
+        self.screen_changes.subscribe()
+    }
+
+    pub fn screen(&self, name: &str) -> Result<Screen, FleetError> {
+        let slot = self.slot(name)?;
+        Ok(self.screen_of(slot))
+    }
+
+    pub async fn enter_passcode(
+        &self,
+        name: &str,
+        scope: Scope,
+        passcode: Passcode,
+    ) -> Result<EntryOutcome, FleetError> {
+        let slot = self.slot(name)?;
+        let outcome = self
+            .mutate(slot, move |device, now| {
+                device.enter_passcode(scope, &passcode, now)
+            })
+            .await;
+        self.metrics.passcode_entry(match &outcome {
+            Ok(EntryOutcome::Unlocked) => EntryResult::Accepted,
+            Ok(EntryOutcome::Refused(_)) => EntryResult::Rejected,
+            Err(_) => EntryResult::Error,
+        });
+        outcome
+    }
+
+    pub async fn set_passcode(
+        &self,
+        name: &str,
+        scope: Scope,
+        current: Option<Passcode>,
+        new: Passcode,
+    ) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        let rng = self.rng.clone();
+        self.mutate(slot, move |device, now| {
+            device.set_passcode(scope, current.as_ref(), &new, now, rng.as_ref())
+        })
+        .await
+    }
+
+    /// Takes the device off the network or puts it back; offline it holds no session. Taking it
+    /// offline returns once its session has closed; going online does not wait for a session,
+    /// since the control plane may be down.
+    pub async fn set_online(&self, name: &str, online: bool) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        let mut changes = self.screen_changes.subscribe();
+        slot.online.store(online, Ordering::SeqCst);
+        slot.online_changed.notify_waiters();
+        while !online && slot.connected.load(Ordering::SeqCst) {
+            match changes.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn lock(&self, name: &str, scope: Scope) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        self.mutate(slot, move |device, _| device.lock(scope)).await
+    }
+
+    /// Restarts the device, then runs what its management app does on boot: re-create the tokens
+    /// the boot lost. Two changes, each persisted and reported on its own, because that is what
+    /// a phone shows its control plane: the boot (every store locked, pending tokens gone), then
+    /// the app's new tokens.
+    pub async fn reboot(&self, name: &str) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        self.mutate(slot, |device, _| {
+            device.reboot();
+            Ok(())
+        })
+        .await?;
+        let rng = self.rng.clone();
+        self.mutate(slot, move |device, _| {
+            device.ensure_tokens(rng.as_ref());
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn write_user_data(
+        &self,
+        name: &str,
+        scope: Scope,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        let rng = self.rng.clone();
+        self.mutate(slot, move |device, _| {
+            device.write_user_data(scope, &key, &value, rng.as_ref())
+        })
+        .await
+    }
+
+    pub fn read_user_data(
+        &self,
+        name: &str,
+        scope: Scope,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, FleetError> {
+        let slot = self.slot(name)?;
+        lock(&slot.device)
+            .read_user_data(scope, key)
+            .map_err(|source| FleetError::Device {
+                name: name.to_string(),
+                source,
+            })
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    fn slot(&self, name: &str) -> Result<&Arc<Slot>, FleetError> {
+        self.slots
+            .get(name)
+            .ok_or_else(|| FleetError::UnknownDevice(name.to_string()))
+    }
+
+    fn screen_of(&self, slot: &Slot) -> Screen {
+        screen_from(slot, &lock(&slot.device), self.config.clock.now_ms())
+    }
+
+    /// Runs `change` on the device (on a blocking thread), persists the device, then sends the
+    /// reports its events call for, all in the device's turn.
+    async fn mutate<T, F>(&self, slot: &Arc<Slot>, change: F) -> Result<T, FleetError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Device, u64) -> Result<T, DeviceError> + Send + 'static,
+    {
+        let _turn = slot.turn.lock().await;
+        let worker_slot = slot.clone();
+        let clock = self.config.clock.clone();
+        let screen_changes = self.screen_changes.clone();
+        let durable = self.config.state_dir.is_some();
+        let (result, events, persisted, statuses, screen) =
+            tokio::task::spawn_blocking(move || {
+                let mut device = lock(&worker_slot.device);
+                let now = clock.now_ms();
+                let result = change(&mut device, now);
+                let events = device.take_events();
+                // The status report and the screen show the device as this change left it. Nobody
+                // but this change can alter it before they leave (it holds the turn), but time
+                // passes, and a throttle must be reported as it was set.
+                let statuses = device.statuses(now);
+                // Asked after the change and under the device's lock: a watcher that subscribes
+                // later reads the screen under that lock too, so it sees this change either way.
+                let watched = screen_changes.receiver_count() > 0;
+                let screen = watched.then(|| screen_from(&worker_slot, &device, now));
+                let persisted = durable.then(|| device.to_persisted());
+                (result, events, persisted, statuses, screen)
+            })
+            .await
+            .map_err(|_| FleetError::Worker)?;
+        if let Some(persisted) = persisted {
+            self.persist(slot, &persisted).await?;
+        }
+        self.report_events(slot, events, &statuses);
+        if let Some(screen) = screen {
+            let _ = self.screen_changes.send(Arc::new(screen));
+        }
+        result.map_err(|source| FleetError::Device {
+            name: slot.name.clone(),
+            source,
+        })
+    }
+
+    /// Tells WatchScreens that something outside the device model changed (the session).
+    fn announce(&self, slot: &Slot) {
+        if self.screen_changes.receiver_count() > 0 {
+            let _ = self.screen_changes.send(Arc::new(self.screen_of(slot)));
+        }
+    }
+
+    async fn persist(&self, slot: &Slot, state: &PersistedDevice) -> Result<(), FleetError> {
+        match &self.config.state_dir {
+            Some(dir) => state_file::save(dir, &slot.name, state).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the harness shows of `device` at `now_ms`.
+fn screen_from(slot: &Slot, device: &Device, now_ms: u64) -> Screen {
+    Screen {
+        name: slot.name.clone(),
+        device_id: device.enrollment().map(|e| e.device_id.clone()),
+        ownership: slot.ownership,
+        stores: device.statuses(now_ms),
+        notifications: device.notifications(),
+        connected: slot.connected.load(Ordering::SeqCst),
+        applied_commands: device
+            .applied_commands()
+            .map(|(id, times)| (id.to_string(), times))
+            .collect(),
+        policies: device
+            .scopes()
+            .into_iter()
+            .filter_map(|scope| Some((scope, device.policy(scope).ok()??.clone())))
+            .collect(),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

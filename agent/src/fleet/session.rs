@@ -1,0 +1,546 @@
+//! Each device's link to the control plane: the loop that keeps its Session stream open
+//! (enrolling first when needed, reconnecting with backoff), the protobuf it sends (hello,
+//! acknowledgements, command results, status reports, escrowed tokens, passcode entries) and
+//! receives (signed commands, passcode policies), and [`Outbound`], the request stream that
+//! injects the configured faults into what the device sends.
+//!
+//! What a device reports while it has no session waits in its slot and leaves first on the next
+//! one, followed by its newest escrow tokens and passcode entries again, since the protocol has
+//! no acknowledgement for them.
+
+use super::spec::FleetError;
+use super::{Fleet, Slot, lock};
+use crate::convert::*;
+use crate::device::{CommandResult, DeviceCredential, DeviceEvent, Enrollment, StoreStatus};
+use crate::faults::{Direction, FaultAction};
+use crate::metrics::CommandOutcome;
+use droidfleet_proto::v1 as pb;
+use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
+use ring::rand::SystemRandom;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Sent in every Hello, so the control plane knows which agent build a device runs.
+const AGENT_VERSION: &str = concat!("droidfleet-agent ", env!("CARGO_PKG_VERSION"));
+
+impl Fleet {
+    /// Keeps the device's session open whenever it is online, reconnecting with backoff, until
+    /// `shutdown` changes.
+    pub(super) async fn device_loop(
+        self: Arc<Self>,
+        slot: Arc<Slot>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        const MAX_BACKOFF: Duration = Duration::from_secs(5);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = online_becomes(&slot, true) => {}
+                _ = shutdown.changed() => return,
+            }
+            // Boxed: a session's future is large and lives only while connected, so the parked
+            // loop of an idle or offline device stays small.
+            let session_future = Box::pin(self.clone().connect_once(slot.clone()));
+            let outcome = tokio::select! {
+                outcome = session_future => Some(outcome),
+                _ = online_becomes(&slot, false) => Some(Ok(())),
+                _ = shutdown.changed() => None,
+            };
+            // Dropping the sender ends the request stream, which closes the session cleanly.
+            *lock(&slot.session) = None;
+            if slot.connected.swap(false, Ordering::SeqCst) {
+                self.metrics
+                    .devices_connected
+                    .fetch_sub(1, Ordering::Relaxed);
+                self.announce(&slot);
+            }
+            let Some(outcome) = outcome else { return };
+            match outcome {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(SessionError::Fault(kind)) => {
+                    tracing::debug!(device = %slot.name, fault = kind, "injected fault broke the session");
+                    backoff = Duration::from_millis(100);
+                }
+                Err(error) => {
+                    tracing::warn!(device = %slot.name, %error, "session to the control plane failed; retrying");
+                }
+            }
+            let jitter = Duration::from_millis(u64::from(rand_u16(&self.rng)) % 100);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff + jitter) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Enrolls if needed, then holds one session until it ends.
+    async fn connect_once(self: Arc<Self>, slot: Arc<Slot>) -> Result<(), SessionError> {
+        let slot = &slot;
+        let connecting = self
+            .connecting
+            .acquire()
+            .await
+            .map_err(|_| SessionError::Closed)?;
+        let enrollment = lock(&slot.device).enrollment().cloned();
+        let enrollment = match enrollment {
+            Some(enrollment) => enrollment,
+            None => Box::pin(self.enroll(slot)).await?,
+        };
+        let (tx, rx) = mpsc::channel(256);
+        let hello = pb::Hello {
+            device_id: enrollment.device_id.clone(),
+            agent_version: AGENT_VERSION.to_string(),
+            status: Some(self.status_of(slot)),
+        };
+        tx.try_send(Box::new(pb::DeviceMessage {
+            body: Some(pb::device_message::Body::Hello(hello)),
+        }))
+        .map_err(|_| SessionError::Closed)?;
+        let broken = Arc::new(tokio::sync::Notify::new());
+        let outbound = Outbound {
+            rx,
+            faults: (!self.config.faults.is_none()).then(|| OutboundFaults {
+                fleet: self.clone(),
+                slot: slot.clone(),
+                broken: broken.clone(),
+                held: None,
+                repeat: None,
+                stalled: false,
+            }),
+        };
+        let mut inbound = Box::pin(self.call_session(slot, &enrollment, outbound)).await?;
+        Box::pin(self.open_session(slot, &tx)).await?;
+        drop(connecting);
+        if !slot.connected.swap(true, Ordering::SeqCst) {
+            self.metrics
+                .devices_connected
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.announce(slot);
+        tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "session open");
+        let receive = async {
+            while let Some(message) = inbound.message().await? {
+                let copies = match self.fault(slot, Direction::ToDevice) {
+                    FaultAction::Deliver => 1,
+                    FaultAction::Duplicate => 2,
+                    FaultAction::Delay { ms } => {
+                        Box::pin(tokio::time::sleep(Duration::from_millis(u64::from(ms)))).await;
+                        1
+                    }
+                    FaultAction::Drop => return Err(SessionError::Fault("drop")),
+                    FaultAction::Disconnect => return Err(SessionError::Fault("disconnect")),
+                };
+                for _ in 0..copies {
+                    Box::pin(self.receive(slot, &tx, &enrollment, message.clone())).await?;
+                }
+            }
+            Ok(())
+        };
+        tokio::select! {
+            outcome = receive => outcome,
+            _ = broken.notified() => Err(SessionError::Fault("outbound")),
+        }
+    }
+
+    /// Opens the Session stream. Its own function so the client and the request, needed only
+    /// for the call, are not kept for the session's whole life.
+    async fn call_session(
+        &self,
+        slot: &Slot,
+        enrollment: &Enrollment,
+        outbound: Outbound,
+    ) -> Result<tonic::Streaming<pb::ControlMessage>, SessionError> {
+        let mut client = DeviceGatewayClient::new(self.pool[slot.connection as usize].clone());
+        let mut request = tonic::Request::new(outbound);
+        let bearer = format!("Bearer {}", enrollment.credential.expose())
+            .parse()
+            .map_err(|_| SessionError::Closed)?;
+        request.metadata_mut().insert("authorization", bearer);
+        Ok(client.session(request).await?.into_inner())
+    }
+
+    /// Sends the reports waiting for a session, then makes `tx` the device's open session.
+    async fn open_session(
+        &self,
+        slot: &Arc<Slot>,
+        tx: &mpsc::Sender<Box<pb::DeviceMessage>>,
+    ) -> Result<(), SessionError> {
+        // In the device's turn, so no change can report between the backlog and the switch
+        // to the open session: its report would wait in the backlog for the next session.
+        let _turn = slot.turn.lock().await;
+        // A waiting escrow is superseded by the escrow list below, which holds the newest token
+        // of each store.
+        let mut backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered))
+            .into_iter()
+            .filter(|message| {
+                !matches!(message.body, Some(pb::device_message::Body::EscrowToken(_)))
+            })
+            .collect();
+        // Escrow the tokens and repeat the last passcode entries again, last, so the control
+        // plane ends up with the newest even if an earlier report was lost with a dying stream.
+        backlog.extend(
+            lock(&slot.escrows)
+                .iter()
+                .map(|(scope, token)| pb::DeviceMessage {
+                    body: Some(pb::device_message::Body::EscrowToken(
+                        pb::EscrowTokenUpdate {
+                            scope: scope_to_pb(*scope) as i32,
+                            token: token.expose().to_vec(),
+                        },
+                    )),
+                }),
+        );
+        backlog.extend(lock(&slot.entries).iter().map(|entry| pb::DeviceMessage {
+            body: Some(pb::device_message::Body::UserEvent(entry.clone())),
+        }));
+        for message in backlog {
+            tx.send(Box::new(message))
+                .await
+                .map_err(|_| SessionError::Closed)?;
+            self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        *lock(&slot.session) = Some(tx.clone());
+        Ok(())
+    }
+
+    /// Handles one message from the control plane.
+    async fn receive(
+        &self,
+        slot: &Arc<Slot>,
+        tx: &mpsc::Sender<Box<pb::DeviceMessage>>,
+        enrollment: &Enrollment,
+        message: pb::ControlMessage,
+    ) -> Result<(), SessionError> {
+        match message.body {
+            Some(pb::control_message::Body::Command(command)) => {
+                self.run_command(slot, tx, enrollment, command).await?;
+            }
+            Some(pb::control_message::Body::Policy(update)) => {
+                let Some(scope) = scope_from_pb(update.scope) else {
+                    return Ok(());
+                };
+                let policy = update.policy.as_ref().and_then(policy_from_pb);
+                let applied = self
+                    .mutate(slot, move |device, _| device.set_policy(scope, policy))
+                    .await;
+                if let Err(error) = applied {
+                    tracing::warn!(device = %slot.name, %error, "policy not applied");
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The next fault decision for a message of `slot` going `direction`.
+    fn fault(&self, slot: &Slot, direction: Direction) -> FaultAction {
+        if self.config.faults.is_none() {
+            return FaultAction::Deliver;
+        }
+        let action = lock(&slot.fault_dice).next(&self.config.faults, direction);
+        self.metrics.fault(action);
+        action
+    }
+
+    async fn enroll(&self, slot: &Arc<Slot>) -> Result<Enrollment, SessionError> {
+        let token =
+            self.config.enrollment_token.clone().ok_or_else(|| {
+                SessionError::Fleet(FleetError::NoEnrollmentToken(slot.name.clone()))
+            })?;
+        let mut client = DeviceGatewayClient::new(self.pool[slot.connection as usize].clone());
+        let response = client
+            .enroll(pb::EnrollRequest {
+                enrollment_token: token,
+                ownership: ownership_to_pb(slot.ownership) as i32,
+                display_name: slot.name.clone(),
+            })
+            .await?
+            .into_inner();
+        let enrollment = Enrollment {
+            device_id: response.device_id,
+            credential: DeviceCredential::new(response.device_credential),
+            command_public_key: response.command_signing_public_key,
+        };
+        let stored = enrollment.clone();
+        let rng = self.rng.clone();
+        self.mutate(slot, move |device, _| {
+            device.set_enrollment(stored);
+            device.ensure_tokens(rng.as_ref());
+            Ok(())
+        })
+        .await?;
+        tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "enrolled");
+        Ok(enrollment)
+    }
+
+    async fn run_command(
+        &self,
+        slot: &Arc<Slot>,
+        tx: &mpsc::Sender<Box<pb::DeviceMessage>>,
+        enrollment: &Enrollment,
+        command: pb::SignedCommand,
+    ) -> Result<(), SessionError> {
+        // Acknowledge receipt first (the action becomes "active"), but only for a command that is
+        // genuinely ours; the device model judges everything else.
+        if let Some(decoded) = decode_command(&command.body) {
+            let key = ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ED25519,
+                &enrollment.command_public_key,
+            );
+            if decoded.device_id == enrollment.device_id
+                && key.verify(&command.body, &command.signature).is_ok()
+            {
+                let ack = pb::CommandAck {
+                    command_id: decoded.command_id.clone(),
+                };
+                tx.send(Box::new(pb::DeviceMessage {
+                    body: Some(pb::device_message::Body::Ack(ack)),
+                }))
+                .await
+                .map_err(|_| SessionError::Closed)?;
+                self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let rng = self.rng.clone();
+        let result: Option<CommandResult> = self
+            .mutate(slot, move |device, now| {
+                Ok(device.run_command(
+                    &command.body,
+                    &command.signature,
+                    decode_command,
+                    now,
+                    rng.as_ref(),
+                ))
+            })
+            .await?;
+        self.metrics.command(match &result {
+            Some(result) if result.success => CommandOutcome::Success,
+            Some(_) => CommandOutcome::Failure,
+            None => CommandOutcome::Ignored,
+        });
+        if let Some(result) = result {
+            tracing::info!(device = %slot.name, command_id = %result.command_id, success = result.success, "command result");
+            tx.send(Box::new(pb::DeviceMessage {
+                body: Some(pb::device_message::Body::Result(command_result_to_pb(
+                    &result,
+                ))),
+            }))
+            .await
+            .map_err(|_| SessionError::Closed)?;
+            self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Sends what `events` call for; `statuses` is the device's status right after the change.
+    pub(super) fn report_events(
+        &self,
+        slot: &Slot,
+        events: Vec<DeviceEvent>,
+        statuses: &[StoreStatus],
+    ) {
+        use pb::device_message::Body;
+        let mut status_changed = false;
+        for event in events {
+            let body = match event {
+                DeviceEvent::StatusChanged => {
+                    status_changed = true;
+                    continue;
+                }
+                DeviceEvent::EscrowToken { scope, token } => {
+                    tracing::info!(device = %slot.name, scope = scope.as_str(), "escrow token set; escrowing it");
+                    let mut escrows = lock(&slot.escrows);
+                    escrows.retain(|(kept, _)| *kept != scope);
+                    escrows.push((scope, token.clone()));
+                    drop(escrows);
+                    Body::EscrowToken(pb::EscrowTokenUpdate {
+                        scope: scope_to_pb(scope) as i32,
+                        token: token.expose().to_vec(),
+                    })
+                }
+                DeviceEvent::NewPasscodeEntered {
+                    scope,
+                    command_id,
+                    at_ms,
+                } => {
+                    let entry = pb::UserEvent {
+                        kind: pb::user_event::Kind::NewPasscodeEntered as i32,
+                        scope: scope_to_pb(scope) as i32,
+                        at_ms,
+                        command_id,
+                    };
+                    let mut entries = lock(&slot.entries);
+                    entries.retain(|kept| kept.scope != entry.scope);
+                    entries.push(entry.clone());
+                    Body::UserEvent(entry)
+                }
+                DeviceEvent::StoreWiped { scope, at_ms } => Body::UserEvent(pb::UserEvent {
+                    kind: pb::user_event::Kind::StoreWiped as i32,
+                    scope: scope_to_pb(scope) as i32,
+                    at_ms,
+                    command_id: String::new(),
+                }),
+            };
+            self.send(slot, body);
+        }
+        if status_changed {
+            let status = pb::DeviceStatus {
+                stores: statuses.iter().map(store_status_to_pb).collect(),
+            };
+            self.send(slot, pb::device_message::Body::Status(status));
+        }
+    }
+
+    fn status_of(&self, slot: &Slot) -> pb::DeviceStatus {
+        let device = lock(&slot.device);
+        pb::DeviceStatus {
+            stores: device
+                .statuses(self.config.clock.now_ms())
+                .iter()
+                .map(store_status_to_pb)
+                .collect(),
+        }
+    }
+
+    /// Sends on the open session, or keeps the message for the next one.
+    fn send(&self, slot: &Slot, body: pb::device_message::Body) {
+        let message = Box::new(pb::DeviceMessage { body: Some(body) });
+        let session = lock(&slot.session).clone();
+        let message = match session {
+            Some(tx) => match tx.try_send(message) {
+                Ok(()) => {
+                    self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,
+            },
+            None => message,
+        };
+        lock(&slot.undelivered).push(*message);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error("control plane answered: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("the session closed")]
+    Closed,
+    /// An injected fault (`--faults`) broke the session on purpose.
+    #[error("an injected {0} fault broke the session")]
+    Fault(&'static str),
+}
+
+/// Resolves once the device's network is `on` (airplane mode off) or off.
+async fn online_becomes(slot: &Slot, on: bool) {
+    loop {
+        let changed = slot.online_changed.notified();
+        tokio::pin!(changed);
+        // Registered before the check, so a change between the check and the wait still wakes.
+        changed.as_mut().enable();
+        if slot.online.load(Ordering::SeqCst) == on {
+            return;
+        }
+        changed.await;
+    }
+}
+
+/// A session's request stream: the device's messages in the order it made them, through the
+/// fault injector when faults are configured.
+struct Outbound {
+    rx: mpsc::Receiver<Box<pb::DeviceMessage>>,
+    faults: Option<OutboundFaults>,
+}
+
+/// The fault injector's state for one session's outgoing messages.
+struct OutboundFaults {
+    fleet: Arc<Fleet>,
+    slot: Arc<Slot>,
+    /// Told when a fault breaks the session; the session's receive loop ends on it.
+    broken: Arc<tokio::sync::Notify>,
+    /// A delayed message and its timer. Later messages wait behind it: a stream keeps order.
+    held: Option<(Pin<Box<tokio::time::Sleep>>, Box<pb::DeviceMessage>)>,
+    /// The second copy of a duplicated message, sent next.
+    repeat: Option<Box<pb::DeviceMessage>>,
+    /// Set once a fault broke the session: nothing more leaves on it.
+    stalled: bool,
+}
+
+impl tokio_stream::Stream for Outbound {
+    type Item = pb::DeviceMessage;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<pb::DeviceMessage>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(faults) = this.faults.as_mut() else {
+            return this.rx.poll_recv(cx).map(|m| m.map(|m| *m));
+        };
+        if faults.stalled {
+            return Poll::Pending;
+        }
+        if let Some(message) = faults.repeat.take() {
+            return Poll::Ready(Some(*message));
+        }
+        if let Some((timer, _)) = faults.held.as_mut() {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some((_, message)) = faults.held.take() {
+                return Poll::Ready(Some(*message));
+            }
+        }
+        let Some(message) = std::task::ready!(this.rx.poll_recv(cx)) else {
+            return Poll::Ready(None);
+        };
+        // The Hello opens the session; faults start after it.
+        if matches!(message.body, Some(pb::device_message::Body::Hello(_))) {
+            return Poll::Ready(Some(*message));
+        }
+        match faults.fleet.fault(&faults.slot, Direction::ToControlPlane) {
+            FaultAction::Deliver => Poll::Ready(Some(*message)),
+            FaultAction::Duplicate => {
+                faults.repeat = Some(message.clone());
+                Poll::Ready(Some(*message))
+            }
+            FaultAction::Delay { ms } => {
+                let mut timer = Box::pin(tokio::time::sleep(Duration::from_millis(u64::from(ms))));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(*message));
+                }
+                faults.held = Some((timer, message));
+                Poll::Pending
+            }
+            FaultAction::Drop => {
+                faults.stalled = true;
+                faults.broken.notify_one();
+                Poll::Pending
+            }
+            FaultAction::Disconnect => {
+                // Not sent: the device keeps it for its next session.
+                lock(&faults.slot.undelivered).push(*message);
+                faults.stalled = true;
+                faults.broken.notify_one();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn rand_u16(rng: &SystemRandom) -> u16 {
+    let mut bytes = [0u8; 2];
+    let _ = ring::rand::SecureRandom::fill(rng, &mut bytes);
+    u16::from_le_bytes(bytes)
+}

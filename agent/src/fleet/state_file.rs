@@ -1,0 +1,106 @@
+//! Each device's JSON state file: loaded when the fleet starts, rewritten atomically (and synced)
+//! after every change, so a restarted agent finds its devices as they were. The files hold
+//! [`PersistedDevice`], which keeps no passcode and no token.
+
+use super::spec::{DeviceSpec, FleetError};
+use crate::device::{Device, KdfParams, PersistedDevice};
+use ring::rand::SystemRandom;
+use std::path::{Path, PathBuf};
+
+/// Creates the state directory, so the first change of every device can write its file.
+pub(super) fn create_dir(dir: &Path) -> Result<(), FleetError> {
+    std::fs::create_dir_all(dir).map_err(|source| FleetError::StateFile {
+        name: String::new(),
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// The device `spec` as its state file in `dir` left it, or a factory-fresh one when it has no
+/// file yet. A file that does not parse, or holds another enrollment type, is an error: the
+/// device is not silently replaced.
+pub(super) fn load(
+    dir: &Path,
+    spec: &DeviceSpec,
+    kdf: KdfParams,
+    rng: &SystemRandom,
+) -> Result<Device, FleetError> {
+    let path = path(dir, &spec.name);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let corrupt = |problem: String| FleetError::CorruptState {
+                name: spec.name.clone(),
+                path: path.clone(),
+                problem,
+            };
+            let persisted: PersistedDevice =
+                serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            let device =
+                Device::from_persisted(persisted, kdf).map_err(|e| corrupt(e.to_string()))?;
+            if device.ownership() != spec.ownership {
+                return Err(corrupt(format!(
+                    "it holds a {} device, but the command line says {}",
+                    device.ownership().as_str(),
+                    spec.ownership.as_str()
+                )));
+            }
+            Ok(device)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Device::new(spec.name.clone(), spec.ownership, kdf, rng))
+        }
+        Err(source) => Err(FleetError::StateFile {
+            name: spec.name.clone(),
+            path,
+            source,
+        }),
+    }
+}
+
+/// Replaces device `name`'s state file in `dir` with `state`, on a blocking thread (the write
+/// ends with two syncs).
+pub(super) async fn save(
+    dir: &Path,
+    name: &str,
+    state: &PersistedDevice,
+) -> Result<(), FleetError> {
+    let path = path(dir, name);
+    let bytes = serde_json::to_vec(state).map_err(|e| FleetError::CorruptState {
+        name: name.to_string(),
+        path: path.clone(),
+        problem: e.to_string(),
+    })?;
+    let written = path.clone();
+    tokio::task::spawn_blocking(move || write_atomically(&written, &bytes))
+        .await
+        .map_err(|_| FleetError::Worker)?
+        .map_err(|source| FleetError::StateFile {
+            name: name.to_string(),
+            path,
+            source,
+        })
+}
+
+fn path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.json"))
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
