@@ -15,8 +15,8 @@ use droidfleet_proto::v1 as pb;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Why the demo stopped. Its passcodes are the demo's own, made up, and shown on purpose; no
-/// error carries a token.
+/// Why the demo stopped. No error carries a token or a passcode (the demo's passcodes are made
+/// up and shown on purpose, in its narration only).
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("cannot create a temporary directory")]

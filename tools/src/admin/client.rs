@@ -116,6 +116,8 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
+    /// Connects to the control plane at `server` (such as `http://127.0.0.1:7300`); every call
+    /// then carries `token`.
     pub async fn connect(server: &str, token: &Token) -> Result<Client, AdminError> {
         let channel = Endpoint::from_shared(server.to_string())
             .map_err(|source| AdminError::Address {
