@@ -12,6 +12,7 @@ mod support;
 mod admin_rules;
 mod architecture;
 mod bad_input;
+mod conformance;
 mod crash_fleet;
 mod delivery;
 mod demo;

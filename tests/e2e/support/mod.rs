@@ -8,9 +8,12 @@
 //! - `process`: [`Process`], a `droidfleet` child process that tests kill with SIGKILL, and
 //!   [`Deployment`], a control plane and an agent as such processes in one directory.
 //! - `browser`: [`Browser`], a real headless Chromium over WebDriver, for what a person sees.
+//! - `conformance`: our agent as a device under test for the conformance kit, and running the
+//!   kit's device suite on loopback.
 
 mod admin;
 mod browser;
+pub(crate) mod conformance;
 mod process;
 mod raw_device;
 mod world;

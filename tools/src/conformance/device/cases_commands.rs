@@ -512,9 +512,11 @@ async fn replayed(ctx: &mut DeviceCtx) -> CaseResult {
 
 async fn redelivery(ctx: &mut DeviceCtx) -> CaseResult {
     let scope = ctx.reset_scope();
+    // Built in the order they are sent, so neither is refused for its sequence (a refusal for
+    // the sequence is not recorded, and would be judged again).
+    let probe = ctx.probe();
     let body = ctx.body(commands::reset(scope, "860273", vec![0x55; 32]));
     let refused = ctx.sign(&body);
-    let probe = ctx.probe();
     for command in [probe, refused] {
         let (_, first) = ctx.exchange(&command, true).await?;
         ctx.transcript

@@ -216,8 +216,9 @@ impl DeviceGateway for KitGateway {
             tx: tx.clone(),
         });
         let mut inbound = request.into_inner();
+        // Only for the policies after the Hello: the reader must not keep the stream open.
+        let mut policy_tx = Some(tx);
         tokio::spawn(async move {
-            let mut first = true;
             loop {
                 match inbound.message().await {
                     Ok(Some(message)) => {
@@ -228,7 +229,9 @@ impl DeviceGateway for KitGateway {
                             matches!(message.body, Some(pb::device_message::Body::Hello(_)));
                         shared.emit(Event::Message { session, message });
                         // PROTOCOL.md CP-POLICY-1: every store's policy right after the Hello.
-                        if first && is_hello {
+                        if let Some(tx) = policy_tx.take()
+                            && is_hello
+                        {
                             for (scope, policy) in &scopes {
                                 let update = pb::ControlMessage {
                                     body: Some(pb::control_message::Body::Policy(
@@ -244,7 +247,6 @@ impl DeviceGateway for KitGateway {
                                 let _ = tx.send(Ok(update)).await;
                             }
                         }
-                        first = false;
                     }
                     Ok(None) => {
                         shared.emit(Event::Ended {

@@ -90,10 +90,18 @@ pub async fn run_device_suite(
         Ok::<_, ConformanceError>(runner::run_cases(&mut context, cases(), &selected, each).await)
     }
     .await;
-    // Ends the device's session too: it will try to reconnect to a kit that is gone.
+    // Ends the device's session, so the server can stop: the device will try to reconnect to a
+    // kit that is gone, as it would to any control plane that went away.
+    context.close().await;
     drop(context);
     let _ = stop.send(());
-    let _ = server.await;
+    let mut server = server;
+    if tokio::time::timeout(Duration::from_secs(5), &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
     let cases = outcome?;
     Ok(Report {
         suite: Suite::Device,
@@ -404,9 +412,10 @@ impl DeviceCtx {
         let (before, result) = self.answer(&command.id).await?;
         let acks = before.iter().filter(|m| is_ack(m, &command.id)).count();
         if acked {
+            let first_about = before.iter().find(|m| names(m, &command.id));
             runner::ensure!(
-                acks == 1 && is_ack(&before[0], &command.id),
-                "expected a CommandAck for {:?} before anything else about it and before its \
+                acks == 1 && first_about.is_some_and(|m| is_ack(m, &command.id)),
+                "expected one CommandAck for {:?} before anything else about it and before its \
                  result (DEV-ACK-1); saw {acks} ack(s) before the result",
                 command.id
             );
@@ -435,6 +444,16 @@ impl DeviceCtx {
             .into_iter()
             .filter(|m| !is_ack(m, &probe.id))
             .collect())
+    }
+
+    /// Ends the open session at the end of a run, and turns away the device's reconnections.
+    async fn close(&mut self) {
+        self.shared.state().refuse_sessions = u32::MAX;
+        if let Some((_, tx)) = self.session.take() {
+            let _ = tx
+                .send(Err(Status::unavailable("the conformance run is over")))
+                .await;
+        }
     }
 
     /// Ends the open session from the kit's side with UNAVAILABLE.
@@ -565,6 +584,17 @@ fn check_result(result: &pb::CommandResult) -> Result<(), Outcome> {
         result.reason.len()
     );
     Ok(())
+}
+
+/// Whether `message` is about command `command_id` (an ack, a result or a user event).
+fn names(message: &pb::DeviceMessage, command_id: &str) -> bool {
+    use pb::device_message::Body;
+    match &message.body {
+        Some(Body::Ack(ack)) => ack.command_id == command_id,
+        Some(Body::Result(result)) => result.command_id == command_id,
+        Some(Body::UserEvent(event)) => event.command_id == command_id,
+        _ => false,
+    }
 }
 
 pub(crate) fn is_ack(message: &pb::DeviceMessage, command_id: &str) -> bool {

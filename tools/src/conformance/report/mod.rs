@@ -33,6 +33,7 @@ pub enum Verdict {
 pub struct CaseReport {
     #[serde(flatten)]
     pub info: CaseInfo,
+    #[serde(flatten)]
     pub verdict: Verdict,
     pub duration_ms: u64,
     /// The last messages exchanged, for a failed case only (empty otherwise).
@@ -228,6 +229,10 @@ pub(crate) mod tests {
                 .unwrap();
         assert_eq!(json["suite"], "device");
         assert_eq!(json["cases"][1]["verdict"], "failed");
+        assert_eq!(
+            json["cases"][1]["message"],
+            "acknowledged a forged command <x>"
+        );
         assert_eq!(json["cases"][1]["id"], "dev.b");
         assert_eq!(json["cases"][1]["requirements"][0], "DEV-CMD-2");
         assert_eq!(json["cases"][2]["verdict"], "not_applicable");
