@@ -10,8 +10,11 @@
 //! - `browser`: [`Browser`], a real headless Chromium over WebDriver, for what a person sees.
 //! - `conformance`: our agent as a device under test for the conformance kit, and running the
 //!   kit's device suite on loopback.
+//! - `broken`: deliberately broken peers (a gateway and a harness in front of the real ones,
+//!   each with one bug) that the conformance kit must catch.
 
 mod admin;
+pub(crate) mod broken;
 mod browser;
 pub(crate) mod conformance;
 mod process;

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 /// How long a raw device waits for the control plane to send or do something.
-pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// An enrolled raw device.
 pub(crate) struct RawDevice {

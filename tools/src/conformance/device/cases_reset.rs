@@ -147,6 +147,8 @@ pub(super) static CASES: &[Case<DeviceCtx>] = &[
 /// The reset store's escrowed token, once the token is active: with a harness the kit enters
 /// the passcode it knows to activate a pending token; otherwise the case does not apply.
 async fn active_token(ctx: &mut DeviceCtx) -> Result<Vec<u8>, Outcome> {
+    // Whatever the device reported so far (its escrows, its status) is in once this is answered.
+    ctx.barrier().await?;
     let scope = ctx.reset_scope();
     let state = ctx.store(scope).map(|s| s.token_state).unwrap_or_default();
     if state == pb::TokenState::Pending as i32 {

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 /// How long the kit waits for any one thing the device should do (a reply, a reconnect).
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(10);
 
 /// What a device-suite run is given.
 #[derive(Clone, Debug)]
@@ -209,7 +209,8 @@ impl DeviceCtx {
 
     async fn wait_for_device(&mut self, wait: Duration) -> Result<(), ConformanceError> {
         let deadline = tokio::time::Instant::now() + wait;
-        while self.session.is_none() || self.view.stores.is_empty() {
+        // Until the device has opened a session and said something on it (normally its Hello).
+        while self.session.is_none() || self.view.sessions.is_empty() {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(event)) => self.absorb(event),
                 Ok(None) | Err(_) => {
