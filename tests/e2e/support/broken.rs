@@ -360,6 +360,8 @@ impl DeviceGateway for BrokenGateway {
 struct Up {
     /// Commands acknowledged on this session.
     acked: BTreeSet<String>,
+    /// Between a command's ack and its result.
+    in_command: bool,
     /// Reports held back until the next result.
     held: Vec<pb::DeviceMessage>,
 }
@@ -405,9 +407,11 @@ impl BrokenGateway {
                     return out;
                 }
                 up.acked.insert(ack.command_id.clone());
+                up.in_command = true;
                 self.rename_back(&mut ack.command_id);
             }
             Some(Body::Result(result)) => {
+                up.in_command = false;
                 self.rename_back(&mut result.command_id);
                 let mine = self
                     .memory()
@@ -456,7 +460,7 @@ impl BrokenGateway {
                 }
             }
             Some(Body::EscrowToken(_) | Body::Status(_))
-                if bug == Bug::DeviceResultBeforeEscrow =>
+                if bug == Bug::DeviceResultBeforeEscrow && up.in_command =>
             {
                 up.held.push(message);
                 return out;

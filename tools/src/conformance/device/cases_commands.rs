@@ -425,6 +425,8 @@ async fn received_bytes(ctx: &mut DeviceCtx) -> CaseResult {
 }
 
 async fn expired(ctx: &mut DeviceCtx) -> CaseResult {
+    // The escrowed token is known once what the device reported so far is in.
+    ctx.barrier().await?;
     let scope = ctx.reset_scope();
     let token = ctx.escrowed(scope).unwrap_or_else(|| vec![0x55; 32]);
     let stores_before = ctx.view.stores.clone();

@@ -122,27 +122,27 @@ pub(crate) fn violations() -> Vec<Violation> {
     vec![
         Violation {
             rule: "DEV-PASSCODE-1: shorter than the policy's minimum",
-            policy: pin.clone(),
+            policy: pin,
             passcode: "58302",
         },
         Violation {
             rule: "DEV-PASSCODE-1: longer than 16 characters",
-            policy: password.clone(),
+            policy: password,
             passcode: "Harbor7WindHarbor",
         },
         Violation {
             rule: "DEV-PASSCODE-1: a character outside printable ASCII",
-            policy: password.clone(),
+            policy: password,
             passcode: "Harbör7Wind",
         },
         Violation {
             rule: "DEV-PASSCODE-2: a letter in a PIN",
-            policy: pin.clone(),
+            policy: pin,
             passcode: "58a302",
         },
         Violation {
             rule: "DEV-PASSCODE-2: a PIN where a password is required",
-            policy: password.clone(),
+            policy: password,
             passcode: "58302914",
         },
         Violation {
@@ -152,7 +152,7 @@ pub(crate) fn violations() -> Vec<Violation> {
         },
         Violation {
             rule: "DEV-PASSCODE-3: an ordered run of 4 digits",
-            policy: pin.clone(),
+            policy: pin,
             passcode: "913579",
         },
         Violation {
@@ -162,7 +162,7 @@ pub(crate) fn violations() -> Vec<Violation> {
         },
         Violation {
             rule: "DEV-PASSCODE-4: no upper-case letter or symbol under a complex policy",
-            policy: complex.clone(),
+            policy: complex,
             passcode: "harbor7wind",
         },
         Violation {

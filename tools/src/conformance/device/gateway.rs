@@ -237,7 +237,7 @@ impl DeviceGateway for KitGateway {
                                     body: Some(pb::control_message::Body::Policy(
                                         pb::PolicyUpdate {
                                             scope: *scope,
-                                            policy: policy.clone(),
+                                            policy: *policy,
                                         },
                                     )),
                                 };

@@ -497,10 +497,7 @@ impl DeviceCtx {
         scope: pb::CredentialScope,
         policy: Option<pb::PasscodePolicy>,
     ) -> Result<(), Outcome> {
-        self.shared
-            .state()
-            .policies
-            .insert(scope as i32, policy.clone());
+        self.shared.state().policies.insert(scope as i32, policy);
         self.send(pb::ControlMessage {
             body: Some(pb::control_message::Body::Policy(pb::PolicyUpdate {
                 scope: scope as i32,
