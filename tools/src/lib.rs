@@ -15,4 +15,6 @@
 pub mod admin;
 mod causes;
 pub mod demo;
+mod embedded;
+pub mod flow;
 pub mod loadtest;

@@ -1,0 +1,1 @@
+//! Unit tests of reading and checking flow files.
