@@ -13,39 +13,41 @@ use std::fmt::Write as _;
 
 const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0; background: #f4f6fa; color: #16202f; }
-header { background: #16202f; color: #fff; padding: 18px 28px; }
+header { background: #16202f; color: #fff; padding: 16px 28px; }
 header h1 { margin: 0 0 4px; font-size: 22px; }
 header p { margin: 0; color: #b8c4dd; }
-main { padding: 12px 28px 40px; }
+main { padding: 8px 28px 40px; }
 nav ul { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 8px; }
-nav a { display: inline-block; padding: 4px 10px; border-radius: 12px; text-decoration: none; color: #fff; font-size: 13px; }
-.passed nav a, a.passed { background: #1e8e3e; }
-a.failed { background: #b3261e; }
-section.flow { background: #fff; border-radius: 10px; margin: 18px 0; padding: 6px 20px 16px; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
+nav a { display: inline-block; padding: 3px 10px; border-radius: 12px; text-decoration: none; color: #fff; font-size: 13px; }
+a.passed { background: #1e8e3e; } a.failed { background: #b3261e; }
+section.flow { background: #fff; border-radius: 10px; margin: 16px 0; padding: 4px 18px 18px; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
 section.flow h2 { font-size: 18px; margin: 12px 0 2px; }
 section.flow h2 small { font-weight: normal; color: #4a5870; font-size: 13px; }
 .badge { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: 12px; font-weight: 700; color: #fff; vertical-align: middle; }
 .badge.passed { background: #1e8e3e; } .badge.failed { background: #b3261e; } .badge.skipped { background: #8a94a6; }
 .tags { color: #4a5870; margin: 0 0 8px; }
 .setup-error { color: #b3261e; font-weight: 600; }
-article.step { border-top: 1px solid #e3e8f0; padding: 10px 0; }
-article.step.skipped { color: #8a94a6; padding: 4px 0; }
-.step-head { display: flex; gap: 10px; align-items: baseline; flex-wrap: wrap; }
-.step-head code { font-size: 13px; background: #eef2f8; padding: 1px 6px; border-radius: 4px; }
-.step-head .where, .step-head .time { color: #4a5870; font-size: 12px; }
-.detail { margin: 4px 0 0; color: #2c3a50; }
-dl.failure { margin: 6px 0; padding: 8px 12px; background: #fdecea; border-left: 4px solid #b3261e; display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; }
-dl.failure dt { font-weight: 700; } dl.failure dd { margin: 0; }
-.views { display: flex; gap: 18px; align-items: flex-start; flex-wrap: wrap; margin-top: 8px; }
-.phones { display: flex; gap: 14px; }
+.steps { display: grid; grid-template-columns: repeat(auto-fill, minmax(232px, 1fr)); gap: 12px; }
+article.step { border: 1px solid #dfe5ee; border-radius: 10px; padding: 8px 10px; display: flex; flex-direction: column; gap: 6px; }
+article.step.failed { border: 2px solid #b3261e; background: #fff8f7; }
+article.step.skipped { color: #8a94a6; background: #f7f8fa; }
+article.step.wide { grid-column: span 2; }
+.step-head { display: flex; gap: 6px; align-items: baseline; flex-wrap: wrap; font-size: 12px; }
+.step-head .num { font-weight: 700; }
+.step-head .where, .step-head .time { color: #4a5870; }
+.step code { font-size: 12px; background: #eef2f8; padding: 1px 5px; border-radius: 4px; overflow-wrap: anywhere; }
+.detail { margin: 0; color: #2c3a50; font-size: 12.5px; }
+dl.failure { margin: 0; padding: 6px 8px; background: #fdecea; border-left: 4px solid #b3261e; font-size: 12.5px; }
+dl.failure dt { font-weight: 700; } dl.failure dd { margin: 0 0 4px; }
+.phones { display: flex; gap: 10px; justify-content: center; }
 figure { margin: 0; text-align: center; }
-figcaption { font-size: 12px; color: #4a5870; }
-table.admin-view { border-collapse: collapse; font-size: 12.5px; min-width: 300px; }
-table.admin-view caption { text-align: left; font-weight: 700; padding-bottom: 4px; }
-table.admin-view th { text-align: left; color: #4a5870; font-weight: 600; padding: 2px 12px 2px 0; vertical-align: top; }
-table.admin-view td { padding: 2px 0; }
+figcaption { font-size: 11.5px; color: #4a5870; }
+table.admin-view { border-collapse: collapse; font-size: 11.5px; width: 100%; background: #f5f7fb; border-radius: 6px; }
+table.admin-view caption { text-align: left; font-weight: 700; font-size: 12px; padding: 2px 0; }
+table.admin-view th { text-align: left; color: #4a5870; font-weight: 600; padding: 1px 8px 1px 4px; vertical-align: top; white-space: nowrap; }
+table.admin-view td { padding: 1px 4px 1px 0; overflow-wrap: anywhere; }
 .state { font-weight: 700; }
-.state.done { color: #1e8e3e; } .state.failed, .state.expired, .state.not_supported { color: #b3261e; } .state.pending, .state.active { color: #d08a00; }
+.state.done { color: #1e8e3e; } .state.failed, .state.expired, .state.not_supported, .state.canceled { color: #b3261e; } .state.pending, .state.active { color: #d08a00; }
 "#;
 
 pub(crate) fn render(reports: &[FlowReport], generated_at_ms: u64) -> String {
@@ -104,13 +106,14 @@ fn flow_section(html: &mut String, number: usize, report: &FlowReport) {
             escape(error)
         );
     }
+    html.push_str("<div class=\"steps\">");
     for step in &report.steps {
-        step_article(html, report, step);
+        step_article(html, number, step);
     }
-    html.push_str("</section>");
+    html.push_str("</div></section>");
 }
 
-fn step_article(html: &mut String, report: &FlowReport, step: &StepReport) {
+fn step_article(html: &mut String, flow_number: usize, step: &StepReport) {
     let class = match step.status {
         StepStatus::Passed => "passed",
         StepStatus::Failed => "failed",
@@ -118,8 +121,7 @@ fn step_article(html: &mut String, report: &FlowReport, step: &StepReport) {
     };
     let _ = write!(
         html,
-        "<article class=\"step {class}\" id=\"{}-step-{}\"><div class=\"step-head\"><span class=\"badge {class}\">{}</span><span class=\"num\">{}</span><code>{}</code><span class=\"where\">{}:{}:{}</span>",
-        escape(&report.name.replace(' ', "-")),
+        "<article class=\"step {class}{wide}\" id=\"flow-{flow_number}-step-{}\"><div class=\"step-head\"><span class=\"badge {class}\">{}</span><span class=\"num\">step {}</span><span class=\"where\">line {}:{}</span>",
         step.number,
         match step.status {
             StepStatus::Passed => "ok",
@@ -127,10 +129,9 @@ fn step_article(html: &mut String, report: &FlowReport, step: &StepReport) {
             StepStatus::Skipped => "skipped",
         },
         step.number,
-        escape(&step.label),
-        escape(&report.path.display().to_string()),
         step.pos.line,
-        step.pos.col
+        step.pos.col,
+        wide = if step.screens.len() > 1 { " wide" } else { "" }
     );
     if step.status != StepStatus::Skipped {
         let _ = write!(
@@ -139,7 +140,7 @@ fn step_article(html: &mut String, report: &FlowReport, step: &StepReport) {
             millis(step.duration)
         );
     }
-    html.push_str("</div>");
+    let _ = write!(html, "</div><code>{}</code>", escape(&step.label));
     if step.status == StepStatus::Skipped {
         html.push_str("</article>");
         return;
@@ -154,7 +155,7 @@ fn step_article(html: &mut String, report: &FlowReport, step: &StepReport) {
     } else if !step.detail.is_empty() {
         let _ = write!(html, "<p class=\"detail\">{}</p>", escape(&step.detail));
     }
-    html.push_str("<div class=\"views\"><div class=\"phones\">");
+    html.push_str("<div class=\"phones\">");
     for screen in &step.screens {
         let _ = write!(
             html,
@@ -169,7 +170,7 @@ fn step_article(html: &mut String, report: &FlowReport, step: &StepReport) {
     if let Some(action) = &step.action {
         admin_view(html, action);
     }
-    html.push_str("</div></article>");
+    html.push_str("</article>");
 }
 
 /// Tokens per store, for the caption under a phone (the phone shows them too, smaller).
@@ -196,19 +197,23 @@ fn admin_view(html: &mut String, action: &pb::Action) {
     let state = state_name(action.state);
     let _ = write!(
         html,
-        "<table class=\"admin-view\"><caption>Admin console: action {}</caption>",
-        escape(&action.action_id)
+        "<table class=\"admin-view\" title=\"{id}\"><caption>Admin console: {}</caption>",
+        escape(&short_id(&action.action_id)),
+        id = escape(&action.action_id)
     );
     let mut row = |name: &str, value: String| {
         let _ = write!(html, "<tr><th>{name}</th><td>{value}</td></tr>");
     };
-    row("kind", escape(kind_name(action.kind)));
     row(
-        "store",
-        escape(
-            scope_from_pb(action.scope)
-                .map(|s| s.as_str())
-                .unwrap_or("-"),
+        "what",
+        format!(
+            "{} of the {}",
+            escape(kind_name(action.kind)),
+            escape(
+                scope_from_pb(action.scope)
+                    .map(|s| s.as_str())
+                    .unwrap_or("-")
+            )
         ),
     );
     row(
@@ -222,13 +227,20 @@ fn admin_view(html: &mut String, action: &pb::Action) {
         row("reason", escape(&action.reason));
     }
     row("requested by", escape(&action.requested_by));
-    row("requested", escape(&time(action.created_at_ms)));
-    row("delivered", escape(&time(action.delivered_at_ms)));
-    row("completed", escape(&time(action.completed_at_ms)));
-    row("user entered", escape(&time(action.user_entered_at_ms)));
-    row(
-        "passcode visible until",
-        escape(&time(action.passcode_visible_until_ms)),
-    );
+    for (name, ms) in [
+        ("requested", action.created_at_ms),
+        ("delivered", action.delivered_at_ms),
+        ("completed", action.completed_at_ms),
+        ("user entered", action.user_entered_at_ms),
+        ("passcode shown until", action.passcode_visible_until_ms),
+    ] {
+        row(name, escape(&time(ms).replace('T', " ").replace('Z', "")));
+    }
     html.push_str("</table>");
+}
+
+/// The end of an action id, enough to tell a flow's actions apart in a narrow card.
+fn short_id(id: &str) -> String {
+    let tail: Vec<char> = id.chars().rev().take(8).collect();
+    format!("action …{}", tail.into_iter().rev().collect::<String>())
 }

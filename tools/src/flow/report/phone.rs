@@ -8,8 +8,8 @@ use super::junit::escape;
 use droidfleet_proto::v1 as pb;
 use std::fmt::Write as _;
 
-const WIDTH: u32 = 220;
-const HEIGHT: u32 = 440;
+const WIDTH: u32 = 210;
+const HEIGHT: u32 = 420;
 /// Characters per line of notification text at its font size.
 const LINE_CHARS: usize = 30;
 
@@ -68,7 +68,7 @@ pub(crate) fn render(screen: &pb::Screen, now_ms: u64) -> String {
         svg,
         r##"<text class="lock-state" x="{}" y="{}" font-size="15" font-weight="600" text-anchor="middle" fill="{ink}">{headline}</text>"##,
         WIDTH / 2,
-        icon_y + 44
+        icon_y + 60
     );
     if let Some(status) = device_store {
         let prompt = prompt(status, now_ms);
@@ -77,7 +77,7 @@ pub(crate) fn render(screen: &pb::Screen, now_ms: u64) -> String {
                 svg,
                 r##"<text x="{}" y="{}" font-size="10" text-anchor="middle" fill="{soft}">{}</text>"##,
                 WIDTH / 2,
-                icon_y + 60,
+                icon_y + 76,
                 escape(&prompt)
             );
         }
