@@ -93,6 +93,7 @@ pub fn parse_flow(path: &Path, text: &str, context: &Context) -> Result<Flow, Ve
     let mut reader = Reader {
         chars: text.chars().collect(),
         problems: Vec::new(),
+        broken_devices: Vec::new(),
     };
     let flow = reader.flow(path, text, context);
     if reader.problems.is_empty()
@@ -117,6 +118,8 @@ struct Reader {
     /// found from its scalar's first one.
     chars: Vec<char>,
     problems: Vec<(Pos, String)>,
+    /// Devices listed with a problem already reported: steps naming them add no second one.
+    broken_devices: Vec<String>,
 }
 
 fn pos_of(node: &MarkedYaml<'_>) -> Pos {
@@ -409,7 +412,8 @@ impl Reader {
                 }
                 parsed
             });
-            let (Some(name), Some(ownership)) = (name, ownership) else {
+            let (Some(name), Some(ownership)) = (name.clone(), ownership) else {
+                self.broken_devices.extend(name);
                 continue;
             };
             let pos = pos_of(item);
@@ -418,6 +422,7 @@ impl Reader {
                     fields.get("name").map(pos_of).unwrap_or(pos),
                     format!("device name {name:?}: use 1 to 64 letters, digits, '-' or '_'"),
                 );
+                self.broken_devices.push(name);
                 continue;
             }
             if devices.iter().any(|d| d.name == name) {
@@ -675,6 +680,7 @@ impl Reader {
         let name = self.string(node, "device")?;
         match devices.iter().find(|d| d.name == name) {
             Some(device) => Some((name, device.ownership)),
+            None if self.broken_devices.contains(&name) => None,
             None => {
                 let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
                 self.problem(

@@ -36,7 +36,7 @@ article.step.wide { grid-column: span 2; }
 .step-head .num { font-weight: 700; }
 .step-head .where, .step-head .time { color: #4a5870; }
 .step code { font-size: 12px; background: #eef2f8; padding: 1px 5px; border-radius: 4px; overflow-wrap: anywhere; }
-.detail { margin: 0; color: #2c3a50; font-size: 12.5px; }
+.detail { margin: 0; color: #2c3a50; font-size: 12.5px; overflow-wrap: anywhere; }
 dl.failure { margin: 0; padding: 6px 8px; background: #fdecea; border-left: 4px solid #b3261e; font-size: 12.5px; }
 dl.failure dt { font-weight: 700; } dl.failure dd { margin: 0 0 4px; }
 .phones { display: flex; gap: 10px; justify-content: center; }
@@ -44,7 +44,7 @@ figure { margin: 0; text-align: center; }
 figcaption { font-size: 11.5px; color: #4a5870; }
 table.admin-view { border-collapse: collapse; font-size: 11.5px; width: 100%; background: #f5f7fb; border-radius: 6px; }
 table.admin-view caption { text-align: left; font-weight: 700; font-size: 12px; padding: 2px 0; }
-table.admin-view th { text-align: left; color: #4a5870; font-weight: 600; padding: 1px 8px 1px 4px; vertical-align: top; white-space: nowrap; }
+table.admin-view th { width: 1%; text-align: left; color: #4a5870; font-weight: 600; padding: 1px 8px 1px 4px; vertical-align: top; white-space: nowrap; }
 table.admin-view td { padding: 1px 4px 1px 0; overflow-wrap: anywhere; }
 .state { font-weight: 700; }
 .state.done { color: #1e8e3e; } .state.failed, .state.expired, .state.not_supported, .state.canceled { color: #b3261e; } .state.pending, .state.active { color: #d08a00; }
@@ -145,16 +145,6 @@ fn step_article(html: &mut String, flow_number: usize, step: &StepReport) {
         html.push_str("</article>");
         return;
     }
-    if let Some(failure) = &step.failure {
-        let _ = write!(
-            html,
-            "<dl class=\"failure\"><dt>expected</dt><dd>{}</dd><dt>observed</dt><dd>{}</dd></dl>",
-            escape(&failure.expected),
-            escape(&failure.observed)
-        );
-    } else if !step.detail.is_empty() {
-        let _ = write!(html, "<p class=\"detail\">{}</p>", escape(&step.detail));
-    }
     html.push_str("<div class=\"phones\">");
     for screen in &step.screens {
         let _ = write!(
@@ -167,6 +157,16 @@ fn step_article(html: &mut String, flow_number: usize, step: &StepReport) {
         );
     }
     html.push_str("</div>");
+    if let Some(failure) = &step.failure {
+        let _ = write!(
+            html,
+            "<dl class=\"failure\"><dt>expected</dt><dd>{}</dd><dt>observed</dt><dd>{}</dd></dl>",
+            escape(&failure.expected),
+            escape(&failure.observed)
+        );
+    } else if !step.detail.is_empty() {
+        let _ = write!(html, "<p class=\"detail\">{}</p>", escape(&step.detail));
+    }
     if let Some(action) = &step.action {
         admin_view(html, action);
     }
@@ -232,7 +232,7 @@ fn admin_view(html: &mut String, action: &pb::Action) {
         ("delivered", action.delivered_at_ms),
         ("completed", action.completed_at_ms),
         ("user entered", action.user_entered_at_ms),
-        ("passcode shown until", action.passcode_visible_until_ms),
+        ("shown until", action.passcode_visible_until_ms),
     ] {
         row(name, escape(&time(ms).replace('T', " ").replace('Z', "")));
     }
