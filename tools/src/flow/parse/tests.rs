@@ -87,13 +87,22 @@ fn the_name_defaults_to_the_file_name_and_env_overrides_apply() {
 
 #[test]
 fn an_unknown_step_is_named_at_its_place_with_a_suggestion() {
-    let text = "devices: [{name: a, type: cosu}]\nsteps:\n  - reboot: a\n  - tapOn: a\n  - rebot: a\n";
+    let text =
+        "devices: [{name: a, type: cosu}]\nsteps:\n  - reboot: a\n  - tapOn: a\n  - rebot: a\n";
     let found = problems(text, &embedded());
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!((found[0].0, found[0].1), (4, 5));
-    assert!(found[0].2.starts_with("unknown step `tapOn`"), "{}", found[0].2);
+    assert!(
+        found[0].2.starts_with("unknown step `tapOn`"),
+        "{}",
+        found[0].2
+    );
     assert_eq!((found[1].0, found[1].1), (5, 5));
-    assert!(found[1].2.contains("did you mean `reboot`?"), "{}", found[1].2);
+    assert!(
+        found[1].2.contains("did you mean `reboot`?"),
+        "{}",
+        found[1].2
+    );
 }
 
 #[test]
@@ -112,7 +121,10 @@ fn a_wrong_type_is_named_at_the_value() {
         "devices: [{name: a, type: cosu}]\nsteps:\n  - enter_passcode: {device: a, scope: device, passcode: \"1\", times: many}\n",
     );
     assert_eq!((line, col), (3, 70));
-    assert!(message.contains("`times` must be a whole number"), "{message}");
+    assert!(
+        message.contains("`times` must be a whole number"),
+        "{message}"
+    );
 
     let (line, col, message) =
         problem("devices: [{name: a, type: cosu}]\nsteps:\n  - advance: 6 days later\n");
@@ -122,9 +134,8 @@ fn a_wrong_type_is_named_at_the_value() {
 
 #[test]
 fn a_missing_device_is_named_with_the_devices_there_are() {
-    let (line, col, message) = problem(
-        "devices:\n  - name: alice\n    type: byod\nsteps:\n  - reboot: bob\n",
-    );
+    let (line, col, message) =
+        problem("devices:\n  - name: alice\n    type: byod\nsteps:\n  - reboot: bob\n");
     assert_eq!((line, col), (5, 13));
     assert_eq!(
         message,
@@ -143,7 +154,10 @@ fn a_bad_variable_is_named_at_its_own_column() {
         message.starts_with("unknown variable ${revealed.work_profile}"),
         "{message}"
     );
-    assert!(message.contains("a reveal_passcode step defines"), "{message}");
+    assert!(
+        message.contains("a reveal_passcode step defines"),
+        "{message}"
+    );
 
     let (_, _, message) = problem(
         "devices: [{name: a, type: byod}]\nsteps:\n  - set_passcode: {device: a, scope: device, passcode: \"${PIN\"}\n",
@@ -156,7 +170,10 @@ fn a_variable_is_defined_only_from_the_step_that_defines_it_on() {
     let text = "devices: [{name: a, type: byod}]\nsteps:\n  - reset_passcode: a\n  - enter_passcode: {device: a, scope: work_profile, passcode: \"${revealed.work_profile}\"}\n  - reveal_passcode: reset\n";
     let (line, _, message) = problem(text);
     assert_eq!(line, 4);
-    assert!(message.contains("${reset.action_id}"), "lists what is defined: {message}");
+    assert!(
+        message.contains("${reset.action_id}"),
+        "lists what is defined: {message}"
+    );
 
     // A reveal expected to be refused defines nothing.
     let text = "devices: [{name: a, type: byod}]\nsteps:\n  - reset_passcode: a\n  - reveal_passcode: {action: reset, expect_error: permission_denied}\n  - enter_passcode: {device: a, scope: work_profile, passcode: \"${revealed.work_profile}\"}\n";
@@ -189,26 +206,38 @@ fn unknown_fields_stores_and_values_are_named() {
     assert_eq!((line, col), (3, 39));
     assert_eq!(message, "device \"k\" is COSU and has no work profile");
 
-    let (line, col, message) = problem(
-        "devices: [{name: k, type: cosu}]\nsteps:\n  - reboot: {device: k, timeout: 5s}\n",
-    );
+    let (line, col, message) =
+        problem("devices: [{name: k, type: cosu}]\nsteps:\n  - reboot: {device: k, timeout: 5s}\n");
     assert_eq!((line, col), (3, 25));
-    assert!(message.starts_with("`reboot` has no field `timeout`"), "{message}");
+    assert!(
+        message.starts_with("`reboot` has no field `timeout`"),
+        "{message}"
+    );
 
     let found = problems(
         "devices: [{name: k, type: cosu}]\nsteps:\n  - assert_action: {action: x, state: finished}\n",
         &embedded(),
     );
     assert_eq!((found[0].0, found[0].1), (3, 29));
-    assert!(found[0].2.contains("no earlier reset_passcode"), "{}", found[0].2);
-    assert_eq!((found[1].0, found[1].1), (3, 39));
-    assert!(found[1].2.contains("\"finished\" is not one of `pending`"), "{}", found[1].2);
-
-    let (line, col, message) = problem(
-        "devices: [{name: k, type: tablet}]\nsteps:\n  - reboot: k\n",
+    assert!(
+        found[0].2.contains("no earlier reset_passcode"),
+        "{}",
+        found[0].2
     );
+    assert_eq!((found[1].0, found[1].1), (3, 39));
+    assert!(
+        found[1].2.contains("\"finished\" is not one of `pending`"),
+        "{}",
+        found[1].2
+    );
+
+    let (line, col, message) =
+        problem("devices: [{name: k, type: tablet}]\nsteps:\n  - reboot: k\n");
     assert_eq!((line, col), (1, 27));
-    assert!(message.starts_with("unknown device type \"tablet\""), "{message}");
+    assert!(
+        message.starts_with("unknown device type \"tablet\""),
+        "{message}"
+    );
 
     let (line, _, message) = problem(
         "devices: [{name: k, type: cosu}]\nsteps:\n  - reset_passcode: {device: k, expect_error: forbidden}\n",
@@ -223,7 +252,10 @@ fn a_required_field_left_out_is_named_at_its_step() {
         "devices: [{name: k, type: cosu}]\nsteps:\n  - enter_passcode:\n      device: k\n      scope: device\n",
     );
     assert_eq!((line, col), (4, 7));
-    assert!(message.starts_with("`enter_passcode` needs `passcode`"), "{message}");
+    assert!(
+        message.starts_with("`enter_passcode` needs `passcode`"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -239,9 +271,8 @@ fn yaml_errors_and_shapes_are_placed() {
     let (_, _, message) = problem("- a\n- b\n");
     assert!(message.starts_with("a flow is a mapping"), "{message}");
 
-    let (line, col, message) = problem(
-        "devices: [{name: a, type: cosu}]\nsteps:\n  - reboot: a\n    go_online: a\n",
-    );
+    let (line, col, message) =
+        problem("devices: [{name: a, type: cosu}]\nsteps:\n  - reboot: a\n    go_online: a\n");
     assert_eq!((line, col), (3, 5));
     assert!(message.contains("found 2 keys"), "{message}");
 
