@@ -1,7 +1,8 @@
 //! `droidfleet flow`: the shipped flows pass; every assertion kind fails when it must, and the
 //! report names the step, the expected and the observed value; a bad flow file is refused with
 //! its file, line and column before anything runs; flows run against a running control plane and
-//! agent (and `advance` is refused there); the HTML report renders in a real browser.
+//! agent (and `advance` is refused there); the HTML report renders in a real browser; a session
+//! played by hand is recorded as a flow that passes.
 
 use crate::support::{Browser, Deployment};
 use droidfleet_proto::v1 as pb;
@@ -512,7 +513,16 @@ async fn the_html_report_draws_each_steps_phone_in_a_browser() {
             && failure.contains("no notification (the shade is empty)"),
         "{failure}"
     );
-    // A picture of the report as a person sees it.
+    // A picture of the report as a person sees it, from the first step whose phone shows a
+    // notification.
+    client
+        .execute(
+            "document.querySelector('g.notification').closest('article').scrollIntoView(); \
+             window.scrollBy(0, -40);",
+            vec![],
+        )
+        .await
+        .unwrap();
     let png = client.screenshot().await.unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 20_000,
@@ -523,4 +533,114 @@ async fn the_html_report_draws_each_steps_phone_in_a_browser() {
     std::fs::write(&shot, &png).unwrap();
     println!("screenshot: {}", shot.display());
     browser.close().await;
+}
+
+/// `droidfleet flow record`: a session played by hand on stdin is written as a flow that keeps
+/// what happened (the refusal, each entry's outcome, the final state, what the phone showed),
+/// with the passcode the admin was shown as a variable; the recorded flow then runs and passes.
+#[tokio::test]
+async fn a_session_played_by_hand_is_recorded_as_a_flow_that_passes() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("recorded.yaml");
+    let mut recorder = tokio::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"))
+        .args(["flow", "record"])
+        .arg(&output)
+        .args(["--device", "byod:alice", "--tag", "recorded"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = recorder.stdin.take().unwrap();
+    let mut stdout = tokio::io::BufReader::new(recorder.stdout.take().unwrap()).lines();
+    let session = "\
+device alice set-passcode --scope device 4826
+device alice set-passcode --scope work-profile --current 4826 alice7391
+device alice write-data --scope work-profile notes \"alice's notes\"
+admin assign-policy alice --scope work-profile --type alphanumeric --min-length 8
+admin reset-passcode alice --as \"Read Only Operator\"
+admin reset-passcode alice --as \"Help Desk Operator\" --wait
+admin reveal-passcode --as \"Help Desk Operator\"
+";
+    stdin.write_all(session.as_bytes()).await.unwrap();
+    let passcode = tokio::time::timeout(crate::support::DEADLINE, async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if let Some(passcode) = line.trim().strip_prefix("the admin reads out: ") {
+                return passcode.to_string();
+            }
+        }
+        panic!("the recorder ended before revealing the passcode")
+    })
+    .await
+    .expect("the recorder reveals the passcode");
+    let rest = format!(
+        "check alice
+device alice enter-passcode --scope work-profile alice7391
+device alice enter-passcode --scope work-profile {passcode}
+device alice fly
+admin watch --until-entered
+check alice
+quit
+"
+    );
+    stdin.write_all(rest.as_bytes()).await.unwrap();
+    let mut printed = String::new();
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    let status = tokio::time::timeout(crate::support::DEADLINE, recorder.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{printed}");
+    assert!(
+        printed.contains("error: unexpected argument 'fly' found"),
+        "a bad line is explained and skipped: {printed}"
+    );
+
+    let flow = std::fs::read_to_string(&output).unwrap();
+    for kept in [
+        "tags: [recorded]",
+        "  - {name: alice, type: byod}",
+        "  - reset_passcode: {device: alice, as: Read Only Operator, expect_error: permission_denied}",
+        "  - assert_action: {action: reset, state: done}",
+        "  - reveal_passcode: {action: reset, as: Help Desk Operator}",
+        "  - assert_notification: {device: alice, title: \"Enter your new work passcode\"}",
+        "  - assert_locked: {device: alice, scope: work_profile}",
+        "  - enter_passcode: {device: alice, scope: work_profile, passcode: \"alice7391\", expect: refused}",
+        "  - enter_passcode: {device: alice, scope: work_profile, passcode: \"${revealed.work_profile}\", expect: unlocked}",
+        "  - assert_action: {action: reset, state: done, user_entered: true}",
+        "  - assert_no_notification: {device: alice}",
+        "  - assert_token: {device: alice, scope: work_profile, state: active}",
+    ] {
+        assert!(flow.contains(kept), "{kept:?} in:\n{flow}");
+    }
+    assert!(
+        !flow.contains(&passcode),
+        "the revealed passcode is kept as a variable: {flow}"
+    );
+    assert!(!flow.contains("fly"));
+
+    let reports = dir.path().join("reports");
+    let run = droidfleet_flow(&[
+        "run",
+        output.to_str().unwrap(),
+        "--report-dir",
+        reports.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        text(&run.stdout),
+        text(&run.stderr)
+    );
+
+    // An existing flow is never overwritten without --force.
+    let again = droidfleet_flow(&["record", output.to_str().unwrap(), "--device", "byod:alice"]);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("exists: give another file, or --force"));
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), flow);
 }

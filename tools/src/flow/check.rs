@@ -217,7 +217,7 @@ fn scope_words(scope: Scope) -> &'static str {
     }
 }
 
-fn store_words(status: &pb::StoreStatus, now: u64) -> String {
+pub(crate) fn store_words(status: &pb::StoreStatus, now: u64) -> String {
     let mut words = vec![if status.locked { "locked" } else { "unlocked" }.to_string()];
     if status.wiped {
         words.push("wiped".into());

@@ -14,17 +14,21 @@
 //!   per role, the wait until the devices are ready.
 //! - `run.rs`: running the steps; `check.rs`: the assertions and their retries.
 //! - `report/`: the console lines, JUnit XML, and the HTML page with an SVG phone per step.
-//! - `record.rs`: `droidfleet flow record`, a session played by hand written as a flow.
+//! - `record.rs`: `droidfleet flow record`, a session played by hand kept as a flow;
+//!   `write.rs`: a flow written back as a flow file.
 
 mod check;
 mod model;
 mod parse;
+mod record;
 mod report;
 mod run;
 mod stage;
+mod write;
 
 pub use model::{Flow, Pos};
 pub use parse::{Context, FlowFileError, parse_flow};
+pub use record::RecordArgs;
 pub use stage::Target;
 
 use crate::admin::{AdminError, Token};
@@ -150,6 +154,9 @@ enum FlowCommand {
     Run(RunArgs),
     /// Read and check flow files without running them.
     Check(CheckArgs),
+    /// Play a session by hand (admin and device commands, one a line on stdin) and write it as
+    /// a flow file.
+    Record(RecordArgs),
 }
 
 #[derive(clap::Args)]
@@ -210,6 +217,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 pub async fn run(args: FlowArgs) -> Result<(), FlowError> {
     match args.command {
         FlowCommand::Run(args) => run_flows(args).await,
+        FlowCommand::Record(args) => record::record(args).await,
         FlowCommand::Check(args) => {
             let context = Context {
                 embedded: !args.external,

@@ -50,6 +50,24 @@ pub enum Part {
 }
 
 impl Text {
+    pub(crate) fn literal(text: &str) -> Text {
+        Text {
+            source: text.to_string(),
+            parts: vec![Part::Literal(text.to_string())],
+        }
+    }
+
+    /// `${name}` alone.
+    pub(crate) fn variable(name: &str) -> Text {
+        Text {
+            source: format!("${{{name}}}"),
+            parts: vec![Part::Variable {
+                name: name.to_string(),
+                pos: Pos::default(),
+            }],
+        }
+    }
+
     /// The text with every variable replaced; `None` names a variable without value (the
     /// checks before a run make that impossible for a flow that passed them).
     pub(crate) fn resolve(&self, values: &BTreeMap<String, String>) -> Result<String, String> {

@@ -53,15 +53,7 @@ pub(crate) async fn run_flow(
             return report;
         }
     };
-    let mut run = Run {
-        flow,
-        stage,
-        values: flow.env.clone(),
-        actions: BTreeMap::new(),
-        written: BTreeMap::new(),
-        latest_action: BTreeMap::new(),
-        default_timeout,
-    };
+    let mut run = Run::new(flow, stage, default_timeout);
     let mut failed = false;
     for (i, step) in flow.steps.iter().enumerate() {
         if failed {
@@ -94,7 +86,7 @@ pub(crate) async fn run_flow(
         console.step(flow, &step_report);
         report.steps.push(step_report);
     }
-    run.stage.finish().await;
+    run.into_stage().finish().await;
     report.duration = started.elapsed();
     console.flow_end(&report);
     report
@@ -116,7 +108,7 @@ fn skipped(i: usize, step: &Step) -> StepReport {
 }
 
 /// A flow in progress.
-struct Run<'a> {
+pub(super) struct Run<'a> {
     flow: &'a Flow,
     stage: Stage,
     /// Every variable's value: `env`, then what steps defined. Passcodes among them are never
@@ -129,9 +121,46 @@ struct Run<'a> {
     /// Each device's latest saved action, shown as the admin's view for its steps.
     latest_action: BTreeMap<String, String>,
     default_timeout: Duration,
+    /// The status of the last admin call refused against the step's expectation: a recording
+    /// keeps it as the step's `expect_error`.
+    pub(super) refused: Option<tonic::Code>,
+    /// How the last passcode entry ended: a recording keeps it as the step's `expect`.
+    pub(super) entered: Option<Entry>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    pub(super) fn new(flow: &'a Flow, stage: Stage, default_timeout: Duration) -> Run<'a> {
+        Run {
+            flow,
+            stage,
+            values: flow.env.clone(),
+            actions: BTreeMap::new(),
+            written: BTreeMap::new(),
+            latest_action: BTreeMap::new(),
+            default_timeout,
+            refused: None,
+            entered: None,
+        }
+    }
+
+    pub(super) fn stage(&mut self) -> &mut Stage {
+        &mut self.stage
+    }
+
+    pub(super) fn into_stage(self) -> Stage {
+        self.stage
+    }
+
+    /// A variable's value now.
+    pub(super) fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// A saved action's id.
+    pub(super) fn saved_action_id(&self, name: &str) -> Option<&str> {
+        self.actions.get(name).map(|a| a.action_id.as_str())
+    }
+
     fn resolve(&self, text: &Text) -> Result<String, Failure> {
         text.resolve(&self.values).map_err(|name| Failure {
             expected: format!("a value for ${{{name}}}"),
@@ -164,13 +193,23 @@ impl Run<'_> {
 
     /// An admin call, judged by the step's `expect_error`: with one, the step passes only when
     /// the call is refused with that status; without, only when it succeeds.
-    fn admin_outcome<T>(step: &Step, outcome: Result<T, AdminError>) -> Result<Option<T>, Failure> {
+    /// A call refused without `expect_error` leaves its status in [`Run::refused`].
+    fn admin_outcome<T>(
+        &mut self,
+        step: &Step,
+        outcome: Result<T, AdminError>,
+    ) -> Result<Option<T>, Failure> {
         match (step.expect_error, outcome) {
             (None, Ok(value)) => Ok(Some(value)),
-            (None, Err(error)) => Err(Failure {
-                expected: "the control plane accepts the call".into(),
-                observed: error.to_string(),
-            }),
+            (None, Err(error)) => {
+                if let AdminError::Rpc { status, .. } = &error {
+                    self.refused = Some(status.code());
+                }
+                Err(Failure {
+                    expected: "the control plane accepts the call".into(),
+                    observed: error.to_string(),
+                })
+            }
             (Some(code), Err(AdminError::Rpc { status, .. })) if status.code() == code => Ok(None),
             (Some(code), Err(error)) => Err(Failure {
                 expected: format!("refused with {}", grpc_code_name(code)),
@@ -194,7 +233,9 @@ impl Run<'_> {
         step.timeout.unwrap_or(self.default_timeout)
     }
 
-    async fn step(&mut self, step: &Step) -> StepResult {
+    pub(super) async fn step(&mut self, step: &Step) -> StepResult {
+        self.refused = None;
+        self.entered = None;
         match &step.kind {
             StepKind::AssignPolicy {
                 device,
@@ -209,7 +250,7 @@ impl Run<'_> {
                         policy: *policy,
                     })
                     .await;
-                Ok(match Self::admin_outcome(step, outcome)? {
+                Ok(match self.admin_outcome(step, outcome)? {
                     None => Self::refused_detail(step),
                     Some(_) => match policy {
                         Some(policy) => format!(
@@ -264,7 +305,7 @@ impl Run<'_> {
                     .actor(step)
                     .reveal_passcode(&self.action_id(action))
                     .await;
-                let Some(revealed) = Self::admin_outcome(step, outcome)? else {
+                let Some(revealed) = self.admin_outcome(step, outcome)? else {
                     return Ok(Self::refused_detail(step));
                 };
                 let (device, scope) = self.action_target(action);
@@ -285,7 +326,7 @@ impl Run<'_> {
                     .actor(step)
                     .cancel_action(&self.action_id(action))
                     .await;
-                match Self::admin_outcome(step, outcome)? {
+                match self.admin_outcome(step, outcome)? {
                     None => Ok(Self::refused_detail(step)),
                     Some(canceled) => {
                         let words = format!("action {}", state_name(canceled.state));
@@ -390,6 +431,11 @@ impl Run<'_> {
                     } else {
                         format!("refused: {}", answer.message)
                     };
+                    self.entered = Some(if answer.unlocked {
+                        Entry::Unlocked
+                    } else {
+                        Entry::Refused
+                    });
                     let holds = match expect {
                         Some(Entry::Unlocked) => answer.unlocked,
                         Some(Entry::Refused) => !answer.unlocked,
@@ -613,7 +659,7 @@ impl Run<'_> {
         save_as: &str,
         outcome: Result<pb::Action, AdminError>,
     ) -> StepResult {
-        let Some(action) = Self::admin_outcome(step, outcome)? else {
+        let Some(action) = self.admin_outcome(step, outcome)? else {
             return Ok(Self::refused_detail(step));
         };
         let words = format!(
@@ -635,7 +681,7 @@ impl Run<'_> {
     }
 
     /// The device name and store of a saved action.
-    fn action_target(&self, name: &str) -> (String, Scope) {
+    pub(super) fn action_target(&self, name: &str) -> (String, Scope) {
         let action = self.actions.get(name);
         let device = action
             .and_then(|a| {

@@ -5,7 +5,7 @@
 
 use super::FlowError;
 use super::model::Flow;
-use crate::admin::{Client, Token};
+use crate::admin::{AdminError, Client, Token};
 use crate::embedded::EmbeddedControlPlane;
 use droidfleet_agent::device::{KdfParams, Ownership};
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
@@ -57,6 +57,8 @@ pub(crate) struct Stage {
     pub(crate) roles: BTreeMap<String, RoleActor>,
     /// Each flow device's id at the control plane.
     pub(crate) device_ids: BTreeMap<String, String>,
+    /// The control plane's admin API, for the principals' clients.
+    address: String,
     /// What the runner started, stopped with the stage.
     embedded: Option<EmbeddedRun>,
 }
@@ -100,13 +102,14 @@ impl Stage {
                     clock: None,
                     roles: BTreeMap::new(),
                     device_ids: BTreeMap::new(),
+                    address: control_plane.clone(),
                     embedded: None,
                 }
             }
         };
         stage.check_devices(flow).await?;
         stage.wait_ready(flow).await?;
-        stage.create_roles(flow, target).await?;
+        stage.create_roles(flow).await?;
         Ok(stage)
     }
 
@@ -173,6 +176,7 @@ impl Stage {
             clock: Some(clock),
             roles: BTreeMap::new(),
             device_ids: BTreeMap::new(),
+            address: control_plane.address.clone(),
             embedded: Some(EmbeddedRun {
                 control_plane,
                 stop,
@@ -292,38 +296,9 @@ impl Stage {
     /// A principal holding only that role, for each role the flow acts as (`as`, and `by` in
     /// audit checks). Against a running control plane the runner's token needs Roles.Manage;
     /// the principals are deleted when the flow ends.
-    async fn create_roles(&mut self, flow: &Flow, target: &Target) -> Result<(), FlowError> {
-        let address = match target {
-            Target::Embedded { .. } => self
-                .embedded
-                .as_ref()
-                .map(|e| e.control_plane.address.clone())
-                .unwrap_or_default(),
-            Target::External { control_plane, .. } => control_plane.clone(),
-        };
-        let suffix = SystemClock.now();
+    async fn create_roles(&mut self, flow: &Flow) -> Result<(), FlowError> {
         for (role, pos) in flow.roles() {
-            if self.roles.contains_key(&role) {
-                continue;
-            }
-            let slug: String = role
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
-            let principal = format!("flow-{slug}-{suffix}");
-            let created = self
-                .admin
-                .create_principal(pb::CreatePrincipalRequest {
-                    name: principal.clone(),
-                    roles: vec![role.clone()],
-                    ..Default::default()
-                })
+            self.create_role(&role)
                 .await
                 .map_err(|source| FlowError::Role {
                     flow: flow.path.clone(),
@@ -332,9 +307,37 @@ impl Stage {
                     role: role.clone(),
                     source,
                 })?;
-            let client = Client::connect(&address, &Token::new(&created.bearer_token)).await?;
-            self.roles.insert(role, RoleActor { principal, client });
         }
+        Ok(())
+    }
+
+    /// Makes a principal holding only `role` (once), through which steps act as that role.
+    pub(crate) async fn create_role(&mut self, role: &str) -> Result<(), AdminError> {
+        if self.roles.contains_key(role) {
+            return Ok(());
+        }
+        let slug: String = role
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let principal = format!("flow-{slug}-{}", SystemClock.now());
+        let created = self
+            .admin
+            .create_principal(pb::CreatePrincipalRequest {
+                name: principal.clone(),
+                roles: vec![role.to_string()],
+                ..Default::default()
+            })
+            .await?;
+        let client = Client::connect(&self.address, &Token::new(&created.bearer_token)).await?;
+        self.roles
+            .insert(role.to_string(), RoleActor { principal, client });
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! and the admin's view of the action at that moment, so a person sees the journey the way the
 //! user and the admin saw it.
 
-use super::super::check::{scope_from_pb, token_name};
+use super::super::check::scope_from_pb;
 use super::console::millis;
 use super::junit::escape;
 use super::{FlowReport, StepReport, StepStatus, phone};
@@ -140,23 +140,24 @@ fn step_article(html: &mut String, flow_number: usize, step: &StepReport) {
             millis(step.duration)
         );
     }
-    let _ = write!(html, "</div><code>{}</code>", escape(&step.label));
+    html.push_str("</div>");
+    let label = format!("<code>{}</code>", escape(&step.label));
     if step.status == StepStatus::Skipped {
-        html.push_str("</article>");
+        let _ = write!(html, "{label}</article>");
         return;
     }
     html.push_str("<div class=\"phones\">");
     for screen in &step.screens {
         let _ = write!(
             html,
-            "<figure>{}<figcaption>{} ({}){}</figcaption></figure>",
+            "<figure>{}<figcaption>{} ({})</figcaption></figure>",
             phone::render(screen, step.now_ms),
             escape(&screen.name),
             crate::admin::format::ownership_name(screen.ownership),
-            stores_caption(screen)
         );
     }
     html.push_str("</div>");
+    html.push_str(&label);
     if let Some(failure) = &step.failure {
         let _ = write!(
             html,
@@ -171,26 +172,6 @@ fn step_article(html: &mut String, flow_number: usize, step: &StepReport) {
         admin_view(html, action);
     }
     html.push_str("</article>");
-}
-
-/// Tokens per store, for the caption under a phone (the phone shows them too, smaller).
-fn stores_caption(screen: &pb::Screen) -> String {
-    let tokens: Vec<String> = screen
-        .stores
-        .iter()
-        .map(|s| {
-            format!(
-                "{} token {}",
-                scope_from_pb(s.scope).map(|s| s.as_str()).unwrap_or("?"),
-                token_name(s.token_state)
-            )
-        })
-        .collect();
-    if tokens.is_empty() {
-        String::new()
-    } else {
-        format!("<br>{}", escape(&tokens.join(", ")))
-    }
 }
 
 fn admin_view(html: &mut String, action: &pb::Action) {

@@ -9,7 +9,7 @@ use droidfleet_proto::v1 as pb;
 use std::fmt::Write as _;
 
 const WIDTH: u32 = 210;
-const HEIGHT: u32 = 420;
+const HEIGHT: u32 = 380;
 /// Characters per line of notification text at its font size.
 const LINE_CHARS: usize = 30;
 
