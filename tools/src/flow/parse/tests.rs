@@ -2,6 +2,9 @@
 //! problem is reported at its own line and column.
 
 use super::*;
+use crate::flow::model::StepKind;
+use droidfleet_proto::v1 as pb;
+use std::time::Duration;
 
 fn embedded() -> Context {
     Context {

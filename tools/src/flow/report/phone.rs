@@ -12,6 +12,8 @@ const WIDTH: u32 = 210;
 const HEIGHT: u32 = 380;
 /// Characters per line of notification text at its font size.
 const LINE_CHARS: usize = 30;
+/// Characters per line of a notification's (bold, larger) title.
+const TITLE_CHARS: usize = 22;
 
 /// The phone for `screen` at the devices' time `now_ms`.
 pub(crate) fn render(screen: &pb::Screen, now_ms: u64) -> String {
@@ -123,21 +125,31 @@ fn prompt(status: &pb::StoreStatus, now_ms: u64) -> String {
 }
 
 fn notification_card(svg: &mut String, notification: &pb::Notification, y: u32) -> u32 {
+    let title = wrap(&notification.title, TITLE_CHARS);
     let lines = wrap(&notification.text, LINE_CHARS);
-    let height = 30 + 12 * lines.len() as u32;
+    let text_top = y + 8 + 13 * title.len() as u32;
+    let height = text_top - y + 4 + 12 * lines.len() as u32;
     let _ = write!(
         svg,
-        r##"<g class="notification"><rect x="18" y="{y}" width="{}" height="{height}" rx="10" fill="#ffffff" stroke="#c9d3e3"/><rect x="26" y="{}" width="10" height="10" rx="2" fill="#2f6fdf"/><text class="notification-title" x="42" y="{}" font-size="10.5" font-weight="700" fill="#16202f">{}</text>"##,
+        r##"<g class="notification"><rect x="18" y="{y}" width="{}" height="{height}" rx="10" fill="#ffffff" stroke="#c9d3e3"/><rect x="26" y="{}" width="10" height="10" rx="2" fill="#2f6fdf"/><text class="notification-title" x="42" y="{}" font-size="10.5" font-weight="700" fill="#16202f">"##,
         WIDTH - 36,
         y + 9,
         y + 18,
-        escape(&truncate(&notification.title, LINE_CHARS - 2))
     );
+    for (i, line) in title.iter().enumerate() {
+        let _ = write!(
+            svg,
+            r##"<tspan x="42" dy="{}">{}</tspan>"##,
+            if i == 0 { 0 } else { 13 },
+            escape(line)
+        );
+    }
+    svg.push_str("</text>");
     for (i, line) in lines.iter().enumerate() {
         let _ = write!(
             svg,
             r##"<text x="26" y="{}" font-size="9.5" fill="#3b4658">{}</text>"##,
-            y + 32 + 12 * i as u32,
+            text_top + 12 + 12 * i as u32,
             escape(line)
         );
     }
@@ -252,16 +264,6 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        let mut short: String = text.chars().take(width - 1).collect();
-        short.push('…');
-        short
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +307,9 @@ mod tests {
         let svg = render(&screen(), 1_000);
         assert!(svg.starts_with("<svg class=\"phone\" data-device=\"alice\""));
         assert!(svg.ends_with("</svg>"));
-        assert!(svg.contains(">Enter your new work passcode</text>"));
+        assert!(
+            svg.contains(">Enter your new work</tspan><tspan x=\"42\" dy=\"13\">passcode</tspan>")
+        );
         assert!(svg.contains("&lt;now&gt;"), "text is escaped: {svg}");
         assert!(svg.contains(r#"data-scope="Device" data-state="unlocked""#));
         assert!(svg.contains(r#"data-scope="Work profile" data-state="locked""#));
@@ -332,6 +336,5 @@ mod tests {
             wrap("Your IT admin reset your work passcode.", 16),
             vec!["Your IT admin", "reset your work", "passcode."]
         );
-        assert_eq!(truncate("abcdef", 4), "abc…");
     }
 }
