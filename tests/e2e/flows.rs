@@ -74,6 +74,76 @@ fn the_shipped_flows_pass() {
     }
 }
 
+/// `--tag` runs only flows with one of the tags, `--exclude-tag` leaves flows out, and `--env`
+/// replaces a flow's `env` value (here the work password, so the flow's last entry is refused).
+#[test]
+fn tags_select_flows_and_env_values_are_replaced() {
+    let reports = tempfile::tempdir().unwrap();
+    let report_dir = reports.path().to_str().unwrap();
+    let output = droidfleet_flow(&[
+        "run",
+        "flows/",
+        "--tag",
+        "cosu",
+        "--tag",
+        "aosp",
+        "--exclude-tag",
+        "time",
+        "--quiet",
+        "--report-dir",
+        report_dir,
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    for name in [
+        "COSU device reset",
+        "AOSP device reset",
+        "Work-profile reset not supported on COSU",
+    ] {
+        assert!(
+            stdout.contains(&format!("PASSED {name}:")),
+            "{name}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("flows: 3 passed, 0 failed"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("env.yaml");
+    std::fs::write(
+        &flow,
+        "env:\n  PIN: \"2580\"\ndevices: [{name: k, type: cosu}]\nsteps:\n  - set_passcode: {device: k, scope: device, passcode: \"2580\"}\n  - lock: {device: k, scope: device}\n  - enter_passcode: {device: k, scope: device, passcode: \"${PIN}\", expect: unlocked}\n",
+    )
+    .unwrap();
+    let flow = flow.to_str().unwrap();
+    let output = droidfleet_flow(&["run", flow, "--quiet", "--report-dir", report_dir]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    let output = droidfleet_flow(&[
+        "run",
+        flow,
+        "--env",
+        "PIN=9999",
+        "--quiet",
+        "--report-dir",
+        report_dir,
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        stdout.contains("observed: refused: wrong passcode"),
+        "{stdout}"
+    );
+    let output = droidfleet_flow(&[
+        "run",
+        "flows/",
+        "--tag",
+        "no-such-tag",
+        "--report-dir",
+        report_dir,
+    ]);
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("no flow has the tags asked for"));
+}
+
 /// One flow per assertion kind (and per kind of expectation an action step carries), each set up
 /// so that its last step must fail: (file, the failing step's number and line, expected,
 /// observed).

@@ -234,11 +234,6 @@ pub async fn run(args: FlowArgs) -> Result<(), FlowError> {
 }
 
 async fn run_flows(args: RunArgs) -> Result<(), FlowError> {
-    if args.token_file.is_some() && args.control_plane.is_none() && args.harness.is_some() {
-        return Err(FlowError::InvalidOption(
-            "--harness needs --control-plane".into(),
-        ));
-    }
     let target = match (&args.control_plane, &args.token_file, &args.harness) {
         (Some(control_plane), Some(token_file), Some(harness)) => Target::External {
             control_plane: control_plane.clone(),

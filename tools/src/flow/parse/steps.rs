@@ -9,6 +9,12 @@ use crate::flow::model::{Entry, FlowDevice, Pos, Step, StepKind, TokenWanted};
 use droidfleet_agent::device::Scope;
 use droidfleet_proto::v1 as pb;
 use saphyr::{MarkedYaml, YamlData};
+use std::time::Duration;
+
+/// The most entries one `enter_passcode` step makes (Gatekeeper's schedule is done by 140).
+const MAX_TIMES: u32 = 1_000;
+/// The longest real pause a `wait` step makes; longer spans of time are for `advance`.
+const MAX_WAIT: Duration = Duration::from_secs(600);
 
 impl Reader {
     pub(super) fn steps(
@@ -90,6 +96,16 @@ impl Reader {
         };
         if matches!(name, "wait" | "advance") {
             let duration = self.duration(value, name)?;
+            if name == "wait" && duration > MAX_WAIT {
+                self.problem(
+                    pos_of(value),
+                    format!(
+                        "`wait` lets real time pass, at most {}; `advance` moves the clocks",
+                        humantime::format_duration(MAX_WAIT)
+                    ),
+                );
+                return None;
+            }
             if name == "advance" && !context.embedded {
                 self.problem(
                     pos,
@@ -295,11 +311,14 @@ impl Reader {
                     });
                 let times = match fields.get("times") {
                     Some(n) => match self.unsigned(n, "times")? {
-                        0 => {
-                            self.problem(pos_of(n), "`times` must be at least 1");
+                        t if (1..=MAX_TIMES).contains(&t) => t,
+                        _ => {
+                            self.problem(
+                                pos_of(n),
+                                format!("`times` must be from 1 to {MAX_TIMES}"),
+                            );
                             return None;
                         }
-                        t => t,
                     },
                     None => 1,
                 };

@@ -313,3 +313,15 @@ fn an_error_names_file_line_and_column() {
     };
     assert_eq!(error.to_string(), "flows/x.yaml:3:7: unknown step `tapOn`");
 }
+
+#[test]
+fn repeats_and_real_waits_are_bounded() {
+    let (line, col, message) = problem(
+        "devices: [{name: a, type: cosu}]\nsteps:\n  - enter_passcode: {device: a, scope: device, passcode: \"1\", times: 1001}\n",
+    );
+    assert_eq!((line, col), (3, 70));
+    assert_eq!(message, "`times` must be from 1 to 1000");
+    let (line, col, message) = problem("devices: [{name: a, type: cosu}]\nsteps:\n  - wait: 1h\n");
+    assert_eq!((line, col), (3, 11));
+    assert!(message.contains("`advance` moves the clocks"), "{message}");
+}
