@@ -8,9 +8,10 @@
 //! A folder is a suite. Every file is read and checked before anything runs.
 //!
 //! Layout, in the order a run uses it:
-//! - `model.rs`: what a checked flow is ([`Flow`], its steps, [`Pos`] for every one).
-//! - `parse.rs`: YAML with line and column ([`parse_flow`]) and every check before a run.
-//! - `stage.rs`: the control plane and devices a flow runs against ([`Target`]), the principal
+//! - `model.rs`: what a checked flow is (`Flow`, its steps, a [`Pos`] for every one).
+//! - `parse/`: YAML with line and column into a `Flow`, and every check before a run
+//!   ([`FlowFileError`]).
+//! - `stage.rs`: the control plane and devices a flow runs against (`Target`), the principal
 //!   per role, the wait until the devices are ready.
 //! - `run.rs`: running the steps; `check.rs`: the assertions and their retries.
 //! - `report/`: the console lines, JUnit XML, and the HTML page with an SVG phone per step.
@@ -26,10 +27,13 @@ mod run;
 mod stage;
 mod write;
 
-pub use model::{Flow, Pos};
-pub use parse::{Context, FlowFileError, parse_flow};
-pub use record::RecordArgs;
-pub use stage::Target;
+pub use model::Pos;
+pub use parse::FlowFileError;
+
+use model::Flow;
+use parse::{Context, parse_flow};
+use record::RecordArgs;
+use stage::Target;
 
 use crate::admin::{AdminError, Token};
 use crate::embedded::EmbeddedError;
@@ -305,7 +309,7 @@ fn write_reports(dir: &Path, reports: &[FlowReport]) -> Result<(), FlowError> {
 }
 
 /// Reads and checks every flow file under `paths`; any problem in any file stops everything.
-pub fn load(paths: &[PathBuf], context: &Context) -> Result<Vec<Flow>, FlowError> {
+fn load(paths: &[PathBuf], context: &Context) -> Result<Vec<Flow>, FlowError> {
     let mut files = Vec::new();
     for path in paths {
         collect(path, &mut files)?;

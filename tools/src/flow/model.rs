@@ -17,34 +17,34 @@ pub struct Pos {
 
 /// One flow file: a user journey with the devices it needs.
 #[derive(Clone, Debug)]
-pub struct Flow {
-    pub path: PathBuf,
-    pub name: String,
-    pub tags: Vec<String>,
+pub(crate) struct Flow {
+    pub(crate) path: PathBuf,
+    pub(crate) name: String,
+    pub(crate) tags: Vec<String>,
     /// The file's `env` values, after `--env` overrides; `${NAME}` reads them.
-    pub env: BTreeMap<String, String>,
-    pub devices: Vec<FlowDevice>,
-    pub steps: Vec<Step>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) devices: Vec<FlowDevice>,
+    pub(crate) steps: Vec<Step>,
 }
 
 #[derive(Clone, Debug)]
-pub struct FlowDevice {
-    pub name: String,
-    pub ownership: Ownership,
-    pub pos: Pos,
+pub(crate) struct FlowDevice {
+    pub(crate) name: String,
+    pub(crate) ownership: Ownership,
+    pub(crate) pos: Pos,
 }
 
 /// Text that may hold `${NAME}` variables, resolved when its step runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Text {
+pub(crate) struct Text {
     /// As written in the file: what reports show, so a variable holding a passcode is never
     /// printed.
-    pub source: String,
-    pub parts: Vec<Part>,
+    pub(crate) source: String,
+    pub(crate) parts: Vec<Part>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     Literal(String),
     Variable { name: String, pos: Pos },
 }
@@ -87,29 +87,29 @@ impl Text {
 
 /// One step, with what every step may carry.
 #[derive(Clone, Debug)]
-pub struct Step {
+pub(crate) struct Step {
     /// Where the step's name is written.
-    pub pos: Pos,
-    pub kind: StepKind,
+    pub(crate) pos: Pos,
+    pub(crate) kind: StepKind,
     /// How long an assertion (or a wait on the control plane) may retry; the flow's or the
     /// run's default otherwise.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// The role an admin step acts as; the runner's own admin when none.
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
     /// An admin step expected to be refused with this gRPC status (e.g. `permission_denied`):
     /// it passes only when the call fails so.
-    pub expect_error: Option<tonic::Code>,
+    pub(crate) expect_error: Option<tonic::Code>,
 }
 
 /// How a user's passcode entry must end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Entry {
+pub(crate) enum Entry {
     Unlocked,
     Refused,
 }
 
 #[derive(Clone, Debug)]
-pub enum StepKind {
+pub(crate) enum StepKind {
     // The admin, over the admin API.
     AssignPolicy {
         device: String,
@@ -241,7 +241,7 @@ pub enum StepKind {
 pub(crate) const THROTTLE_SLACK: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenWanted {
+pub(crate) enum TokenWanted {
     None,
     Pending,
     Active,

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
 #[derive(clap::Args)]
-pub struct RecordArgs {
+pub(super) struct RecordArgs {
     /// The flow file to write.
     output: PathBuf,
     /// A device to host, TYPE:NAME (e.g. byod:alice); repeat for more.

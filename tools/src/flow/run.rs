@@ -591,7 +591,7 @@ impl<'a> Run<'a> {
                 Ok(format!(
                     "the control plane's and the devices' clocks moved {} to {}",
                     humantime::format_duration(*duration),
-                    time(clock_now(&self.stage))
+                    time(self.stage.now_ms())
                 ))
             }
             StepKind::Notification { .. }
@@ -788,10 +788,6 @@ impl<'a> Run<'a> {
         }
         (screens, action)
     }
-}
-
-fn clock_now(stage: &Stage) -> u64 {
-    stage.now_ms()
 }
 
 fn status_text(status: &tonic::Status) -> String {

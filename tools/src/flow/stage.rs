@@ -23,7 +23,7 @@ const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What `flow run` runs against.
 #[derive(Clone, Debug)]
-pub enum Target {
+pub(crate) enum Target {
     /// A control plane and a fleet started for each flow, in this process.
     Embedded { kdf: KdfParams },
     /// A running control plane (admin API and gateway at `control_plane`, acted on with

@@ -39,7 +39,7 @@ impl fmt::Display for FlowFileError {
 
 /// What the checks must know about the run the flow is meant for.
 #[derive(Clone, Debug, Default)]
-pub struct Context {
+pub(crate) struct Context {
     /// The runner starts the control plane and the fleet itself, so it owns their clocks.
     pub embedded: bool,
     /// `--env NAME=VALUE`: replaces or adds to every flow's `env`.
@@ -90,7 +90,11 @@ pub(crate) const ACTION_STATES: [&str; 7] = [
 ];
 
 /// Reads and checks one flow file's text. `path` is only named in errors.
-pub fn parse_flow(path: &Path, text: &str, context: &Context) -> Result<Flow, Vec<FlowFileError>> {
+pub(crate) fn parse_flow(
+    path: &Path,
+    text: &str,
+    context: &Context,
+) -> Result<Flow, Vec<FlowFileError>> {
     let mut reader = Reader {
         chars: text.chars().collect(),
         problems: Vec::new(),
@@ -149,8 +153,11 @@ fn describe(node: &MarkedYaml<'_>) -> String {
 
 /// The names a step's value mapping holds, checked against the step's fields.
 struct Fields<'a, 'input> {
+    /// The step's name, for the messages about a field it lacks.
     step: &'static str,
+    /// Each field given: its name, where the name is written, and its value.
     entries: Vec<(String, Pos, &'a MarkedYaml<'input>)>,
+    /// Every field the step takes, listed in the messages.
     allowed: &'static [&'static str],
 }
 
