@@ -582,11 +582,11 @@ async fn the_html_report_draws_each_steps_phone_in_a_browser() {
             && failure.contains("no notification (the shade is empty)"),
         "{failure}"
     );
-    // A picture of the report as a person sees it, from the first step whose phone shows a
-    // notification.
+    // A picture of the report as a person sees it, from the row of the first step whose phone
+    // is locked (the reboot: the shade still asks for the new work passcode).
     client
         .execute(
-            "document.querySelector('g.notification').closest('article').scrollIntoView(); \
+            "document.querySelector('g.padlock.closed').closest('article').scrollIntoView(); \
              window.scrollBy(0, -12);",
             vec![],
         )
