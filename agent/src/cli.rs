@@ -5,7 +5,7 @@ use crate::clock::SystemClock;
 use crate::device::KdfParams;
 use crate::faults::FaultConfig;
 use crate::fleet::{DeviceSpec, Fleet, FleetConfig, RampUp};
-use crate::seeded::Mix;
+use crate::seeded::{AndroidMix, Mix, ProfileMix};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,11 +37,12 @@ pub struct RunArgs {
         env = "DROIDFLEET_CONTROL_PLANE"
     )]
     pub control_plane: String,
-    /// A device to host, as TYPE:NAME (TYPE is cosu, cobo, cope, byod or aosp). Repeat it for
-    /// more devices; combines with --devices.
+    /// A device to host, as TYPE:NAME[:API_LEVEL[:PROFILE]] (TYPE is cosu, cobo, cope, byod or
+    /// aosp; the API level 26 to 35, default 35; the maker profile default aosp), e.g.
+    /// byod:alice-phone:31. Repeat it for more devices; combines with --devices.
     #[arg(
         long = "device",
-        value_name = "TYPE:NAME",
+        value_name = "TYPE:NAME[:API_LEVEL[:PROFILE]]",
         required_unless_present = "devices"
     )]
     pub device: Vec<DeviceSpec>,
@@ -56,8 +57,15 @@ pub struct RunArgs {
         default_value = "cosu=1,cobo=1,cope=1,byod=1,aosp=1"
     )]
     pub mix: Mix,
-    /// Seeds the device types of --devices and the ramp-up delays: the same seed gives the same
-    /// fleet.
+    /// Android API-level weights for --devices, e.g. 26=1,30=2,34=3 (levels 26 to 35).
+    #[arg(long, value_name = "API_LEVEL=WEIGHT,...", default_value = "35=1")]
+    pub android: AndroidMix,
+    /// Maker-profile weights for --devices, e.g. aosp=3,short-keyguard=1 (see agent/README.md
+    /// for the shipped profiles).
+    #[arg(long, value_name = "PROFILE=WEIGHT,...", default_value = "aosp=1")]
+    pub profile: ProfileMix,
+    /// Seeds the device types, API levels and profiles of --devices and the ramp-up delays: the
+    /// same seed gives the same fleet.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// HTTP/2 connections the devices share (device i uses connection i % K).
@@ -126,7 +134,10 @@ pub fn device_specs(args: &RunArgs) -> Result<Vec<DeviceSpec>, RunError> {
                 format!("must be from 1 to {MAX_DEVICES}"),
             ));
         }
-        specs.extend(args.mix.devices(count, args.seed));
+        specs.extend(
+            args.mix
+                .devices(count, args.seed, &args.android, &args.profile),
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for spec in &specs {

@@ -26,7 +26,10 @@ fn pass(text: &str) -> Passcode {
 
 fn new_device(ownership: Ownership) -> (Device, SystemRandom) {
     let rng = SystemRandom::new();
-    (Device::new("phone".into(), ownership, KDF, &rng), rng)
+    (
+        Device::new("phone".into(), ownership, Build::default(), KDF, &rng),
+        rng,
+    )
 }
 
 fn status(device: &Device, scope: Scope) -> StoreStatus {

@@ -166,10 +166,12 @@ fn reset_keeps_data_and_requires_entry_of_the_new_passcode() {
     assert!(after.locked && after.require_entry && after.has_passcode);
     assert_eq!(after.failed_attempts, 0);
     assert_eq!(after.token_state, TokenState::Pending);
-    let notifications = device.notifications();
-    assert_eq!(notifications.len(), 1);
-    assert_eq!(notifications[0].id, "enter-new-passcode/device");
-    assert_eq!(notifications[0].title, "Enter your new device passcode");
+    // The keyguard itself asks for the new passcode; no notification is invented for it.
+    assert!(device.notifications().is_empty());
+    assert_eq!(
+        device.lock_screen_prompts()[0].message,
+        "Device locked by admin"
+    );
     assert_eq!(
         device.read_user_data(Scope::Device, "notes"),
         Err(DeviceError::StoreLocked(Scope::Device))
@@ -187,7 +189,7 @@ fn reset_keeps_data_and_requires_entry_of_the_new_passcode() {
         Err(ResetError::TokenNotActive)
     );
 
-    // A wrong entry (the old passcode) keeps the notification.
+    // A wrong entry (the old passcode) keeps the keyguard asking.
     assert!(matches!(
         enter(&mut device, Scope::Device, "2580", NOW + 1),
         EntryOutcome::Refused(Refusal::WrongPasscode {
@@ -195,10 +197,11 @@ fn reset_keeps_data_and_requires_entry_of_the_new_passcode() {
             ..
         })
     ));
-    assert_eq!(device.notifications().len(), 1);
+    assert!(status(&device, Scope::Device).require_entry);
+    assert_eq!(device.lock_screen_prompts().len(), 1);
     device.take_events();
 
-    // The right one clears it, reports the entry and activates the rotated token.
+    // The right one unlocks, reports the entry and activates the rotated token.
     assert_eq!(
         enter(&mut device, Scope::Device, "9146", NOW + 2),
         EntryOutcome::Unlocked
@@ -209,7 +212,7 @@ fn reset_keeps_data_and_requires_entry_of_the_new_passcode() {
         DeviceEvent::NewPasscodeEntered { scope: Scope::Device, command_id, at_ms }
             if command_id == "cmd-1" && *at_ms == NOW + 2
     )));
-    assert!(device.notifications().is_empty());
+    assert!(device.lock_screen_prompts().is_empty());
     let after = status(&device, Scope::Device);
     assert!(!after.require_entry && !after.locked);
     assert_eq!(after.token_state, TokenState::Active);
