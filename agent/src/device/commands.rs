@@ -584,6 +584,46 @@ mod tests {
         assert!(reason.contains("wiped"), "{reason}");
     }
 
+    /// `DevicePolicyManager.lockNow` on a user without a secure credential only turns the
+    /// screen off: the keyguard it leaves is dismissed with a swipe. The management app must not
+    /// report such a store as locked, so the command fails with its own code and changes
+    /// nothing.
+    #[test]
+    fn remote_lock_of_a_store_without_passcode_is_refused_with_no_passcode() {
+        let rng = SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let keys = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let mut device = Device::new(
+            "d".into(),
+            Ownership::Aosp,
+            Build::default(),
+            KdfParams::LIGHT,
+            &rng,
+        );
+        device.set_enrollment(Enrollment {
+            device_id: "dev-1".into(),
+            credential: DeviceCredential::new("cred"),
+            command_public_key: keys.public_key().as_ref().to_vec(),
+        });
+        let before = device.statuses(NOW);
+        let body = b"l1".to_vec();
+        let signature = keys.sign(&body);
+        let result = device
+            .run_command(
+                &body,
+                signature.as_ref(),
+                |_| Some(remote_lock("l1", 1, Scope::Device)),
+                NOW,
+                &rng,
+            )
+            .unwrap();
+        let (code, reason) = result.error.unwrap();
+        assert_eq!(code, ErrorCode::NoPasscode);
+        assert!(reason.contains("no passcode"), "{reason}");
+        assert_eq!(device.statuses(NOW), before);
+        assert!(!device.statuses(NOW)[0].locked);
+    }
+
     #[test]
     fn error_codes_serialize_in_snake_case() {
         assert_eq!(

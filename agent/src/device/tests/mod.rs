@@ -7,6 +7,7 @@ mod lock_screen;
 mod persistence;
 mod reset;
 mod tokens;
+mod versions;
 mod work_profile;
 
 use super::*;

@@ -331,3 +331,64 @@ fn work_reset_keeps_the_device_passcode_and_separates_the_challenge() {
         TokenState::Active
     );
 }
+
+/// After a device-level reset with `RESET_PASSWORD_REQUIRE_ENTRY`, Android's
+/// `DevicePolicyManagerService` requires strong authentication
+/// (`STRONG_AUTH_REQUIRED_AFTER_DPM_LOCK_NOW`) and SystemUI's bouncer says "Device locked by
+/// admin" (`kg_prompt_reason_device_admin`); no notification is posted, since the one Intune
+/// documents is for work-profile resets. After a boot the keyguard gives the boot's reason
+/// instead; the entry clears the prompt.
+#[test]
+fn a_device_level_reset_shows_the_keyguard_prompt_not_a_notification() {
+    let (mut device, rng, token) = cosu_ready();
+    assert!(device.lock_screen_prompts().is_empty(), "unlocked");
+    device
+        .reset_with_token(
+            Scope::Device,
+            &token,
+            &pass("914682"),
+            REQUIRE_ENTRY,
+            "cmd-1",
+            &rng,
+        )
+        .unwrap();
+    assert!(device.notifications().is_empty());
+    let prompts = device.lock_screen_prompts();
+    assert_eq!(prompts.len(), 1);
+    assert_eq!(prompts[0].scope, Scope::Device);
+    assert_eq!(prompts[0].reason, PromptReason::DeviceAdmin);
+    assert_eq!(prompts[0].message, "Device locked by admin");
+
+    device.reboot();
+    assert_eq!(
+        device.lock_screen_prompts()[0].message,
+        "PIN is required after device restarts"
+    );
+    assert!(status(&device, Scope::Device).require_entry);
+    assert!(device.notifications().is_empty());
+    assert_eq!(
+        enter(&mut device, Scope::Device, "914682", NOW),
+        EntryOutcome::Unlocked
+    );
+    assert!(device.lock_screen_prompts().is_empty());
+
+    // The user's own lock (the power button) is a routine unlock: no prompt.
+    device.lock(Scope::Device).unwrap();
+    assert!(device.lock_screen_prompts().is_empty());
+    // A remote lock (lockNow) is an admin's.
+    device.remote_lock(Scope::Device).unwrap();
+    assert_eq!(
+        device.lock_screen_prompts()[0].message,
+        "Device locked by admin"
+    );
+
+    // A password says so after a boot.
+    let (mut aosp, rng) = new_device(Ownership::Aosp);
+    aosp.set_passcode(Scope::Device, None, &pass("orchid42"), NOW, &rng)
+        .unwrap();
+    aosp.reboot();
+    assert_eq!(
+        aosp.lock_screen_prompts()[0].message,
+        "Password is required after device restarts"
+    );
+}
