@@ -9,7 +9,7 @@
 
 use super::DEADLINE;
 use super::admin::Admin;
-use droidfleet_agent::device::{KdfParams, Ownership};
+use droidfleet_agent::device::{Build, KdfParams, Ownership};
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
 use droidfleet_control_plane::clock::{Clock, ManualClock, SystemClock};
 use droidfleet_control_plane::service::{Config, ControlPlane};
@@ -65,14 +65,26 @@ impl Drop for World {
 }
 
 impl World {
-    /// Starts a control plane and an agent hosting `devices`, and waits until every device has
-    /// enrolled and connected.
+    /// Starts a control plane and an agent hosting `devices` (on the newest Android, AOSP), and
+    /// waits until every device has enrolled and connected.
     pub(crate) async fn start(devices: &[(&str, Ownership)]) -> World {
         World::start_with(devices, |_| {}).await
     }
 
     pub(crate) async fn start_with(
         devices: &[(&str, Ownership)],
+        tune: impl FnOnce(&mut Config),
+    ) -> World {
+        let devices: Vec<(&str, Ownership, Build)> = devices
+            .iter()
+            .map(|(name, ownership)| (*name, *ownership, Build::default()))
+            .collect();
+        World::start_builds(&devices, tune).await
+    }
+
+    /// As [`World::start_with`], each device on the Android given with it.
+    pub(crate) async fn start_builds(
+        devices: &[(&str, Ownership, Build)],
         tune: impl FnOnce(&mut Config),
     ) -> World {
         let data_dir = tempfile::tempdir().unwrap();
@@ -105,9 +117,10 @@ impl World {
         let agent_dir = tempfile::tempdir().unwrap();
         let devices: Vec<DeviceSpec> = devices
             .iter()
-            .map(|(name, ownership)| DeviceSpec {
+            .map(|(name, ownership, build)| DeviceSpec {
                 name: name.to_string(),
                 ownership: *ownership,
+                build: *build,
             })
             .collect();
         let (fleet, harness, agent) =
