@@ -1,5 +1,5 @@
-//! Command-line arguments of `droidfleet-agent run` (also `droidfleet agent run`), and the
-//! function that runs an agent from them.
+//! Command-line arguments of `droidfleet-agent run` and `re-enroll` (also `droidfleet agent
+//! …`), and the functions that carry them out.
 
 use crate::clock::SystemClock;
 use crate::device::KdfParams;
@@ -100,6 +100,21 @@ pub struct RunArgs {
     pub argon2: Argon2Preset,
 }
 
+/// Hand a device the single-use token from `droidfleet admin re-enroll`, as its user would
+/// type it into the management app: the device enrolls again with it and reconnects.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ReEnrollArgs {
+    /// The agent's harness (its --harness-listen address).
+    #[arg(long, default_value = "http://127.0.0.1:7301")]
+    pub harness: String,
+    /// The device, by the agent's name for it.
+    #[arg(long)]
+    pub device: String,
+    /// The token `droidfleet admin re-enroll` printed.
+    #[arg(long, env = "DROIDFLEET_REENROLLMENT_TOKEN", hide_env_values = true)]
+    pub enrollment_token: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -118,6 +133,38 @@ pub enum RunError {
     },
     #[error("--devices {0}: {1}")]
     Devices(usize, String),
+    #[error("cannot reach the harness at {address}: {source}")]
+    HarnessUnreachable {
+        address: String,
+        source: tonic::transport::Error,
+    },
+    #[error("the harness refused the token: {0}")]
+    HandOver(String),
+}
+
+/// Hands the re-enrollment token to the device through the agent's harness; returns once the
+/// device holds it (it re-enrolls on its own right after).
+pub async fn re_enroll(args: ReEnrollArgs) -> Result<(), RunError> {
+    let mut harness = droidfleet_proto::v1::device_harness_client::DeviceHarnessClient::connect(
+        args.harness.clone(),
+    )
+    .await
+    .map_err(|source| RunError::HarnessUnreachable {
+        address: args.harness.clone(),
+        source,
+    })?;
+    harness
+        .re_enroll(droidfleet_proto::v1::ReEnrollRequest {
+            name: args.device.clone(),
+            enrollment_token: args.enrollment_token,
+        })
+        .await
+        .map_err(|status| RunError::HandOver(status.message().to_string()))?;
+    println!(
+        "device {} has the token; it enrolls again and reconnects on its own",
+        args.device
+    );
+    Ok(())
 }
 
 /// Upper bound of `--devices`; the design targets 100,000 devices in one process.

@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Host devices that enroll with a control plane, take its commands, and expose a harness.
     Run(droidfleet_agent::cli::RunArgs),
+    /// Hand a device the token from `droidfleet admin re-enroll`; it enrolls again by itself.
+    ReEnroll(droidfleet_agent::cli::ReEnrollArgs),
 }
 
 #[tokio::main]
@@ -31,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?
         }
+        Command::ReEnroll(args) => droidfleet_agent::cli::re_enroll(args).await?,
     }
     Ok(())
 }
