@@ -162,10 +162,13 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "devices: {}   seed: {}   mix: {}   connections: {}   ramp-up: {} ms   decision digest: {}",
+            "devices: {}   seed: {}   mix: {}   android: {}   profiles: {}   connections: {}   \
+             ramp-up: {} ms   decision digest: {}",
             self.config["devices"],
             self.config["seed"],
             self.config["mix"].as_str().unwrap_or_default(),
+            self.config["android"].as_str().unwrap_or_default(),
+            self.config["profile"].as_str().unwrap_or_default(),
             self.config["connections"],
             self.config["ramp_up_ms"],
             &self.decision_digest[..16]
