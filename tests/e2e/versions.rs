@@ -55,7 +55,7 @@ async fn one_reset_per_version_that_differs() {
             .set_passcode(name, WORK, DEVICE_PIN, WORK_PASSWORD)
             .await;
         world.admin.wait_escrowed(&id, WORK).await;
-        world.admin.assign_policy(&id, WORK, policy.clone()).await;
+        world.admin.assign_policy(&id, WORK, policy).await;
         let device = world.admin.wait_device(&id, |d| d.api_level == level).await;
         assert_eq!(device.maker_profile, "aosp");
         let screen = world.screen(name).await;

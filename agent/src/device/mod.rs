@@ -55,7 +55,7 @@ pub use secret::{DeviceCredential, EnrollmentToken, EscrowToken, Passcode, Token
 pub use store::{PromptReason, ResetError, ResetOptions};
 
 use commands::CommandLog;
-use store::{CredentialStore, PersistedStore};
+use store::{CredentialStore, NewPasscode, PersistedStore};
 
 /// Bumped whenever [`PersistedDevice`] changes incompatibly.
 const PERSISTED_FORMAT: u32 = 1;
@@ -694,8 +694,11 @@ impl Device {
             let store = device
                 .store_mut(scope)
                 .map_err(|_| ResetError::StoreMissing(scope))?;
-            let rotated =
-                store.reset_with_token(token, new, &requirement, options, command_id, kdf, rng)?;
+            let new = NewPasscode {
+                passcode: new,
+                requirement: &requirement,
+            };
+            let rotated = store.reset_with_token(token, new, options, command_id, kdf, rng)?;
             let locks = options.require_entry || options.lock_now;
             if scope == Scope::Device
                 && locks

@@ -98,6 +98,12 @@ pub struct ResetOptions {
     pub lock_now: bool,
 }
 
+/// The passcode a reset sets, with what it must meet on this device.
+pub(crate) struct NewPasscode<'a> {
+    pub(crate) passcode: &'a Passcode,
+    pub(crate) requirement: &'a Requirement,
+}
+
 /// Why a reset with a token was refused, one variant per check, in the order they run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResetError {
@@ -493,13 +499,11 @@ impl CredentialStore {
     }
 
     /// `resetPasswordWithToken`: every check first, then the whole change at once, so a refused
-    /// reset leaves the store exactly as it was. `requirement` is what the new passcode must
-    /// meet on this device. Returns the rotated token, now pending.
+    /// reset leaves the store exactly as it was. Returns the rotated token, now pending.
     pub(crate) fn reset_with_token(
         &mut self,
         token: &EscrowToken,
-        new: &Passcode,
-        requirement: &Requirement,
+        new: NewPasscode<'_>,
         options: ResetOptions,
         command_id: &str,
         kdf: KdfParams,
@@ -522,11 +526,11 @@ impl CredentialStore {
             Err(CryptoError::Open) => return Err(ResetError::TokenMismatch),
             Err(e) => return Err(ResetError::Crypto(e)),
         };
-        requirement
-            .check(new)
+        new.requirement
+            .check(new.passcode)
             .map_err(ResetError::PolicyViolation)?;
         let challenge = self
-            .passcode_challenge(&secret, new, kdf, rng)
+            .passcode_challenge(&secret, new.passcode, kdf, rng)
             .map_err(ResetError::Crypto)?;
         let rotated = EscrowToken::generate(rng).map_err(ResetError::Crypto)?;
 
@@ -631,6 +635,13 @@ mod tests {
         Requirement::newest(None)
     }
 
+    fn new<'a>(passcode: &'a Passcode, requirement: &'a Requirement) -> NewPasscode<'a> {
+        NewPasscode {
+            passcode,
+            requirement,
+        }
+    }
+
     #[test]
     fn passcode_verification_and_boot_lock() {
         let rng = SystemRandom::new();
@@ -720,15 +731,8 @@ mod tests {
             lock_now: false,
         };
         let reset = |store: &mut CredentialStore, t: &EscrowToken, p: &str| {
-            store.reset_with_token(
-                t,
-                &Passcode::new(p),
-                &no_policy(),
-                options,
-                "cmd",
-                KDF,
-                &rng,
-            )
+            let passcode = Passcode::new(p);
+            store.reset_with_token(t, new(&passcode, &no_policy()), options, "cmd", KDF, &rng)
         };
         assert_eq!(
             reset(&mut store, &token(1), "1357").unwrap_err(),
@@ -802,8 +806,7 @@ mod tests {
             store
                 .reset_with_token(
                     &token(1),
-                    &Passcode::new("1357"),
-                    &no_policy(),
+                    new(&Passcode::new("1357"), &no_policy()),
                     options,
                     "c",
                     KDF,
