@@ -429,6 +429,80 @@ mod tests {
     }
 
     #[test]
+    fn builds_are_drawn_last_and_predict_each_outcome() {
+        let mix: Mix = "cosu=1,cope=1,byod=1".parse().unwrap();
+        let mixed = Behaviour {
+            android: "26=1,30=1,35=1".parse().unwrap(),
+            profiles: "aosp=1,short-keyguard=1".parse().unwrap(),
+            ..behaviour(5)
+        };
+        let plain = plan(&mix, 60, &behaviour(5));
+        let plans = plan(&mix, 60, &mixed);
+        for (a, b) in plans.iter().zip(&plain) {
+            assert_eq!(
+                (
+                    &a.name,
+                    a.fault,
+                    a.user_delay_ms,
+                    a.typo,
+                    a.offline_ms,
+                    a.reboot
+                ),
+                (
+                    &b.name,
+                    b.fault,
+                    b.user_delay_ms,
+                    b.typo,
+                    b.offline_ms,
+                    b.reboot
+                ),
+                "a build is drawn after every older decision"
+            );
+            assert_eq!(a.device_pin.expose(), b.device_pin.expose());
+        }
+        assert!(plans.iter().any(|p| p.build.api_level.get() == 26));
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.build.profile.name() == "short-keyguard")
+        );
+        for p in &plans {
+            let short = p.build.profile.name() == "short-keyguard";
+            let expected = match (p.fault, short, p.target_scope()) {
+                (Fault::NoPolicy, _, _) => ("failed", Some("no_passcode_policy")),
+                (Fault::PendingToken, _, _) => ("failed", Some("token_not_active")),
+                // A generated work password is 8 characters; a short keyguard takes 6.
+                (Fault::None, true, Scope::WorkProfile) => {
+                    ("failed", Some("passcode_policy_violation"))
+                }
+                (Fault::None, _, _) => ("done", None),
+            };
+            let prediction = p.prediction();
+            assert_eq!(
+                (prediction.state, prediction.error_code),
+                expected,
+                "{}",
+                p.name
+            );
+            // The user's own work password fits the lock screen.
+            if let Some(work) = &p.work_password {
+                let max = p.build.profile.maker().max_passcode_length() as usize;
+                assert!(work.expose().len() <= max, "{}", p.name);
+                assert!(work.expose().bytes().any(|b| b.is_ascii_digit()));
+                assert!(work.expose().bytes().any(|b| b.is_ascii_alphabetic()));
+            }
+            // A pending-token device's setup reset must succeed: on a short keyguard the admin
+            // sets the user's own (fitting) passcode instead of a generated one.
+            assert_eq!(
+                p.setup_passcode().is_some(),
+                short && p.target_scope() == Scope::WorkProfile,
+                "{}",
+                p.name
+            );
+        }
+    }
+
+    #[test]
     fn a_typo_differs_and_keeps_the_kind() {
         for text in ["1234", "1239", "abcdef12", "abc9z"] {
             let typo = typo_of(&Passcode::new(text));
