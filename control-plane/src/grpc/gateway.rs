@@ -92,6 +92,9 @@ impl DeviceGateway for Gateway {
             .map(store_status_from_pb)
             .collect::<Result<Vec<_>, _>>()?;
         control_plane.check_hello_stores(&device, &stores)?;
+        control_plane
+            .record_build(&device, hello.api_level, &hello.maker_profile)
+            .await?;
         control_plane.touch(&device, &stores).await?;
         let signals = control_plane.open_session(&device.id);
         // A re-enrollment that revoked the credential between the check above and the

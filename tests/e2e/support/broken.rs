@@ -674,6 +674,25 @@ impl DeviceHarness for BrokenHarness {
         self.upstream.clone().set_online(request.into_inner()).await
     }
 
+    async fn open_work_app(
+        &self,
+        request: Request<pb::DeviceRef>,
+    ) -> Result<Response<pb::Screen>, Status> {
+        let screen = self
+            .upstream
+            .clone()
+            .open_work_app(request.into_inner())
+            .await?;
+        Ok(Response::new(self.screen(screen.into_inner())))
+    }
+
+    async fn re_enroll(
+        &self,
+        request: Request<pb::ReEnrollRequest>,
+    ) -> Result<Response<pb::Screen>, Status> {
+        self.upstream.clone().re_enroll(request.into_inner()).await
+    }
+
     type WatchScreensStream = ScreenStream;
 
     async fn watch_screens(

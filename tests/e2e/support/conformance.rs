@@ -37,6 +37,7 @@ impl AgentUnderTest {
             devices: vec![DeviceSpec {
                 name: DEVICE.into(),
                 ownership,
+                build: droidfleet_agent::device::Build::default(),
             }],
             clock: Arc::new(droidfleet_agent::clock::SystemClock),
             connections: 1,

@@ -100,6 +100,11 @@ impl RawDevice {
 /// A Hello from `device_id` reporting its device store (all a COSU or AOSP device has): no
 /// passcode, no token.
 pub(crate) fn hello(device_id: &str) -> pb::DeviceMessage {
+    hello_on(device_id, 0)
+}
+
+/// A Hello from `device_id` reporting its device store, on Android API level `api_level`.
+pub(crate) fn hello_on(device_id: &str, api_level: u32) -> pb::DeviceMessage {
     pb::DeviceMessage {
         body: Some(pb::device_message::Body::Hello(pb::Hello {
             device_id: device_id.to_string(),
@@ -107,6 +112,8 @@ pub(crate) fn hello(device_id: &str) -> pb::DeviceMessage {
             status: Some(pb::DeviceStatus {
                 stores: vec![store(pb::CredentialScope::Device)],
             }),
+            api_level,
+            maker_profile: String::new(),
         })),
     }
 }

@@ -332,6 +332,8 @@ async fn simulated(ctx: &mut CpCtx) -> CaseResult {
             .map(|(kind, ownership)| DeviceSpec {
                 name: format!("conformance-{run}-{kind}"),
                 ownership: *ownership,
+                // The newest Android with AOSP behaviour: nothing version-specific to refuse.
+                build: droidfleet_agent::device::Build::default(),
             })
             .collect(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),

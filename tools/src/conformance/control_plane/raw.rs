@@ -77,6 +77,10 @@ impl RawDevice {
             device_id: self.device_id.clone(),
             agent_version: "droidfleet-conformance raw device".into(),
             status: Some(self.status(0)),
+            // Unknown (0): the kit tests the protocol, not what an Android version may run, so
+            // its raw devices leave the control plane nothing to refuse early.
+            api_level: 0,
+            maker_profile: String::new(),
         }))
     }
 
