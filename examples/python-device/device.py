@@ -33,6 +33,8 @@ GENERATED = HERE / "generated"
 MIN_LENGTH = 4
 MAX_LENGTH = 16
 MAX_ALLOWED_SEQUENCE = 3
+# The Android API level the device reports in its Hello: the newest, whose rules it follows.
+API_LEVEL = 35
 
 
 def generate_stubs():
@@ -151,10 +153,11 @@ def policy_violation(policy, passcode, pb):
     for key in ("letters", "upper", "lower", "digits", "symbols", "non_letters"):
         if counts[key] < required.get(key, 0):
             return f"the passcode has fewer than {required[key]} {key.replace('_', '-')}"
+    # DEV-PASSCODE-3: a PIN under numeric complex, and any passcode at medium or high complexity.
     forbids_sequence = (
-        ptype == pb.PASSCODE_TYPE_NUMERIC_COMPLEX or complexity >= pb.PASSCODE_COMPLEXITY_MEDIUM
-    )
-    if is_pin and forbids_sequence and max_sequence_length(passcode) > MAX_ALLOWED_SEQUENCE:
+        is_pin and ptype == pb.PASSCODE_TYPE_NUMERIC_COMPLEX
+    ) or complexity >= pb.PASSCODE_COMPLEXITY_MEDIUM
+    if forbids_sequence and max_sequence_length(passcode) > MAX_ALLOWED_SEQUENCE:
         return "the passcode contains a repeating or ordered sequence such as 1111 or 1234"
     return None
 
@@ -302,6 +305,9 @@ class Device:
             device_id=self.state["device_id"],
             agent_version="droidfleet python example 0.1",
             status=self.gw.DeviceStatus(stores=[self.store_status()]),
+            # DEV-SESSION-1: the Android it behaves as (its rules are the newest Android's).
+            api_level=API_LEVEL,
+            maker_profile="aosp",
         )
         await self.send(self.gw.DeviceMessage(hello=hello))
         token = self.current_token()
@@ -422,8 +428,10 @@ class Device:
         pb = self.pb
         if lock.scope != pb.CREDENTIAL_SCOPE_DEVICE:
             return self.result(command_id, pb.ERROR_CODE_STORE_MISSING, "this device has no work profile"), []
-        # A store without a passcode has nothing to lock (DEV-LOCK-1).
-        if self.store["passcode_sha256"] is not None and not self.store["locked"]:
+        # A store without a passcode has nothing a lock could protect (DEV-LOCK-1).
+        if self.store["passcode_sha256"] is None:
+            return self.result(command_id, pb.ERROR_CODE_NO_PASSCODE, "the store has no passcode to lock"), []
+        if not self.store["locked"]:
             self.store["locked"] = True
             return self.result(command_id), [self.status_message()]
         return self.result(command_id), []

@@ -82,7 +82,7 @@ pub(super) static CASES: &[Case<CpCtx>] = &[
     Case {
         info: CaseInfo {
             id: "cp.result.failed",
-            title: "A failure is recorded with the device's code and reason; expired ends expired",
+            title: "A failure is recorded with the device's code and reason; expired ends expired, api_level not_supported",
             requirements: &["CP-RESULT-1"],
             tags: &["results"],
             needs: &[],
@@ -415,6 +415,7 @@ async fn failed(ctx: &mut CpCtx) -> CaseResult {
     for (code, state) in [
         (pb::ErrorCode::TokenMismatch, pb::ActionState::Failed),
         (pb::ErrorCode::Expired, pb::ActionState::Expired),
+        (pb::ErrorCode::ApiLevel, pb::ActionState::NotSupported),
     ] {
         let (device, mut session, action, command) = delivered(ctx).await?;
         session.ack(&command.command_id).await;

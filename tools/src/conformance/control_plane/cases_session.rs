@@ -351,6 +351,22 @@ async fn malformed(ctx: &mut CpCtx) -> CaseResult {
         !recorded.stores.iter().any(|s| s.token_state == 99),
         "the malformed status was recorded"
     );
+    // A field out of its limits in the Hello itself: no Android has API level 100.
+    let mut beyond = device.hello();
+    if let Some(pb::device_message::Body::Hello(hello)) = &mut beyond.body {
+        hello.api_level = 100;
+    }
+    let ended = refused_or_ended(&device, vec![beyond]).await?;
+    expect_status(
+        ended,
+        Code::InvalidArgument,
+        "hello.api_level",
+        "a Hello reporting API level 100",
+    )?;
+    ensure!(
+        ctx.device(&device.device_id).await?.api_level != 100,
+        "the malformed Hello's API level was recorded"
+    );
     Ok(())
 }
 

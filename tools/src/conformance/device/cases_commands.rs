@@ -181,6 +181,9 @@ async fn enroll(ctx: &mut DeviceCtx) -> CaseResult {
     Ok(())
 }
 
+/// Above any Android API level for years to come (PROTOCOL.md DEV-SESSION-1).
+const MAX_API_LEVEL: u32 = 99;
+
 async fn hello(ctx: &mut DeviceCtx) -> CaseResult {
     ctx.open_session().await?;
     let device_id = ctx.device_id();
@@ -207,6 +210,18 @@ async fn hello(ctx: &mut DeviceCtx) -> CaseResult {
                 && !hello.agent_version.chars().any(char::is_control),
             "session {session}'s Hello has an agent_version over 128 characters or with control \
              characters"
+        );
+        ensure!(
+            hello.api_level <= MAX_API_LEVEL,
+            "session {session}'s Hello reports API level {}, which no Android has (0 when unknown, \
+             26 for Android 8.0 ... 35 for Android 15; DEV-SESSION-1)",
+            hello.api_level
+        );
+        ensure!(
+            hello.maker_profile.chars().count() <= 64
+                && !hello.maker_profile.chars().any(char::is_control),
+            "session {session}'s Hello has a maker_profile over 64 characters or with control \
+             characters (DEV-SESSION-1)"
         );
         let Some(status) = &hello.status else {
             return Err(fail(format!(

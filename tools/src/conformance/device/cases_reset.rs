@@ -118,7 +118,7 @@ pub(super) static CASES: &[Case<DeviceCtx>] = &[
     Case {
         info: CaseInfo {
             id: "dev.lock",
-            title: "A remote lock locks the store and reports it before its result",
+            title: "A remote lock locks a store with a passcode, reported before its result; none refuses",
             requirements: &["DEV-LOCK-1", "DEV-STATUS-1"],
             tags: &["lock"],
             needs: &[Need::RemoteLock],
@@ -613,13 +613,32 @@ async fn lock(ctx: &mut DeviceCtx) -> CaseResult {
     let body = ctx.body(commands::remote_lock(scope));
     let command = ctx.sign(&body);
     let (before, result) = ctx.exchange(&command, true).await?;
+    if !was.has_passcode {
+        // Nothing a lock could protect: refused, and nothing changes.
+        ensure!(
+            !result.success && result.error_code == pb::ErrorCode::NoPasscode as i32,
+            "a remote lock of the {scope:?} store, which has no passcode, was answered {}, not \
+             no_passcode (DEV-LOCK-1)",
+            if result.success {
+                "success".into()
+            } else {
+                error_code(result.error_code)
+            }
+        );
+        let now = ctx.store(scope).unwrap_or_default();
+        ensure!(
+            !now.locked,
+            "a refused remote lock left the store without a passcode locked (DEV-LOCK-1)"
+        );
+        return Ok(());
+    }
     ensure!(
         result.success,
         "a remote lock of the {scope:?} store failed: {} ({})",
         error_code(result.error_code),
         result.reason
     );
-    if was.has_passcode && !was.locked {
+    if !was.locked {
         let reported = before.iter().any(|m| {
             matches!(&m.body, Some(pb::device_message::Body::Status(s))
                 if s.stores.iter().any(|st| st.scope == scope as i32 && st.locked))

@@ -161,6 +161,14 @@ pub(crate) fn violations() -> Vec<Violation> {
             passcode: "277770",
         },
         Violation {
+            rule: "DEV-PASSCODE-3: an ordered run of 4 letters at medium complexity",
+            policy: pb::PasscodePolicy {
+                complexity: pb::PasscodeComplexity::Medium as i32,
+                ..password
+            },
+            passcode: "Wabcd739",
+        },
+        Violation {
             rule: "DEV-PASSCODE-4: no upper-case letter or symbol under a complex policy",
             policy: complex,
             passcode: "harbor7wind",
@@ -209,7 +217,12 @@ mod tests {
                 pb::PasscodeType::Unspecified => PasscodeType::Unspecified,
             },
             min_length: policy.min_length,
-            complexity: Complexity::Unspecified,
+            complexity: match pb::PasscodeComplexity::try_from(policy.complexity).unwrap() {
+                pb::PasscodeComplexity::Low => Complexity::Low,
+                pb::PasscodeComplexity::Medium => Complexity::Medium,
+                pb::PasscodeComplexity::High => Complexity::High,
+                pb::PasscodeComplexity::Unspecified => Complexity::Unspecified,
+            },
             min_letters: policy.min_letters,
             min_upper_case: policy.min_upper_case,
             min_lower_case: policy.min_lower_case,
