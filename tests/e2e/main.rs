@@ -12,6 +12,8 @@ mod support;
 mod admin_rules;
 mod architecture;
 mod bad_input;
+mod console;
+mod console_security;
 mod crash_fleet;
 mod delivery;
 mod demo;
