@@ -19,6 +19,7 @@ mod delivery;
 mod demo;
 mod device_behaviour;
 mod device_identity;
+mod device_search;
 mod faults;
 mod fleet_options;
 mod health_reflection;
