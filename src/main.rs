@@ -88,12 +88,12 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
-            Command::Admin(args) => admin::run(args).await,
+            Command::Admin(args) => Ok(admin::run(args).await?),
             Command::Agent {
                 command: AgentCommand::Run(args),
             } => Ok(droidfleet_agent::cli::run(args, ctrl_c()).await?),
-            Command::Demo(args) => demo::run(args).await,
-            Command::Loadtest(args) => loadtest::run(args).await,
+            Command::Demo(args) => Ok(demo::run(args).await?),
+            Command::Loadtest(args) => Ok(loadtest::run(args).await?),
         }
     })
 }

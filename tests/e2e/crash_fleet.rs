@@ -7,12 +7,11 @@
 //!
 //! `DROIDFLEET_CRASH_SEED=<n>` replays another set of kill points.
 
-use crate::support::{Admin, DEADLINE, Process, pin_policy};
+use crate::support::{Admin, DEADLINE, Deployment, pin_policy};
 use droidfleet_agent::seeded::SplitMix64;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,74 +34,6 @@ fn kill_points(seed: u64) -> Vec<usize> {
     }
     points.sort_unstable();
     points
-}
-
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Setup {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn address(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn control_plane(&self) -> Process {
-        let listen = format!("127.0.0.1:{}", self.port);
-        let data = self.path("cp");
-        Process::start(
-            &[
-                "serve",
-                "--listen",
-                &listen,
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            "control plane listening on ",
-            &self.path("cp.log"),
-        )
-    }
-
-    fn agent(&self, enrollment_token: &str) -> Process {
-        let server = self.address();
-        let state = self.path("agent");
-        let names: Vec<String> = (0..DEVICES).map(|i| format!("cosu:d{i:03}")).collect();
-        let mut args = vec![
-            "agent",
-            "run",
-            "--control-plane",
-            &server,
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--enrollment-token",
-            enrollment_token,
-            "--harness-listen",
-            "127.0.0.1:0",
-            "--argon2",
-            "light",
-        ];
-        for name in &names {
-            args.extend(["--device", name]);
-        }
-        Process::start(&args, "harness listening on ", &self.path("agent.log"))
-    }
-
-    async fn admin(&self) -> Admin {
-        let token = std::fs::read_to_string(self.path("cp").join("bootstrap-admin.token")).unwrap();
-        Admin::connect(&self.address(), Some(token.trim().to_string())).await
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn is_final(action: &pb::Action) -> bool {
@@ -185,12 +116,10 @@ async fn two_hundred_resets_survive_three_control_plane_kills_exactly_once() {
         2 * DEVICES
     );
 
-    let setup = Setup {
-        dir: tempfile::tempdir().unwrap(),
-        port: free_port(),
-    };
-    let mut control_plane = Some(setup.control_plane());
-    let mut admin = setup.admin().await;
+    let deployment = Deployment::new();
+    let devices: Vec<String> = (0..DEVICES).map(|i| format!("cosu:d{i:03}")).collect();
+    let mut control_plane = Some(deployment.control_plane());
+    let mut admin = deployment.admin().await;
     let request = admin.request(pb::CreateEnrollmentTokenRequest {
         max_uses: DEVICES as u32,
         ttl_seconds: 600,
@@ -203,7 +132,7 @@ async fn two_hundred_resets_survive_three_control_plane_kills_exactly_once() {
         .unwrap()
         .into_inner()
         .enrollment_token;
-    let agent = setup.agent(&enrollment);
+    let agent = deployment.agent(&enrollment, &devices);
 
     // Every device enrolled and its reset token escrowed.
     let ids: Vec<String> = poll(DEADLINE, Duration::from_millis(100), || {
@@ -231,7 +160,7 @@ async fn two_hundred_resets_survive_three_control_plane_kills_exactly_once() {
 
     let requested = Arc::new(AtomicUsize::new(0));
     let requester = tokio::spawn(request_resets(
-        setup.address(),
+        deployment.address(),
         admin.token.clone().unwrap(),
         ids.clone(),
         requested.clone(),
@@ -266,7 +195,7 @@ async fn two_hundred_resets_survive_three_control_plane_kills_exactly_once() {
                 requested.load(Ordering::SeqCst),
                 started.elapsed()
             );
-            control_plane = Some(setup.control_plane());
+            control_plane = Some(deployment.control_plane());
             continue;
         }
         if kills.peek().is_none()

@@ -2,86 +2,11 @@
 //! child processes and killed with SIGKILL; nothing acknowledged is lost and nothing runs twice.
 //! Also checks that their logs never carry a passcode.
 
-use crate::support::{Admin, DEADLINE, Process, pin_policy};
+use crate::support::{DEADLINE, Deployment, Process, pin_policy};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
 use pb::CredentialScope::Device as DEVICE;
-use std::path::PathBuf;
 use tonic::transport::Channel;
-
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        // The control plane must come back on the same port, so the agent finds it again.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Setup {
-            dir: tempfile::tempdir().unwrap(),
-            port,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn control_plane(&self) -> Process {
-        let listen = format!("127.0.0.1:{}", self.port);
-        let data = self.path("cp");
-        Process::start(
-            &[
-                "serve",
-                "--listen",
-                &listen,
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            "control plane listening on ",
-            &self.path("cp.log"),
-        )
-    }
-
-    fn agent(&self, enrollment_token: &str) -> Process {
-        let server = format!("http://127.0.0.1:{}", self.port);
-        let state = self.path("agent");
-        Process::start(
-            &[
-                "agent",
-                "run",
-                "--control-plane",
-                &server,
-                "--device",
-                "cosu:kiosk",
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--enrollment-token",
-                enrollment_token,
-                "--harness-listen",
-                "127.0.0.1:0",
-                "--argon2",
-                "light",
-            ],
-            "harness listening on ",
-            &self.path("agent.log"),
-        )
-    }
-
-    async fn admin(&self) -> Admin {
-        let token = std::fs::read_to_string(self.path("cp").join("bootstrap-admin.token")).unwrap();
-        Admin::connect(
-            &format!("http://127.0.0.1:{}", self.port),
-            Some(token.trim().to_string()),
-        )
-        .await
-    }
-}
 
 async fn harness(agent: &Process) -> DeviceHarnessClient<Channel> {
     DeviceHarnessClient::connect(format!("http://{}", agent.address))
@@ -137,9 +62,10 @@ async fn read_notes(harness: &mut DeviceHarnessClient<Channel>) -> Option<Vec<u8
 
 #[tokio::test]
 async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
-    let setup = Setup::new();
-    let control_plane = setup.control_plane();
-    let mut admin = setup.admin().await;
+    let deployment = Deployment::new();
+    let devices = ["cosu:kiosk".to_string()];
+    let control_plane = deployment.control_plane();
+    let mut admin = deployment.admin().await;
     let request = admin.request(pb::CreateEnrollmentTokenRequest {
         max_uses: 1,
         ttl_seconds: 600,
@@ -153,7 +79,7 @@ async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
         .into_inner()
         .enrollment_token;
 
-    let agent = setup.agent(&enrollment);
+    let agent = deployment.agent(&enrollment, &devices);
     let mut device = harness(&agent).await;
     let id = wait_connected(&mut device).await.device_id;
     device
@@ -179,7 +105,7 @@ async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
 
     // Kill the agent: after a restart its device, passcode and data are intact.
     agent.kill();
-    let agent = setup.agent(&enrollment);
+    let agent = deployment.agent(&enrollment, &devices);
     let mut device = harness(&agent).await;
     let screen = wait_connected(&mut device).await;
     assert_eq!(screen.device_id, id, "the same enrolled device");
@@ -200,9 +126,9 @@ async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
     assert_eq!(action.state, pb::ActionState::Pending as i32);
     control_plane.kill();
 
-    let control_plane = setup.control_plane();
-    let mut admin = setup.admin().await;
-    let agent = setup.agent(&enrollment);
+    let control_plane = deployment.control_plane();
+    let mut admin = deployment.admin().await;
+    let agent = deployment.agent(&enrollment, &devices);
     let mut device = harness(&agent).await;
     let done = admin.wait_final(&action.action_id).await;
     assert_eq!(
@@ -238,7 +164,7 @@ async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
     drop(agent);
     drop(control_plane);
     for log in ["cp.log", "agent.log"] {
-        let text = std::fs::read_to_string(setup.path(log)).unwrap();
+        let text = std::fs::read_to_string(deployment.path(log)).unwrap();
         assert!(!text.is_empty(), "{log} has log lines");
         assert!(!text.contains(&passcode), "{log} contains the new passcode");
         assert!(!text.contains("2580"), "{log} contains the user's passcode");

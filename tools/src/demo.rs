@@ -3,16 +3,51 @@
 //! agent hosts one device of each enrollment type; the demo plays both the admin (over the real
 //! admin API) and each device's user (through the agent's harness operations).
 
-use crate::admin::{Client, error_name, state_name};
-use anyhow::{Context, bail, ensure};
+use crate::admin::format::{error_name, state_name};
+use crate::admin::{AdminError, Client, Token};
 use droidfleet_agent::cli::Argon2Preset;
 use droidfleet_agent::device::{EntryOutcome, Ownership, Passcode, Scope};
-use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
+use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig, FleetError};
 use droidfleet_control_plane::clock::SystemClock;
+use droidfleet_control_plane::server::ServeError;
 use droidfleet_control_plane::service::Config;
 use droidfleet_proto::v1 as pb;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why the demo stopped. No error carries a token or a passcode (the demo's passcodes are made
+/// up and shown on purpose, in its narration only).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot create a temporary directory")]
+    TempDir(#[source] std::io::Error),
+    #[error("cannot open the demo's control plane")]
+    ControlPlane(#[source] ServeError),
+    #[error("the demo's fresh control plane wrote no bootstrap admin token")]
+    NoBootstrapToken,
+    #[error("cannot listen on a loopback port")]
+    Listen(#[source] std::io::Error),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error("{device} did not enroll within 30 s")]
+    NotEnrolled { device: &'static str },
+    #[error("device {device_id} did not escrow its reset token within 30 s")]
+    NotEscrowed { device_id: String },
+    /// A step did not end the way Android and the control plane promise.
+    #[error("the demo went off script: {0}")]
+    Unexpected(String),
+}
+
+/// Fails with [`DemoError::Unexpected`] unless `holds`.
+fn require(holds: bool, what: impl FnOnce() -> String) -> Result<(), DemoError> {
+    if holds {
+        Ok(())
+    } else {
+        Err(DemoError::Unexpected(what()))
+    }
+}
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -71,21 +106,27 @@ fn step(text: impl AsRef<str>) {
     println!("  - {}", text.as_ref());
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
+    let dir = tempfile::tempdir().map_err(DemoError::TempDir)?;
     println!("droidfleet demo: reset passcode on every Android enrollment type\n");
 
     let opened = droidfleet_control_plane::server::open(
         Config::new(dir.path().join("control-plane")),
         Arc::new(SystemClock),
     )
-    .await?;
+    .await
+    .map_err(DemoError::ControlPlane)?;
     let token_path = opened
         .bootstrap_token_path
         .clone()
-        .context("fresh data directory has a bootstrap admin")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = format!("http://{}", listener.local_addr()?);
+        .ok_or(DemoError::NoBootstrapToken)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(DemoError::Listen)?;
+    let address = format!(
+        "http://{}",
+        listener.local_addr().map_err(DemoError::Listen)?
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut server_stopped = stopped.clone();
     let server = tokio::spawn(droidfleet_control_plane::server::serve(
@@ -97,17 +138,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ));
     println!("Control plane started on {address} (database in a temporary folder).");
 
-    let admin_token = std::fs::read_to_string(&token_path)?.trim().to_string();
-    let mut admin = Client::connect(&address, &admin_token).await?;
+    let admin = Client::connect(&address, &Token::from_file(&token_path)?).await?;
     let enrollment = admin
-        .admin
-        .create_enrollment_token(admin.request(pb::CreateEnrollmentTokenRequest {
+        .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
             max_uses: 5,
             ttl_seconds: 600,
             ..Default::default()
-        }))
-        .await?
-        .into_inner();
+        })
+        .await?;
 
     let fleet = Fleet::load(FleetConfig {
         control_plane: address.clone(),
@@ -128,7 +166,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .await?;
     let agent = tokio::spawn(fleet.clone().run(stopped.clone()));
 
-    let outcome = play(&fleet, &mut admin, &address).await;
+    let outcome = play(&fleet, &admin, &address).await;
     let _ = stop.send(true);
     let _ = agent.await;
     let _ = server.await;
@@ -137,7 +175,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::Result<()> {
+async fn play(fleet: &Arc<Fleet>, admin: &Client, address: &str) -> Result<(), DemoError> {
     println!("\n1. Enrolling one device of each type and setting up their users");
     let mut ids = Vec::new();
     for device in &DEVICES {
@@ -197,40 +235,42 @@ async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::
         error_name(action.error_code),
         action.reason
     ));
-    ensure!(
-        state_name(action.state) == "failed",
-        "expected a refusal without policy"
-    );
+    require(state_name(action.state) == "failed", || {
+        "expected a refusal without policy".into()
+    })?;
     let action = reset(admin, cosu, Some(pb::CredentialScope::WorkProfile)).await?;
     step(format!(
         "work-profile reset of a COSU device: {} - {}",
         state_name(action.state),
         action.reason
     ));
-    ensure!(
-        state_name(action.state) == "not_supported",
-        "expected not_supported"
-    );
+    require(state_name(action.state) == "not_supported", || {
+        "expected not_supported".into()
+    })?;
     let reader_token = admin
-        .admin
-        .create_principal(admin.request(pb::CreatePrincipalRequest {
+        .create_principal(pb::CreatePrincipalRequest {
             name: "rita.reader".into(),
             roles: vec!["Read Only Operator".into()],
             ..Default::default()
-        }))
+        })
         .await?
-        .into_inner()
         .bearer_token;
-    let mut reader = Client::connect(address, &reader_token).await?;
-    let refused = reader
-        .admin
-        .reset_passcode(reader.request(pb::ResetPasscodeRequest {
+    let reader = Client::connect(address, &Token::new(&reader_token)).await?;
+    let refused = match reader
+        .reset_passcode(pb::ResetPasscodeRequest {
             device_id: cosu.clone(),
             ..Default::default()
-        }))
+        })
         .await
-        .err()
-        .context("a Read Only Operator must not reset passcodes")?;
+    {
+        Err(AdminError::Rpc { status, .. }) => status,
+        Err(other) => return Err(other.into()),
+        Ok(_) => {
+            return Err(DemoError::Unexpected(
+                "a Read Only Operator must not reset passcodes".into(),
+            ));
+        }
+    };
     step(format!(
         "rita.reader (Read Only Operator) asks for a reset: refused, {:?}: {}",
         refused.code(),
@@ -246,8 +286,7 @@ async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::
             (pb::PasscodeType::Alphanumeric, 8)
         };
         admin
-            .admin
-            .assign_passcode_policy(admin.request(pb::AssignPasscodePolicyRequest {
+            .assign_passcode_policy(pb::AssignPasscodePolicyRequest {
                 device_id: id.clone(),
                 scope: scope_pb(scope) as i32,
                 policy: Some(pb::PasscodePolicy {
@@ -255,7 +294,7 @@ async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::
                     min_length: min,
                     ..Default::default()
                 }),
-            }))
+            })
             .await?;
         step(format!(
             "{}: {} requires a {} of at least {min} characters",
@@ -278,15 +317,16 @@ async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::
             device.work_passcode.unwrap_or_default()
         };
         let action = reset(admin, id, None).await?;
-        let done = admin.wait_final(&action.action_id, |_| {}).await?;
-        ensure!(
-            state_name(done.state) == "done",
-            "reset of {} ended {} ({})",
-            device.name,
-            state_name(done.state),
-            done.reason
-        );
-        let passcode = admin.reveal(&action.action_id).await?.passcode;
+        let done = admin.watch_action(&action.action_id, false, |_| {}).await?;
+        require(state_name(done.state) == "done", || {
+            format!(
+                "reset of {} ended {} ({})",
+                device.name,
+                state_name(done.state),
+                done.reason
+            )
+        })?;
+        let passcode = admin.reveal_passcode(&action.action_id).await?.passcode;
         step(format!(
             "{}: {} reset is done; the admin reads the new passcode {passcode:?} to the user",
             device.name,
@@ -295,17 +335,16 @@ async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::
 
         if device.name == "alice-byod" {
             let again = reset(admin, id, None).await?;
-            let again = admin.wait_final(&again.action_id, |_| {}).await?;
+            let again = admin.watch_action(&again.action_id, false, |_| {}).await?;
             step(format!(
                 "a second reset before the user entered the new passcode: {} [{}] - {}",
                 state_name(again.state),
                 error_name(again.error_code),
                 again.reason
             ));
-            ensure!(
-                error_name(again.error_code) == "token_not_active",
-                "expected token_not_active"
-            );
+            require(error_name(again.error_code) == "token_not_active", || {
+                "expected token_not_active".into()
+            })?;
         }
 
         let screen = fleet.screen(device.name)?;
@@ -314,7 +353,9 @@ async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::
                 .notifications
                 .iter()
                 .find(|n| n.scope == Scope::WorkProfile)
-                .context("a work-profile reset raises a notification")?;
+                .ok_or_else(|| {
+                    DemoError::Unexpected("a work-profile reset raises a notification".into())
+                })?;
             step(format!(
                 "the phone shows: \"{}: {}\"",
                 note.title, note.text
@@ -326,41 +367,38 @@ async fn play(fleet: &Arc<Fleet>, admin: &mut Client, address: &str) -> anyhow::
                     Passcode::new(device.device_passcode),
                 )
                 .await?;
-            ensure!(
-                matches!(device_still, EntryOutcome::Unlocked),
-                "the device PIN must be untouched"
-            );
+            require(matches!(device_still, EntryOutcome::Unlocked), || {
+                "the device PIN must be untouched".into()
+            })?;
             step("the device PIN still unlocks the phone: only the work profile was reset");
         }
         let refused = fleet
             .enter_passcode(device.name, scope, Passcode::new(old))
             .await?;
-        ensure!(
-            !matches!(refused, EntryOutcome::Unlocked),
-            "the old passcode must no longer work"
-        );
+        require(!matches!(refused, EntryOutcome::Unlocked), || {
+            "the old passcode must no longer work".into()
+        })?;
         step("the old passcode is refused");
         if scope == Scope::WorkProfile {
             let kept = !fleet.screen(device.name)?.notifications.is_empty();
-            ensure!(kept, "a wrong entry keeps the notification");
+            require(kept, || "a wrong entry keeps the notification".into())?;
             step("after that wrong entry the notification is still there");
         }
         let entered = fleet
             .enter_passcode(device.name, scope, Passcode::new(passcode))
             .await?;
-        ensure!(
-            matches!(entered, EntryOutcome::Unlocked),
-            "the new passcode must unlock"
-        );
+        require(matches!(entered, EntryOutcome::Unlocked), || {
+            "the new passcode must unlock".into()
+        })?;
         let notes = fleet
             .read_user_data(device.name, scope, "notes")?
             .unwrap_or_default();
-        ensure!(
+        require(
             notes == format!("{}'s notes", device.name).into_bytes(),
-            "user data must survive the reset"
-        );
+            || "user data must survive the reset".into(),
+        )?;
         let cleared = fleet.screen(device.name)?.notifications.is_empty();
-        ensure!(cleared, "the right entry clears the notification");
+        require(cleared, || "the right entry clears the notification".into())?;
         step(format!(
             "the new passcode unlocks the {}; no notification is left; the saved note reads back intact",
             scope_words(scope)
@@ -392,23 +430,21 @@ fn scope_pb(scope: Scope) -> pb::CredentialScope {
 }
 
 async fn reset(
-    admin: &mut Client,
+    admin: &Client,
     device_id: &str,
     scope: Option<pb::CredentialScope>,
-) -> anyhow::Result<pb::Action> {
-    Ok(admin
-        .admin
-        .reset_passcode(admin.request(pb::ResetPasscodeRequest {
+) -> Result<pb::Action, AdminError> {
+    admin
+        .reset_passcode(pb::ResetPasscodeRequest {
             device_id: device_id.to_string(),
             scope: scope.map(|s| s as i32).unwrap_or(0),
             ..Default::default()
-        }))
-        .await?
-        .into_inner())
+        })
+        .await
 }
 
 /// Waits (bounded) until the device has enrolled and connected.
-async fn wait_enrolled(fleet: &Arc<Fleet>, name: &str) -> anyhow::Result<String> {
+async fn wait_enrolled(fleet: &Arc<Fleet>, name: &'static str) -> Result<String, DemoError> {
     let mut changes = fleet.screen_changes();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -418,30 +454,21 @@ async fn wait_enrolled(fleet: &Arc<Fleet>, name: &str) -> anyhow::Result<String>
         }
         match tokio::time::timeout_at(deadline, changes.recv()).await {
             Ok(_) => {}
-            Err(_) => bail!("{name} did not enroll within 30 s"),
+            Err(_) => return Err(DemoError::NotEnrolled { device: name }),
         }
     }
 }
 
 /// Waits (bounded) until the control plane holds the device's escrow token for `scope`.
-async fn wait_escrowed(admin: &mut Client, device_id: &str, scope: Scope) -> anyhow::Result<()> {
+async fn wait_escrowed(admin: &Client, device_id: &str, scope: Scope) -> Result<(), DemoError> {
     let wanted = scope_pb(scope) as i32;
-    let request = admin.request(pb::GetDeviceRequest {
-        device_id: device_id.to_string(),
+    let escrowed = admin.wait_device(device_id, |device| {
+        device.escrowed_token_scopes.contains(&wanted)
     });
-    let mut changes = admin.admin.watch_device(request).await?.into_inner();
-    let escrowed = async {
-        while let Some(device) = changes.message().await? {
-            if device.escrowed_token_scopes.contains(&wanted) {
-                return Ok(true);
-            }
-        }
-        Ok::<_, tonic::Status>(false)
-    };
     match tokio::time::timeout(Duration::from_secs(30), escrowed).await {
-        Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => bail!("the control plane stopped watching device {device_id}"),
-        Ok(Err(status)) => Err(status.into()),
-        Err(_) => bail!("device {device_id} did not escrow its reset token within 30 s"),
+        Ok(outcome) => outcome.map(|_| ()).map_err(DemoError::from),
+        Err(_) => Err(DemoError::NotEscrowed {
+            device_id: device_id.to_string(),
+        }),
     }
 }

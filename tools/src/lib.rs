@@ -2,11 +2,17 @@
 //! through public APIs only: the admin client, the narrated demo and the load test.
 //!
 //! Layout:
-//! - [`admin`]: the admin-API client and the `droidfleet admin` commands (human and JSON output).
+//! - [`admin`]: the typed admin-API client every tool shares ([`admin::Client`]), the
+//!   `droidfleet admin` commands, and how answers are shown (human lines, JSON).
 //! - [`demo`]: `droidfleet demo`, a control plane and one device of each type, narrated.
 //! - [`loadtest`]: `droidfleet loadtest`, the seeded fleet load generator and its report.
+//! - `causes.rs`: an error and its causes as one line, where an error is kept as text.
+//!
+//! Each area has its own error type ([`admin::AdminError`], [`demo::DemoError`],
+//! [`loadtest::LoadtestError`]); none carries a token or a passcode.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod causes;
 pub mod demo;
 pub mod loadtest;

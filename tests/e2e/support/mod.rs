@@ -5,7 +5,8 @@
 //! - `admin`: [`Admin`], an admin API client acting as one principal, and the passcode policies.
 //! - `raw_device`: [`RawDevice`], a device played by hand over the DeviceGateway, for what the
 //!   agent would never do ([`hello`], [`open_session`] for sessions with any credential).
-//! - `process`: [`Process`], a `droidfleet` child process that tests kill with SIGKILL.
+//! - `process`: [`Process`], a `droidfleet` child process that tests kill with SIGKILL, and
+//!   [`Deployment`], a control plane and an agent as such processes in one directory.
 //! - `browser`: [`Browser`], a real headless Chromium over WebDriver, for what a person sees.
 //! - `console`: [`Console`], the web console served in this process over a test's control plane.
 //! - `http`: a bare HTTP client (plain or TLS), for status codes, cookies and headers.
@@ -21,7 +22,7 @@ mod world;
 pub(crate) use admin::{Admin, password_policy, pin_policy};
 pub(crate) use browser::Browser;
 pub(crate) use console::Console;
-pub(crate) use process::Process;
+pub(crate) use process::{Deployment, Process};
 pub(crate) use raw_device::{RawDevice, hello, open_session};
 pub(crate) use world::{Embedded, World};
 

@@ -1,8 +1,10 @@
-//! A `droidfleet` child process (`serve`, `agent run`), for the tests that kill real processes
-//! with SIGKILL and read their logs.
+//! `droidfleet` child processes (`serve`, `agent run`), for the tests that kill real processes
+//! with SIGKILL and read their logs: one [`Process`], and a [`Deployment`] of a control plane and
+//! an agent that survive each other's restarts.
 
+use super::Admin;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A `droidfleet` child process, killed with SIGKILL when dropped; its stderr goes to a log file.
@@ -76,5 +78,84 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A control plane and an agent as separate `droidfleet` processes in one temporary directory,
+/// on a port fixed for the whole test: a killed control plane comes back on the same port, so
+/// the agent finds it again.
+pub(crate) struct Deployment {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Deployment {
+    pub(crate) fn new() -> Deployment {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Deployment {
+            dir: tempfile::tempdir().unwrap(),
+            port,
+        }
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub(crate) fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `droidfleet serve` on the deployment's port and data directory (`cp/`), logging to
+    /// `cp.log`.
+    pub(crate) fn control_plane(&self) -> Process {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let data = self.path("cp");
+        Process::start(
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            "control plane listening on ",
+            &self.path("cp.log"),
+        )
+    }
+
+    /// `droidfleet agent run` hosting `devices` (`TYPE:NAME`) with state files under `agent/`,
+    /// light Argon2, its harness on a free port; logs to `agent.log`.
+    pub(crate) fn agent(&self, enrollment_token: &str, devices: &[String]) -> Process {
+        let server = self.address();
+        let state = self.path("agent");
+        let mut args = vec![
+            "agent",
+            "run",
+            "--control-plane",
+            &server,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--enrollment-token",
+            enrollment_token,
+            "--harness-listen",
+            "127.0.0.1:0",
+            "--argon2",
+            "light",
+        ];
+        for device in devices {
+            args.extend(["--device", device]);
+        }
+        Process::start(&args, "harness listening on ", &self.path("agent.log"))
+    }
+
+    /// The bootstrap admin of the deployment's control plane.
+    pub(crate) async fn admin(&self) -> Admin {
+        let token = std::fs::read_to_string(self.path("cp").join("bootstrap-admin.token")).unwrap();
+        Admin::connect(&self.address(), Some(token.trim().to_string())).await
     }
 }

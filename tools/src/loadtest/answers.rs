@@ -8,7 +8,7 @@
 //! learns when each device answered its command, whatever the number in flight; the per-device
 //! task then reads the action once (or a few times, backing off) from the control plane.
 
-use anyhow::anyhow;
+use super::error::LoadtestError;
 use droidfleet_agent::fleet::Fleet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,7 +89,7 @@ impl Answers {
 
     /// Returns once device `name` has answered command `command_id` (applied it or refused
     /// it), however long it is offline first; the caller bounds the wait.
-    pub(super) async fn answered(&self, name: &str, command_id: &str) -> anyhow::Result<()> {
+    pub(super) async fn answered(&self, name: &str, command_id: &str) -> Result<(), LoadtestError> {
         let (tx, rx) = oneshot::channel();
         self.lock().insert(
             name.to_string(),
@@ -103,7 +103,8 @@ impl Answers {
             self.lock().remove(name);
             return Ok(());
         }
-        rx.await
-            .map_err(|_| anyhow!("{name}: the fleet stopped before the device answered"))
+        rx.await.map_err(|_| LoadtestError::FleetStopped {
+            device: name.to_string(),
+        })
     }
 }

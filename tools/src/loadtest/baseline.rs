@@ -13,7 +13,7 @@
 //! Each is a fixed amount of work done three times; the figure is the median round, so one
 //! round disturbed by the rest of the machine does not decide it.
 
-use anyhow::Context;
+use super::error::LoadtestError;
 use droidfleet_agent::device::crypto::run_passcode_kdf;
 use droidfleet_agent::device::{KdfParams, Passcode};
 use droidfleet_proto::v1::EchoMessage;
@@ -76,11 +76,14 @@ pub(super) async fn echo(
     connections: usize,
     concurrency: usize,
     calls: usize,
-) -> anyhow::Result<EchoBaseline> {
+) -> Result<EchoBaseline, LoadtestError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .context("echo baseline: cannot listen on 127.0.0.1")?;
-    let address = format!("http://{}", listener.local_addr()?);
+        .map_err(LoadtestError::EchoListen)?;
+    let address = format!(
+        "http://{}",
+        listener.local_addr().map_err(LoadtestError::EchoListen)?
+    );
     let (stop, mut stopped) = watch::channel(false);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -97,17 +100,18 @@ pub(super) async fn echo(
         // Connected before the clock starts, so a round times calls, not handshakes.
         let mut clients = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
-            let channel = tonic::transport::Endpoint::from_shared(address.clone())?
+            let channel = tonic::transport::Endpoint::from_shared(address.clone())
+                .map_err(LoadtestError::EchoConnect)?
                 .connect()
                 .await
-                .context("echo baseline: cannot connect to its own server")?;
+                .map_err(LoadtestError::EchoConnect)?;
             clients.push(EchoClient::new(channel));
         }
         let mut rounds = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
             rounds.push(echo_round(&clients, concurrency.max(1), calls).await?);
         }
-        anyhow::Ok(rounds)
+        Ok::<_, LoadtestError>(rounds)
     }
     .await;
     let _ = stop.send(true);
@@ -127,7 +131,7 @@ async fn echo_round(
     clients: &[EchoClient<tonic::transport::Channel>],
     concurrency: usize,
     calls: usize,
-) -> anyhow::Result<f64> {
+) -> Result<f64, LoadtestError> {
     let claimed = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut callers = JoinSet::new();
@@ -141,9 +145,9 @@ async fn echo_round(
                         payload: vec![0x5a; ECHO_PAYLOAD_BYTES],
                     })
                     .await
-                    .context("echo baseline: a call failed")?;
+                    .map_err(LoadtestError::EchoCall)?;
             }
-            anyhow::Ok(())
+            Ok::<_, LoadtestError>(())
         });
     }
     while let Some(caller) = callers.join_next().await {
@@ -153,7 +157,7 @@ async fn echo_round(
 }
 
 /// `hashes` Argon2id runs with `kdf` per round, spread over one blocking thread per core.
-pub(super) async fn argon2(kdf: KdfParams, hashes: usize) -> anyhow::Result<Argon2Baseline> {
+pub(super) async fn argon2(kdf: KdfParams, hashes: usize) -> Result<Argon2Baseline, LoadtestError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rounds = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
@@ -167,13 +171,13 @@ pub(super) async fn argon2(kdf: KdfParams, hashes: usize) -> anyhow::Result<Argo
                 let passcode = Passcode::new("baseline-7391");
                 let salt = [0x17u8; droidfleet_agent::device::crypto::SALT_LEN];
                 while claimed.fetch_add(1, Ordering::Relaxed) < hashes {
-                    run_passcode_kdf(kdf, &passcode, &salt)?;
+                    run_passcode_kdf(kdf, &passcode, &salt).map_err(LoadtestError::Argon2)?;
                 }
-                anyhow::Ok(())
+                Ok::<_, LoadtestError>(())
             });
         }
         while let Some(worker) = workers.join_next().await {
-            worker?.context("Argon2 baseline")?;
+            worker??;
         }
         rounds.push(hashes as f64 / started.elapsed().as_secs_f64().max(1e-6));
     }

@@ -2,8 +2,9 @@
 //! as a child `droidfleet serve` process so each side's memory and CPU can be told apart, or an
 //! external one reached by URL (optionally sampled by its PID).
 
+use super::error::LoadtestError;
 use super::measure::{self, ProcessSample};
-use anyhow::{Context, anyhow, bail};
+use crate::admin::Token;
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::service::Config;
 use std::fmt;
@@ -63,7 +64,7 @@ const READY_LINE: &str = "control plane listening on ";
 /// A control plane the run can reach, and how to stop it if the run started it.
 pub(super) struct ControlPlane {
     pub address: String,
-    pub admin_token: String,
+    pub admin_token: Token,
     /// The control plane's own process when it is not this one (spawned, or external with
     /// `--control-plane-pid`): its resources are sampled from `/proc/<pid>`.
     pub pid: Option<u32>,
@@ -120,19 +121,22 @@ pub(super) async fn start(
     pid: Option<u32>,
     dir: &Path,
     log: &Path,
-) -> anyhow::Result<ControlPlane> {
+) -> Result<ControlPlane, LoadtestError> {
     match target {
         Target::External(address) => {
-            let path = token_file.context(
-                "--control-plane URL needs an admin's token: give --token-file (or DROIDFLEET_TOKEN_FILE)",
-            )?;
-            let admin_token = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the admin token file {}", path.display()))?
-                .trim()
-                .to_string();
+            let path = token_file.ok_or_else(|| {
+                LoadtestError::InvalidOption(
+                    "--control-plane URL needs an admin's token: give --token-file (or \
+                     DROIDFLEET_TOKEN_FILE)"
+                        .into(),
+                )
+            })?;
+            let admin_token = Token::from_file(path)?;
             if let Some(pid) = pid {
-                measure::sample(Some(pid)).with_context(|| {
-                    format!("--control-plane-pid {pid}: no such process (cannot read /proc/{pid})")
+                measure::sample(Some(pid)).ok_or_else(|| {
+                    LoadtestError::InvalidOption(format!(
+                        "--control-plane-pid {pid}: no such process (cannot read /proc/{pid})"
+                    ))
                 })?;
             }
             Ok(ControlPlane {
@@ -147,19 +151,28 @@ pub(super) async fn start(
     }
 }
 
-async fn embedded(dir: &Path) -> anyhow::Result<ControlPlane> {
+/// Where a started control plane listens: a port the kernel picks on loopback.
+const LOOPBACK_ANY_PORT: &str = "127.0.0.1:0";
+
+async fn embedded(dir: &Path) -> Result<ControlPlane, LoadtestError> {
     let opened = droidfleet_control_plane::server::open(
         Config::new(dir.join("control-plane")),
         Arc::new(SystemClock),
     )
     .await
-    .context("cannot open the embedded control plane")?;
+    .map_err(LoadtestError::EmbeddedControlPlane)?;
     let token_path = opened
         .bootstrap_token_path
         .clone()
-        .context("a fresh data directory has a bootstrap admin")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = format!("http://{}", listener.local_addr()?);
+        .ok_or(LoadtestError::NoBootstrapToken)?;
+    let listen_error = |source| LoadtestError::Listen {
+        address: LOOPBACK_ANY_PORT,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(LOOPBACK_ANY_PORT)
+        .await
+        .map_err(listen_error)?;
+    let address = format!("http://{}", listener.local_addr().map_err(listen_error)?);
     let (stop, mut stopped) = watch::channel(false);
     let server = tokio::spawn(async move {
         let shutdown = async move {
@@ -173,7 +186,7 @@ async fn embedded(dir: &Path) -> anyhow::Result<ControlPlane> {
     });
     Ok(ControlPlane {
         address,
-        admin_token: std::fs::read_to_string(&token_path)?.trim().to_string(),
+        admin_token: Token::from_file(&token_path)?,
         pid: None,
         running: Running::Embedded { stop, server },
     })
@@ -181,17 +194,19 @@ async fn embedded(dir: &Path) -> anyhow::Result<ControlPlane> {
 
 /// `droidfleet serve` (this very binary) on a fresh data directory and a port the kernel picks;
 /// ready once it prints the address it listens on.
-async fn spawn(dir: &Path, log: &Path) -> anyhow::Result<ControlPlane> {
-    let program = std::env::current_exe()
-        .context("cannot find this program's path to start `droidfleet serve`")?;
+async fn spawn(dir: &Path, log: &Path) -> Result<ControlPlane, LoadtestError> {
+    let program = std::env::current_exe().map_err(LoadtestError::ProgramPath)?;
     let data_dir = dir.join("control-plane");
-    let stderr = std::fs::File::create(log)
-        .with_context(|| format!("cannot create the control plane's log {}", log.display()))?;
+    let stderr = std::fs::File::create(log).map_err(|source| LoadtestError::File {
+        action: "create the control plane's log",
+        path: log.to_path_buf(),
+        source,
+    })?;
     let mut child = tokio::process::Command::new(&program)
         .arg("serve")
         .arg("--data-dir")
         .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", LOOPBACK_ANY_PORT])
         // Its per-session info lines would cost it CPU and fill the log; warnings stay.
         .env(
             "RUST_LOG",
@@ -202,42 +217,37 @@ async fn spawn(dir: &Path, log: &Path) -> anyhow::Result<ControlPlane> {
         .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("cannot start {} serve", program.display()))?;
-    let pid = child
-        .id()
-        .context("the spawned control plane exited at once")?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("the spawned control plane has no stdout")?;
+        .map_err(|source| LoadtestError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let pid = child.id().ok_or(LoadtestError::SpawnedExited)?;
+    let stdout = child.stdout.take().ok_or(LoadtestError::SpawnedNoStdout)?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let ready = tokio::time::timeout_at(Instant::now() + READY_TIMEOUT, async {
-        while let Some(line) = lines.next_line().await? {
+        while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
             if let Some(address) = line.strip_prefix(READY_LINE) {
                 return Ok(address.trim().to_string());
             }
         }
-        Err(anyhow!("it exited before listening"))
+        Err("it exited before listening".to_string())
     })
     .await
-    .unwrap_or_else(|_| Err(anyhow!("it did not listen within {READY_TIMEOUT:?}")));
+    .unwrap_or_else(|_| Err(format!("it did not listen within {READY_TIMEOUT:?}")));
     let address = match ready {
         Ok(address) => address,
         Err(problem) => {
             let _ = child.kill().await;
-            bail!(
-                "the spawned control plane (pid {pid}) failed: {problem}; its log is {}",
-                log.display()
-            );
+            return Err(LoadtestError::SpawnedNotReady {
+                pid,
+                problem,
+                log: log.to_path_buf(),
+            });
         }
     };
     // Drained to the end, so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let token_path = data_dir.join("bootstrap-admin.token");
-    let admin_token = std::fs::read_to_string(&token_path)
-        .with_context(|| format!("cannot read {}", token_path.display()))?
-        .trim()
-        .to_string();
+    let admin_token = Token::from_file(&data_dir.join("bootstrap-admin.token"))?;
     tracing::info!(pid, %address, "spawned control plane listening");
     Ok(ControlPlane {
         address: format!("http://{address}"),

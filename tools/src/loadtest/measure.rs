@@ -3,6 +3,7 @@
 //! figures are absent), and the scheduler lag that tells whether the load generator itself was
 //! the bottleneck.
 
+use super::control_plane::ControlPlane;
 use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -74,6 +75,35 @@ pub(super) fn sample(pid: Option<u32>) -> Option<ProcessSample> {
         peak_rss_kib: field("VmHWM:")?,
         cpu_ticks: utime + stime,
     })
+}
+
+/// This process and the control plane's (when it has its own) at one moment.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Snapshot {
+    pub at: Instant,
+    /// This process; `None` where /proc cannot be read.
+    pub own: Option<ProcessSample>,
+    /// The control plane's process; `None` when it is this one or unknown.
+    pub control_plane: Option<ProcessSample>,
+}
+
+impl Snapshot {
+    pub(super) fn take(control_plane: &ControlPlane) -> Snapshot {
+        Snapshot {
+            at: Instant::now(),
+            own: sample(None),
+            control_plane: control_plane.sample(),
+        }
+    }
+
+    /// This process only.
+    pub(super) fn take_own() -> Snapshot {
+        Snapshot {
+            at: Instant::now(),
+            own: sample(None),
+            control_plane: None,
+        }
+    }
 }
 
 /// Clock ticks per second (`CLK_TCK`) for the CPU times in `/proc`, and where the figure came

@@ -1,0 +1,490 @@
+//! The load test's report: what happened to every device, and the figures derived from it, as
+//! a table for a person (stdout), `report.json` for a program, and `report.html`, one
+//! self-contained page whose charts are inline SVG drawn by `plotters` (viewable offline: no
+//! script, no font, no network reference).
+//!
+//! Nothing here ever holds a passcode or a token: the records carry decisions, states, error
+//! codes and timestamps only.
+//!
+//! This file holds the report's data and the figures derived from the device records;
+//! `build.rs` assembles a report from a run, `table.rs` writes the table (and the lines the page
+//! shares), `html.rs` the page.
+
+mod build;
+mod html;
+mod table;
+
+pub(super) use build::{Setting, build};
+
+use super::baseline::{Argon2Baseline, EchoBaseline};
+use super::measure::{LAG_WARN_MS, Percentiles};
+use super::model::{DevicePlan, Fault};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One device: what was decided for it and what happened to its measured reset.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct DeviceRecord {
+    pub name: String,
+    pub ownership: &'static str,
+    pub scope: &'static str,
+    pub fault: Fault,
+    pub user_delay_ms: u64,
+    pub typo: bool,
+    /// Decided churn: offline just before the reset was issued, for this long.
+    pub offline_ms: Option<u64>,
+    /// Decided: rebooted after the reset was applied, before the user's entry.
+    pub reboot: bool,
+    /// Argon2id runs the device makes for this reset if it ends done (from the decisions).
+    pub argon2_runs: u32,
+    pub device_id: String,
+    pub action_id: Option<String>,
+    /// The action's last known state; `not_issued` when the reset was never requested.
+    pub state: String,
+    pub error_code: Option<String>,
+    /// A failure of the load test's own calls (an RPC error, the deadline), not an action state.
+    pub problem: Option<String>,
+    /// Control-plane timestamps, milliseconds since the epoch; 0 when it did not happen.
+    pub created_at_ms: u64,
+    pub delivered_at_ms: u64,
+    pub completed_at_ms: u64,
+    pub user_entered_at_ms: u64,
+    /// The load generator's clock when it sent ResetPasscode; 0 when it did not.
+    pub requested_at_ms: u64,
+    /// The load generator's clock when an offline device was put back online; 0 otherwise.
+    pub online_again_at_ms: u64,
+    /// The load generator's clock when RevealPasscode answered (the admin has the passcode to
+    /// read to the user); 0 when it did not happen.
+    pub revealed_at_ms: u64,
+}
+
+impl DeviceRecord {
+    /// A device before its measured reset.
+    pub(super) fn new(plan: &DevicePlan, device_id: String) -> DeviceRecord {
+        DeviceRecord {
+            name: plan.name.clone(),
+            ownership: plan.ownership.as_str(),
+            scope: plan.target_scope().as_str(),
+            fault: plan.fault,
+            user_delay_ms: plan.user_delay_ms,
+            typo: plan.typo,
+            offline_ms: plan.offline_ms,
+            reboot: plan.reboot,
+            argon2_runs: plan.argon2_runs_if_done(),
+            device_id,
+            action_id: None,
+            state: "not_issued".into(),
+            error_code: None,
+            problem: None,
+            created_at_ms: 0,
+            delivered_at_ms: 0,
+            completed_at_ms: 0,
+            user_entered_at_ms: 0,
+            requested_at_ms: 0,
+            online_again_at_ms: 0,
+            revealed_at_ms: 0,
+        }
+    }
+
+    /// The reset ran its full course: applied, and the user's entry recorded.
+    pub(super) fn fully_done(&self) -> bool {
+        self.state == "done" && self.user_entered_at_ms > 0 && self.problem.is_none()
+    }
+
+    /// Reached a final state the injected fault predicts: done for a healthy device, failed with
+    /// the fault's code for a faulty one.
+    pub(super) fn as_expected(&self) -> bool {
+        match self.fault.expected_error() {
+            None => self.fully_done(),
+            Some(code) => self.state == "failed" && self.error_code.as_deref() == Some(code),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct OutcomeRow {
+    pub ownership: String,
+    pub state: String,
+    pub error_code: String,
+    pub count: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct PhaseLatency {
+    pub phase: &'static str,
+    pub description: &'static str,
+    #[serde(flatten)]
+    pub stats: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Throughput {
+    /// Actions that reached a final state, and those that ended `done`.
+    pub finished: usize,
+    pub done: usize,
+    /// From the first reset's creation to the last final state, control-plane clock.
+    pub window_s: f64,
+    pub finished_per_s: f64,
+    pub done_per_s: f64,
+    /// Width of each interval of `per_interval`: 1 s, or 100 ms when the window is under 10 s
+    /// (so a short run still draws a curve).
+    pub interval_ms: u64,
+    /// Actions reaching a final state in each interval of the window.
+    pub per_interval: Vec<u32>,
+}
+
+/// How the resets were issued.
+#[derive(Debug, Serialize)]
+pub(super) struct Issue {
+    /// `--rate`; 0 for all at once.
+    pub target_per_s: f64,
+    /// Devices allowed in flight at once; `None` for no limit.
+    pub in_flight_limit: Option<usize>,
+    /// ResetPasscode calls sent.
+    pub issued: usize,
+    /// Calls sent per second by the load generator, first to last send.
+    pub issued_per_s: f64,
+    /// Resets the control plane created per second, by its created_at.
+    pub accepted_per_s: f64,
+    /// How late the issuing loop fell behind the --rate schedule at worst.
+    pub max_schedule_lag_ms: f64,
+}
+
+/// The user behaviour and faults the run played, as counts.
+#[derive(Debug, Serialize)]
+pub(super) struct Behaviour {
+    /// Devices taken offline just before their reset.
+    pub offline: usize,
+    /// Devices rebooted between their reset and their user's entry.
+    pub reboots: usize,
+    /// Users who first mistyped.
+    pub typos: usize,
+    /// `--faults` as given.
+    pub faults: String,
+    /// Session messages the agent hit with each kind of fault (its Prometheus counters).
+    pub faults_injected: BTreeMap<String, u64>,
+}
+
+/// One process's resources over the run.
+#[derive(Debug, Serialize)]
+pub(super) struct ProcessResources {
+    /// What runs in it: "control plane", "agent + load generator", or all three.
+    pub role: String,
+    pub pid: u32,
+    pub peak_rss_kib: Option<u64>,
+    pub cpu_s: Option<f64>,
+    /// Wall-clock seconds between the process's first and last sample.
+    pub wall_s: f64,
+    /// CPU seconds per wall-clock second over `wall_s` (2.0 = two cores busy).
+    pub cpu_utilisation: Option<f64>,
+    pub rss_before_connect_kib: Option<u64>,
+    pub rss_after_connect_kib: Option<u64>,
+    pub memory_per_device_kib: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Resources {
+    pub clock_ticks_per_s: u64,
+    pub clock_ticks_source: &'static str,
+    /// The control plane first when it has a process of its own.
+    pub processes: Vec<ProcessResources>,
+}
+
+/// The baselines and where the run stands against them.
+#[derive(Debug, Serialize)]
+pub(super) struct Baselines {
+    pub echo: EchoBaseline,
+    pub argon2: Argon2Baseline,
+    /// Mean Argon2id runs per reset that ended done, from this run's decisions.
+    pub argon2_runs_per_done_reset: f64,
+    /// Argon2 hashes/s ÷ runs per done reset.
+    pub argon2_bound_resets_per_s: f64,
+    /// Resets reaching a final state per second ÷ echo calls per second.
+    pub ratio_to_echo: f64,
+    /// Resets ending done per second ÷ the Argon2 bound.
+    pub ratio_to_argon2_bound: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Lag {
+    pub tick_ms: u64,
+    #[serde(flatten)]
+    pub stats: Percentiles,
+    pub saturated: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Argon2Info {
+    pub preset: String,
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Durations {
+    pub setup_s: f64,
+    pub connect_s: f64,
+    pub reset_phase_s: f64,
+    pub total_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Report {
+    pub tool: String,
+    /// Every device's reset reached its end before the deadline (with --connect-only: every
+    /// device connected).
+    pub completed: bool,
+    pub control_plane: BTreeMap<&'static str, String>,
+    pub config: BTreeMap<&'static str, serde_json::Value>,
+    pub argon2: Argon2Info,
+    pub durations: Durations,
+    pub behaviour: Behaviour,
+    pub issue: Issue,
+    pub outcomes: Vec<OutcomeRow>,
+    pub outcome_total: usize,
+    /// Devices whose reset did not end as their injected fault (or its absence) predicts.
+    pub unexpected: usize,
+    /// Resets the run made only to prepare the pending-token fault; not in any figure.
+    pub setup_resets: usize,
+    pub latency_ms: Vec<PhaseLatency>,
+    pub throughput: Throughput,
+    /// Absent with --no-baselines and --connect-only.
+    pub baselines: Option<Baselines>,
+    pub resources: Resources,
+    pub scheduler_lag_ms: Lag,
+    pub warnings: Vec<String>,
+    pub notes: Vec<String>,
+    pub decision_digest: String,
+    /// Every device's decisions and timestamps; empty with --connect-only.
+    pub devices: Vec<DeviceRecord>,
+}
+
+/// The phases of a reset, and how to measure each from a device's record (`None`: the device
+/// is not in that phase's figures). Only resets that ended `done` count, so failures that the
+/// control plane refuses at once do not flatter the figures.
+type PhaseFn = fn(&DeviceRecord) -> Option<u64>;
+const PHASES: [(&str, &str, PhaseFn); 6] = [
+    (
+        "requested_to_delivered",
+        "requested → delivered (delivered_at − created_at; devices kept online)",
+        |d| {
+            d.offline_ms
+                .is_none()
+                .then(|| d.delivered_at_ms.checked_sub(d.created_at_ms))
+                .flatten()
+        },
+    ),
+    (
+        "delivered_to_applied",
+        "delivered → applied (completed_at − delivered_at; 0 when the acknowledgement was recorded after the device's completion time)",
+        |d| Some(d.completed_at_ms.saturating_sub(d.delivered_at_ms)),
+    ),
+    (
+        "requested_to_applied",
+        "requested → applied (completed_at − created_at; devices kept online)",
+        |d| {
+            d.offline_ms
+                .is_none()
+                .then(|| d.completed_at_ms.checked_sub(d.created_at_ms))
+                .flatten()
+        },
+    ),
+    (
+        "online_to_applied",
+        "back online → applied (completed_at − when the load generator put an offline device back online: redelivery after a reconnect)",
+        |d| {
+            (d.online_again_at_ms > 0)
+                .then(|| d.completed_at_ms.checked_sub(d.online_again_at_ms))
+                .flatten()
+        },
+    ),
+    (
+        "applied_to_revealed",
+        "applied → passcode revealed to the admin (watch notification, a reboot where decided, RevealPasscode)",
+        |d| {
+            (d.revealed_at_ms > 0)
+                .then(|| d.revealed_at_ms.checked_sub(d.completed_at_ms))
+                .flatten()
+        },
+    ),
+    (
+        "applied_to_user_entered",
+        "applied → user entered (user_entered_at − completed_at; includes the simulated user delay)",
+        |d| {
+            (d.user_entered_at_ms > 0)
+                .then(|| d.user_entered_at_ms.checked_sub(d.completed_at_ms))
+                .flatten()
+        },
+    ),
+];
+
+/// Index of requested → applied in [`PHASES`]: the headline latency.
+pub(super) const HEADLINE_PHASE: usize = 2;
+
+fn phase_samples(devices: &[DeviceRecord]) -> Vec<(&'static str, &'static str, Vec<f64>)> {
+    PHASES
+        .iter()
+        .map(|(name, description, measure)| {
+            let samples = devices
+                .iter()
+                .filter(|d| d.state == "done" && d.delivered_at_ms > 0 && d.completed_at_ms > 0)
+                .filter_map(measure)
+                .map(|ms| ms as f64)
+                .collect();
+            (*name, *description, samples)
+        })
+        .collect()
+}
+
+pub(super) fn latencies(devices: &[DeviceRecord]) -> Vec<PhaseLatency> {
+    phase_samples(devices)
+        .into_iter()
+        .map(|(phase, description, samples)| PhaseLatency {
+            phase,
+            description,
+            stats: Percentiles::of(&samples),
+        })
+        .collect()
+}
+
+/// Resets whose control plane recorded the delivery after the device's own completion time:
+/// `delivered_at` is when the control plane processed the acknowledgement, `completed_at` is the
+/// device's clock when it finished, so a queue on the control plane shows up here.
+pub(super) fn delivered_after_completed(devices: &[DeviceRecord]) -> usize {
+    devices
+        .iter()
+        .filter(|d| d.completed_at_ms > 0 && d.delivered_at_ms > d.completed_at_ms)
+        .count()
+}
+
+pub(super) fn outcomes(devices: &[DeviceRecord]) -> Vec<OutcomeRow> {
+    let mut counts: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for d in devices {
+        let code = match (&d.error_code, &d.problem) {
+            (Some(code), _) => code.clone(),
+            (None, Some(_)) if d.state != "done" => "load_test_error".into(),
+            (None, Some(_)) => "user_entry_not_recorded".into(),
+            (None, None) => "-".into(),
+        };
+        *counts
+            .entry((d.ownership.to_uppercase(), d.state.clone(), code))
+            .or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((ownership, state, error_code), count)| OutcomeRow {
+            ownership,
+            state,
+            error_code,
+            count,
+        })
+        .collect()
+}
+
+pub(super) fn throughput(devices: &[DeviceRecord]) -> Throughput {
+    let start = devices
+        .iter()
+        .filter(|d| d.created_at_ms > 0)
+        .map(|d| d.created_at_ms)
+        .min();
+    let finished: Vec<u64> = devices
+        .iter()
+        .filter(|d| d.completed_at_ms > 0 || (d.created_at_ms > 0 && is_final(&d.state)))
+        .map(|d| d.completed_at_ms.max(d.created_at_ms))
+        .collect();
+    let done = devices.iter().filter(|d| d.state == "done").count();
+    let (window_s, interval_ms, per_interval) = match (start, finished.iter().max()) {
+        (Some(start), Some(end)) => {
+            let interval_ms = if end - start < 10_000 { 100 } else { 1000 };
+            let mut per_interval = vec![0u32; ((end - start) / interval_ms + 1) as usize];
+            for at in &finished {
+                per_interval[((at - start) / interval_ms) as usize] += 1;
+            }
+            // At least one millisecond, so an instant run does not divide by zero.
+            let window_s = ((end - start).max(1)) as f64 / 1000.0;
+            (window_s, interval_ms, per_interval)
+        }
+        _ => (0.0, 1000, Vec::new()),
+    };
+    let rate = |n: usize| {
+        if window_s > 0.0 {
+            n as f64 / window_s
+        } else {
+            0.0
+        }
+    };
+    Throughput {
+        finished: finished.len(),
+        done,
+        window_s,
+        finished_per_s: rate(finished.len()),
+        done_per_s: rate(done),
+        interval_ms,
+        per_interval,
+    }
+}
+
+pub(super) fn behaviour(
+    devices: &[DeviceRecord],
+    faults: String,
+    faults_injected: BTreeMap<String, u64>,
+) -> Behaviour {
+    Behaviour {
+        offline: devices.iter().filter(|d| d.offline_ms.is_some()).count(),
+        reboots: devices.iter().filter(|d| d.reboot).count(),
+        typos: devices.iter().filter(|d| d.typo).count(),
+        faults,
+        faults_injected,
+    }
+}
+
+/// Events per second over the span of `times` (milliseconds): (count − 1) intervals over the
+/// span, so a steady rate r gives r whatever the count; 0 with fewer than two events.
+fn rate_of(times: impl Iterator<Item = u64>) -> f64 {
+    let times: Vec<u64> = times.filter(|t| *t > 0).collect();
+    match (times.iter().min(), times.iter().max()) {
+        (Some(first), Some(last)) if times.len() > 1 => {
+            (times.len() - 1) as f64 / ((last - first).max(1) as f64 / 1000.0)
+        }
+        _ => 0.0,
+    }
+}
+
+pub(super) fn issue(
+    devices: &[DeviceRecord],
+    target_per_s: f64,
+    in_flight_limit: Option<usize>,
+    max_schedule_lag_ms: f64,
+) -> Issue {
+    Issue {
+        target_per_s,
+        in_flight_limit,
+        issued: devices.iter().filter(|d| d.requested_at_ms > 0).count(),
+        issued_per_s: rate_of(devices.iter().map(|d| d.requested_at_ms)),
+        accepted_per_s: rate_of(devices.iter().map(|d| d.created_at_ms)),
+        max_schedule_lag_ms,
+    }
+}
+
+pub(super) fn is_final(state: &str) -> bool {
+    matches!(
+        state,
+        "done" | "failed" | "canceled" | "not_supported" | "expired"
+    )
+}
+
+pub(super) fn lag_warning(lag: &Percentiles) -> Option<String> {
+    (lag.p99 > LAG_WARN_MS).then(|| {
+        format!(
+            "the load generator saturated: the scheduler's p99 lag was {:.0} ms (above {LAG_WARN_MS:.0} ms), \
+             so the latencies include the generator's own queueing; use fewer devices, a lower \
+             --rate or the light Argon2 preset",
+            lag.p99
+        )
+    })
+}
+
+/// The problem recorded for a device whose escrowed token never reached the control plane.
+pub(super) const UNESCROWED: &str =
+    "its escrowed token never reached the control plane during the setup";
