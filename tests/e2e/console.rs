@@ -146,7 +146,6 @@ async fn a_help_desk_operator_resets_a_byod_passcode_and_sees_it_entered() {
     browser.wait_for("#action-state.badge.done").await;
     assert!(browser.has("#user-entered[data-entered=no]").await);
     let action_page = browser.html().await;
-    browser.screenshot("console-action-done").await;
 
     // Show passcode: the reveal panel, with its seven days.
     browser.click("#show-passcode").await;
@@ -251,7 +250,6 @@ async fn a_read_only_operator_finds_no_reset_button_and_is_refused_anyway() {
             .await
             .contains("RemoteTasks.ResetPasscode")
     );
-    browser.screenshot("console-read-only").await;
 
     // The form posted anyway, with the session's own CSRF token: the admin API refuses it.
     let answer = browser

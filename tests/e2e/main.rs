@@ -22,6 +22,7 @@ mod device_identity;
 mod device_search;
 mod faults;
 mod fleet_options;
+mod fleet_wall;
 mod health_reflection;
 mod loadtest;
 mod metrics;
