@@ -7,8 +7,9 @@
 //! the sign-in form, before any session exists, carries a one-time token that must match a
 //! short-lived cookie of its own (a double submit).
 //!
-//! A session ends on sign-out, after [`IDLE_LIMIT`] without a request, after [`LIFETIME`], or as
-//! soon as the control plane stops accepting its token.
+//! A session ends on sign-out, after [`IDLE_LIMIT`] without a request, or after [`LIFETIME`];
+//! once the control plane stops accepting its token (the principal deleted), every page of it
+//! sends the browser back to the sign-in form.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;

@@ -14,7 +14,7 @@ use crate::rbac;
 use crate::secret::BearerToken;
 use crate::store::{
     AuthenticatedPrincipal, DeviceCursor, DeviceQuery, ListedDevice, NewDevice, NewEnrollmentToken,
-    PageStart,
+    PageStart, SearchText,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -59,6 +59,12 @@ pub(crate) struct DevicePage {
     pub(crate) next_page_token: Option<String>,
     /// `None` on the first page.
     pub(crate) previous_page_token: Option<String>,
+}
+
+/// Device ids are `dev_` and 32 hex digits (`KeyRing::new_id`): a search of that shape is an id.
+fn is_device_id(text: &str) -> bool {
+    text.strip_prefix("dev_")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A page token: which side of which device the page starts, opaque to clients.
@@ -282,7 +288,14 @@ impl ControlPlane {
         }
         let query = DeviceQuery {
             groups: Self::visible_groups(caller, request.group.as_deref()),
-            search: request.search,
+            // An id is looked up by its key; anything else is a substring of names.
+            search: request.search.map(|text| {
+                if is_device_id(&text) {
+                    SearchText::Id(text)
+                } else {
+                    SearchText::NameContains(text)
+                }
+            }),
             ownership: request.ownership,
             latest_action_state: request.latest_action_state,
             start: start.clone(),
@@ -351,5 +364,52 @@ impl ControlPlane {
         }
         self.device_changed(device_id);
         self.device_record(device_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_of_a_device_ids_shape_is_an_id() {
+        assert!(is_device_id("dev_9afa06a4749d719c8f46a0249660514e"));
+        assert!(
+            !is_device_id("dev_9afa06a4749d719c8f46a0249660514"),
+            "31 digits"
+        );
+        assert!(!is_device_id("dev_lab-phone"));
+        assert!(!is_device_id("byod-42"));
+    }
+
+    #[test]
+    fn page_tokens_carry_their_side_and_position() {
+        let device = Device {
+            id: "dev_1".into(),
+            display_name: "Ålice's phone".into(),
+            ownership: Ownership::Byod,
+            enrolled_at: 0,
+            last_seen: 0,
+            stores: Vec::new(),
+            device_policy: None,
+            work_profile_policy: None,
+            escrowed_token_scopes: Vec::new(),
+            group: "default".into(),
+        };
+        let cursor = DeviceCursor {
+            display_name: device.display_name.clone(),
+            id: device.id.clone(),
+        };
+        assert_eq!(
+            parse_page_token(&page_token(true, &device)).unwrap(),
+            PageStart::After(cursor.clone())
+        );
+        assert_eq!(
+            parse_page_token(&page_token(false, &device)).unwrap(),
+            PageStart::Before(cursor)
+        );
+        for bad in ["", "%%", "eHl6", "YWJj"] {
+            assert!(parse_page_token(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -124,15 +124,23 @@ pub enum PageStart {
     Before(DeviceCursor),
 }
 
+/// What a device search looks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchText {
+    /// Display names that contain this (ASCII case-insensitively).
+    NameContains(String),
+    /// The device with this id.
+    Id(String),
+}
+
 /// Which devices [`Store::search_devices`] lists; `None` filters match every device.
 #[derive(Clone, Debug)]
 pub struct DeviceQuery {
     /// Devices of these groups only.
     pub groups: Option<BTreeSet<String>>,
-    /// Display name contains this (ASCII case-insensitively), or id equals it.
-    pub search: Option<String>,
+    pub search: Option<SearchText>,
     pub ownership: Option<Ownership>,
-    /// The state of the device's newest action.
+    /// The state of the device's newest action (the last one created).
     pub latest_action_state: Option<ActionState>,
     pub start: PageStart,
     /// At most this many devices.

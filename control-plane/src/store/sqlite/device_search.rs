@@ -1,12 +1,14 @@
 //! The paged, filtered device list ([`Store::search_devices`](crate::store::Store)): keyset
 //! paging over the (display name, id) order, every filter in the WHERE clause, so a page of a
 //! hundred thousand devices reads about a page of rows through the `0003` indexes instead of
-//! the whole table.
+//! the whole table. Each device's newest action is on its row (`latest_action_id`,
+//! `latest_action_state`, kept by the `0003` triggers); a second read in the same snapshot loads
+//! those actions.
 
 use super::SqliteStore;
 use super::rows::{action_from_row, action_select, device_from_row, groups_json};
 use crate::model::Action;
-use crate::store::{DeviceQuery, ListedDevice, PageStart, StoreError};
+use crate::store::{DeviceQuery, ListedDevice, PageStart, SearchText, StoreError};
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -16,10 +18,8 @@ const DEVICE_PAGE_SELECT: &str = "SELECT d.id, d.display_name, d.ownership, d.en
      d.device_group, \
      (SELECT group_concat(e.scope, ',') FROM escrow_tokens e WHERE e.device_id = d.id) \
          AS escrow_scopes, \
-     la.id AS latest_action_id \
+     d.latest_action_id \
      FROM devices d \
-     LEFT JOIN actions la ON la.id = (SELECT a.id FROM actions a WHERE a.device_id = d.id \
-                                      ORDER BY a.created_at DESC, a.rowid DESC LIMIT 1) \
      WHERE 1 = 1";
 
 /// `text` as a LIKE pattern that matches it anywhere, its wildcards taken literally.
@@ -70,13 +70,19 @@ impl PageSql {
             sql.push_str(" AND d.ownership = ?");
             binds.push(Bind::Text(ownership.as_str().to_string()));
         }
-        if let Some(search) = &query.search {
-            sql.push_str(" AND (d.display_name LIKE ? ESCAPE '\\' OR d.id = ?)");
-            binds.push(Bind::Text(contains_pattern(search)));
-            binds.push(Bind::Text(search.clone()));
+        match &query.search {
+            None => {}
+            Some(SearchText::NameContains(text)) => {
+                sql.push_str(" AND d.display_name LIKE ? ESCAPE '\\'");
+                binds.push(Bind::Text(contains_pattern(text)));
+            }
+            Some(SearchText::Id(id)) => {
+                sql.push_str(" AND d.id = ?");
+                binds.push(Bind::Text(id.clone()));
+            }
         }
         if let Some(state) = query.latest_action_state {
-            sql.push_str(" AND la.state = ?");
+            sql.push_str(" AND d.latest_action_state = ?");
             binds.push(Bind::Text(state.as_str().to_string()));
         }
         let descending = match &query.start {

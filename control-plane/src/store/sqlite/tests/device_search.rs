@@ -3,7 +3,7 @@
 
 use super::super::device_search::{PageSql, contains_pattern};
 use super::*;
-use crate::store::{DeviceCursor, DeviceQuery, ListedDevice, PageStart};
+use crate::store::{ActionUpdate, DeviceCursor, DeviceQuery, ListedDevice, PageStart, SearchText};
 use sqlx::Row;
 
 /// Enrolls a device with the given name, type and group.
@@ -119,31 +119,32 @@ async fn each_filter_narrows_the_list() {
         "no visible group, no device"
     );
 
-    // Substring of the name in any ASCII case, or the exact id; wildcards are literal.
+    // A substring of the name in any ASCII case, wildcards taken literally; or one id.
+    let name = |text: &str| Some(SearchText::NameContains(text.into()));
     let mut q = query(10);
-    q.search = Some("RAV".into());
+    q.search = name("RAV");
     assert_eq!(
         names(&f.store.search_devices(&q).await.unwrap()),
         ["bravo", "bravo"]
     );
-    q.search = Some("dev_4".into());
+    q.search = Some(SearchText::Id("dev_4".into()));
     assert_eq!(
         names(&f.store.search_devices(&q).await.unwrap()),
         ["charlie"]
     );
-    q.search = Some("dev_".into());
+    q.search = name("dev_");
     assert!(
         f.store.search_devices(&q).await.unwrap().is_empty(),
-        "an id matches only whole"
+        "ids are not names"
     );
-    q.search = Some("50%_".into());
+    q.search = name("50%_");
     assert_eq!(
         names(&f.store.search_devices(&q).await.unwrap()),
         ["echo 50%_off"]
     );
-    q.search = Some("%".into());
+    q.search = name("%");
     assert_eq!(f.store.search_devices(&q).await.unwrap().len(), 1);
-    q.search = Some("_".into());
+    q.search = name("_");
     assert_eq!(
         f.store.search_devices(&q).await.unwrap().len(),
         1,
@@ -191,6 +192,78 @@ async fn each_device_comes_with_its_newest_action_and_filters_on_its_state() {
     );
     q.latest_action_state = Some(ActionState::Pending);
     assert_eq!(names(&f.store.search_devices(&q).await.unwrap()), ["delta"]);
+
+    // The newest action's state follows its transitions.
+    f.store
+        .transition_action(
+            "act_new",
+            &[ActionState::Pending],
+            ActionState::Active,
+            ActionUpdate::default(),
+            T0 + 2,
+        )
+        .await
+        .unwrap()
+        .expect("pending becomes active");
+    assert!(f.store.search_devices(&q).await.unwrap().is_empty());
+    q.latest_action_state = Some(ActionState::Active);
+    let page = f.store.search_devices(&q).await.unwrap();
+    assert_eq!(names(&page), ["delta"]);
+    assert_eq!(
+        page[0].latest_action.as_ref().unwrap().state,
+        ActionState::Active
+    );
+}
+
+/// A database that had actions before the device list's columns existed gets each device's
+/// newest action filled in by the migration.
+#[tokio::test]
+async fn the_upgrade_fills_in_each_devices_newest_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("droidfleet.db");
+    {
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let mut version_2 = sqlx::migrate!("./migrations");
+        version_2.migrations = std::borrow::Cow::Owned(version_2.migrations[..2].to_vec());
+        version_2.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO devices (id, display_name, ownership, credential_hash, enrolled_at,
+                                  last_seen)
+             VALUES ('dev_old', 'Old phone', 'byod', ?, ?, ?)",
+        )
+        .bind(&hash(2)[..])
+        .bind(db_time(T0))
+        .bind(db_time(T0))
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (id, state, at) in [("act_1", "failed", T0), ("act_2", "done", T0 + 5)] {
+            sqlx::query(
+                "INSERT INTO actions (id, device_id, kind, scope, state, requested_by,
+                                      created_at, updated_at, not_after)
+                 VALUES (?, 'dev_old', 'reset_passcode', 'work_profile', ?, 'admin', ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(state)
+            .bind(db_time(at))
+            .bind(db_time(at))
+            .bind(db_time(at + DAY))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let mut q = query(10);
+    q.latest_action_state = Some(ActionState::Done);
+    let page = store.search_devices(&q).await.unwrap();
+    assert_eq!(names(&page), ["Old phone"]);
+    assert_eq!(page[0].latest_action.as_ref().unwrap().id, "act_2");
 }
 
 /// The plan SQLite picks for `query`, one line per step.
@@ -233,10 +306,13 @@ async fn pages_walk_an_index_instead_of_sorting() {
         q.groups = Some(["school".to_string()].into());
         cases.push(("one group", q.clone(), "devices_group_name"));
         let mut q = query(51);
+        q.start = start.clone();
+        q.search = Some(SearchText::NameContains("bra".into()));
+        cases.push(("a name search", q, "devices_name"));
+        let mut q = query(51);
         q.start = start;
-        q.search = Some("bra".into());
         q.latest_action_state = Some(ActionState::Done);
-        cases.push(("search and state", q, "devices_name"));
+        cases.push(("a latest-action state", q, "devices_latest_state_name"));
     }
     for (what, q, index) in cases {
         let plan = plan(&f.store, &q).await;
@@ -251,4 +327,11 @@ async fn pages_walk_an_index_instead_of_sorting() {
             q.start
         );
     }
+    let mut by_id = query(51);
+    by_id.search = Some(SearchText::Id("dev_4".into()));
+    let plan = plan(&f.store, &by_id).await;
+    assert!(
+        plan.contains("(id=?)"),
+        "an id is looked up by its key:\n{plan}"
+    );
 }
