@@ -23,6 +23,7 @@ mod device_search;
 mod faults;
 mod fleet_options;
 mod fleet_wall;
+mod flows;
 mod health_reflection;
 mod loadtest;
 mod metrics;

@@ -272,16 +272,10 @@ impl WallServer {
     ) -> Result<WallServer, LoadtestError> {
         let listener = tokio::net::TcpListener::bind(address)
             .await
-            .map_err(|source| LoadtestError::Listen {
-                address: "the fleet wall (--console)",
-                source,
-            })?;
+            .map_err(|source| LoadtestError::WallListen { address, source })?;
         let address = listener
             .local_addr()
-            .map_err(|source| LoadtestError::Listen {
-                address: "the fleet wall (--console)",
-                source,
-            })?;
+            .map_err(|source| LoadtestError::WallListen { address, source })?;
         let wall = Arc::new(Wall::new(devices));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
