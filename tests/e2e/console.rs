@@ -8,7 +8,7 @@
 //! pictures of the console.
 
 use crate::support::{Admin, Browser, Console, World, password_policy};
-use droidfleet_agent::device::Ownership;
+use droidfleet_agent::device::{Build, Ownership};
 use droidfleet_control_plane::clock::DAY;
 use droidfleet_proto::v1 as pb;
 use fantoccini::Locator;
@@ -119,6 +119,16 @@ async fn a_help_desk_operator_resets_a_byod_passcode_and_sees_it_entered() {
             .text("#enrollment-type")
             .await
             .contains("personally-owned work profile (BYOD)")
+    );
+    let build = Build::default();
+    assert_eq!(
+        browser.text("#android").await,
+        format!(
+            "API level {}, maker profile {}",
+            build.api_level.get(),
+            build.profile.name()
+        ),
+        "the Android the phone reported in its Hello"
     );
     assert_eq!(
         browser

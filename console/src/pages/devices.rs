@@ -247,6 +247,7 @@ pub(crate) async fn device(
             h2 { "Overview" }
             dl {
                 dt { "Enrollment type" } dd #enrollment-type { (words::ownership_long(device.ownership)) }
+                dt { "Android" } dd #android { (words::android(&device)) }
                 dt { "Group" } dd { (device.group) }
                 dt { "Device id" } dd { code { (device.device_id) } }
                 dt { "Enrolled" } dd { (utc(device.enrolled_at_ms)) }

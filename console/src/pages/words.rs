@@ -26,6 +26,21 @@ pub(crate) fn ownership_long(ownership: i32) -> &'static str {
     }
 }
 
+/// The Android a device reported in its last Hello: `API level 34, maker profile pixel`.
+pub(crate) fn android(device: &pb::Device) -> String {
+    if device.api_level == 0 {
+        return "not reported yet (the device reports it when it connects)".into();
+    }
+    if device.maker_profile.is_empty() {
+        format!("API level {}", device.api_level)
+    } else {
+        format!(
+            "API level {}, maker profile {}",
+            device.api_level, device.maker_profile
+        )
+    }
+}
+
 pub(crate) fn ownership_short(ownership: i32) -> &'static str {
     match pb::Ownership::try_from(ownership) {
         Ok(pb::Ownership::Cosu) => "COSU",
@@ -208,6 +223,18 @@ pub(crate) fn rule_for(action: &pb::Action) -> Option<String> {
         Ok(pb::ErrorCode::TokenNotActive) => Some(
             "The reset token becomes active when the user next unlocks the device with the \
              current passcode; then try again."
+                .into(),
+        ),
+        Ok(pb::ErrorCode::ApiLevel) => Some(
+            "The device's Android cannot run this command: a passcode reset with an escrow \
+             token needs Android 8.0 (API level 26) or later, and a company-owned work \
+             profile's device passcode cannot be reset from Android 11 (API level 30)."
+                .into(),
+        ),
+        Ok(pb::ErrorCode::NoPasscode) => Some(
+            "A remote lock needs a passcode on the store it locks: without one, locking only \
+             turns the screen off. Assign a passcode policy and let the user set a passcode \
+             first."
                 .into(),
         ),
         Ok(pb::ErrorCode::Expired) => Some(

@@ -24,6 +24,7 @@ pub(crate) enum Operation {
     WatchDevice,
     CreateEnrollmentToken,
     ReEnrollDevice,
+    MoveDevice,
     AssignPasscodePolicy,
     ResetPasscode,
     RemoteLock,
@@ -57,6 +58,12 @@ pub(super) const RE_ENROLL: [Permission; 3] = [
     Permission::ManagedDevicesUpdate,
 ];
 
+/// Moving a device: manage it where it is (and, checked separately, where it goes).
+pub(super) const MOVE_DEVICE: [Permission; 2] = [
+    Permission::ManagedDevicesRead,
+    Permission::ManagedDevicesUpdate,
+];
+
 pub(super) const ASSIGN_POLICY: [Permission; 2] = [
     Permission::DeviceConfigurationsAssign,
     Permission::ManagedDevicesRead,
@@ -70,13 +77,14 @@ pub(super) const REVEAL_PASSCODE: [Permission; 2] = [
 pub(super) const READ: [Permission; 1] = [Permission::ManagedDevicesRead];
 
 impl Operation {
-    pub(crate) const ALL: [Operation; 25] = [
+    pub(crate) const ALL: [Operation; 26] = [
         Operation::ListDevices,
         Operation::SearchDevices,
         Operation::GetDevice,
         Operation::WatchDevice,
         Operation::CreateEnrollmentToken,
         Operation::ReEnrollDevice,
+        Operation::MoveDevice,
         Operation::AssignPasscodePolicy,
         Operation::ResetPasscode,
         Operation::RemoteLock,
@@ -107,6 +115,7 @@ impl Operation {
             Operation::WatchDevice => "WatchDevice",
             Operation::CreateEnrollmentToken => "CreateEnrollmentToken",
             Operation::ReEnrollDevice => "ReEnrollDevice",
+            Operation::MoveDevice => "MoveDevice",
             Operation::AssignPasscodePolicy => "AssignPasscodePolicy",
             Operation::ResetPasscode => "ResetPasscode",
             Operation::RemoteLock => "RemoteLock",
@@ -147,6 +156,7 @@ impl Operation {
             | Operation::CancelAction => &READ,
             Operation::CreateEnrollmentToken => &[Permission::EnrollmentCreate],
             Operation::ReEnrollDevice => &RE_ENROLL,
+            Operation::MoveDevice => &MOVE_DEVICE,
             Operation::AssignPasscodePolicy => &ASSIGN_POLICY,
             Operation::ResetPasscode => &rbac::RESET_PASSCODE,
             Operation::RemoteLock => &REMOTE_LOCK,

@@ -395,6 +395,8 @@ mod tests {
             work_profile_policy: None,
             escrowed_token_scopes: Vec::new(),
             group: "default".into(),
+            api_level: 34,
+            maker_profile: "pixel".into(),
         };
         let cursor = DeviceCursor {
             display_name: device.display_name.clone(),

@@ -13,6 +13,8 @@
 //!   (GetCaller), the audit log's reader.
 //! - `devices.rs`: enrollment and re-enrollment, reading, listing and searching devices (one page
 //!   at a time, with its page tokens), passcode policies.
+//! - `device_meta.rs`: the Android a device reports (API level, maker profile) and moving a
+//!   device to another group.
 //! - `actions.rs`: passcode reset and remote lock, the action history, cancel and reveal, and the
 //!   state transitions the other files apply.
 //! - `sessions.rs`: a connected device: its Hello, what it reports, which commands it is sent.
@@ -24,6 +26,7 @@
 mod access;
 mod actions;
 mod background;
+mod device_meta;
 mod devices;
 mod error;
 mod roles;

@@ -207,6 +207,16 @@ pub trait Store: Send + Sync + 'static {
         stores: &[StoreStatus],
         last_seen: Millis,
     ) -> Result<(), StoreError>;
+    /// Records the Android the device reports it runs (API level, maker profile).
+    async fn set_device_build(
+        &self,
+        device_id: &str,
+        api_level: u32,
+        maker_profile: &str,
+    ) -> Result<(), StoreError>;
+    /// Moves the device to `group`; its actions, policies and tokens stay. `NotFound` for an
+    /// unknown device.
+    async fn move_device(&self, device_id: &str, group: &str) -> Result<(), StoreError>;
     async fn set_policy(
         &self,
         device_id: &str,

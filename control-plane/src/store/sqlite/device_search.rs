@@ -1,8 +1,8 @@
 //! The paged, filtered device list ([`Store::search_devices`](crate::store::Store)): keyset
 //! paging over the (display name, id) order, every filter in the WHERE clause, so a page of a
-//! hundred thousand devices reads about a page of rows through the `0003` indexes instead of
+//! hundred thousand devices reads about a page of rows through the `0004` indexes instead of
 //! the whole table. Each device's newest action is on its row (`latest_action_id`,
-//! `latest_action_state`, kept by the `0003` triggers); a second read in the same snapshot loads
+//! `latest_action_state`, kept by the `0004` triggers); a second read in the same snapshot loads
 //! those actions.
 
 use super::SqliteStore;
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 /// The device columns `device_from_row` reads, and the id of the device's newest action.
 const DEVICE_PAGE_SELECT: &str = "SELECT d.id, d.display_name, d.ownership, d.enrolled_at, \
      d.last_seen, d.stores_json, d.device_policy_json, d.work_profile_policy_json, \
-     d.device_group, \
+     d.device_group, d.api_level, d.maker_profile, \
      (SELECT group_concat(e.scope, ',') FROM escrow_tokens e WHERE e.device_id = d.id) \
          AS escrow_scopes, \
      d.latest_action_id \

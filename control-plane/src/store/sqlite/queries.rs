@@ -265,6 +265,37 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn set_device_build(
+        &self,
+        device_id: &str,
+        api_level: u32,
+        maker_profile: &str,
+    ) -> Result<(), StoreError> {
+        let result =
+            sqlx::query("UPDATE devices SET api_level = ?, maker_profile = ? WHERE id = ?")
+                .bind(i64::from(api_level))
+                .bind(maker_profile)
+                .bind(device_id)
+                .execute(&self.pool)
+                .await?;
+        if result.rows_affected() == 0 {
+            return Err(device_not_found(device_id));
+        }
+        Ok(())
+    }
+
+    async fn move_device(&self, device_id: &str, group: &str) -> Result<(), StoreError> {
+        let result = sqlx::query("UPDATE devices SET device_group = ? WHERE id = ?")
+            .bind(group)
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(device_not_found(device_id));
+        }
+        Ok(())
+    }
+
     async fn set_policy(
         &self,
         device_id: &str,

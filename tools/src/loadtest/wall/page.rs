@@ -252,8 +252,10 @@ pub(super) fn device_live(wall: &Wall, name: &str) -> Markup {
                 dl {
                     dt { "State" } dd #reset-state { (badge(&record.state)) }
                     dt { "Enrollment type" } dd { (record.ownership.to_uppercase()) ", resets the " (record.scope.replace('_', " ")) }
-                    dt { "Injected" } dd {
-                        (record.fault.expected_error().map(|code| format!("ends failed, {code}")).unwrap_or_else(|| "nothing: ends done".into()))
+                    dt { "Android" } dd { "API level " (record.api_level) ", " (record.profile) " profile" }
+                    dt { "Expected" } dd {
+                        "ends " (record.predicted.state.replace('_', " "))
+                        @if let Some(code) = record.predicted.error_code { ", " (code) }
                     }
                     @if let Some(code) = &record.error_code { dt { "Error code" } dd { (code) } }
                     @if let Some(problem) = &record.problem { dt { "Problem" } dd { (problem) } }

@@ -215,6 +215,20 @@ async fn each_device_comes_with_its_newest_action_and_filters_on_its_state() {
     );
 }
 
+#[tokio::test]
+async fn a_listed_device_carries_the_android_it_reported() {
+    let f = fixture().await;
+    fleet(&f.store).await;
+    f.store
+        .set_device_build("dev_2", 31, "samsung")
+        .await
+        .unwrap();
+    let page = f.store.search_devices(&query(1)).await.unwrap();
+    assert_eq!(names(&page), ["alpha"]);
+    assert_eq!(page[0].device.api_level, 31);
+    assert_eq!(page[0].device.maker_profile, "samsung");
+}
+
 /// A database that had actions before the device list's columns existed gets each device's
 /// newest action filled in by the migration.
 #[tokio::test]
@@ -227,9 +241,9 @@ async fn the_upgrade_fills_in_each_devices_newest_action() {
             .create_if_missing(true)
             .foreign_keys(true);
         let pool = SqlitePool::connect_with(options).await.unwrap();
-        let mut version_2 = sqlx::migrate!("./migrations");
-        version_2.migrations = std::borrow::Cow::Owned(version_2.migrations[..2].to_vec());
-        version_2.run(&pool).await.unwrap();
+        let mut version_3 = sqlx::migrate!("./migrations");
+        version_3.migrations = std::borrow::Cow::Owned(version_3.migrations[..3].to_vec());
+        version_3.run(&pool).await.unwrap();
         sqlx::query(
             "INSERT INTO devices (id, display_name, ownership, credential_hash, enrolled_at,
                                   last_seen)

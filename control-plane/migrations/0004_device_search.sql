@@ -1,4 +1,4 @@
--- droidfleet control plane schema, version 3 (SQLite): what the paged device list
+-- droidfleet control plane schema, version 4 (SQLite): what the paged device list
 -- (AdminService.SearchDevices) needs to read a page of a hundred thousand devices without reading
 -- them all: each device's newest action kept on its row, and indexes in list order (display name,
 -- then id) after each filter.
