@@ -13,17 +13,22 @@
 //!   kit's device suite on loopback.
 //! - `broken`: deliberately broken peers (a gateway and a harness in front of the real ones,
 //!   each with one bug) that the conformance kit must catch.
+//! - `console`: [`Console`], the web console served in this process over a test's control plane.
+//! - `http`: a bare HTTP client (plain or TLS), for status codes, cookies and headers.
 
 mod admin;
 pub(crate) mod broken;
 mod browser;
 pub(crate) mod conformance;
+mod console;
+pub(crate) mod http;
 mod process;
 mod raw_device;
 mod world;
 
 pub(crate) use admin::{Admin, password_policy, pin_policy};
 pub(crate) use browser::Browser;
+pub(crate) use console::Console;
 pub(crate) use process::{Deployment, Process};
 pub(crate) use raw_device::{RawDevice, hello, hello_on, open_session};
 pub(crate) use world::{Embedded, World};

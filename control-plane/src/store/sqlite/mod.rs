@@ -13,10 +13,11 @@
 //! Only runtime queries (`sqlx::query` with `bind`) are used, so building needs no database.
 //!
 //! Layout: this file opens the database and runs transactions; `queries.rs` implements the store,
-//! one transaction per method; `rows.rs` converts between rows and domain values (column
+//! one transaction per method (`device_search.rs` the paged device list); `rows.rs` converts between rows and domain values (column
 //! encodings, JSON shapes) and holds the reads several transactions share; `tests/` runs it all
 //! against real database files.
 
+mod device_search;
 mod queries;
 mod rows;
 #[cfg(test)]

@@ -16,8 +16,8 @@ use crate::model::{
 };
 use crate::rbac::{Grant, Grants};
 use crate::store::{
-    ActionUpdate, AuthenticatedPrincipal, Enrolled, NewAction, NewDevice, NewEnrollmentToken,
-    Store, StoreError,
+    ActionUpdate, AuthenticatedPrincipal, DeviceQuery, Enrolled, ListedDevice, NewAction,
+    NewDevice, NewEnrollmentToken, Store, StoreError,
 };
 use sqlx::Row;
 use std::collections::BTreeSet;
@@ -230,6 +230,10 @@ impl Store for SqliteStore {
             }
         };
         rows.iter().map(device_from_row).collect()
+    }
+
+    async fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<ListedDevice>, StoreError> {
+        self.search_device_page(query).await
     }
 
     async fn device_by_credential(

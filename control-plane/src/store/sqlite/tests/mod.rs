@@ -1,9 +1,11 @@
 //! `SqliteStore` against real database files in temporary directories: opening, durability and
 //! schema upgrades, enrollment and devices here; actions and passcodes in `actions.rs`; roles,
-//! principals and the audit log in `access.rs`. The fixtures below serve all three.
+//! principals and the audit log in `access.rs`; the paged device list in `device_search.rs`. The
+//! fixtures below serve them all.
 
 mod access;
 mod actions;
+mod device_search;
 
 use super::SqliteStore;
 use super::rows::{db_time, permissions_json};
