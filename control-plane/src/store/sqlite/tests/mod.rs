@@ -1,9 +1,11 @@
 //! `SqliteStore` against real database files in temporary directories: opening, durability and
 //! schema upgrades, enrollment and devices here; actions and passcodes in `actions.rs`; roles,
-//! principals and the audit log in `access.rs`. The fixtures below serve all three.
+//! principals and the audit log in `access.rs`; the group-commit writer, its observer and the
+//! session state in `writer.rs`. The fixtures below serve all four.
 
 mod access;
 mod actions;
+mod writer;
 
 use super::SqliteStore;
 use super::rows::{db_time, permissions_json};
@@ -136,6 +138,7 @@ fn status(scope: Scope) -> StoreStatus {
         wiped: false,
         separate_challenge: true,
         require_entry: false,
+        token_fingerprint: Some(*b"\x01\x23\x45\x67\x89\xab\xcd\xef"),
     }
 }
 
