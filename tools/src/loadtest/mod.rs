@@ -80,7 +80,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
         args.control_plane,
         args.faults
     );
-    let control_plane = control_plane::start(
+    let mut control_plane = control_plane::start(
         &args.control_plane,
         args.token_file.as_deref(),
         args.control_plane_pid,
@@ -89,7 +89,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     )
     .await?;
     let control_plane_start = Snapshot::take(&control_plane);
-    let outcome = drive::drive(&args, plans, &control_plane, deadline).await;
+    let outcome = drive::drive(&args, plans, &mut control_plane, deadline).await;
     // Sampled before it stops: a stopped process has no figures.
     let control_plane_end = Snapshot::take(&control_plane);
     let mode = control_plane.mode();
