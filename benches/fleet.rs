@@ -173,10 +173,13 @@ impl Scenario {
                     let cpu = process(r, "control plane")?["cpu_s"].as_f64()?;
                     Some(cpu * 1000.0 / r["throughput"]["finished"].as_f64()?)
                 }),
-                ("agent + load generator: CPU s per 1,000 devices (whole run)", |r| {
-                    let cpu = process(r, "agent + load generator")?["cpu_s"].as_f64()?;
-                    Some(cpu * 1000.0 / r["throughput"]["finished"].as_f64()?)
-                }),
+                (
+                    "agent + load generator: CPU s per 1,000 devices (whole run)",
+                    |r| {
+                        let cpu = process(r, "agent + load generator")?["cpu_s"].as_f64()?;
+                        Some(cpu * 1000.0 / r["throughput"]["finished"].as_f64()?)
+                    },
+                ),
             ],
             Scenario::Latency => vec![
                 ("requested → applied p50 (ms)", |r| {

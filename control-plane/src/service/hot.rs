@@ -253,7 +253,11 @@ impl Hot {
 
     /// The device's open commands above `after_sequence`, by sequence, with the sealed passcode
     /// and escrowed token each needs.
-    pub(crate) fn commands_after(&self, device_id: &str, after_sequence: u64) -> Vec<QueuedCommand> {
+    pub(crate) fn commands_after(
+        &self,
+        device_id: &str,
+        after_sequence: u64,
+    ) -> Vec<QueuedCommand> {
         let index = self.read();
         let Some(hot) = index.devices.get(device_id) else {
             return Vec::new();
@@ -297,7 +301,8 @@ impl Hot {
 
     /// Tells whoever follows the device that it changed (status, tokens, policy, online).
     pub(crate) fn device_changed(&self, device_id: &str) {
-        self.device_watchers.send(device_id, || device_id.to_string());
+        self.device_watchers
+            .send(device_id, || device_id.to_string());
         if self.device_changes.receiver_count() > 0 {
             let _ = self.device_changes.send(device_id.to_string());
         }
@@ -357,9 +362,7 @@ impl CommitObserver for Hot {
                     self.access_generation
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                Change::Enrolled(_)
-                | Change::Status { .. }
-                | Change::PasscodesPurged { .. } => {}
+                Change::Enrolled(_) | Change::Status { .. } | Change::PasscodesPurged { .. } => {}
             }
         }
     }

@@ -11,8 +11,8 @@ use super::measure::Snapshot;
 use super::model::{DevicePlan, Fault};
 use super::report::DeviceRecord;
 use super::resets::{request_reset, reset_all};
-use crate::admin::{AdminError, Client};
 use crate::admin::format::{error_name, state_name};
+use crate::admin::{AdminError, Client};
 use droidfleet_agent::device::Scope;
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig, RampUp};
 use droidfleet_proto::v1 as pb;
@@ -365,9 +365,10 @@ async fn wait_escrowed(shared: &Shared, deadline: Instant) -> Result<Vec<usize>,
         .map(|(i, (id, p))| (id.as_str(), (i, scope_pb(p.target_scope()) as i32)))
         .collect();
     let admin = shared.admin(0);
-    let mut stream = tokio::time::timeout_at(deadline, admin.watch_devices(shared.device_ids.clone()))
-        .await
-        .map_err(|_| LoadtestError::RpcDeadline { rpc: RPC })??;
+    let mut stream =
+        tokio::time::timeout_at(deadline, admin.watch_devices(shared.device_ids.clone()))
+            .await
+            .map_err(|_| LoadtestError::RpcDeadline { rpc: RPC })??;
     while !waiting.is_empty() {
         // Give up on the rest once no token has arrived for a while, or at the deadline.
         let patience = (Instant::now() + ESCROW_PATIENCE).min(deadline);

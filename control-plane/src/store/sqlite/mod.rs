@@ -15,11 +15,13 @@
 //!
 //! Only runtime queries (`sqlx::query` with `bind`) are used, so building needs no database.
 //!
-//! Layout: this file opens the database; `writer.rs` is the group-commit writer; `queries.rs`
+//! Layout: this file opens the database; `writer.rs` is the group-commit writer and `bulk.rs`
+//! its statements for the per-message path's writes, a kind at a time; `queries.rs`
 //! implements the store, one write or read per method; `rows.rs` converts between rows and domain
 //! values (column encodings, JSON shapes) and holds the reads several writes share; `tests/` runs
 //! it all against real database files.
 
+mod bulk;
 mod queries;
 mod rows;
 #[cfg(test)]

@@ -4,24 +4,24 @@
 //! tells the observer.
 
 use super::SqliteStore;
+use super::bulk::{BulkDone, BulkWrite};
 use super::rows::{
-    action_from_row, action_returning, action_select, actions_from_rows, audit_from_row,
-    credential_hash_from_row, db_time, device_from_row, device_not_found, device_select,
-    ensure_someone_manages_roles, fetch_device, fetch_principal, groups_json,
-    is_foreign_key_violation, is_unique_violation, open_command_select, permissions_json,
-    policy_to_json, principal_not_found, role_exists, role_from_row, role_not_found, states_json,
-    stores_to_json, time_from_db,
+    action_from_row, action_select, actions_from_rows, audit_from_row, credential_hash_from_row,
+    db_time, device_from_row, device_not_found, device_select, ensure_someone_manages_roles,
+    fetch_device, fetch_principal, groups_json, is_unique_violation, open_command_select,
+    permissions_json, policy_to_json, principal_not_found, role_exists, role_from_row,
+    role_not_found, time_from_db,
 };
 use super::writer::Written;
 use crate::clock::Millis;
 use crate::model::{
-    Action, ActionState, AuditEvent, AuditFilter, Device, ErrorCode, PasscodePolicy, Principal,
-    Role, RoleAssignment, Scope, StoreStatus,
+    Action, ActionState, AuditEvent, AuditFilter, Device, PasscodePolicy, Principal, Role,
+    RoleAssignment, Scope, StoreStatus,
 };
 use crate::rbac::{Grant, Grants};
 use crate::store::{
-    ActionUpdate, AuthenticatedPrincipal, Change, CommitObserver, DeviceState, Enrolled,
-    NewAction, NewDevice, NewEnrollmentToken, OpenCommand, Store, StoreError,
+    ActionUpdate, AuthenticatedPrincipal, Change, CommitObserver, DeviceState, Enrolled, NewAction,
+    NewDevice, NewEnrollmentToken, OpenCommand, Store, StoreError,
 };
 use sqlx::{Row, SqliteConnection};
 use std::collections::{BTreeSet, HashMap};
@@ -29,6 +29,11 @@ use std::sync::Arc;
 
 /// `list_audit`'s limit when the filter asks for 0.
 const DEFAULT_AUDIT_LIMIT: u32 = 1000;
+
+/// A bulk write answered with another kind's outcome: a bug of the writer, reported as such.
+fn unexpected(done: BulkDone) -> StoreError {
+    StoreError::Corrupt(format!("the writer answered with {done:?}"))
+}
 
 /// The commands of a device that still need delivery or a result, read inside a write.
 async fn open_commands_of(
@@ -86,7 +91,9 @@ impl Store for SqliteStore {
             let scope = Scope::parse(&scope)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown scope {scope:?}")))?;
             if let Some(&i) = index.get(&device_id) {
-                states[i].escrow_tokens.push((scope, row.try_get("sealed")?));
+                states[i]
+                    .escrow_tokens
+                    .push((scope, row.try_get("sealed")?));
             }
         }
         let commands = sqlx::query(concat!(
@@ -251,32 +258,14 @@ impl Store for SqliteStore {
         stores: &[StoreStatus],
         last_seen: Millis,
     ) -> Result<(), StoreError> {
-        let json = stores_to_json(stores)?;
-        let device_id = device_id.to_string();
-        let stores = stores.to_vec();
         self.writer
-            .write(false, move |connection| {
-                Box::pin(async move {
-                    let result = sqlx::query(
-                        "UPDATE devices SET stores_json = ?, last_seen = ? WHERE id = ?",
-                    )
-                    .bind(json)
-                    .bind(db_time(last_seen))
-                    .bind(&device_id)
-                    .execute(&mut *connection)
-                    .await?;
-                    if result.rows_affected() == 0 {
-                        return Err(device_not_found(&device_id));
-                    }
-                    let change = Change::Status {
-                        device_id,
-                        stores,
-                        last_seen,
-                    };
-                    Ok(Written::new((), vec![change]))
-                })
+            .bulk(BulkWrite::Status {
+                device_id: device_id.to_string(),
+                stores: stores.to_vec(),
+                last_seen,
             })
             .await
+            .map(|_| ())
     }
 
     async fn set_policy(
@@ -320,37 +309,14 @@ impl Store for SqliteStore {
         scope: Scope,
         sealed_token: &[u8],
     ) -> Result<(), StoreError> {
-        let device_id = device_id.to_string();
-        let sealed = sealed_token.to_vec();
         self.writer
-            .write(false, move |connection| {
-                Box::pin(async move {
-                    // One statement: the foreign key answers for an unknown device.
-                    let result = sqlx::query(
-                        "INSERT INTO escrow_tokens (device_id, scope, sealed) VALUES (?, ?, ?)
-                         ON CONFLICT (device_id, scope) DO UPDATE SET sealed = excluded.sealed",
-                    )
-                    .bind(&device_id)
-                    .bind(scope.as_str())
-                    .bind(&sealed[..])
-                    .execute(&mut *connection)
-                    .await;
-                    match result {
-                        Ok(_) => {}
-                        Err(e) if is_foreign_key_violation(&e) => {
-                            return Err(device_not_found(&device_id));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                    let change = Change::EscrowToken {
-                        device_id,
-                        scope,
-                        sealed,
-                    };
-                    Ok(Written::new((), vec![change]))
-                })
+            .bulk(BulkWrite::Escrow {
+                device_id: device_id.to_string(),
+                scope,
+                sealed: sealed_token.to_vec(),
             })
             .await
+            .map(|_| ())
     }
 
     async fn escrow_token(
@@ -370,11 +336,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_action(&self, action: NewAction) -> Result<Action, StoreError> {
-        self.writer
-            .write(false, move |connection| {
-                Box::pin(async move { create_action(connection, action).await })
-            })
-            .await
+        match self.writer.bulk(BulkWrite::CreateAction(action)).await? {
+            BulkDone::Action(created) => Ok(created),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn get_action(&self, action_id: &str) -> Result<Option<Action>, StoreError> {
@@ -432,58 +397,17 @@ impl Store for SqliteStore {
         update: ActionUpdate,
         now: Millis,
     ) -> Result<Option<Action>, StoreError> {
-        let action_id = action_id.to_string();
-        let from = states_json(from);
-        self.writer
-            .write(false, move |connection| {
-                Box::pin(async move {
-                    // Compare-and-set: the state test is in the UPDATE itself, so of two racing
-                    // transitions (a result and an expiry, say) exactly one wins.
-                    let row = sqlx::query(concat!(
-                        "UPDATE actions SET
-                             state = ?,
-                             updated_at = ?,
-                             error_code = COALESCE(?, error_code),
-                             reason = COALESCE(?, reason),
-                             delivered_at = COALESCE(?, delivered_at),
-                             completed_at = COALESCE(?, completed_at),
-                             user_entered_at = COALESCE(?, user_entered_at)
-                         WHERE id = ? AND state IN (SELECT value FROM json_each(?))",
-                        action_returning!()
-                    ))
-                    .bind(to.as_str())
-                    .bind(db_time(now))
-                    .bind(update.error_code.map(ErrorCode::as_str))
-                    .bind(update.reason.as_deref())
-                    .bind(update.delivered_at.map(db_time))
-                    .bind(update.completed_at.map(db_time))
-                    .bind(update.user_entered_at.map(db_time))
-                    .bind(&action_id)
-                    .bind(from)
-                    .fetch_optional(&mut *connection)
-                    .await?;
-                    let Some(row) = row else {
-                        return Ok(Written::new(None, Vec::new()));
-                    };
-                    let mut action = action_from_row(&row)?;
-                    let mut checkpoint = false;
-                    if update.purge_passcode {
-                        let purged = sqlx::query("DELETE FROM action_passcodes WHERE action_id = ?")
-                            .bind(&action_id)
-                            .execute(&mut *connection)
-                            .await?
-                            .rows_affected();
-                        action.passcode_visible_until = None;
-                        checkpoint = purged > 0;
-                    }
-                    Ok(Written {
-                        value: Some(action.clone()),
-                        changes: vec![Change::ActionChanged(action)],
-                        checkpoint,
-                    })
-                })
-            })
-            .await
+        let write = BulkWrite::Transition {
+            action_id: action_id.to_string(),
+            from: from.to_vec(),
+            to,
+            update,
+            now,
+        };
+        match self.writer.bulk(write).await? {
+            BulkDone::Transitioned(changed) => Ok(changed),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn set_user_entered(
@@ -492,36 +416,15 @@ impl Store for SqliteStore {
         action_id: &str,
         at: Millis,
     ) -> Result<Action, StoreError> {
-        let device_id = device_id.to_string();
-        let action_id = action_id.to_string();
-        self.writer
-            .write(false, move |connection| {
-                Box::pin(async move {
-                    let row = sqlx::query(concat!(
-                        "UPDATE actions SET user_entered_at = ?, updated_at = MAX(updated_at, ?)
-                         WHERE id = ? AND device_id = ?",
-                        action_returning!()
-                    ))
-                    .bind(db_time(at))
-                    .bind(db_time(at))
-                    .bind(&action_id)
-                    .bind(&device_id)
-                    .fetch_optional(&mut *connection)
-                    .await?;
-                    let Some(row) = row else {
-                        return Err(StoreError::NotFound {
-                            kind: "action",
-                            name: action_id,
-                        });
-                    };
-                    let action = action_from_row(&row)?;
-                    Ok(Written::new(
-                        action.clone(),
-                        vec![Change::ActionChanged(action)],
-                    ))
-                })
-            })
-            .await
+        let write = BulkWrite::UserEntered {
+            device_id: device_id.to_string(),
+            action_id: action_id.to_string(),
+            at,
+        };
+        match self.writer.bulk(write).await? {
+            BulkDone::Action(action) => Ok(action),
+            other => Err(unexpected(other)),
+        }
     }
 
     async fn overdue_actions(&self, now: Millis) -> Result<Vec<Action>, StoreError> {
@@ -588,10 +491,9 @@ impl Store for SqliteStore {
                     .await;
                     match result {
                         Ok(_) => Ok(Written::new((), vec![Change::AccessChanged])),
-                        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
-                            kind: "role",
-                            name,
-                        }),
+                        Err(e) if is_unique_violation(&e) => {
+                            Err(StoreError::AlreadyExists { kind: "role", name })
+                        }
                         Err(e) => Err(e.into()),
                     }
                 })
@@ -896,28 +798,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
-        self.writer
-            .write(false, move |connection| {
-                Box::pin(async move {
-                    // The id is the store's to assign; the event's own is ignored.
-                    sqlx::query(
-                        "INSERT INTO audit (at, principal, operation, device_id, action_id,
-                                            result, detail)
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(db_time(event.at))
-                    .bind(&event.principal)
-                    .bind(&event.operation)
-                    .bind(&event.device_id)
-                    .bind(&event.action_id)
-                    .bind(&event.result)
-                    .bind(&event.detail)
-                    .execute(&mut *connection)
-                    .await?;
-                    Ok(Written::new((), Vec::new()))
-                })
-            })
-            .await
+        self.writer.bulk(BulkWrite::Audit(event)).await.map(|_| ())
     }
 
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
@@ -1091,95 +972,4 @@ async fn enroll(
         enrolled,
         vec![Change::Enrolled(Box::new(state))],
     ))
-}
-
-/// Creating an action, inside its write. No savepoint is needed: the insert is the only
-/// statement that can be refused (an unknown device, a taken id), and it runs first.
-async fn create_action(
-    connection: &mut SqliteConnection,
-    action: NewAction,
-) -> Result<Written<Action>, StoreError> {
-    // A command (not yet final) takes the device's next sequence number in this same
-    // transaction; an action that ended at the control plane never reaches the device.
-    let command = !action.state.is_final();
-    let visible_until = action.sealed_passcode.as_ref().map(|(_, until)| *until);
-    let inserted = sqlx::query(
-        "INSERT INTO actions (id, device_id, kind, scope, state, error_code, reason,
-                              requested_by, created_at, updated_at, not_after, sequence,
-                              passcode_visible_until)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                 CASE WHEN ? THEN (SELECT next_sequence FROM devices WHERE id = ?) END, ?)
-         RETURNING sequence",
-    )
-    .bind(&action.id)
-    .bind(&action.device_id)
-    .bind(action.kind.as_str())
-    .bind(action.scope.as_str())
-    .bind(action.state.as_str())
-    .bind(action.error_code.map(ErrorCode::as_str))
-    .bind(&action.reason)
-    .bind(&action.requested_by)
-    .bind(db_time(action.created_at))
-    .bind(db_time(action.created_at))
-    .bind(db_time(action.not_after))
-    .bind(command)
-    .bind(&action.device_id)
-    .bind(visible_until.map(db_time))
-    .fetch_one(&mut *connection)
-    .await;
-    let sequence: Option<i64> = match inserted {
-        Ok(row) => row.try_get("sequence")?,
-        // The foreign key answers for an unknown device.
-        Err(e) if is_foreign_key_violation(&e) => return Err(device_not_found(&action.device_id)),
-        Err(e) if is_unique_violation(&e) => {
-            return Err(StoreError::AlreadyExists {
-                kind: "action",
-                name: action.id,
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if command {
-        sqlx::query("UPDATE devices SET next_sequence = next_sequence + 1 WHERE id = ?")
-            .bind(&action.device_id)
-            .execute(&mut *connection)
-            .await?;
-    }
-    if let Some((sealed, until)) = &action.sealed_passcode {
-        sqlx::query(
-            "INSERT INTO action_passcodes (action_id, sealed, visible_until) VALUES (?, ?, ?)",
-        )
-        .bind(&action.id)
-        .bind(&sealed[..])
-        .bind(db_time(*until))
-        .execute(&mut *connection)
-        .await?;
-    }
-    let sequence = sequence
-        .map(|s| u64::try_from(s).map_err(|_| StoreError::Corrupt("negative sequence".into())))
-        .transpose()?;
-    // What the row holds, without reading it back.
-    let created = Action {
-        id: action.id,
-        device_id: action.device_id,
-        kind: action.kind,
-        scope: action.scope,
-        state: action.state,
-        error_code: action.error_code,
-        reason: action.reason,
-        requested_by: action.requested_by,
-        created_at: action.created_at,
-        updated_at: action.created_at,
-        delivered_at: None,
-        completed_at: None,
-        user_entered_at: None,
-        not_after: action.not_after,
-        sequence,
-        passcode_visible_until: visible_until,
-    };
-    let change = Change::ActionCreated(OpenCommand {
-        action: created.clone(),
-        sealed_passcode: action.sealed_passcode.map(|(sealed, _)| sealed),
-    });
-    Ok(Written::new(created, vec![change]))
 }

@@ -231,11 +231,6 @@ fn permissions_from_json(text: &str) -> Result<Vec<Permission>, StoreError> {
         .collect()
 }
 
-pub(super) fn states_json(states: &[ActionState]) -> String {
-    let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-    serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_string())
-}
-
 /// A set of group names as the JSON array `json_each` reads.
 pub(super) fn groups_json(groups: &BTreeSet<String>) -> Result<String, StoreError> {
     serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(format!("groups: {e}")))
@@ -338,12 +333,18 @@ pub(super) fn action_from_row(row: &SqliteRow) -> Result<Action, StoreError> {
 }
 
 /// The columns of an action as a statement that changed it returns them (`RETURNING`), in the
-/// shape `action_from_row` reads.
+/// shape `action_from_row` reads; qualified, for an `UPDATE … FROM` whose other table has
+/// columns of the same names.
 macro_rules! action_returning {
     () => {
-        " RETURNING id, device_id, kind, scope, state, error_code, reason, requested_by,
-                    created_at, updated_at, delivered_at, completed_at, user_entered_at, not_after,
-                    sequence,
+        " RETURNING actions.id AS id, actions.device_id AS device_id, actions.kind AS kind,
+                    actions.scope AS scope, actions.state AS state,
+                    actions.error_code AS error_code, actions.reason AS reason,
+                    actions.requested_by AS requested_by, actions.created_at AS created_at,
+                    actions.updated_at AS updated_at, actions.delivered_at AS delivered_at,
+                    actions.completed_at AS completed_at,
+                    actions.user_entered_at AS user_entered_at, actions.not_after AS not_after,
+                    actions.sequence AS sequence,
                     (SELECT p.visible_until FROM action_passcodes p WHERE p.action_id = actions.id)
                         AS passcode_visible_until"
     };
@@ -368,10 +369,6 @@ pub(super) fn credential_hash_from_row(row: &SqliteRow) -> Result<[u8; 32], Stor
     let hash: Vec<u8> = row.try_get("credential_hash")?;
     hash.try_into()
         .map_err(|_| StoreError::Corrupt("a credential hash is not 32 bytes".into()))
-}
-
-pub(super) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }
 
 pub(super) fn actions_from_rows(rows: &[SqliteRow]) -> Result<Vec<Action>, StoreError> {
@@ -492,4 +489,3 @@ pub(super) async fn ensure_someone_manages_roles(
     }
     Ok(())
 }
-

@@ -17,6 +17,7 @@
 //! same turn, which is real only once committed.
 
 use super::super::{Change, CommitObserver, StoreError};
+use super::bulk::{self, BulkDone, BulkWrite};
 use sqlx::SqliteConnection;
 use std::future::Future;
 use std::pin::Pin;
@@ -78,6 +79,8 @@ struct Queued {
 
 enum Message {
     Write(Queued),
+    /// A write of the per-message path, run with the others of its kind (see `bulk.rs`).
+    Bulk(BulkWrite, oneshot::Sender<Result<BulkDone, StoreError>>),
     /// Stop after the writes queued before this one; answered once the connection is closed.
     Close(oneshot::Sender<()>),
 }
@@ -171,6 +174,16 @@ impl Writer {
         answered.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs `write` with the other writes of its kind in the next turn (see `bulk.rs`) and
+    /// returns its outcome once that turn committed.
+    pub(super) async fn bulk(&self, write: BulkWrite) -> Result<BulkDone, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Message::Bulk(write, answer))
+            .map_err(|_| StoreError::Closed)?;
+        answered.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Lets the writes queued so far finish, then closes the connection; later writes fail.
     pub(super) async fn close(&self) {
         let (closed, done) = oneshot::channel();
@@ -190,19 +203,22 @@ async fn run(
         let Some(first) = queue.recv().await else {
             break;
         };
-        let mut turn = Vec::new();
-        match first {
-            Message::Write(write) => turn.push(write),
-            Message::Close(closed) => closing = Some(closed),
-        }
-        while closing.is_none() && turn.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(Message::Write(write)) => turn.push(write),
-                Ok(Message::Close(closed)) => closing = Some(closed),
-                Err(_) => break,
+        let mut turn = Turn::default();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Write(write) => turn.writes.push(write),
+                Message::Bulk(write, answer) => turn.bulk.push((write, answer)),
+                Message::Close(closed) => {
+                    closing = Some(closed);
+                    break;
+                }
+            }
+            if turn.len() < MAX_BATCH {
+                next = queue.try_recv().ok();
             }
         }
-        if !turn.is_empty() {
+        if turn.len() > 0 {
             run_turn(&mut connection, turn, &observer).await;
         }
     }
@@ -215,23 +231,38 @@ async fn run(
     }
 }
 
+/// The writes one turn runs.
+#[derive(Default)]
+struct Turn {
+    writes: Vec<Queued>,
+    bulk: Vec<(BulkWrite, oneshot::Sender<Result<BulkDone, StoreError>>)>,
+}
+
+impl Turn {
+    fn len(&self) -> usize {
+        self.writes.len() + self.bulk.len()
+    }
+}
+
 async fn execute(connection: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
     sqlx::query(sql).execute(&mut *connection).await?;
     Ok(())
 }
 
-/// One turn: every write in one transaction, one commit, then the observer, then the answers.
+/// One turn: every write in one transaction (the one-by-one writes first, then the bulk ones a
+/// kind at a time), one commit, then the observer, then the answers.
 async fn run_turn(
     connection: &mut SqliteConnection,
-    turn: Vec<Queued>,
+    turn: Turn,
     observer: &RwLock<Option<Arc<dyn CommitObserver>>>,
 ) {
-    let mut ran: Vec<Ran> = Vec::with_capacity(turn.len());
+    let Turn { writes, bulk } = turn;
+    let mut ran: Vec<Ran> = Vec::with_capacity(writes.len());
     let mut failure: Option<Arc<StoreError>> = execute(connection, "BEGIN IMMEDIATE")
         .await
         .err()
         .map(Arc::new);
-    for Queued { atomic, job } in turn {
+    for Queued { atomic, job } in writes {
         if failure.is_some() {
             ran.push(job(None).await);
             continue;
@@ -244,12 +275,10 @@ async fn run_turn(
         let done = job(Some(&mut *connection)).await;
         let settled = match (&done.outcome, atomic) {
             (Outcome::Applied, true) => execute(connection, "RELEASE write").await,
-            (Outcome::Refused, true) => {
-                match execute(connection, "ROLLBACK TO write").await {
-                    Ok(()) => execute(connection, "RELEASE write").await,
-                    Err(error) => Err(error),
-                }
-            }
+            (Outcome::Refused, true) => match execute(connection, "ROLLBACK TO write").await {
+                Ok(()) => execute(connection, "RELEASE write").await,
+                Err(error) => Err(error),
+            },
             (Outcome::Failed(error), _) => {
                 failure = Some(error.clone());
                 Ok(())
@@ -261,6 +290,14 @@ async fn run_turn(
         }
         ran.push(done);
     }
+    let (bulk, answers): (Vec<BulkWrite>, Vec<_>) = bulk.into_iter().unzip();
+    let mut bulk_outcomes = Vec::new();
+    if failure.is_none() && !bulk.is_empty() {
+        match bulk::run(connection, bulk).await {
+            Ok(outcomes) => bulk_outcomes = outcomes,
+            Err(error) => failure = Some(Arc::new(error)),
+        }
+    }
     let committed = match failure {
         None => execute(connection, "COMMIT").await.map_err(Arc::new),
         Some(error) => {
@@ -271,14 +308,20 @@ async fn run_turn(
         }
     };
     if let Err(error) = &committed {
-        tracing::error!(%error, writes = ran.len(), "a write turn failed; none of its writes is stored");
+        tracing::error!(%error, writes = ran.len() + answers.len(), "a write turn failed; none of its writes is stored");
     }
-    let checkpoint = committed.is_ok() && ran.iter().any(|r| r.checkpoint);
+    let checkpoint = committed.is_ok()
+        && (ran.iter().any(|r| r.checkpoint) || bulk_outcomes.iter().any(|o| o.checkpoint));
     if committed.is_ok() {
         let changes: Vec<Change> = ran
             .iter_mut()
             .filter(|r| matches!(r.outcome, Outcome::Applied))
             .flat_map(|r| std::mem::take(&mut r.changes))
+            .chain(
+                bulk_outcomes
+                    .iter_mut()
+                    .flat_map(|o| std::mem::take(&mut o.changes)),
+            )
             .collect();
         let observer = observer
             .read()
@@ -293,6 +336,15 @@ async fn run_turn(
     }
     for done in ran {
         (done.answer)(committed.clone());
+    }
+    let mut outcomes = bulk_outcomes.into_iter();
+    for answer in answers {
+        let result = match (&committed, outcomes.next()) {
+            (Ok(()), Some(outcome)) => outcome.result,
+            (Err(error), _) => Err(StoreError::NotCommitted(error.clone())),
+            (Ok(()), None) => Err(StoreError::Closed),
+        };
+        let _ = answer.send(result);
     }
 }
 

@@ -3,9 +3,8 @@
 
 use super::{
     Argon2Info, Baselines, DeviceRecord, Durations, Lag, ProcessResources, Report, Resources,
-    RestartDurations,
-    UNESCROWED, behaviour, delivered_after_completed, issue, lag_warning, latencies, outcomes,
-    throughput,
+    RestartDurations, UNESCROWED, behaviour, delivered_after_completed, issue, lag_warning,
+    latencies, outcomes, throughput,
 };
 use crate::loadtest::args::LoadtestArgs;
 use crate::loadtest::baseline::{Argon2Baseline, EchoBaseline};
@@ -122,7 +121,10 @@ pub(in crate::loadtest) fn build(
         ticks,
     )];
     // After a restart the process that ends the run started then.
-    let control_plane_start = run.restart.as_ref().map_or(control_plane_start, |r| r.started);
+    let control_plane_start = run
+        .restart
+        .as_ref()
+        .map_or(control_plane_start, |r| r.started);
     if let Some(pid) = setting.control_plane_pid {
         processes.insert(
             0,

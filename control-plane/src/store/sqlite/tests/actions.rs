@@ -184,7 +184,10 @@ async fn actions_are_listed_and_transitioned_by_compare_and_set() {
         s.set_user_entered("dev_a", "b1", T0).await,
         Err(StoreError::NotFound { kind: "action", .. })
     ));
-    assert_eq!(s.get_action("b1").await.unwrap().unwrap().user_entered_at, None);
+    assert_eq!(
+        s.get_action("b1").await.unwrap().unwrap().user_entered_at,
+        None
+    );
 }
 
 #[tokio::test]
