@@ -257,6 +257,8 @@ async fn run_turn(
     observer: &RwLock<Option<Arc<dyn CommitObserver>>>,
 ) {
     let Turn { writes, bulk } = turn;
+    let started = std::time::Instant::now();
+    let (one_by_one, bulk_writes) = (writes.len(), bulk.len());
     let mut ran: Vec<Ran> = Vec::with_capacity(writes.len());
     let mut failure: Option<Arc<StoreError>> = execute(connection, "BEGIN IMMEDIATE")
         .await
@@ -298,6 +300,7 @@ async fn run_turn(
             Err(error) => failure = Some(Arc::new(error)),
         }
     }
+    let executed = started.elapsed();
     let committed = match failure {
         None => execute(connection, "COMMIT").await.map_err(Arc::new),
         Some(error) => {
@@ -310,6 +313,14 @@ async fn run_turn(
     if let Err(error) = &committed {
         tracing::error!(%error, writes = ran.len() + answers.len(), "a write turn failed; none of its writes is stored");
     }
+    tracing::debug!(
+        one_by_one,
+        bulk = bulk_writes,
+        micros = started.elapsed().as_micros() as u64,
+        commit_micros = (started.elapsed() - executed).as_micros() as u64,
+        committed = committed.is_ok(),
+        "write turn"
+    );
     let checkpoint = committed.is_ok()
         && (ran.iter().any(|r| r.checkpoint) || bulk_outcomes.iter().any(|o| o.checkpoint));
     if committed.is_ok() {
