@@ -5,7 +5,7 @@
 use clap::Parser;
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::service::Config;
-use droidfleet_tools::{admin, demo, loadtest};
+use droidfleet_tools::{admin, demo, flow, loadtest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +41,9 @@ enum Command {
     /// Load-test a control plane (embedded by default) with a fleet of simulated devices and
     /// seeded users; writes a report (table on stdout, report.json, report.html).
     Loadtest(loadtest::LoadtestArgs),
+    /// Check user journeys written as flow files (a folder is a suite) against a control plane
+    /// and a fleet started for each flow, or running ones; writes JUnit and HTML reports.
+    Flow(flow::FlowArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -66,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Command::Admin(_) | Command::Demo(_) | Command::Loadtest(_)
+        Command::Admin(_) | Command::Demo(_) | Command::Loadtest(_) | Command::Flow(_)
     );
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             } => Ok(droidfleet_agent::cli::run(args, ctrl_c()).await?),
             Command::Demo(args) => Ok(demo::run(args).await?),
             Command::Loadtest(args) => Ok(loadtest::run(args).await?),
+            Command::Flow(args) => Ok(flow::run(args).await?),
         }
     })
 }

@@ -19,6 +19,7 @@ mod device_behaviour;
 mod device_identity;
 mod faults;
 mod fleet_options;
+mod flows;
 mod health_reflection;
 mod loadtest;
 mod metrics;

@@ -5,12 +5,11 @@
 
 use crate::admin::format::{error_name, state_name};
 use crate::admin::{AdminError, Client, Token};
+use crate::embedded::{EmbeddedControlPlane, EmbeddedError};
 use droidfleet_agent::cli::Argon2Preset;
 use droidfleet_agent::device::{EntryOutcome, Ownership, Passcode, Scope};
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig, FleetError};
 use droidfleet_control_plane::clock::SystemClock;
-use droidfleet_control_plane::server::ServeError;
-use droidfleet_control_plane::service::Config;
 use droidfleet_proto::v1 as pb;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +20,8 @@ use std::time::Duration;
 pub enum DemoError {
     #[error("cannot create a temporary directory")]
     TempDir(#[source] std::io::Error),
-    #[error("cannot open the demo's control plane")]
-    ControlPlane(#[source] ServeError),
-    #[error("the demo's fresh control plane wrote no bootstrap admin token")]
-    NoBootstrapToken,
-    #[error("cannot listen on a loopback port")]
-    Listen(#[source] std::io::Error),
+    #[error("cannot start the demo's control plane")]
+    ControlPlane(#[from] EmbeddedError),
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]
@@ -110,35 +105,13 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let dir = tempfile::tempdir().map_err(DemoError::TempDir)?;
     println!("droidfleet demo: reset passcode on every Android enrollment type\n");
 
-    let opened = droidfleet_control_plane::server::open(
-        Config::new(dir.path().join("control-plane")),
-        Arc::new(SystemClock),
-    )
-    .await
-    .map_err(DemoError::ControlPlane)?;
-    let token_path = opened
-        .bootstrap_token_path
-        .clone()
-        .ok_or(DemoError::NoBootstrapToken)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(DemoError::Listen)?;
-    let address = format!(
-        "http://{}",
-        listener.local_addr().map_err(DemoError::Listen)?
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut server_stopped = stopped.clone();
-    let server = tokio::spawn(droidfleet_control_plane::server::serve(
-        opened.control_plane,
-        listener,
-        async move {
-            let _ = server_stopped.wait_for(|s| *s).await;
-        },
-    ));
+    let control_plane =
+        EmbeddedControlPlane::start(&dir.path().join("control-plane"), Arc::new(SystemClock))
+            .await?;
+    let address = control_plane.address.clone();
     println!("Control plane started on {address} (database in a temporary folder).");
 
-    let admin = Client::connect(&address, &Token::from_file(&token_path)?).await?;
+    let admin = Client::connect(&address, &control_plane.admin_token).await?;
     let enrollment = admin
         .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
             max_uses: 5,
@@ -164,12 +137,13 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         faults: Default::default(),
     })
     .await?;
-    let agent = tokio::spawn(fleet.clone().run(stopped.clone()));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(fleet.clone().run(stopped));
 
     let outcome = play(&fleet, &admin, &address).await;
     let _ = stop.send(true);
     let _ = agent.await;
-    let _ = server.await;
+    control_plane.stop().await;
     outcome?;
     println!("\nDemo finished: every enrollment type was reset, and every refusal was explained.");
     Ok(())

@@ -1,18 +1,23 @@
 //! Tools that drive a droidfleet control plane and a fleet of simulated devices from outside,
-//! through public APIs only: the admin client, the narrated demo and the load test.
+//! through public APIs only: the admin client, the narrated demo, the load test and the flow
+//! runner.
 //!
 //! Layout:
 //! - [`admin`]: the typed admin-API client every tool shares ([`admin::Client`]), the
 //!   `droidfleet admin` commands, and how answers are shown (human lines, JSON).
 //! - [`demo`]: `droidfleet demo`, a control plane and one device of each type, narrated.
 //! - [`loadtest`]: `droidfleet loadtest`, the seeded fleet load generator and its report.
+//! - [`flow`]: `droidfleet flow`, user journeys in flow files, their runner and reports.
+//! - `embedded.rs`: a control plane in this process, for the tools that start their own.
 //! - `causes.rs`: an error and its causes as one line, where an error is kept as text.
 //!
 //! Each area has its own error type ([`admin::AdminError`], [`demo::DemoError`],
-//! [`loadtest::LoadtestError`]); none carries a token or a passcode.
+//! [`loadtest::LoadtestError`], [`flow::FlowError`]); none carries a token or a passcode.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 mod causes;
 pub mod demo;
+mod embedded;
+pub mod flow;
 pub mod loadtest;

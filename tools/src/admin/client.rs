@@ -341,6 +341,41 @@ impl Client {
         })
     }
 
+    /// Follows the action with WatchAction (with `until_user_entered`, past a done reset's final
+    /// state until the user's entry) until `reached` holds for it, and returns it then; `reached`
+    /// sees every state the control plane sends. [`AdminError::StreamEnded`] when the stream
+    /// ended first.
+    pub async fn wait_action(
+        &self,
+        action_id: &str,
+        until_user_entered: bool,
+        mut reached: impl FnMut(&pb::Action) -> bool,
+    ) -> Result<pb::Action, AdminError> {
+        const RPC: &str = "WatchAction";
+        let request = pb::GetActionRequest {
+            action_id: action_id.to_string(),
+            until_user_entered,
+        };
+        let mut stream = self
+            .call(RPC, request, |mut admin, request| async move {
+                admin.watch_action(request).await
+            })
+            .await?;
+        while let Some(action) = stream
+            .message()
+            .await
+            .map_err(|status| AdminError::Rpc { rpc: RPC, status })?
+        {
+            if reached(&action) {
+                return Ok(action);
+            }
+        }
+        Err(AdminError::StreamEnded {
+            rpc: RPC,
+            id: action_id.to_string(),
+        })
+    }
+
     pub async fn cancel_action(&self, action_id: &str) -> Result<pb::Action, AdminError> {
         let request = action_request(action_id);
         self.call("CancelAction", request, |mut admin, request| async move {

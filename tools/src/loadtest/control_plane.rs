@@ -5,8 +5,8 @@
 use super::error::LoadtestError;
 use super::measure::{self, ProcessSample};
 use crate::admin::Token;
+use crate::embedded::EmbeddedControlPlane;
 use droidfleet_control_plane::clock::SystemClock;
-use droidfleet_control_plane::service::Config;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,7 +14,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// What `--control-plane` names.
@@ -72,10 +71,7 @@ pub(super) struct ControlPlane {
 }
 
 enum Running {
-    Embedded {
-        stop: watch::Sender<bool>,
-        server: tokio::task::JoinHandle<()>,
-    },
+    Embedded(EmbeddedControlPlane),
     /// Killed on drop too, so an early error never leaves it behind.
     Child {
         child: tokio::process::Child,
@@ -90,7 +86,7 @@ enum Running {
 impl ControlPlane {
     pub(super) fn mode(&self) -> &'static str {
         match self.running {
-            Running::Embedded { .. } => "embedded",
+            Running::Embedded(_) => "embedded",
             Running::Child { .. } => "spawned",
             Running::External => "external",
         }
@@ -105,10 +101,7 @@ impl ControlPlane {
     /// (killed, then waited for, so it leaves no zombie).
     pub(super) async fn stop(self) {
         match self.running {
-            Running::Embedded { stop, server } => {
-                let _ = stop.send(true);
-                let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-            }
+            Running::Embedded(embedded) => embedded.stop().await,
             Running::Child { mut child, .. } => {
                 if let Err(error) = child.kill().await {
                     tracing::warn!(pid = ?self.pid, %error, "cannot end the spawned control plane");
@@ -190,44 +183,17 @@ pub(super) async fn start(
     }
 }
 
-/// Where a started control plane listens: a port the kernel picks on loopback.
+/// Where a spawned control plane listens: a port the kernel picks on loopback.
 const LOOPBACK_ANY_PORT: &str = "127.0.0.1:0";
 
 async fn embedded(dir: &Path) -> Result<ControlPlane, LoadtestError> {
-    let opened = droidfleet_control_plane::server::open(
-        Config::new(dir.join("control-plane")),
-        Arc::new(SystemClock),
-    )
-    .await
-    .map_err(LoadtestError::EmbeddedControlPlane)?;
-    let token_path = opened
-        .bootstrap_token_path
-        .clone()
-        .ok_or(LoadtestError::NoBootstrapToken)?;
-    let listen_error = |source| LoadtestError::Listen {
-        address: LOOPBACK_ANY_PORT,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(LOOPBACK_ANY_PORT)
-        .await
-        .map_err(listen_error)?;
-    let address = format!("http://{}", listener.local_addr().map_err(listen_error)?);
-    let (stop, mut stopped) = watch::channel(false);
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        if let Err(error) =
-            droidfleet_control_plane::server::serve(opened.control_plane, listener, shutdown).await
-        {
-            tracing::error!(%error, "the embedded control plane stopped");
-        }
-    });
+    let embedded =
+        EmbeddedControlPlane::start(&dir.join("control-plane"), Arc::new(SystemClock)).await?;
     Ok(ControlPlane {
-        address,
-        admin_token: Token::from_file(&token_path)?,
+        address: embedded.address.clone(),
+        admin_token: embedded.admin_token.clone(),
         pid: None,
-        running: Running::Embedded { stop, server },
+        running: Running::Embedded(embedded),
     })
 }
 

@@ -2,10 +2,10 @@
 //! device's `problem` in the report). No variant carries a token or a passcode.
 
 use crate::admin::AdminError;
+use crate::embedded::EmbeddedError;
 use droidfleet_agent::device::crypto::CryptoError;
 use droidfleet_agent::device::{EntryOutcome, Scope};
 use droidfleet_agent::fleet::FleetError;
-use droidfleet_control_plane::server::ServeError;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,16 +31,8 @@ pub enum LoadtestError {
     Fleet(#[from] FleetError),
 
     // Starting the control plane.
-    #[error("cannot open the embedded control plane")]
-    EmbeddedControlPlane(#[source] ServeError),
-    #[error("the control plane's fresh data directory has no bootstrap admin token")]
-    NoBootstrapToken,
-    #[error("cannot listen on {address}")]
-    Listen {
-        address: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
     #[error("cannot find this program's path to start `droidfleet serve`")]
     ProgramPath(#[source] std::io::Error),
     #[error("cannot start {} serve", program.display())]
