@@ -28,3 +28,4 @@ mod processes;
 mod rbac_scopes;
 mod remote_lock;
 mod reset_flow;
+mod token_freshness;
