@@ -49,7 +49,10 @@ enum Command {
 #[derive(clap::Subcommand)]
 enum AgentCommand {
     /// Host devices that enroll with a control plane, take its commands, and expose a harness.
-    Run(droidfleet_agent::cli::RunArgs),
+    /// Boxed: far larger than the other command's arguments.
+    Run(Box<droidfleet_agent::cli::RunArgs>),
+    /// Hand a device the token from `droidfleet admin re-enroll`; it enrolls again by itself.
+    ReEnroll(droidfleet_agent::cli::ReEnrollArgs),
 }
 
 #[derive(clap::Args)]
@@ -85,7 +88,10 @@ fn main() -> anyhow::Result<()> {
             Command::Admin(args) => Ok(admin::run(args).await?),
             Command::Agent {
                 command: AgentCommand::Run(args),
-            } => Ok(droidfleet_agent::cli::run(args, ctrl_c()).await?),
+            } => Ok(droidfleet_agent::cli::run(*args, ctrl_c()).await?),
+            Command::Agent {
+                command: AgentCommand::ReEnroll(args),
+            } => Ok(droidfleet_agent::cli::re_enroll(args).await?),
             Command::Demo(args) => Ok(demo::run(args).await?),
             Command::Loadtest(args) => Ok(loadtest::run(args).await?),
             Command::Flow(args) => Ok(flow::run(args).await?),

@@ -1,11 +1,11 @@
-//! Command-line arguments of `droidfleet-agent run` (also `droidfleet agent run`), and the
-//! function that runs an agent from them.
+//! Command-line arguments of `droidfleet-agent run` and `re-enroll` (also `droidfleet agent
+//! …`), and the functions that carry them out.
 
 use crate::clock::SystemClock;
 use crate::device::KdfParams;
 use crate::faults::FaultConfig;
 use crate::fleet::{DeviceSpec, Fleet, FleetConfig, RampUp};
-use crate::seeded::Mix;
+use crate::seeded::{AndroidMix, Mix, ProfileMix};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,11 +37,12 @@ pub struct RunArgs {
         env = "DROIDFLEET_CONTROL_PLANE"
     )]
     pub control_plane: String,
-    /// A device to host, as TYPE:NAME (TYPE is cosu, cobo, cope, byod or aosp). Repeat it for
-    /// more devices; combines with --devices.
+    /// A device to host, as TYPE:NAME[:API_LEVEL[:PROFILE]] (TYPE is cosu, cobo, cope, byod or
+    /// aosp; the API level 26 to 35, default 35; the maker profile default aosp), e.g.
+    /// byod:alice-phone:31. Repeat it for more devices; combines with --devices.
     #[arg(
         long = "device",
-        value_name = "TYPE:NAME",
+        value_name = "TYPE:NAME[:API_LEVEL[:PROFILE]]",
         required_unless_present = "devices"
     )]
     pub device: Vec<DeviceSpec>,
@@ -56,8 +57,15 @@ pub struct RunArgs {
         default_value = "cosu=1,cobo=1,cope=1,byod=1,aosp=1"
     )]
     pub mix: Mix,
-    /// Seeds the device types of --devices and the ramp-up delays: the same seed gives the same
-    /// fleet.
+    /// Android API-level weights for --devices, e.g. 26=1,30=2,34=3 (levels 26 to 35).
+    #[arg(long, value_name = "API_LEVEL=WEIGHT,...", default_value = "35=1")]
+    pub android: AndroidMix,
+    /// Maker-profile weights for --devices, e.g. aosp=3,short-keyguard=1 (see agent/README.md
+    /// for the shipped profiles).
+    #[arg(long, value_name = "PROFILE=WEIGHT,...", default_value = "aosp=1")]
+    pub profile: ProfileMix,
+    /// Seeds the device types, API levels and profiles of --devices and the ramp-up delays: the
+    /// same seed gives the same fleet.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// HTTP/2 connections the devices share (device i uses connection i % K).
@@ -92,6 +100,21 @@ pub struct RunArgs {
     pub argon2: Argon2Preset,
 }
 
+/// Hand a device the single-use token from `droidfleet admin re-enroll`, as its user would
+/// type it into the management app: the device enrolls again with it and reconnects.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ReEnrollArgs {
+    /// The agent's harness (its --harness-listen address).
+    #[arg(long, default_value = "http://127.0.0.1:7301")]
+    pub harness: String,
+    /// The device, by the agent's name for it.
+    #[arg(long)]
+    pub device: String,
+    /// The token `droidfleet admin re-enroll` printed.
+    #[arg(long, env = "DROIDFLEET_REENROLLMENT_TOKEN", hide_env_values = true)]
+    pub enrollment_token: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -110,6 +133,38 @@ pub enum RunError {
     },
     #[error("--devices {0}: {1}")]
     Devices(usize, String),
+    #[error("cannot reach the harness at {address}: {source}")]
+    HarnessUnreachable {
+        address: String,
+        source: tonic::transport::Error,
+    },
+    #[error("the harness refused the token: {0}")]
+    HandOver(String),
+}
+
+/// Hands the re-enrollment token to the device through the agent's harness; returns once the
+/// device holds it (it re-enrolls on its own right after).
+pub async fn re_enroll(args: ReEnrollArgs) -> Result<(), RunError> {
+    let mut harness = droidfleet_proto::v1::device_harness_client::DeviceHarnessClient::connect(
+        args.harness.clone(),
+    )
+    .await
+    .map_err(|source| RunError::HarnessUnreachable {
+        address: args.harness.clone(),
+        source,
+    })?;
+    harness
+        .re_enroll(droidfleet_proto::v1::ReEnrollRequest {
+            name: args.device.clone(),
+            enrollment_token: args.enrollment_token,
+        })
+        .await
+        .map_err(|status| RunError::HandOver(status.message().to_string()))?;
+    println!(
+        "device {} has the token; it enrolls again and reconnects on its own",
+        args.device
+    );
+    Ok(())
 }
 
 /// Upper bound of `--devices`; the design targets 100,000 devices in one process.
@@ -126,7 +181,10 @@ pub fn device_specs(args: &RunArgs) -> Result<Vec<DeviceSpec>, RunError> {
                 format!("must be from 1 to {MAX_DEVICES}"),
             ));
         }
-        specs.extend(args.mix.devices(count, args.seed));
+        specs.extend(
+            args.mix
+                .devices(count, args.seed, &args.android, &args.profile),
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for spec in &specs {

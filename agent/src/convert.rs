@@ -97,6 +97,8 @@ pub(crate) fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
         ErrorCode::PasscodePolicyViolation => pb::ErrorCode::PasscodePolicyViolation,
         ErrorCode::StoreWiped => pb::ErrorCode::StoreWiped,
         ErrorCode::StoreMissing => pb::ErrorCode::StoreMissing,
+        ErrorCode::ApiLevel => pb::ErrorCode::ApiLevel,
+        ErrorCode::NoPasscode => pb::ErrorCode::NoPasscode,
         ErrorCode::BadSignature => pb::ErrorCode::BadSignature,
         ErrorCode::WrongDevice => pb::ErrorCode::WrongDevice,
         ErrorCode::Replayed => pb::ErrorCode::Replayed,

@@ -1,7 +1,7 @@
 //! `droidfleet.v1.DeviceHarness`: a test plays each device's user through it.
 
 use crate::convert::*;
-use crate::device::{DeviceError, EntryOutcome, Passcode, Refusal, Scope};
+use crate::device::{DeviceError, EnrollmentToken, EntryOutcome, Passcode, Refusal, Scope};
 use crate::fleet::{Fleet, FleetError, Screen};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_server::DeviceHarness;
@@ -84,6 +84,17 @@ pub(crate) fn screen_to_pb(screen: &Screen) -> pb::Screen {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
+        api_level: screen.build.api_level.get(),
+        maker_profile: screen.build.profile.name().to_string(),
+        lock_screen_prompts: screen
+            .lock_screen_prompts
+            .iter()
+            .map(|prompt| pb::LockScreenPrompt {
+                scope: scope_to_pb(prompt.scope) as i32,
+                message: prompt.message.clone(),
+            })
+            .collect(),
+        re_enrollment_required: screen.re_enrollment_required,
     }
 }
 
@@ -104,6 +115,8 @@ impl DeviceHarness for Harness {
                     name: screen.name,
                     ownership: ownership_to_pb(screen.ownership) as i32,
                     device_id: screen.device_id.unwrap_or_default(),
+                    api_level: screen.build.api_level.get(),
+                    maker_profile: screen.build.profile.name().to_string(),
                 })
             })
             .collect::<Result<_, FleetError>>()?;
@@ -231,6 +244,31 @@ impl DeviceHarness for Harness {
         let request = request.into_inner();
         let device = name(&request.name)?;
         self.fleet.set_online(device, request.online).await?;
+        Ok(Response::new(self.screen(device)?))
+    }
+
+    async fn open_work_app(
+        &self,
+        request: Request<pb::DeviceRef>,
+    ) -> Result<Response<pb::Screen>, Status> {
+        let device = name(&request.get_ref().name)?.to_string();
+        self.fleet.open_work_app(&device).await?;
+        Ok(Response::new(self.screen(&device)?))
+    }
+
+    async fn re_enroll(
+        &self,
+        request: Request<pb::ReEnrollRequest>,
+    ) -> Result<Response<pb::Screen>, Status> {
+        let request = request.into_inner();
+        let device = name(&request.name)?;
+        if request.enrollment_token.is_empty() {
+            return Err(Status::invalid_argument(
+                "enrollment_token: must not be empty; give the token ReEnrollDevice returned",
+            ));
+        }
+        self.fleet
+            .hand_re_enrollment_token(device, EnrollmentToken::new(request.enrollment_token))?;
         Ok(Response::new(self.screen(device)?))
     }
 

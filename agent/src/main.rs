@@ -13,7 +13,10 @@ struct Cli {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Host devices that enroll with a control plane, take its commands, and expose a harness.
-    Run(droidfleet_agent::cli::RunArgs),
+    /// Boxed: far larger than the other command's arguments.
+    Run(Box<droidfleet_agent::cli::RunArgs>),
+    /// Hand a device the token from `droidfleet admin re-enroll`; it enrolls again by itself.
+    ReEnroll(droidfleet_agent::cli::ReEnrollArgs),
 }
 
 #[tokio::main]
@@ -26,11 +29,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Run(args) => {
-            droidfleet_agent::cli::run(args, async {
+            droidfleet_agent::cli::run(*args, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?
         }
+        Command::ReEnroll(args) => droidfleet_agent::cli::re_enroll(args).await?,
     }
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! Seeded load shapes, shared by the agent's fleets and the load test: SplitMix64, the one
-//! generator every reproducible decision is drawn from, and `--mix`, the enrollment-type weights
-//! of a generated fleet.
+//! generator every reproducible decision is drawn from, and the weighted lists of a generated
+//! fleet, one parser for all three: `--mix` (enrollment types), `--android` (API levels) and
+//! `--profile` (maker profiles).
 //!
 //! The generator is written out here rather than taken from a crate, so a seed recorded in an old
 //! report reproduces the same fleet for as long as this file does not change, independent of any
 //! dependency's version. Nothing secret is ever drawn from it.
 
-use crate::device::Ownership;
+use crate::device::{ApiLevel, Build, Ownership, Profile};
 use crate::fleet::DeviceSpec;
 use std::fmt;
 
@@ -65,117 +66,184 @@ impl SplitMix64 {
     }
 }
 
-/// Enrollment-type weights, as `--mix cosu=1,cobo=2,cope=1,byod=3,aosp=0`, in the order given. A
-/// type left out weighs 0; at least one weight must be above 0.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mix {
-    weights: Vec<(Ownership, u64)>,
+/// What a weighted list picks among (an enrollment type, an API level, a maker profile), and how
+/// its option names and parses it. One parser serves `--mix`, `--android` and `--profile`.
+pub trait Choice: Copy + Eq + fmt::Display + 'static {
+    /// The option that takes the list, for error messages: `--mix`.
+    const OPTION: &'static str;
+    /// What a part's key is, for error messages: `TYPE`.
+    const KEY: &'static str;
+    /// A part as an example: `byod=3`.
+    const EXAMPLE: &'static str;
+    /// The key, or a sentence naming what is wrong and what to use instead.
+    fn parse_key(text: &str) -> Result<Self, String>;
+    /// The weights when the option is not given.
+    fn default_weights() -> Vec<(Self, u64)>;
 }
 
-/// The largest weight `--mix` accepts: enough for any ratio, and sums stay far from overflow.
+impl Choice for Ownership {
+    const OPTION: &'static str = "--mix";
+    const KEY: &'static str = "TYPE";
+    const EXAMPLE: &'static str = "byod=3";
+
+    fn parse_key(text: &str) -> Result<Ownership, String> {
+        Ownership::parse(text).ok_or_else(|| {
+            format!("unknown enrollment type {text:?}; use cosu, cobo, cope, byod or aosp")
+        })
+    }
+
+    /// Every enrollment type equally.
+    fn default_weights() -> Vec<(Ownership, u64)> {
+        Ownership::ALL.into_iter().map(|o| (o, 1)).collect()
+    }
+}
+
+impl Choice for ApiLevel {
+    const OPTION: &'static str = "--android";
+    const KEY: &'static str = "API_LEVEL";
+    const EXAMPLE: &'static str = "30=2";
+
+    fn parse_key(text: &str) -> Result<ApiLevel, String> {
+        text.parse()
+    }
+
+    /// The newest level only.
+    fn default_weights() -> Vec<(ApiLevel, u64)> {
+        vec![(ApiLevel::DEFAULT, 1)]
+    }
+}
+
+impl Choice for Profile {
+    const OPTION: &'static str = "--profile";
+    const KEY: &'static str = "PROFILE";
+    const EXAMPLE: &'static str = "short-keyguard=1";
+
+    fn parse_key(text: &str) -> Result<Profile, String> {
+        text.parse()
+    }
+
+    /// AOSP only.
+    fn default_weights() -> Vec<(Profile, u64)> {
+        vec![(Profile::default(), 1)]
+    }
+}
+
+/// A weighted list, as `--mix cosu=1,cobo=2,byod=3`, `--android 26=1,30=2,34=3` or
+/// `--profile aosp=3,short-keyguard=1`, in the order given. A key left out weighs 0; at least
+/// one weight must be above 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Weights<T> {
+    weights: Vec<(T, u64)>,
+}
+
+/// Enrollment-type weights (`--mix`).
+pub type Mix = Weights<Ownership>;
+/// API-level weights (`--android`).
+pub type AndroidMix = Weights<ApiLevel>;
+/// Maker-profile weights (`--profile`).
+pub type ProfileMix = Weights<Profile>;
+
+/// The largest weight a list accepts: enough for any ratio, and sums stay far from overflow.
 const MAX_WEIGHT: u64 = 1_000_000;
 
-impl Default for Mix {
-    /// Every enrollment type equally.
-    fn default() -> Mix {
-        Mix {
-            weights: Ownership::ALL.into_iter().map(|o| (o, 1)).collect(),
+impl<T: Choice> Default for Weights<T> {
+    fn default() -> Weights<T> {
+        Weights {
+            weights: T::default_weights(),
         }
     }
 }
 
-impl std::str::FromStr for Mix {
+impl<T: Choice> std::str::FromStr for Weights<T> {
     type Err = String;
 
-    fn from_str(text: &str) -> Result<Mix, String> {
-        let mut weights: Vec<(Ownership, u64)> = Vec::new();
+    fn from_str(text: &str) -> Result<Weights<T>, String> {
+        let option = T::OPTION;
+        let mut weights: Vec<(T, u64)> = Vec::new();
         for part in text.split(',') {
             let part = part.trim();
-            let (kind, weight) = part
-                .split_once('=')
-                .ok_or_else(|| format!("--mix part {part:?}: expected TYPE=WEIGHT, e.g. byod=3"))?;
-            let ownership = Ownership::parse(kind.trim()).ok_or_else(|| {
+            let (key, weight) = part.split_once('=').ok_or_else(|| {
                 format!(
-                    "--mix part {part:?}: unknown enrollment type {kind:?}; use cosu, cobo, cope, byod or aosp"
+                    "{option} part {part:?}: expected {}=WEIGHT, e.g. {}",
+                    T::KEY,
+                    T::EXAMPLE
                 )
             })?;
+            let choice =
+                T::parse_key(key.trim()).map_err(|e| format!("{option} part {part:?}: {e}"))?;
             let weight: u64 = weight.trim().parse().map_err(|_| {
                 format!(
-                    "--mix part {part:?}: weight {weight:?} is not a whole number from 0 to {MAX_WEIGHT}"
+                    "{option} part {part:?}: weight {weight:?} is not a whole number from 0 to {MAX_WEIGHT}"
                 )
             })?;
             if weight > MAX_WEIGHT {
                 return Err(format!(
-                    "--mix part {part:?}: weight {weight} is above {MAX_WEIGHT}"
+                    "{option} part {part:?}: weight {weight} is above {MAX_WEIGHT}"
                 ));
             }
-            if weights.iter().any(|(o, _)| *o == ownership) {
-                return Err(format!(
-                    "--mix part {part:?}: {} is listed twice",
-                    ownership.as_str()
-                ));
+            if weights.iter().any(|(c, _)| *c == choice) {
+                return Err(format!("{option} part {part:?}: {choice} is listed twice"));
             }
-            weights.push((ownership, weight));
+            weights.push((choice, weight));
         }
         if weights.iter().all(|(_, w)| *w == 0) {
             return Err(format!(
-                "--mix {text:?}: every weight is 0; give at least one type a weight above 0"
+                "{option} {text:?}: every weight is 0; give at least one {} a weight above 0",
+                T::KEY
             ));
         }
-        Ok(Mix { weights })
+        Ok(Weights { weights })
     }
 }
 
-impl fmt::Display for Mix {
-    /// The canonical `--mix` text, in the order the weights were given.
+impl<T: Choice> fmt::Display for Weights<T> {
+    /// The canonical text, in the order the weights were given.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self
             .weights
             .iter()
-            .map(|(o, w)| format!("{}={w}", o.as_str()))
+            .map(|(c, w)| format!("{c}={w}"))
             .collect();
         f.write_str(&parts.join(","))
     }
 }
 
-impl Mix {
-    pub fn weight(&self, ownership: Ownership) -> u64 {
+impl<T: Choice> Weights<T> {
+    pub fn weight(&self, choice: T) -> u64 {
         self.weights
             .iter()
-            .find(|(o, _)| *o == ownership)
+            .find(|(c, _)| *c == choice)
             .map_or(0, |(_, w)| *w)
     }
 
-    /// `count` devices named `<type>-<index>` (index from 0, over the whole fleet, so names
-    /// are unique), each type drawn from the weights by a generator seeded with `seed`: the same
-    /// seed and mix give the same names and types.
-    pub fn devices(&self, count: usize, seed: u64) -> Vec<DeviceSpec> {
-        let total: u64 = self.weights.iter().map(|(_, w)| w).sum();
-        let mut rng = SplitMix64::new(seed);
-        (0..count)
-            .map(|index| {
-                let mut pick = rng.below(total);
-                let mut ownership = self.weights[0].0;
-                for (o, w) in &self.weights {
-                    if pick < *w {
-                        ownership = *o;
-                        break;
-                    }
-                    pick -= w;
-                }
-                DeviceSpec {
-                    name: format!("{}-{index}", ownership.as_str()),
-                    ownership,
-                }
-            })
-            .collect()
+    /// Every key with a weight above 0, in the order given.
+    pub fn choices(&self) -> impl Iterator<Item = T> + '_ {
+        self.weights.iter().filter(|(_, w)| *w > 0).map(|(c, _)| *c)
     }
 
-    /// The enrollment type of each of `n` devices, by smooth weighted round robin rather than
-    /// by draws: the counts match the weights as closely as whole devices allow, and the types
-    /// are interleaved (so a rate-limited load test does not reset all devices of one type
-    /// first).
-    pub fn assign(&self, n: usize) -> Vec<Ownership> {
+    /// One key drawn from `rng` in proportion to the weights.
+    pub fn pick(&self, rng: &mut SplitMix64) -> T {
+        let total: u64 = self.weights.iter().map(|(_, w)| w).sum();
+        let mut pick = rng.below(total);
+        for (choice, weight) in &self.weights {
+            if pick < *weight {
+                return *choice;
+            }
+            pick -= weight;
+        }
+        self.weights[0].0
+    }
+
+    /// `count` keys drawn one after another from a generator seeded with `seed`.
+    pub fn draws(&self, count: usize, seed: u64) -> Vec<T> {
+        let mut rng = SplitMix64::new(seed);
+        (0..count).map(|_| self.pick(&mut rng)).collect()
+    }
+
+    /// The key of each of `n` items, by smooth weighted round robin rather than by draws: the
+    /// counts match the weights as closely as whole items allow, and the keys are interleaved
+    /// (so a rate-limited load test does not reset all devices of one type first).
+    pub fn assign(&self, n: usize) -> Vec<T> {
         // Weights are at most MAX_WEIGHT, so the casts are exact.
         let total: i64 = self.weights.iter().map(|(_, w)| *w as i64).sum();
         let mut current = vec![0i64; self.weights.len()];
@@ -188,9 +256,43 @@ impl Mix {
                     .iter()
                     .enumerate()
                     .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
-                    .expect("a mix has at least one type");
+                    .expect("a weighted list has at least one key");
                 current[best] -= total;
                 self.weights[best].0
+            })
+            .collect()
+    }
+}
+
+/// Mixed into the seed of the API-level draws of a generated fleet, so they are their own
+/// stream: adding `--android` to a command line leaves the fleet's names and types alone.
+const ANDROID_STREAM: u64 = 0x0A0D_501D_AB1E_0026;
+/// The same for the maker-profile draws (`--profile`).
+const PROFILE_STREAM: u64 = 0x0D0E_BE1A_F11E_0001;
+
+impl Mix {
+    /// `count` devices named `<type>-<index>` (index from 0, over the whole fleet, so names
+    /// are unique), each type drawn from the weights by a generator seeded with `seed`, each
+    /// device's API level and maker profile drawn from `android` and `profiles` by streams of
+    /// their own: the same seed and lists give the same fleet.
+    pub fn devices(
+        &self,
+        count: usize,
+        seed: u64,
+        android: &AndroidMix,
+        profiles: &ProfileMix,
+    ) -> Vec<DeviceSpec> {
+        let types = self.draws(count, seed);
+        let levels = android.draws(count, seed ^ ANDROID_STREAM);
+        let makers = profiles.draws(count, seed ^ PROFILE_STREAM);
+        types
+            .into_iter()
+            .zip(levels.into_iter().zip(makers))
+            .enumerate()
+            .map(|(index, (ownership, (api_level, profile)))| DeviceSpec {
+                name: format!("{}-{index}", ownership.as_str()),
+                ownership,
+                build: Build { api_level, profile },
             })
             .collect()
     }
@@ -214,6 +316,51 @@ mod tests {
         assert!(e.contains("twice"), "{e}");
         let e = "cosu=1000001".parse::<Mix>().unwrap_err();
         assert!(e.contains("above 1000000"), "{e}");
+    }
+
+    #[test]
+    fn android_and_profile_lists_parse_with_the_same_rules() {
+        let android: AndroidMix = "26=1, 30=2,34=3".parse().unwrap();
+        assert_eq!(android.to_string(), "26=1,30=2,34=3");
+        assert_eq!(android.weight(ApiLevel::new(30).unwrap()), 2);
+        let e = "25=1".parse::<AndroidMix>().unwrap_err();
+        assert!(
+            e.contains("--android part \"25=1\"") && e.contains("from 26"),
+            "{e}"
+        );
+        let e = "30".parse::<AndroidMix>().unwrap_err();
+        assert!(e.contains("API_LEVEL=WEIGHT"), "{e}");
+        let e = "30=1,30=2".parse::<AndroidMix>().unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let profiles: ProfileMix = "aosp=3,short-keyguard=1".parse().unwrap();
+        assert_eq!(profiles.choices().count(), 2);
+        let e = "pixel=1".parse::<ProfileMix>().unwrap_err();
+        assert!(
+            e.contains("--profile part") && e.contains("unknown maker profile"),
+            "{e}"
+        );
+        assert_eq!(AndroidMix::default().to_string(), "35=1");
+        assert_eq!(ProfileMix::default().to_string(), "aosp=1");
+    }
+
+    #[test]
+    fn builds_are_drawn_from_streams_of_their_own() {
+        let mix = Mix::default();
+        let plain = mix.devices(200, 9, &AndroidMix::default(), &ProfileMix::default());
+        let android: AndroidMix = "26=1,31=1,35=1".parse().unwrap();
+        let profiles: ProfileMix = "aosp=1,sticky-work-notification=1".parse().unwrap();
+        let mixed = mix.devices(200, 9, &android, &profiles);
+        let names = |specs: &[DeviceSpec]| -> Vec<String> {
+            specs.iter().map(|s| s.name.clone()).collect()
+        };
+        assert_eq!(names(&plain), names(&mixed), "types and names do not move");
+        for level in android.choices() {
+            assert!(mixed.iter().any(|s| s.build.api_level == level), "{level}");
+        }
+        assert!(mixed.iter().any(|s| s.build.profile != Profile::default()));
+        assert!(plain.iter().all(|s| s.build == Build::default()));
+        let again = mix.devices(200, 9, &android, &profiles);
+        assert!(mixed.iter().zip(&again).all(|(a, b)| a.build == b.build));
     }
 
     #[test]

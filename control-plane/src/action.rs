@@ -38,6 +38,9 @@ impl ActionEvent {
             ActionEvent::Succeeded => (&[Pending, Active], Done),
             // A device that refuses an expired command reports it as such.
             ActionEvent::Failed(ErrorCode::Expired) => (&[Pending, Active], Expired),
+            // A command the device's Android version cannot run is not a failure of the device
+            // but outside what it supports, as the Android Management API's API_LEVEL is.
+            ActionEvent::Failed(ErrorCode::ApiLevel) => (&[Pending, Active], NotSupported),
             ActionEvent::Failed(_) => (&[Pending, Active], Failed),
             // Once delivered, the device may already be running it; cancel is for pending only.
             ActionEvent::Canceled => (&[Pending], Canceled),
@@ -104,6 +107,18 @@ mod tests {
         assert_eq!(
             ActionEvent::Failed(ErrorCode::TokenNotActive).apply(ActionState::Active),
             Ok(ActionState::Failed)
+        );
+    }
+
+    #[test]
+    fn an_api_level_refusal_from_the_device_ends_not_supported() {
+        assert_eq!(
+            ActionEvent::Failed(ErrorCode::ApiLevel).apply(ActionState::Active),
+            Ok(ActionState::NotSupported)
+        );
+        assert_eq!(
+            ActionEvent::Failed(ErrorCode::ApiLevel).apply(ActionState::Pending),
+            Ok(ActionState::NotSupported)
         );
     }
 }

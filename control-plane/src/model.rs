@@ -160,8 +160,14 @@ pub struct Device {
     pub work_profile_policy: Option<PasscodePolicy>,
     /// Stores for which an escrow token is held.
     pub escrowed_token_scopes: Vec<Scope>,
-    /// The device group (from the enrollment token), which role assignments can be scoped to.
+    /// The device group (from the enrollment token or a move), which role assignments can be
+    /// scoped to.
     pub group: String,
+    /// The Android API level the device reported in its last Hello; 0 while unknown. Decides
+    /// early whether it can run a reset (escrow-token resets need API level 26).
+    pub api_level: u32,
+    /// The maker profile the device reported in its last Hello; empty while unknown.
+    pub maker_profile: String,
 }
 
 impl Device {
@@ -256,12 +262,15 @@ pub enum ErrorCode {
     NoPasscodePolicy,
     ScopeNotSupported,
     NoEscrowedToken,
+    /// The device's Android API level cannot run the command; the action ends `not_supported`.
+    ApiLevel,
     TokenMissing,
     TokenNotActive,
     TokenMismatch,
     PasscodePolicyViolation,
     StoreWiped,
     StoreMissing,
+    NoPasscode,
     BadSignature,
     WrongDevice,
     Replayed,
@@ -271,16 +280,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::NoPasscodePolicy,
         ErrorCode::ScopeNotSupported,
         ErrorCode::NoEscrowedToken,
+        ErrorCode::ApiLevel,
         ErrorCode::TokenMissing,
         ErrorCode::TokenNotActive,
         ErrorCode::TokenMismatch,
         ErrorCode::PasscodePolicyViolation,
         ErrorCode::StoreWiped,
         ErrorCode::StoreMissing,
+        ErrorCode::NoPasscode,
         ErrorCode::BadSignature,
         ErrorCode::WrongDevice,
         ErrorCode::Replayed,
@@ -294,12 +305,14 @@ impl ErrorCode {
             ErrorCode::NoPasscodePolicy => "no_passcode_policy",
             ErrorCode::ScopeNotSupported => "scope_not_supported",
             ErrorCode::NoEscrowedToken => "no_escrowed_token",
+            ErrorCode::ApiLevel => "api_level",
             ErrorCode::TokenMissing => "token_missing",
             ErrorCode::TokenNotActive => "token_not_active",
             ErrorCode::TokenMismatch => "token_mismatch",
             ErrorCode::PasscodePolicyViolation => "passcode_policy_violation",
             ErrorCode::StoreWiped => "store_wiped",
             ErrorCode::StoreMissing => "store_missing",
+            ErrorCode::NoPasscode => "no_passcode",
             ErrorCode::BadSignature => "bad_signature",
             ErrorCode::WrongDevice => "wrong_device",
             ErrorCode::Replayed => "replayed",

@@ -18,6 +18,7 @@ enum Call {
     WatchDevice(pb::GetDeviceRequest),
     CreateEnrollmentToken(pb::CreateEnrollmentTokenRequest),
     ReEnrollDevice(pb::ReEnrollDeviceRequest),
+    MoveDevice(pb::MoveDeviceRequest),
     AssignPasscodePolicy(pb::AssignPasscodePolicyRequest),
     ResetPasscode(pb::ResetPasscodeRequest),
     RemoteLock(pb::RemoteLockRequest),
@@ -47,6 +48,7 @@ impl Call {
             Call::WatchDevice(_) => "WatchDevice",
             Call::CreateEnrollmentToken(_) => "CreateEnrollmentToken",
             Call::ReEnrollDevice(_) => "ReEnrollDevice",
+            Call::MoveDevice(_) => "MoveDevice",
             Call::AssignPasscodePolicy(_) => "AssignPasscodePolicy",
             Call::ResetPasscode(_) => "ResetPasscode",
             Call::RemoteLock(_) => "RemoteLock",
@@ -132,6 +134,12 @@ mod valid {
         pb::ReEnrollDeviceRequest {
             device_id: f.other_device.clone(),
             ttl_seconds: 60,
+        }
+    }
+    pub(super) fn move_device(f: &Fixture) -> pb::MoveDeviceRequest {
+        pb::MoveDeviceRequest {
+            device_id: f.other_device.clone(),
+            group: "south".into(),
         }
     }
     pub(super) fn policy(f: &Fixture) -> pb::AssignPasscodePolicyRequest {
@@ -310,6 +318,11 @@ fn table(f: &Fixture) -> Vec<Row> {
         row("ReEnrollDevice", "device_id", "empty", Call::ReEnrollDevice(with(valid::re_enroll(f), |r| r.device_id.clear())), INVALID, "device_id"),
         row("ReEnrollDevice", "device_id", "129 bytes", Call::ReEnrollDevice(with(valid::re_enroll(f), |r| r.device_id = long_id.clone())), INVALID, "device_id"),
         row("ReEnrollDevice", "ttl_seconds", "u64::MAX", Call::ReEnrollDevice(with(valid::re_enroll(f), |r| r.ttl_seconds = u64::MAX)), INVALID, "ttl_seconds"),
+        row("MoveDevice", "device_id", "empty", Call::MoveDevice(with(valid::move_device(f), |r| r.device_id.clear())), INVALID, "device_id"),
+        row("MoveDevice", "device_id", "129 bytes", Call::MoveDevice(with(valid::move_device(f), |r| r.device_id = long_id.clone())), INVALID, "device_id"),
+        row("MoveDevice", "group", "empty", Call::MoveDevice(with(valid::move_device(f), |r| r.group.clear())), INVALID, "group"),
+        row("MoveDevice", "group", "space", Call::MoveDevice(with(valid::move_device(f), |r| r.group = "bad group".into())), INVALID, "group"),
+        row("MoveDevice", "group", "65 chars", Call::MoveDevice(with(valid::move_device(f), |r| r.group = long_name.clone())), INVALID, "group"),
         row("AssignPasscodePolicy", "device_id", "empty", Call::AssignPasscodePolicy(with(policy(), |r| r.device_id.clear())), INVALID, "device_id"),
         row("AssignPasscodePolicy", "device_id", "129 bytes", Call::AssignPasscodePolicy(with(policy(), |r| r.device_id = long_id.clone())), INVALID, "device_id"),
         row("AssignPasscodePolicy", "scope", "unspecified", Call::AssignPasscodePolicy(with(policy(), |r| r.scope = 0)), INVALID, "scope"),
@@ -408,6 +421,9 @@ fn table(f: &Fixture) -> Vec<Row> {
         row("Session", "hello.device_id", "another device's", bad_hello(f, |h| h.device_id = f.other_device.clone()), INVALID, "hello.device_id"),
         row("Session", "hello.agent_version", "129 bytes", bad_hello(f, |h| h.agent_version = "v".repeat(129)), INVALID, "hello.agent_version"),
         row("Session", "hello.agent_version", "newline", bad_hello(f, |h| h.agent_version = "agent\n1".into()), INVALID, "hello.agent_version"),
+        row("Session", "hello.api_level", "100", bad_hello(f, |h| h.api_level = 100), INVALID, "hello.api_level"),
+        row("Session", "hello.maker_profile", "65 bytes", bad_hello(f, |h| h.maker_profile = "m".repeat(65)), INVALID, "hello.maker_profile"),
+        row("Session", "hello.maker_profile", "newline", bad_hello(f, |h| h.maker_profile = "aosp\n".into()), INVALID, "hello.maker_profile"),
         row("Session", "status.stores.scope", "in Hello: work profile of a COSU", bad_hello(f, |h| h.status = Some(pb::DeviceStatus { stores: vec![valid::store(WORK)] })), INVALID, "status.stores.scope"),
         row("Session", "status.stores.scope", "in Hello: 99", bad_hello(f, |h| h.status = Some(pb::DeviceStatus { stores: vec![with(valid::store(DEVICE), |s| s.scope = 99)] })), INVALID, "status.stores.scope"),
         // ---- DeviceGateway.Session: later messages
@@ -449,6 +465,7 @@ async fn send(world: &World, fixture: &Fixture, call: Call) -> Result<(), tonic:
         Call::WatchDevice(m) => unary!(watch_device, m),
         Call::CreateEnrollmentToken(m) => unary!(create_enrollment_token, m),
         Call::ReEnrollDevice(m) => unary!(re_enroll_device, m),
+        Call::MoveDevice(m) => unary!(move_device, m),
         Call::AssignPasscodePolicy(m) => unary!(assign_passcode_policy, m),
         Call::ResetPasscode(m) => unary!(reset_passcode, m),
         Call::RemoteLock(m) => unary!(remote_lock, m),
@@ -675,6 +692,7 @@ async fn the_tables_valid_requests_pass() {
             f.device.hello(),
             message(Body::Status(valid::status())),
         ]),
+        Call::MoveDevice(valid::move_device(&f)),
         Call::ReEnrollDevice(valid::re_enroll(&f)),
     ];
     let before = database(&world).await;

@@ -3,6 +3,7 @@
 //! device is explicit (an admin revokes the credential and hands out a token bound to the device).
 
 use crate::support::{RawDevice, World, hello, open_session, pin_policy};
+use droidfleet_agent::device::Ownership;
 use droidfleet_proto::v1 as pb;
 use pb::CredentialScope::{Device as DEVICE, Unspecified as UNSPECIFIED};
 
@@ -244,4 +245,98 @@ async fn re_enrollment_needs_enrollment_and_device_update_rights_in_the_devices_
     // Nothing was revoked.
     let session = device.open().await;
     session.close().await;
+}
+
+/// After ReEnrollDevice the agent's device recovers by itself, without a restart: its session
+/// ends UNAUTHENTICATED, it stops calling and shows that it needs re-enrollment; handed the
+/// single-use token (the harness's ReEnroll, here through `droidfleet agent re-enroll`, as a
+/// person would type it into the management app) it enrolls again with the same id, sets and
+/// escrows new reset tokens, and reconnects; once its user unlocks, a reset works again.
+#[tokio::test]
+async fn a_re_enrolled_device_recovers_without_a_restart() {
+    const PIN: &str = "2580";
+    let mut world = World::start(&[("kiosk", Ownership::Cosu)]).await;
+    let id = world.device_id("kiosk").await;
+    world.set_passcode("kiosk", DEVICE, "", PIN).await;
+    world.admin.wait_escrowed(&id, DEVICE).await;
+    world.admin.assign_policy(&id, DEVICE, pin_policy(6)).await;
+
+    let request = world.admin.request(pb::ReEnrollDeviceRequest {
+        device_id: id.clone(),
+        ttl_seconds: 0,
+    });
+    let token = world
+        .admin
+        .client
+        .re_enroll_device(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .enrollment_token;
+    let waiting = world
+        .wait_screen("kiosk", |s| s.re_enrollment_required && !s.connected)
+        .await;
+    assert!(
+        waiting
+            .notifications
+            .iter()
+            .any(|n| n.id == "re-enrollment-required"),
+        "{:?}",
+        waiting.notifications
+    );
+    let empty = world
+        .harness
+        .re_enroll(pb::ReEnrollRequest {
+            name: "kiosk".into(),
+            enrollment_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument);
+
+    let handed = tokio::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"))
+        .args(["agent", "re-enroll", "--harness", &world.harness_address])
+        .args(["--device", "kiosk"])
+        .env("DROIDFLEET_REENROLLMENT_TOKEN", &token)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        handed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&handed.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&handed.stdout).contains(&token));
+    let back = world
+        .wait_screen("kiosk", |s| s.connected && !s.re_enrollment_required)
+        .await;
+    assert_eq!(back.device_id, id, "the same device, back");
+    assert!(back.notifications.is_empty(), "{:?}", back.notifications);
+    // New tokens (the control plane dropped the old ones at the re-enrollment), pending over
+    // the passcode until the user unlocks.
+    let renewed = world
+        .wait_screen("kiosk", |s| {
+            World::store(s, DEVICE).token_state == pb::TokenState::Pending as i32
+        })
+        .await;
+    assert!(renewed.connected);
+    world.admin.wait_escrowed(&id, DEVICE).await;
+    world.lock("kiosk", DEVICE).await;
+    assert!(world.enter("kiosk", DEVICE, PIN).await);
+    world
+        .admin
+        .wait_device(&id, |d| {
+            d.stores
+                .iter()
+                .any(|s| s.token_state == pb::TokenState::Active as i32)
+        })
+        .await;
+    let action = world.admin.reset(&id, DEVICE).await.unwrap();
+    let done = world.admin.wait_final(&action.action_id).await;
+    assert_eq!(
+        done.state,
+        pb::ActionState::Done as i32,
+        "reason: {}",
+        done.reason
+    );
 }

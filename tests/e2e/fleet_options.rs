@@ -7,7 +7,7 @@ use clap::Parser;
 use droidfleet_agent::cli::{RunArgs, device_specs};
 use droidfleet_agent::device::{KdfParams, Ownership};
 use droidfleet_agent::fleet::{Fleet, FleetConfig, RampUp};
-use droidfleet_agent::seeded::Mix;
+use droidfleet_agent::seeded::{AndroidMix, Mix, ProfileMix};
 use std::sync::Arc;
 
 /// `RunArgs` as the command line would fill them.
@@ -66,7 +66,7 @@ fn the_same_seed_gives_the_same_fleet() {
 #[test]
 fn generated_types_follow_the_weights() {
     let mix: Mix = "cosu=1,cobo=0,cope=2,byod=5,aosp=2".parse().unwrap();
-    let specs = mix.devices(10_000, 42);
+    let specs = mix.devices(10_000, 42, &AndroidMix::default(), &ProfileMix::default());
     let share = |o: Ownership| specs.iter().filter(|s| s.ownership == o).count() as f64 / 10_000.0;
     assert_eq!(share(Ownership::Cobo), 0.0);
     for (ownership, expected) in [
@@ -104,7 +104,9 @@ fn explicit_devices_combine_with_generated_ones() {
 
 #[test]
 fn a_device_name_given_twice_is_refused() {
-    let first = Mix::default().devices(1, 3).remove(0);
+    let first = Mix::default()
+        .devices(1, 3, &AndroidMix::default(), &ProfileMix::default())
+        .remove(0);
     let device = format!("{}:{}", first.ownership.as_str(), first.name);
     let args = parse(&["--device", &device, "--devices", "1", "--seed", "3"]).unwrap();
     let error = device_specs(&args).unwrap_err().to_string();
@@ -148,7 +150,7 @@ async fn six_devices_on_two_connections_all_enroll() {
     let enrollment_token = admin.enrollment_token(6, "").await;
 
     let agent_dir = tempfile::tempdir().unwrap();
-    let devices = Mix::default().devices(6, 11);
+    let devices = Mix::default().devices(6, 11, &AndroidMix::default(), &ProfileMix::default());
     let fleet = Fleet::load(FleetConfig {
         control_plane: address.clone(),
         state_dir: Some(agent_dir.path().to_path_buf()),

@@ -377,6 +377,102 @@ fn connect_only_connects_the_fleet_measures_each_side_and_stops() {
     }
 }
 
+/// A fleet of mixed Android versions and makers ends every device as its fault, version and
+/// profile predict: on `short-keyguard`, whose lock screen stops at 6 characters, a healthy
+/// work-profile device's reset to a generated 8-character password fails with a policy
+/// violation, while its device-level resets (6 digits) are done. The outcome table counts by
+/// API level and profile, and the seed alone fixes every device's build.
+#[test]
+fn a_mixed_fleet_ends_as_its_versions_and_profiles_predict() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let args = [
+        "--devices",
+        "36",
+        "--seed",
+        "11",
+        "--mix",
+        "cosu=1,cope=1,byod=1",
+        "--android",
+        "26=1,29=1,30=1,31=1,34=1,35=1",
+        "--profile",
+        "aosp=2,short-keyguard=1,sticky-work-notification=1",
+        "--no-policy-share",
+        "0.1",
+        "--pending-token-share",
+        "0.1",
+        "--user-delay-ms",
+        "10",
+        "--no-baselines",
+        "--deadline",
+        "60",
+    ];
+    let outputs: Vec<Output> = std::thread::scope(|scope| {
+        let runs: Vec<_> = dirs
+            .iter()
+            .map(|dir| scope.spawn(|| droidfleet_loadtest(dir.path(), &args)))
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    outputs.iter().for_each(assert_success);
+    let stdout = text(&outputs[0].stdout);
+    assert!(
+        stdout.contains("android") && stdout.contains("API 26"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not as predicted"), "{stdout}");
+
+    let reports = [read_report(dirs[0].path()), read_report(dirs[1].path())];
+    let report = &reports[0];
+    assert_eq!(report["unexpected"], 0, "{:#}", report["devices"]);
+    let builds = |report: &Value| -> Vec<String> {
+        report["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| format!("{} {} {}", d["name"], d["api_level"], d["profile"]))
+            .collect()
+    };
+    assert_eq!(
+        builds(&reports[0]),
+        builds(&reports[1]),
+        "the seed fixes the builds"
+    );
+    let devices = report["devices"].as_array().unwrap();
+    let levels: std::collections::BTreeSet<u64> = devices
+        .iter()
+        .map(|d| d["api_level"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        levels.len(),
+        6,
+        "seed 11 gives every listed level: {levels:?}"
+    );
+    let mut capped_work = 0;
+    for d in devices {
+        assert_eq!(d["state"], d["predicted"]["state"], "{d:#}");
+        let short = d["profile"] == "short-keyguard";
+        if d["fault"] == "none" && short && d["scope"] == "work_profile" {
+            capped_work += 1;
+            assert_eq!(d["state"], "failed", "{d:#}");
+            assert_eq!(d["error_code"], "passcode_policy_violation", "{d:#}");
+        } else if d["fault"] == "none" {
+            assert_eq!(d["state"], "done", "{d:#}");
+            assert!(d["user_entered_at_ms"].as_u64().unwrap() > 0, "{d:#}");
+        }
+    }
+    assert!(
+        capped_work > 0,
+        "seed 11 puts healthy work devices on short-keyguard"
+    );
+    let rows = report["outcomes"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["api_level"].is_u64() && r["profile"].is_string())
+    );
+    let counted: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 36);
+}
+
 #[test]
 fn each_bad_option_is_refused_naming_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -385,6 +481,14 @@ fn each_bad_option_is_refused_naming_the_problem() {
     let token = token.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["--mix", "cosu=1,phone=2"], "unknown enrollment type"),
+        (
+            &["--android", "25=1,34=1"],
+            "--android part \"25=1\": Android API level 25 is not simulated",
+        ),
+        (
+            &["--profile", "aosp=1,pixel=1"],
+            "--profile part \"pixel=1\": unknown maker profile",
+        ),
         (&["--control-plane", "nowhere"], "give embedded, spawn"),
         (
             &["--control-plane-pid", "123"],

@@ -81,6 +81,7 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
         devices: vec![DeviceSpec {
             name: "kiosk-lobby".to_string(),
             ownership: Ownership::Cosu,
+            build: Default::default(),
         }],
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
         connections: 1,

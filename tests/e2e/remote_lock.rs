@@ -122,10 +122,48 @@ async fn a_remote_lock_locks_the_store_and_follows_the_rules_of_a_reset() {
     assert_eq!(audit.len(), 5, "every request is audited: {audit:#?}");
 }
 
+/// `DevicePolicyManager.lockNow` on a user without a secure lock screen only turns the screen
+/// off, and a swipe opens it again: the device refuses such a lock with its own code rather
+/// than report it done, and the store stays as it was. With a passcode, the keyguard then says
+/// "Device locked by admin".
+#[tokio::test]
+async fn a_remote_lock_of_a_store_without_passcode_fails_with_no_passcode() {
+    let mut world = World::start(&[("kiosk", Ownership::Cosu)]).await;
+    let kiosk = world.device_id("kiosk").await;
+    world
+        .admin
+        .assign_policy(&kiosk, DEVICE, pin_policy(4))
+        .await;
+    let action = world.admin.remote_lock(&kiosk, UNSPECIFIED).await.unwrap();
+    let ended = world.admin.wait_final(&action.action_id).await;
+    assert_eq!(state(&ended), pb::ActionState::Failed);
+    assert_eq!(error(&ended), pb::ErrorCode::NoPasscode);
+    assert!(ended.reason.contains("no passcode"), "{}", ended.reason);
+    let screen = world.screen("kiosk").await;
+    assert!(!World::store(&screen, DEVICE).locked);
+    assert!(screen.lock_screen_prompts.is_empty());
+
+    world.set_passcode("kiosk", DEVICE, "", DEVICE_PIN).await;
+    let action = world.admin.remote_lock(&kiosk, UNSPECIFIED).await.unwrap();
+    assert_eq!(
+        state(&world.admin.wait_final(&action.action_id).await),
+        pb::ActionState::Done
+    );
+    let screen = world.screen("kiosk").await;
+    assert!(World::store(&screen, DEVICE).locked);
+    assert_eq!(screen.lock_screen_prompts.len(), 1);
+    assert_eq!(
+        screen.lock_screen_prompts[0].message,
+        "Device locked by admin"
+    );
+    assert!(screen.notifications.is_empty());
+}
+
 #[tokio::test]
 async fn a_remote_lock_needs_its_own_permission_and_device_visibility() {
     let mut world = World::start(&[("kiosk", Ownership::Cosu)]).await;
     let kiosk = world.device_id("kiosk").await;
+    world.set_passcode("kiosk", DEVICE, "", DEVICE_PIN).await;
     world
         .admin
         .assign_policy(&kiosk, DEVICE, pin_policy(4))

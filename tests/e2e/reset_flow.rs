@@ -68,6 +68,19 @@ async fn device_level_reset(ownership: Ownership) {
         World::store(&screen, DEVICE).locked,
         "a reset locks the store"
     );
+    // After a device-level reset with REQUIRE_ENTRY Android's keyguard itself asks for the new
+    // passcode ("Device locked by admin"); no notification is posted for it.
+    assert!(
+        screen.notifications.is_empty(),
+        "{:?}",
+        screen.notifications
+    );
+    assert_eq!(screen.lock_screen_prompts.len(), 1);
+    assert_eq!(screen.lock_screen_prompts[0].scope, DEVICE as i32);
+    assert_eq!(
+        screen.lock_screen_prompts[0].message,
+        "Device locked by admin"
+    );
     assert!(
         !world.enter("phone", DEVICE, DEVICE_PIN).await,
         "the old passcode no longer unlocks"

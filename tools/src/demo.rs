@@ -7,7 +7,7 @@ use crate::admin::format::{error_name, state_name};
 use crate::admin::{AdminError, Client, Token};
 use crate::embedded::{EmbeddedControlPlane, EmbeddedError};
 use droidfleet_agent::cli::Argon2Preset;
-use droidfleet_agent::device::{EntryOutcome, Ownership, Passcode, Scope};
+use droidfleet_agent::device::{Build, EntryOutcome, Ownership, Passcode, Scope};
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig, FleetError};
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_proto::v1 as pb;
@@ -130,6 +130,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
             .map(|d| DeviceSpec {
                 name: d.name.to_string(),
                 ownership: d.ownership,
+                build: Build::default(),
             })
             .collect(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),

@@ -53,6 +53,11 @@ pub enum ErrorCode {
     PasscodePolicyViolation,
     StoreWiped,
     StoreMissing,
+    /// The device's Android API level cannot run the command (the Android Management API's
+    /// `API_LEVEL`); the action ends `not_supported`.
+    ApiLevel,
+    /// A remote lock of a store without a passcode, which a lock could not protect.
+    NoPasscode,
     BadSignature,
     WrongDevice,
     Replayed,
@@ -76,6 +81,7 @@ impl ResetError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ResetError::StoreMissing(_) => ErrorCode::StoreMissing,
+            ResetError::ApiLevel(_) => ErrorCode::ApiLevel,
             ResetError::StoreWiped(_) => ErrorCode::StoreWiped,
             ResetError::TokenMissing => ErrorCode::TokenMissing,
             ResetError::TokenNotActive => ErrorCode::TokenNotActive,
@@ -91,6 +97,7 @@ impl DeviceError {
         match self {
             DeviceError::StoreMissing(_) => ErrorCode::StoreMissing,
             DeviceError::StoreWiped(_) => ErrorCode::StoreWiped,
+            DeviceError::NothingToLock(_) => ErrorCode::NoPasscode,
             DeviceError::Policy(_) => ErrorCode::PasscodePolicyViolation,
             _ => ErrorCode::Internal,
         }
@@ -221,9 +228,9 @@ impl Device {
                 )
                 .map_err(|e| (e.code(), e.to_string()))
             }
-            CommandKind::RemoteLock { scope } => {
-                self.lock(*scope).map_err(|e| (e.code(), e.to_string()))
-            }
+            CommandKind::RemoteLock { scope } => self
+                .remote_lock(*scope)
+                .map_err(|e| (e.code(), e.to_string())),
         }
     }
 
@@ -245,7 +252,8 @@ impl Device {
 mod tests {
     use super::*;
     use crate::device::{
-        DeviceCredential, DeviceEvent, Enrollment, EntryOutcome, KdfParams, Ownership, TokenState,
+        Build, DeviceCredential, DeviceEvent, Enrollment, EntryOutcome, KdfParams, Ownership,
+        TokenState,
     };
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair as _};
@@ -264,7 +272,13 @@ mod tests {
         let rng = SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let keys = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let mut device = Device::new("d".into(), Ownership::Cosu, KdfParams::LIGHT, &rng);
+        let mut device = Device::new(
+            "d".into(),
+            Ownership::Cosu,
+            Build::default(),
+            KdfParams::LIGHT,
+            &rng,
+        );
         device.set_enrollment(Enrollment {
             device_id: "dev-1".into(),
             credential: DeviceCredential::new("cred"),
@@ -402,7 +416,13 @@ mod tests {
     #[test]
     fn unenrolled_device_cannot_verify() {
         let rng = SystemRandom::new();
-        let mut device = Device::new("d".into(), Ownership::Cosu, KdfParams::LIGHT, &rng);
+        let mut device = Device::new(
+            "d".into(),
+            Ownership::Cosu,
+            Build::default(),
+            KdfParams::LIGHT,
+            &rng,
+        );
         let token = EscrowToken::new(vec![1; 32]);
         let result = device
             .run_command(b"c1", b"sig", |_| Some(reset("c1", 1, &token)), NOW, &rng)
@@ -562,6 +582,46 @@ mod tests {
         let (code, reason) = refused.error.unwrap();
         assert_eq!(code, ErrorCode::StoreWiped);
         assert!(reason.contains("wiped"), "{reason}");
+    }
+
+    /// `DevicePolicyManager.lockNow` on a user without a secure credential only turns the
+    /// screen off: the keyguard it leaves is dismissed with a swipe. The management app must not
+    /// report such a store as locked, so the command fails with its own code and changes
+    /// nothing.
+    #[test]
+    fn remote_lock_of_a_store_without_passcode_is_refused_with_no_passcode() {
+        let rng = SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let keys = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let mut device = Device::new(
+            "d".into(),
+            Ownership::Aosp,
+            Build::default(),
+            KdfParams::LIGHT,
+            &rng,
+        );
+        device.set_enrollment(Enrollment {
+            device_id: "dev-1".into(),
+            credential: DeviceCredential::new("cred"),
+            command_public_key: keys.public_key().as_ref().to_vec(),
+        });
+        let before = device.statuses(NOW);
+        let body = b"l1".to_vec();
+        let signature = keys.sign(&body);
+        let result = device
+            .run_command(
+                &body,
+                signature.as_ref(),
+                |_| Some(remote_lock("l1", 1, Scope::Device)),
+                NOW,
+                &rng,
+            )
+            .unwrap();
+        let (code, reason) = result.error.unwrap();
+        assert_eq!(code, ErrorCode::NoPasscode);
+        assert!(reason.contains("no passcode"), "{reason}");
+        assert_eq!(device.statuses(NOW), before);
+        assert!(!device.statuses(NOW)[0].locked);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::fmt;
 use ring::rand::SecureRandom;
 
 use super::secret::SyntheticSecret;
-use super::{Device, DeviceError, DeviceEvent, Passcode, Scope, policy, throttle};
+use super::{Device, DeviceError, DeviceEvent, Passcode, Scope, throttle};
 
 /// The result of typing a passcode on a store's lock screen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +132,17 @@ impl Device {
         secret: SyntheticSecret,
         now_ms: u64,
     ) -> Result<(), DeviceError> {
-        if let Some(command_id) = self.store_mut(scope)?.record_success(secret)? {
+        let keeps_notification = scope == Scope::WorkProfile
+            && self
+                .build
+                .profile
+                .maker()
+                .keeps_work_notification_until_app_opened();
+        let store = self.store_mut(scope)?;
+        if let Some(command_id) = store.record_success(secret)? {
+            if keeps_notification {
+                store.keep_notification();
+            }
             self.events.push(DeviceEvent::NewPasscodeEntered {
                 scope,
                 command_id,
@@ -204,7 +214,7 @@ impl Device {
         if store.is_wiped() {
             return Err(DeviceError::StoreWiped(scope));
         }
-        policy::validate(store.policy(), new)?;
+        self.requirement(scope)?.check(new)?;
         let confirm_scope = if store.is_unified() {
             Scope::Device
         } else {

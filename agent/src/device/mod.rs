@@ -14,6 +14,8 @@
 //! - [`secret`]: zeroized, redacted secret types.
 //! - [`crypto`]: Argon2id, HKDF, AES-256-GCM, Ed25519, and making random secrets.
 //! - [`policy`]: Android's passcode rules; [`throttle`]: Gatekeeper's schedule.
+//! - [`android`]: the API levels the model simulates and the rules that change between them;
+//!   [`profile`]: maker profiles, each maker's departures from AOSP as data.
 //! - [`store`]: one credential store.
 //! - this file: the model's vocabulary (ownership, scopes, statuses, notifications, events,
 //!   errors) and [`Device`] with its tokens, locking, reboot, policies, user data, reset and
@@ -26,10 +28,12 @@
 //! The behaviour follows Android's LockSettingsService, SyntheticPasswordManager,
 //! DevicePolicyManagerService and Gatekeeper; where the model simplifies, the item says so.
 
+pub mod android;
 pub mod commands;
 pub mod crypto;
 mod lock_screen;
 pub mod policy;
+pub mod profile;
 pub mod secret;
 pub mod store;
 pub mod throttle;
@@ -39,17 +43,19 @@ use std::fmt;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
+pub use android::{ApiLevel, UnknownApiLevel};
 pub use commands::{Command, CommandKind, CommandResult, ErrorCode};
 pub use crypto::{CryptoError, KdfParams};
 pub use lock_screen::{EntryOutcome, Refusal};
 /// The shorter name the gRPC edge uses.
 pub(crate) use policy::PasscodeComplexity as Complexity;
-pub use policy::{PasscodeComplexity, PasscodePolicy, PasscodeType, PolicyViolation};
-pub use secret::{DeviceCredential, EscrowToken, Passcode, TokenError};
-pub use store::{ResetError, ResetOptions};
+pub use policy::{PasscodeComplexity, PasscodePolicy, PasscodeType, PolicyViolation, Requirement};
+pub use profile::Profile;
+pub use secret::{DeviceCredential, EnrollmentToken, EscrowToken, Passcode, TokenError};
+pub use store::{PromptReason, ResetError, ResetOptions};
 
 use commands::CommandLog;
-use store::{CredentialStore, PersistedStore};
+use store::{CredentialStore, NewPasscode, PersistedStore};
 
 /// Bumped whenever [`PersistedDevice`] changes incompatibly.
 const PERSISTED_FORMAT: u32 = 1;
@@ -168,6 +174,32 @@ pub struct StoreStatus {
     pub require_entry: bool,
 }
 
+/// Which Android a device runs: its API level and its maker's profile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Build {
+    pub api_level: ApiLevel,
+    pub profile: Profile,
+}
+
+impl fmt::Display for Build {
+    /// "API 34 / aosp", as the load test's report and the screen show it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "API {} / {}", self.api_level, self.profile)
+    }
+}
+
+/// What a locked store's lock screen says above the passcode field, when it asks for more than
+/// a routine unlock (SystemUI's keyguard prompt). Shown for the device's keyguard: a work
+/// profile's reset is announced by its management app's notification instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockScreenPrompt {
+    pub scope: Scope,
+    pub reason: PromptReason,
+    /// SystemUI's text for the reason (`kg_prompt_reason_device_admin`,
+    /// `kg_prompt_reason_restart_pin` / `_password`).
+    pub message: String,
+}
+
 /// A notification on the device's screen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
@@ -187,6 +219,11 @@ pub enum DeviceError {
     StoreWiped(Scope),
     #[error("the {0} store has no passcode to enter")]
     NoPasscode(Scope),
+    #[error(
+        "the {0} store has no passcode, so a lock would only turn the screen off and anyone \
+         could open it again"
+    )]
+    NothingToLock(Scope),
     #[error("the current {0} passcode is required to change it")]
     CurrentPasscodeRequired(Scope),
     #[error("the passcode is wrong")]
@@ -242,9 +279,32 @@ pub struct PersistedDevice {
     format: u32,
     name: String,
     ownership: Ownership,
+    /// Absent in state files written before versions were modelled: those devices were the
+    /// newest level on the AOSP profile.
+    #[serde(default)]
+    api_level: ApiLevel,
+    #[serde(default = "aosp_profile_name")]
+    profile: String,
     enrollment: Option<Enrollment>,
     stores: Vec<PersistedStore>,
     commands: CommandLog,
+}
+
+fn aosp_profile_name() -> String {
+    Profile::default().name().to_owned()
+}
+
+impl PersistedDevice {
+    /// The Android the state file says the device runs.
+    pub fn build(&self) -> Result<Build, DeviceError> {
+        let profile = Profile::named(&self.profile).ok_or_else(|| {
+            DeviceError::CorruptState(format!("unknown maker profile {:?}", self.profile))
+        })?;
+        Ok(Build {
+            api_level: self.api_level,
+            profile,
+        })
+    }
 }
 
 /// One simulated Android device.
@@ -252,6 +312,8 @@ pub struct PersistedDevice {
 pub struct Device {
     name: String,
     ownership: Ownership,
+    /// Its Android version and maker decide which rules the model applies.
+    build: Build,
     /// Cost of new passcode wraps; existing wraps keep the parameters they were made with.
     kdf: KdfParams,
     enrollment: Option<Enrollment>,
@@ -270,6 +332,7 @@ impl Device {
     pub fn new(
         name: String,
         ownership: Ownership,
+        build: Build,
         kdf: KdfParams,
         rng: &dyn SecureRandom,
     ) -> Device {
@@ -281,6 +344,7 @@ impl Device {
         Device {
             name,
             ownership,
+            build,
             kdf,
             enrollment: None,
             device_store,
@@ -296,6 +360,10 @@ impl Device {
 
     pub fn ownership(&self) -> Ownership {
         self.ownership
+    }
+
+    pub fn build(&self) -> Build {
+        self.build
     }
 
     pub fn enrollment(&self) -> Option<&Enrollment> {
@@ -345,27 +413,97 @@ impl Device {
             .collect()
     }
 
-    /// One "enter your new passcode" notification per store whose reset passcode the user has
-    /// not entered yet.
+    /// The management app's "enter your new work passcode" notification, while a work-profile
+    /// reset's passcode has not been entered (or, on a maker that keeps it, until a work app is
+    /// opened). Intune documents this notification for work-profile resets only; after a
+    /// device-level reset the keyguard itself asks for the new passcode (see
+    /// [`Device::lock_screen_prompts`]), so no notification is invented for it.
     pub fn notifications(&self) -> Vec<Notification> {
-        self.stores()
-            .filter(|store| store.require_entry().is_some())
-            .map(|store| {
-                let scope = store.scope();
-                let (what, use_it) = match scope {
-                    Scope::Device => ("device", "to unlock this device"),
-                    Scope::WorkProfile => ("work", "to keep using your work apps"),
-                };
-                Notification {
-                    id: format!("enter-new-passcode/{}", scope.as_str()),
-                    scope,
-                    title: format!("Enter your new {what} passcode"),
-                    text: format!(
-                        "Your IT admin reset your {what} passcode. Enter the new passcode {use_it}."
-                    ),
-                }
+        self.work_store
+            .iter()
+            .filter(|store| store.shows_notification())
+            .map(|store| Notification {
+                id: format!("enter-new-passcode/{}", store.scope().as_str()),
+                scope: store.scope(),
+                title: "Enter your new work passcode".to_owned(),
+                text: "Your IT admin reset your work passcode. Enter the new passcode to keep \
+                       using your work apps."
+                    .to_owned(),
             })
             .collect()
+    }
+
+    /// What the device's locked keyguard says above its passcode field: "Device locked by
+    /// admin" after `lockNow` or a reset that requires entry (`DevicePolicyManagerService`
+    /// requires strong authentication, `STRONG_AUTH_REQUIRED_AFTER_DPM_LOCK_NOW`, and SystemUI's
+    /// bouncer shows `kg_prompt_reason_device_admin`), and the restart prompt after a boot.
+    pub fn lock_screen_prompts(&self) -> Vec<LockScreenPrompt> {
+        let store = &self.device_store;
+        let Some(reason) = store.prompt() else {
+            return Vec::new();
+        };
+        let credential = if store.passcode_is_pin() {
+            "PIN"
+        } else {
+            "Password"
+        };
+        let message = match reason {
+            PromptReason::DeviceAdmin => "Device locked by admin".to_owned(),
+            PromptReason::Restart => format!("{credential} is required after device restarts"),
+        };
+        vec![LockScreenPrompt {
+            scope: Scope::Device,
+            reason,
+            message,
+        }]
+    }
+
+    /// The user opens an app in the work profile, which must be unlocked. A maker's management
+    /// app that keeps its notification after the entry clears it now.
+    pub fn open_work_app(&mut self) -> Result<(), DeviceError> {
+        let work = self.store(Scope::WorkProfile)?;
+        if work.is_wiped() {
+            return Err(DeviceError::StoreWiped(Scope::WorkProfile));
+        }
+        if !work.is_unlocked() {
+            return Err(DeviceError::StoreLocked(Scope::WorkProfile));
+        }
+        self.store_mut(Scope::WorkProfile)?.dismiss_notification();
+        Ok(())
+    }
+
+    /// What a new passcode for `scope` must meet on this device: the store's policy (the
+    /// device's as its version lets the management app apply it), merged for the device store
+    /// with a unified work profile's, whose requirements Android holds the shared credential to
+    /// (`DevicePolicyManagerService.getPasswordMinimumMetrics` gathers the admins of every
+    /// profile without a separate challenge); complexity as the version enforces it; the
+    /// length the maker's lock screen takes.
+    pub fn requirement(&self, scope: Scope) -> Result<Requirement, DeviceError> {
+        let api_level = self.build.api_level;
+        let own = match scope {
+            Scope::Device => self
+                .device_store
+                .policy()
+                .map(|p| api_level.device_policy_as_applied(self.ownership, p)),
+            Scope::WorkProfile => self.store(scope)?.policy().cloned(),
+        };
+        let shared = match scope {
+            Scope::Device => self
+                .work_store
+                .as_ref()
+                .filter(|work| work.is_unified())
+                .and_then(CredentialStore::policy),
+            Scope::WorkProfile => None,
+        };
+        let policy = match (own, shared) {
+            (Some(own), Some(shared)) => Some(own.merged_with(shared)),
+            (own, shared) => own.or_else(|| shared.cloned()),
+        };
+        Ok(Requirement {
+            policy,
+            complexity_enforced: api_level.enforces_required_complexity(),
+            max_length: self.build.profile.maker().max_passcode_length(),
+        })
     }
 
     /// Locks a store (remote lock, or the user pressing power). Locking the device store also
@@ -391,6 +529,25 @@ impl Device {
             }
             Ok(())
         })
+    }
+
+    /// `DevicePolicyManager.lockNow` from a remote lock: as [`Device::lock`], and the keyguard
+    /// says an admin locked it. A store without a passcode is refused rather than "locked":
+    /// Android's lockNow would only turn the screen off, and anyone could open it again, so an
+    /// admin must not be told it is locked.
+    pub fn remote_lock(&mut self, scope: Scope) -> Result<(), DeviceError> {
+        let store = self.store(scope)?;
+        if store.is_wiped() {
+            return Err(DeviceError::StoreWiped(scope));
+        }
+        if !self.is_secure(store) {
+            return Err(DeviceError::NothingToLock(scope));
+        }
+        self.lock(scope)?;
+        if scope == Scope::Device {
+            self.device_store.lock_by_admin();
+        }
+        Ok(())
     }
 
     /// Every store locks and pending tokens are lost; reset notifications stay. Stores without
@@ -432,6 +589,24 @@ impl Device {
                 .store(scope)
                 .is_ok_and(|s| !s.is_wiped() && s.token_state() == TokenState::None);
             if !needs_token {
+                continue;
+            }
+            let Ok(token) = EscrowToken::generate(rng) else {
+                continue;
+            };
+            if self.set_escrow_token(scope, token.clone()).is_ok() {
+                self.events.push(DeviceEvent::EscrowToken { scope, token });
+            }
+        }
+    }
+
+    /// What the management app does after a re-enrollment: the control plane dropped the
+    /// escrowed tokens, so every live store gets a fresh one (pending where a passcode protects
+    /// it, until the user's next entry), each handed to the runtime as a
+    /// [`DeviceEvent::EscrowToken`].
+    pub fn renew_tokens(&mut self, rng: &dyn SecureRandom) {
+        for scope in self.scopes() {
+            if self.store(scope).is_ok_and(CredentialStore::is_wiped) {
                 continue;
             }
             let Ok(token) = EscrowToken::generate(rng) else {
@@ -488,9 +663,9 @@ impl Device {
         self.store(scope)?.read_data(key)
     }
 
-    /// `DevicePolicyManager.resetPasswordWithToken`, checks in order: store exists, not wiped,
-    /// token set, token active, token matches, new passcode meets the store's policy (or the
-    /// no-policy rule). A refused reset changes nothing. A successful one keeps the store's data,
+    /// `DevicePolicyManager.resetPasswordWithToken`, checks in order: store exists, the version
+    /// lets the management app reset it, not wiped, token set, token active, token matches, new
+    /// passcode meets [`Device::requirement`]. A refused reset changes nothing. A successful one keeps the store's data,
     /// makes a work profile's challenge separate, clears the failure count, locks the store when
     /// asked to (require-entry or lock-now; locking the device store also locks a unified work
     /// profile), and rotates the token: the new one is pending until the user's next entry and
@@ -505,10 +680,24 @@ impl Device {
         rng: &dyn SecureRandom,
     ) -> Result<(), ResetError> {
         let kdf = self.kdf;
+        let requirement = self
+            .requirement(scope)
+            .map_err(|_| ResetError::StoreMissing(scope))?;
+        if let Some(why) = self
+            .build
+            .api_level
+            .reset_refusal(self.ownership, scope == Scope::Device)
+        {
+            return Err(ResetError::ApiLevel(why));
+        }
         self.tracked(|device| {
             let store = device
                 .store_mut(scope)
                 .map_err(|_| ResetError::StoreMissing(scope))?;
+            let new = NewPasscode {
+                passcode: new,
+                requirement: &requirement,
+            };
             let rotated = store.reset_with_token(token, new, options, command_id, kdf, rng)?;
             let locks = options.require_entry || options.lock_now;
             if scope == Scope::Device
@@ -534,6 +723,8 @@ impl Device {
             format: PERSISTED_FORMAT,
             name: self.name.clone(),
             ownership: self.ownership,
+            api_level: self.build.api_level,
+            profile: self.build.profile.name().to_owned(),
             enrollment: self.enrollment.clone(),
             stores: self.stores().map(CredentialStore::to_persisted).collect(),
             commands: self.commands.clone(),
@@ -553,6 +744,7 @@ impl Device {
                 persisted.format
             )));
         }
+        let build = persisted.build()?;
         let mut stores = persisted
             .stores
             .into_iter()
@@ -575,6 +767,7 @@ impl Device {
         let mut device = Device {
             name: persisted.name,
             ownership: persisted.ownership,
+            build,
             kdf,
             enrollment: persisted.enrollment,
             device_store,

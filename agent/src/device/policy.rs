@@ -4,11 +4,15 @@
 //! A passcode made only of digits is treated as a PIN and anything else as a password, the way
 //! the lock screen's PIN pad and keyboard would enter them.
 //!
+//! What a store's new passcode must meet is a [`Requirement`]: the policy that applies to its
+//! credential (for the device store, merged with a unified work profile's, as Android holds one
+//! credential to every admin whose profile shares it), read through the device's Android
+//! version (a complexity bucket is enforced from API level 31 only) and its maker (a lock screen
+//! may cap the length below Android's 16).
+//!
 //! Where this follows the wire contract (`common.proto`) rather than AOSP to the letter:
 //! * A policy of type PIN or numeric complex means the store uses a PIN, so a non-digit is an
 //!   invalid character (AOSP would accept a password there).
-//! * The complexity buckets forbid sequences in PINs only; AOSP also applies that to passwords
-//!   of medium and high complexity, which `common.proto` does not promise.
 //! * A PIN under an alphanumeric or complex policy is a weaker credential type (AOSP reports a
 //!   digits-only *password* as lacking letters instead).
 
@@ -19,8 +23,10 @@ use super::secret::Passcode;
 /// Android never requires fewer characters (`LockPatternUtils.MIN_LOCK_PASSWORD_SIZE`), so a
 /// smaller policy minimum acts as this one, and without any policy this is the only rule.
 pub const MIN_PASSCODE_LENGTH: u32 = 4;
-/// `DevicePolicyManager.MAX_PASSWORD_LENGTH`, which `PasswordMetrics` applies to every PIN and
-/// password, with or without a policy; a larger policy minimum is clamped to it.
+/// `DevicePolicyManager.MAX_PASSWORD_LENGTH` (16, a hidden constant): Android 12's
+/// `PasswordMetrics.validatePasswordMetrics` refuses a longer PIN or password as `TOO_LONG`, with
+/// or without a policy, and clamps a larger required length to it; SystemUI's own tests assert
+/// that a PIN never exceeds 16 digits.
 pub const MAX_PASSCODE_LENGTH: u32 = 16;
 /// `PasswordMetrics.MAX_ALLOWED_SEQUENCE`: a repeating or ordered run longer than this is a
 /// sequence (1111, 1234, 4321, 1357).
@@ -113,121 +119,202 @@ fn noun(n: u32, singular: &str) -> String {
     }
 }
 
-/// Checks `passcode` against `policy`; `None` is Android's no-policy rule (any PIN or password
-/// of 4 to 16 printable characters).
+impl PasscodePolicy {
+    /// The weakest policy at least as strict as both, as `PasswordMetrics.merge` combines the
+    /// admins whose requirements one credential must meet: the stronger type, the larger
+    /// minimums and complexity, the strictest wipe limit. Counts apply to a complex policy only,
+    /// so a PIN-type policy brings none.
+    pub fn merged_with(&self, other: &PasscodePolicy) -> PasscodePolicy {
+        // An alphanumeric policy's own demand, a letter and a digit, carries into a complex
+        // merge as counts, as Android's quality maps to minimum metrics.
+        let counts = |p: &PasscodePolicy| match p.passcode_type {
+            PasscodeType::Complex => [
+                p.min_letters,
+                p.min_upper_case,
+                p.min_lower_case,
+                p.min_digits,
+                p.min_symbols,
+                p.min_non_letters,
+            ],
+            PasscodeType::Alphanumeric => [1, 0, 0, 1, 0, 0],
+            _ => [0; 6],
+        };
+        let (a, b) = (counts(self), counts(other));
+        let most = |i: usize| a[i].max(b[i]);
+        let wipe = match (
+            self.max_failed_attempts_before_wipe,
+            other.max_failed_attempts_before_wipe,
+        ) {
+            (0, limit) | (limit, 0) => limit,
+            (x, y) => x.min(y),
+        };
+        PasscodePolicy {
+            passcode_type: self.passcode_type.max(other.passcode_type),
+            min_length: self.min_length.max(other.min_length),
+            complexity: self.complexity.max(other.complexity),
+            min_letters: most(0),
+            min_upper_case: most(1),
+            min_lower_case: most(2),
+            min_digits: most(3),
+            min_symbols: most(4),
+            min_non_letters: most(5),
+            max_failed_attempts_before_wipe: wipe,
+        }
+    }
+}
+
+/// What a new passcode for one store must satisfy on one device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requirement {
+    /// The policy that applies to the store's credential; `None` is Android's no-policy rule
+    /// (any PIN or password of 4 to the maximum length).
+    pub policy: Option<PasscodePolicy>,
+    /// The policy's complexity bucket is enforced (API level 31 and later); before, the policy
+    /// is enforced through its quality alone.
+    pub complexity_enforced: bool,
+    /// The longest passcode the lock screen takes: [`MAX_PASSCODE_LENGTH`] unless the maker caps
+    /// it lower.
+    pub max_length: u32,
+}
+
+impl Requirement {
+    /// `policy` on the newest Android an AOSP build runs.
+    pub fn newest(policy: Option<&PasscodePolicy>) -> Requirement {
+        Requirement {
+            policy: policy.cloned(),
+            complexity_enforced: true,
+            max_length: MAX_PASSCODE_LENGTH,
+        }
+    }
+
+    /// The first rule `passcode` breaks, in the order Android checks them.
+    pub fn check(&self, passcode: &Passcode) -> Result<(), PolicyViolation> {
+        let text = passcode.expose();
+        // Android's LockscreenCredential.hasInvalidChars: only printable ASCII can be typed.
+        if !text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            return Err(PolicyViolation::ContainsInvalidCharacters);
+        }
+        let metrics = Metrics::of(text.as_bytes());
+        let is_pin = metrics.non_numeric == 0;
+        let policy = self.policy.clone().unwrap_or_default();
+        let complexity = if self.complexity_enforced {
+            policy.complexity
+        } else {
+            PasscodeComplexity::Unspecified
+        };
+
+        match policy.passcode_type {
+            PasscodeType::Pin | PasscodeType::NumericComplex if !is_pin => {
+                return Err(PolicyViolation::ContainsInvalidCharacters);
+            }
+            PasscodeType::Alphanumeric | PasscodeType::Complex if is_pin => {
+                return Err(PolicyViolation::WeakCredentialType);
+            }
+            _ => {}
+        }
+        if metrics.length > self.max_length {
+            return Err(PolicyViolation::TooLong {
+                max: self.max_length,
+            });
+        }
+        let bucket_min = match complexity {
+            PasscodeComplexity::High if is_pin => 8,
+            PasscodeComplexity::High => 6,
+            PasscodeComplexity::Medium => 4,
+            PasscodeComplexity::Low | PasscodeComplexity::Unspecified => 0,
+        };
+        let min_length = policy.min_length.max(bucket_min).clamp(
+            MIN_PASSCODE_LENGTH,
+            self.max_length.max(MIN_PASSCODE_LENGTH),
+        );
+        if metrics.length < min_length {
+            return Err(PolicyViolation::TooShort { min: min_length });
+        }
+
+        let required = match policy.passcode_type {
+            PasscodeType::Alphanumeric => Counts {
+                letters: 1,
+                digits: 1,
+                ..Counts::default()
+            },
+            PasscodeType::Complex => Counts {
+                letters: policy.min_letters,
+                upper_case: policy.min_upper_case,
+                lower_case: policy.min_lower_case,
+                digits: policy.min_digits,
+                symbols: policy.min_symbols,
+                non_letters: policy.min_non_letters,
+            },
+            _ => Counts::default(),
+        };
+        let have = &metrics.counts;
+        let checks = [
+            (
+                have.letters,
+                required.letters,
+                PolicyViolation::NotEnoughLetters {
+                    min: required.letters,
+                },
+            ),
+            (
+                have.upper_case,
+                required.upper_case,
+                PolicyViolation::NotEnoughUpperCase {
+                    min: required.upper_case,
+                },
+            ),
+            (
+                have.lower_case,
+                required.lower_case,
+                PolicyViolation::NotEnoughLowerCase {
+                    min: required.lower_case,
+                },
+            ),
+            (
+                have.digits,
+                required.digits,
+                PolicyViolation::NotEnoughDigits {
+                    min: required.digits,
+                },
+            ),
+            (
+                have.symbols,
+                required.symbols,
+                PolicyViolation::NotEnoughSymbols {
+                    min: required.symbols,
+                },
+            ),
+            (
+                have.non_letters,
+                required.non_letters,
+                PolicyViolation::NotEnoughNonLetters {
+                    min: required.non_letters,
+                },
+            ),
+        ];
+        if let Some((_, _, violation)) = checks.into_iter().find(|(have, need, _)| have < need) {
+            return Err(violation);
+        }
+
+        // Numeric complex is a PIN quality; a medium or high bucket holds every credential,
+        // password or PIN, to "no sequence longer than 3" (Android 12's `applyComplexity` lowers
+        // `seqLength` for the bucket, and `comparePasswordMetrics` checks it for both).
+        let forbids_sequence = (is_pin && policy.passcode_type == PasscodeType::NumericComplex)
+            || complexity >= PasscodeComplexity::Medium;
+        if forbids_sequence && max_sequence_length(text.as_bytes()) > MAX_ALLOWED_SEQUENCE {
+            return Err(PolicyViolation::ContainsSequence);
+        }
+        Ok(())
+    }
+}
+
+/// Checks `passcode` against `policy` as the newest Android on an AOSP build does; `None` is
+/// Android's no-policy rule (any PIN or password of 4 to 16 printable characters).
 pub fn validate(
     policy: Option<&PasscodePolicy>,
     passcode: &Passcode,
 ) -> Result<(), PolicyViolation> {
-    let text = passcode.expose();
-    // Android's LockscreenCredential.hasInvalidChars: only printable ASCII can be typed.
-    if !text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-        return Err(PolicyViolation::ContainsInvalidCharacters);
-    }
-    let metrics = Metrics::of(text.as_bytes());
-    let is_pin = metrics.non_numeric == 0;
-    let default_policy = PasscodePolicy::default();
-    let policy = policy.unwrap_or(&default_policy);
-
-    match policy.passcode_type {
-        PasscodeType::Pin | PasscodeType::NumericComplex if !is_pin => {
-            return Err(PolicyViolation::ContainsInvalidCharacters);
-        }
-        PasscodeType::Alphanumeric | PasscodeType::Complex if is_pin => {
-            return Err(PolicyViolation::WeakCredentialType);
-        }
-        _ => {}
-    }
-    if metrics.length > MAX_PASSCODE_LENGTH {
-        return Err(PolicyViolation::TooLong {
-            max: MAX_PASSCODE_LENGTH,
-        });
-    }
-    let bucket_min = match policy.complexity {
-        PasscodeComplexity::High if is_pin => 8,
-        PasscodeComplexity::High => 6,
-        PasscodeComplexity::Medium => 4,
-        PasscodeComplexity::Low | PasscodeComplexity::Unspecified => 0,
-    };
-    let min_length = policy
-        .min_length
-        .max(bucket_min)
-        .clamp(MIN_PASSCODE_LENGTH, MAX_PASSCODE_LENGTH);
-    if metrics.length < min_length {
-        return Err(PolicyViolation::TooShort { min: min_length });
-    }
-
-    let required = match policy.passcode_type {
-        PasscodeType::Alphanumeric => Counts {
-            letters: 1,
-            digits: 1,
-            ..Counts::default()
-        },
-        PasscodeType::Complex => Counts {
-            letters: policy.min_letters,
-            upper_case: policy.min_upper_case,
-            lower_case: policy.min_lower_case,
-            digits: policy.min_digits,
-            symbols: policy.min_symbols,
-            non_letters: policy.min_non_letters,
-        },
-        _ => Counts::default(),
-    };
-    let have = &metrics.counts;
-    let checks = [
-        (
-            have.letters,
-            required.letters,
-            PolicyViolation::NotEnoughLetters {
-                min: required.letters,
-            },
-        ),
-        (
-            have.upper_case,
-            required.upper_case,
-            PolicyViolation::NotEnoughUpperCase {
-                min: required.upper_case,
-            },
-        ),
-        (
-            have.lower_case,
-            required.lower_case,
-            PolicyViolation::NotEnoughLowerCase {
-                min: required.lower_case,
-            },
-        ),
-        (
-            have.digits,
-            required.digits,
-            PolicyViolation::NotEnoughDigits {
-                min: required.digits,
-            },
-        ),
-        (
-            have.symbols,
-            required.symbols,
-            PolicyViolation::NotEnoughSymbols {
-                min: required.symbols,
-            },
-        ),
-        (
-            have.non_letters,
-            required.non_letters,
-            PolicyViolation::NotEnoughNonLetters {
-                min: required.non_letters,
-            },
-        ),
-    ];
-    if let Some((_, _, violation)) = checks.into_iter().find(|(have, need, _)| have < need) {
-        return Err(violation);
-    }
-
-    let forbids_sequence = policy.passcode_type == PasscodeType::NumericComplex
-        || policy.complexity >= PasscodeComplexity::Medium;
-    if is_pin && forbids_sequence && max_sequence_length(text.as_bytes()) > MAX_ALLOWED_SEQUENCE {
-        return Err(PolicyViolation::ContainsSequence);
-    }
-    Ok(())
+    Requirement::newest(policy).check(passcode)
 }
 
 #[derive(Default)]
@@ -557,7 +644,7 @@ mod tests {
             Err(PolicyViolation::ContainsSequence)
         );
         assert_eq!(check(&medium, "1928"), Ok(()));
-        assert_eq!(check(&medium, "abcd"), Ok(()));
+        assert_eq!(check(&medium, "abzd"), Ok(()));
 
         let high = with(PasscodeComplexity::High);
         assert_eq!(
@@ -592,6 +679,111 @@ mod tests {
             check(&p, "\u{1F600}"),
             Err(PolicyViolation::ContainsInvalidCharacters)
         );
+    }
+
+    /// Android 12's `PasswordMetrics.validatePasswordMetrics`: a medium or high complexity bucket
+    /// lowers the allowed sequence to 3 for every credential (`applyComplexity`), and
+    /// `comparePasswordMetrics` reports `CONTAINS_SEQUENCE` for a password as for a PIN.
+    #[test]
+    fn sequence_rule_covers_passwords_at_medium_and_high_complexity() {
+        for complexity in [PasscodeComplexity::Medium, PasscodeComplexity::High] {
+            let p = PasscodePolicy {
+                passcode_type: PasscodeType::Alphanumeric,
+                complexity,
+                ..PasscodePolicy::default()
+            };
+            for bad in ["abcd1928", "zyxw1928", "aaaa1928", "ab1928!!!!"] {
+                assert_eq!(
+                    check(&p, bad),
+                    Err(PolicyViolation::ContainsSequence),
+                    "{bad} at {complexity:?}"
+                );
+            }
+            assert_eq!(check(&p, "abzd1928"), Ok(()));
+        }
+        // Low complexity and a policy without a bucket allow sequences in passwords.
+        let low = PasscodePolicy {
+            passcode_type: PasscodeType::Alphanumeric,
+            complexity: PasscodeComplexity::Low,
+            ..PasscodePolicy::default()
+        };
+        assert_eq!(check(&low, "abcd1234"), Ok(()));
+    }
+
+    /// `setRequiredPasswordComplexity` exists from API level 31; before it the Android
+    /// Management API applies quality-based settings only, so the bucket is not enforced.
+    #[test]
+    fn complexity_is_enforced_only_when_the_version_can() {
+        let high_pin = PasscodePolicy {
+            passcode_type: PasscodeType::Pin,
+            min_length: 4,
+            complexity: PasscodeComplexity::High,
+            ..PasscodePolicy::default()
+        };
+        let newest = Requirement::newest(Some(&high_pin));
+        let older = Requirement {
+            complexity_enforced: false,
+            ..newest.clone()
+        };
+        assert_eq!(
+            newest.check(&Passcode::new("1928")),
+            Err(PolicyViolation::TooShort { min: 8 })
+        );
+        assert_eq!(older.check(&Passcode::new("1928")), Ok(()));
+        assert_eq!(older.check(&Passcode::new("1234")), Ok(()), "a PIN quality");
+        let numeric_complex = Requirement {
+            policy: Some(policy(PasscodeType::NumericComplex, 4)),
+            complexity_enforced: false,
+            max_length: MAX_PASSCODE_LENGTH,
+        };
+        assert_eq!(
+            numeric_complex.check(&Passcode::new("1234")),
+            Err(PolicyViolation::ContainsSequence),
+            "numeric complex is a quality, enforced on every version"
+        );
+    }
+
+    #[test]
+    fn a_makers_lower_cap_refuses_longer_passcodes_and_caps_the_minimum() {
+        let capped = Requirement {
+            policy: Some(policy(PasscodeType::Alphanumeric, 8)),
+            complexity_enforced: true,
+            max_length: 6,
+        };
+        assert_eq!(
+            capped.check(&Passcode::new("abzd1928")),
+            Err(PolicyViolation::TooLong { max: 6 })
+        );
+        assert_eq!(capped.check(&Passcode::new("abz192")), Ok(()));
+    }
+
+    /// `PasswordMetrics.merge`: one credential meets every admin's requirement at once.
+    #[test]
+    fn merging_takes_the_stricter_of_each_requirement() {
+        let device = PasscodePolicy {
+            passcode_type: PasscodeType::Pin,
+            min_length: 6,
+            max_failed_attempts_before_wipe: 10,
+            ..PasscodePolicy::default()
+        };
+        let work = PasscodePolicy {
+            passcode_type: PasscodeType::Alphanumeric,
+            min_length: 4,
+            complexity: PasscodeComplexity::Medium,
+            min_symbols: 3,
+            max_failed_attempts_before_wipe: 0,
+            ..PasscodePolicy::default()
+        };
+        let merged = device.merged_with(&work);
+        assert_eq!(merged.passcode_type, PasscodeType::Alphanumeric);
+        assert_eq!(merged.min_length, 6);
+        assert_eq!(merged.complexity, PasscodeComplexity::Medium);
+        assert_eq!(
+            merged.min_symbols, 0,
+            "counts come from complex policies only"
+        );
+        assert_eq!(merged.max_failed_attempts_before_wipe, 10);
+        assert_eq!(merged, work.merged_with(&device));
     }
 
     #[test]

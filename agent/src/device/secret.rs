@@ -31,7 +31,13 @@ macro_rules! redacted {
     )+};
 }
 
-redacted!(Passcode, EscrowToken, DeviceCredential, SyntheticSecret);
+redacted!(
+    Passcode,
+    EscrowToken,
+    DeviceCredential,
+    EnrollmentToken,
+    SyntheticSecret
+);
 
 /// A lock-screen credential (PIN or password) as the user types it.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -90,6 +96,21 @@ pub struct DeviceCredential(String);
 impl DeviceCredential {
     pub fn new(value: impl Into<String>) -> Self {
         DeviceCredential(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A single-use enrollment token handed to the device (a re-enrollment after its credential was
+/// revoked). Held in memory only, until the device enrolls with it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct EnrollmentToken(String);
+
+impl EnrollmentToken {
+    pub fn new(value: impl Into<String>) -> Self {
+        EnrollmentToken(value.into())
     }
 
     pub fn expose(&self) -> &str {

@@ -16,7 +16,7 @@ use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{self, CryptoError, KdfParams, Key, Nonce, SealedBox, b64};
-use super::policy::{self, PasscodePolicy, PolicyViolation};
+use super::policy::{PasscodePolicy, PolicyViolation, Requirement};
 use super::secret::{EscrowToken, Passcode, SyntheticSecret};
 use super::throttle;
 use super::{DeviceError, Scope, StoreStatus, TokenState};
@@ -45,6 +45,10 @@ enum Challenge {
         /// Kept with the wrap so a change of the agent's parameters never locks a user out.
         kdf: KdfParams,
         sealed: SealedBox,
+        /// Digits only: the lock screen shows a PIN pad and says "PIN" in its prompts. Absent
+        /// in state files written before prompts were modelled, which then say "password".
+        #[serde(default)]
+        pin: bool,
     },
     /// A work profile sharing the device's challenge: it unlocks when the device store does.
     Unified { sealed: SealedBox },
@@ -68,6 +72,22 @@ pub(crate) struct PersistedStore {
     last_failure_at_ms: u64,
     /// Command id of the reset whose new passcode the user has not entered yet.
     require_entry: Option<String>,
+    /// The user entered a reset's passcode, but the maker's management app keeps its
+    /// notification until a work app is opened (a maker profile's quirk).
+    #[serde(default)]
+    notification_kept: bool,
+}
+
+/// Why a locked store's own lock screen asks for its credential, when it is more than a routine
+/// unlock: SystemUI's keyguard prompt reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptReason {
+    /// `lockNow` or a reset with `RESET_PASSWORD_REQUIRE_ENTRY` required strong authentication
+    /// (`STRONG_AUTH_REQUIRED_AFTER_DPM_LOCK_NOW`): "Device locked by admin".
+    DeviceAdmin,
+    /// The device booted and the credential was not entered since
+    /// (`STRONG_AUTH_REQUIRED_AFTER_BOOT`): "PIN is required after device restarts".
+    Restart,
 }
 
 /// How a token reset ends, after Android's `resetPasswordWithToken` flags.
@@ -78,11 +98,21 @@ pub struct ResetOptions {
     pub lock_now: bool,
 }
 
+/// The passcode a reset sets, with what it must meet on this device.
+pub(crate) struct NewPasscode<'a> {
+    pub(crate) passcode: &'a Passcode,
+    pub(crate) requirement: &'a Requirement,
+}
+
 /// Why a reset with a token was refused, one variant per check, in the order they run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResetError {
     #[error("this device has no {0} credential store")]
     StoreMissing(Scope),
+    /// The device's Android version does not let its management app run this reset; the
+    /// sentence says why.
+    #[error("{0}")]
+    ApiLevel(String),
     #[error(
         "the {0} store was wiped after too many failed attempts and has no credential to reset"
     )]
@@ -101,13 +131,17 @@ pub enum ResetError {
     Crypto(CryptoError),
 }
 
-/// A credential store with its in-memory state: the secret while unlocked and a pending token.
+/// A credential store with its in-memory state: the secret while unlocked, a pending token, and
+/// why its lock screen asks for the credential.
 pub(crate) struct CredentialStore {
     state: PersistedStore,
     secret: Option<SyntheticSecret>,
     /// Android keeps a token set over an existing credential in memory only, so a reboot
     /// before the next successful entry loses it.
     pending_token: Option<EscrowToken>,
+    /// Android's strong-authentication flags live in memory too: a boot replaces an admin's
+    /// lock with the boot's own reason.
+    prompt: Option<PromptReason>,
 }
 
 impl fmt::Debug for CredentialStore {
@@ -163,18 +197,24 @@ impl CredentialStore {
                 failed_attempts: 0,
                 last_failure_at_ms: 0,
                 require_entry: None,
+                notification_kept: false,
             },
             secret: Some(secret),
             pending_token: None,
+            prompt: None,
         })
     }
 
-    /// A store as a boot finds it: locked, without pending token.
+    /// A store as a boot finds it: locked, without pending token, its lock screen asking for the
+    /// credential because of the boot.
     pub(crate) fn from_persisted(state: PersistedStore) -> Self {
+        let prompt =
+            matches!(state.challenge, Challenge::Passcode { .. }).then_some(PromptReason::Restart);
         CredentialStore {
             state,
             secret: None,
             pending_token: None,
+            prompt,
         }
     }
 
@@ -216,8 +256,34 @@ impl CredentialStore {
         self.state.policy.as_ref()
     }
 
+    #[cfg(test)]
     pub(crate) fn require_entry(&self) -> Option<&str> {
         self.state.require_entry.as_deref()
+    }
+
+    /// The enter-new-passcode notification shows: the entry is still due, or a maker's app
+    /// keeps the notification after it.
+    pub(crate) fn shows_notification(&self) -> bool {
+        self.state.require_entry.is_some() || self.state.notification_kept
+    }
+
+    /// After the entry, the notification stays until [`CredentialStore::dismiss_notification`].
+    pub(crate) fn keep_notification(&mut self) {
+        self.state.notification_kept = true;
+    }
+
+    pub(crate) fn dismiss_notification(&mut self) {
+        self.state.notification_kept = false;
+    }
+
+    /// Why the lock screen asks for the credential, while the store is locked.
+    pub(crate) fn prompt(&self) -> Option<PromptReason> {
+        self.prompt.filter(|_| !self.is_unlocked())
+    }
+
+    /// The passcode is a PIN (digits only).
+    pub(crate) fn passcode_is_pin(&self) -> bool {
+        matches!(self.state.challenge, Challenge::Passcode { pin: true, .. })
     }
 
     pub(crate) fn set_policy(&mut self, policy: Option<PasscodePolicy>) {
@@ -281,7 +347,10 @@ impl CredentialStore {
         &self,
         passcode: &Passcode,
     ) -> Result<Option<SyntheticSecret>, CryptoError> {
-        let Challenge::Passcode { salt, kdf, sealed } = &self.state.challenge else {
+        let Challenge::Passcode {
+            salt, kdf, sealed, ..
+        } = &self.state.challenge
+        else {
             return Ok(None);
         };
         let key = Key::from_passcode(*kdf, passcode, salt)?;
@@ -307,6 +376,7 @@ impl CredentialStore {
             self.pending_token = None;
         }
         self.secret = Some(secret);
+        self.prompt = None;
         self.state.failed_attempts = 0;
         self.state.last_failure_at_ms = 0;
         Ok(self.state.require_entry.take())
@@ -336,10 +406,18 @@ impl CredentialStore {
         self.secret = None;
     }
 
-    /// What a reboot loses: the secret and a pending token.
+    /// `DevicePolicyManager.lockNow`: locks, and the lock screen says an admin locked it.
+    pub(crate) fn lock_by_admin(&mut self) {
+        self.secret = None;
+        self.prompt = Some(PromptReason::DeviceAdmin);
+    }
+
+    /// What a reboot loses: the secret and a pending token. A store with a passcode comes back
+    /// asking for it because of the boot.
     pub(crate) fn power_off(&mut self) {
         self.secret = None;
         self.pending_token = None;
+        self.prompt = self.has_own_passcode().then_some(PromptReason::Restart);
     }
 
     /// Replaces the store's token (`DevicePolicyManager.setResetPasswordToken`). It is active at
@@ -393,7 +471,13 @@ impl CredentialStore {
             secret.expose(),
             &aad("passcode", self.scope()),
         )?;
-        Ok(Challenge::Passcode { salt, kdf, sealed })
+        let pin = passcode.expose().bytes().all(|b| b.is_ascii_digit());
+        Ok(Challenge::Passcode {
+            salt,
+            kdf,
+            sealed,
+            pin,
+        })
     }
 
     /// Sets the store's own passcode over the unlocked secret. The caller has checked the
@@ -419,7 +503,7 @@ impl CredentialStore {
     pub(crate) fn reset_with_token(
         &mut self,
         token: &EscrowToken,
-        new: &Passcode,
+        new: NewPasscode<'_>,
         options: ResetOptions,
         command_id: &str,
         kdf: KdfParams,
@@ -442,9 +526,11 @@ impl CredentialStore {
             Err(CryptoError::Open) => return Err(ResetError::TokenMismatch),
             Err(e) => return Err(ResetError::Crypto(e)),
         };
-        policy::validate(self.policy(), new).map_err(ResetError::PolicyViolation)?;
+        new.requirement
+            .check(new.passcode)
+            .map_err(ResetError::PolicyViolation)?;
         let challenge = self
-            .passcode_challenge(&secret, new, kdf, rng)
+            .passcode_challenge(&secret, new.passcode, kdf, rng)
             .map_err(ResetError::Crypto)?;
         let rotated = EscrowToken::generate(rng).map_err(ResetError::Crypto)?;
 
@@ -457,8 +543,10 @@ impl CredentialStore {
         self.pending_token = Some(rotated.clone());
         // A newer reset makes an older reset's notification moot.
         self.state.require_entry = options.require_entry.then(|| command_id.to_owned());
+        self.state.notification_kept = false;
         if options.require_entry || options.lock_now {
-            self.secret = None;
+            // Both require strong authentication, as lockNow does.
+            self.lock_by_admin();
         }
         Ok(rotated)
     }
@@ -472,8 +560,10 @@ impl CredentialStore {
         state.failed_attempts = 0;
         state.last_failure_at_ms = 0;
         state.require_entry = None;
+        state.notification_kept = false;
         self.secret = None;
         self.pending_token = None;
+        self.prompt = None;
     }
 
     fn data_key(&self) -> Result<Key, DeviceError> {
@@ -539,6 +629,17 @@ mod tests {
 
     fn token(byte: u8) -> EscrowToken {
         EscrowToken::new(vec![byte; 32])
+    }
+
+    fn no_policy() -> Requirement {
+        Requirement::newest(None)
+    }
+
+    fn new<'a>(passcode: &'a Passcode, requirement: &'a Requirement) -> NewPasscode<'a> {
+        NewPasscode {
+            passcode,
+            requirement,
+        }
     }
 
     #[test]
@@ -630,7 +731,8 @@ mod tests {
             lock_now: false,
         };
         let reset = |store: &mut CredentialStore, t: &EscrowToken, p: &str| {
-            store.reset_with_token(t, &Passcode::new(p), options, "cmd", KDF, &rng)
+            let passcode = Passcode::new(p);
+            store.reset_with_token(t, new(&passcode, &no_policy()), options, "cmd", KDF, &rng)
         };
         assert_eq!(
             reset(&mut store, &token(1), "1357").unwrap_err(),
@@ -702,7 +804,14 @@ mod tests {
         let options = ResetOptions::default();
         assert_eq!(
             store
-                .reset_with_token(&token(1), &Passcode::new("1357"), options, "c", KDF, &rng)
+                .reset_with_token(
+                    &token(1),
+                    new(&Passcode::new("1357"), &no_policy()),
+                    options,
+                    "c",
+                    KDF,
+                    &rng,
+                )
                 .unwrap_err(),
             ResetError::StoreWiped(Scope::Device)
         );

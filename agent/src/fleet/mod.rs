@@ -24,15 +24,15 @@ mod state_file;
 pub use spec::{DeviceSpec, FleetConfig, FleetError, RampUp};
 
 use crate::device::{
-    Device, DeviceError, EntryOutcome, Notification, Ownership, Passcode, PasscodePolicy,
-    PersistedDevice, Scope, StoreStatus,
+    Build, Device, DeviceError, EnrollmentToken, EntryOutcome, LockScreenPrompt, Notification,
+    Ownership, Passcode, PasscodePolicy, PersistedDevice, Scope, StoreStatus,
 };
 use crate::faults::FaultDice;
 use crate::metrics::{AgentMetrics, EntryResult};
 use crate::seeded::SplitMix64;
 use droidfleet_proto::v1 as pb;
 use ring::rand::SystemRandom;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,8 +48,14 @@ pub struct Screen {
     pub name: String,
     pub device_id: Option<String>,
     pub ownership: Ownership,
+    /// The Android it runs.
+    pub build: Build,
     pub stores: Vec<StoreStatus>,
     pub notifications: Vec<Notification>,
+    /// What the locked keyguard says above its passcode field.
+    pub lock_screen_prompts: Vec<LockScreenPrompt>,
+    /// The control plane revoked the credential; the device waits for a re-enrollment token.
+    pub re_enrollment_required: bool,
     pub connected: bool,
     pub applied_commands: BTreeMap<String, u32>,
     /// The passcode policy each store applies now, as the control plane last sent it. Not in
@@ -86,7 +92,10 @@ struct Slot {
     connected: AtomicBool,
     /// False while the harness holds the device offline (airplane mode): no session then.
     online: AtomicBool,
-    /// Wakes the device's session loop when `online` changes.
+    /// The control plane refused the credential (an admin's ReEnrollDevice revoked it): the
+    /// device stops calling until it is handed a re-enrollment token.
+    re_enrollment_required: AtomicBool,
+    /// Wakes the device's session loop when `online` changes or a re-enrollment token arrives.
     online_changed: tokio::sync::Notify,
     /// This device's seeded stream of fault decisions; untouched when no faults are configured.
     fault_dice: Mutex<FaultDice>,
@@ -113,6 +122,9 @@ pub struct Fleet {
     /// change rather than when a watcher gets to it, so a watcher sees short-lived states too
     /// (a reboot's lost token before the management app re-creates it).
     screen_changes: broadcast::Sender<Arc<Screen>>,
+    /// Re-enrollment tokens handed over through the harness, by device name, until the device
+    /// enrolls with them. Rare, so kept here rather than in every slot; in memory only.
+    handed_tokens: Mutex<HashMap<String, EnrollmentToken>>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -154,7 +166,13 @@ impl Fleet {
             spec::check_name(&spec.name)?;
             let device = match &config.state_dir {
                 Some(dir) => state_file::load(dir, spec, config.kdf, &rng)?,
-                None => Device::new(spec.name.clone(), spec.ownership, config.kdf, rng.as_ref()),
+                None => Device::new(
+                    spec.name.clone(),
+                    spec.ownership,
+                    spec.build,
+                    config.kdf,
+                    rng.as_ref(),
+                ),
             };
             let index = index_of[spec.name.as_str()];
             slots.insert(
@@ -170,6 +188,7 @@ impl Fleet {
                     escrows: Mutex::new(Vec::new()),
                     connected: AtomicBool::new(false),
                     online: AtomicBool::new(true),
+                    re_enrollment_required: AtomicBool::new(false),
                     online_changed: tokio::sync::Notify::new(),
                     fault_dice: Mutex::new(config.faults.dice(index as u64)),
                     turn: tokio::sync::Mutex::new(()),
@@ -188,6 +207,7 @@ impl Fleet {
             rng,
             metrics,
             screen_changes: broadcast::channel(1024).0,
+            handed_tokens: Mutex::new(HashMap::new()),
         });
         // Loading a device is a boot: the management app re-creates tokens a reboot lost.
         for slot in fleet.slots.values() {
@@ -332,6 +352,26 @@ impl Fleet {
         .await
     }
 
+    /// The user opens a work app; the work profile must be unlocked.
+    pub async fn open_work_app(&self, name: &str) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        self.mutate(slot, |device, _| device.open_work_app()).await
+    }
+
+    /// Hands the device a re-enrollment token (from the admin's ReEnrollDevice), as its user
+    /// would type it into the management app. The device enrolls with it on its next session
+    /// attempt, at once if it is waiting for one.
+    pub fn hand_re_enrollment_token(
+        &self,
+        name: &str,
+        token: EnrollmentToken,
+    ) -> Result<(), FleetError> {
+        let slot = self.slot(name)?;
+        lock(&self.handed_tokens).insert(name.to_string(), token);
+        slot.online_changed.notify_waiters();
+        Ok(())
+    }
+
     pub async fn write_user_data(
         &self,
         name: &str,
@@ -435,12 +475,28 @@ impl Fleet {
 
 /// What the harness shows of `device` at `now_ms`.
 fn screen_from(slot: &Slot, device: &Device, now_ms: u64) -> Screen {
+    let re_enrollment_required = slot.re_enrollment_required.load(Ordering::SeqCst);
+    let mut notifications = device.notifications();
+    if re_enrollment_required {
+        // The management app's own notice: it can no longer reach its control plane.
+        notifications.push(Notification {
+            id: "re-enrollment-required".to_string(),
+            scope: Scope::Device,
+            title: "Re-enrollment required".to_string(),
+            text: "Your IT admin revoked this device's enrollment. Enter the re-enrollment code \
+                   they give you to manage this device again."
+                .to_string(),
+        });
+    }
     Screen {
         name: slot.name.clone(),
         device_id: device.enrollment().map(|e| e.device_id.clone()),
         ownership: slot.ownership,
+        build: device.build(),
         stores: device.statuses(now_ms),
-        notifications: device.notifications(),
+        notifications,
+        lock_screen_prompts: device.lock_screen_prompts(),
+        re_enrollment_required,
         connected: slot.connected.load(Ordering::SeqCst),
         applied_commands: device
             .applied_commands()

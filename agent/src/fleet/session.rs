@@ -7,6 +7,11 @@
 //! What a device reports while it has no session waits in its slot and leaves first on the next
 //! one, followed by its newest escrow tokens the control plane has not acknowledged yet and its
 //! passcode entries again (the protocol has no acknowledgement for those).
+//!
+//! A credential the control plane refuses (`UNAUTHENTICATED`: an admin's ReEnrollDevice revoked
+//! it) is not retried: the device shows that it needs re-enrollment and waits until the harness
+//! hands it the single-use token, then enrolls again with it (same device id, new credential),
+//! sets new reset tokens, since the control plane dropped the escrowed ones, and reconnects.
 
 use super::spec::FleetError;
 use super::{Fleet, Slot, lock};
@@ -89,6 +94,19 @@ impl Fleet {
                     tracing::debug!(device = %slot.name, fault = kind, "injected fault broke the session");
                     backoff = Duration::from_millis(100);
                 }
+                Err(SessionError::Status(status))
+                    if status.code() == tonic::Code::Unauthenticated =>
+                {
+                    tracing::warn!(device = %slot.name, "the control plane refused the device credential; waiting for re-enrollment");
+                    slot.re_enrollment_required.store(true, Ordering::SeqCst);
+                    self.announce(&slot);
+                    tokio::select! {
+                        _ = self.re_enrollment_token_handed(&slot) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(device = %slot.name, %error, "session to the control plane failed; retrying");
                 }
@@ -102,7 +120,22 @@ impl Fleet {
         }
     }
 
-    /// Enrolls if needed, then holds one session until it ends.
+    /// Resolves once a re-enrollment token for the device has been handed over.
+    async fn re_enrollment_token_handed(&self, slot: &Slot) {
+        loop {
+            let handed = slot.online_changed.notified();
+            tokio::pin!(handed);
+            // Registered before the check, so a token handed in between still wakes.
+            handed.as_mut().enable();
+            if lock(&self.handed_tokens).contains_key(&slot.name) {
+                return;
+            }
+            handed.await;
+        }
+    }
+
+    /// Enrolls if needed (again, with a handed re-enrollment token), then holds one session
+    /// until it ends.
     async fn connect_once(self: Arc<Self>, slot: Arc<Slot>) -> Result<(), SessionError> {
         let slot = &slot;
         let connecting = self
@@ -110,16 +143,30 @@ impl Fleet {
             .acquire()
             .await
             .map_err(|_| SessionError::Closed)?;
+        let handed = lock(&self.handed_tokens).remove(&slot.name);
         let enrollment = lock(&slot.device).enrollment().cloned();
-        let enrollment = match enrollment {
-            Some(enrollment) => enrollment,
-            None => Box::pin(self.enroll(slot)).await?,
+        let enrollment = match (handed, enrollment) {
+            (Some(token), _) => {
+                let enrollment = Box::pin(self.enroll(slot, token.expose(), true)).await?;
+                slot.re_enrollment_required.store(false, Ordering::SeqCst);
+                enrollment
+            }
+            (None, Some(enrollment)) => enrollment,
+            (None, None) => {
+                let token = self.config.enrollment_token.clone().ok_or_else(|| {
+                    SessionError::Fleet(FleetError::NoEnrollmentToken(slot.name.clone()))
+                })?;
+                Box::pin(self.enroll(slot, &token, false)).await?
+            }
         };
         let (tx, rx) = mpsc::channel(256);
+        let build = lock(&slot.device).build();
         let hello = pb::Hello {
             device_id: enrollment.device_id.clone(),
             agent_version: AGENT_VERSION.to_string(),
             status: Some(self.status_of(slot)),
+            api_level: build.api_level.get(),
+            maker_profile: build.profile.name().to_string(),
         };
         tx.try_send(Box::new(pb::DeviceMessage {
             body: Some(pb::device_message::Body::Hello(hello)),
@@ -282,15 +329,18 @@ impl Fleet {
         action
     }
 
-    async fn enroll(&self, slot: &Arc<Slot>) -> Result<Enrollment, SessionError> {
-        let token =
-            self.config.enrollment_token.clone().ok_or_else(|| {
-                SessionError::Fleet(FleetError::NoEnrollmentToken(slot.name.clone()))
-            })?;
+    /// Enrolls with `token`. A re-enrollment (`renew`) gives the known device a new credential;
+    /// the control plane dropped its escrowed tokens, so every store gets a new one.
+    async fn enroll(
+        &self,
+        slot: &Arc<Slot>,
+        token: &str,
+        renew: bool,
+    ) -> Result<Enrollment, SessionError> {
         let mut client = DeviceGatewayClient::new(self.pool[slot.connection as usize].clone());
         let response = client
             .enroll(pb::EnrollRequest {
-                enrollment_token: token,
+                enrollment_token: token.to_string(),
                 ownership: ownership_to_pb(slot.ownership) as i32,
                 display_name: slot.name.clone(),
             })
@@ -305,11 +355,15 @@ impl Fleet {
         let rng = self.rng.clone();
         self.mutate(slot, move |device, _| {
             device.set_enrollment(stored);
-            device.ensure_tokens(rng.as_ref());
+            if renew {
+                device.renew_tokens(rng.as_ref());
+            } else {
+                device.ensure_tokens(rng.as_ref());
+            }
             Ok(())
         })
         .await?;
-        tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "enrolled");
+        tracing::info!(device = %slot.name, device_id = %enrollment.device_id, re_enrolled = renew, "enrolled");
         Ok(enrollment)
     }
 

@@ -3,7 +3,7 @@
 //! whose every variant names the device or the setting at fault.
 
 use crate::clock::Clock;
-use crate::device::{DeviceError, KdfParams, Ownership};
+use crate::device::{ApiLevel, Build, DeviceError, KdfParams, Ownership, Profile};
 use crate::faults::FaultConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,23 +46,48 @@ pub enum FleetError {
 pub struct DeviceSpec {
     pub name: String,
     pub ownership: Ownership,
+    /// The Android it runs: API level and maker profile.
+    pub build: Build,
 }
 
 impl std::str::FromStr for DeviceSpec {
     type Err = String;
 
-    /// `cosu:kiosk-1` or `byod:alice-phone`.
+    /// `cosu:kiosk-1`, `byod:alice-phone:31` or `cope:tablet-7:30:short-keyguard`: the type, the
+    /// name, then optionally the API level (default the newest) and the maker profile (default
+    /// aosp).
     fn from_str(text: &str) -> Result<DeviceSpec, String> {
-        let (ownership, name) = text
-            .split_once(':')
-            .ok_or_else(|| format!("{text:?}: expected TYPE:NAME, e.g. byod:alice-phone"))?;
+        let mut parts = text.split(':');
+        let (Some(ownership), Some(name)) = (parts.next(), parts.next()) else {
+            return Err(format!(
+                "{text:?}: expected TYPE:NAME[:API_LEVEL[:PROFILE]], e.g. byod:alice-phone:34"
+            ));
+        };
         let ownership = Ownership::parse(ownership).ok_or_else(|| {
             format!("{text:?}: unknown enrollment type {ownership:?}; use cosu, cobo, cope, byod or aosp")
         })?;
         check_name(name).map_err(|e| e.to_string())?;
+        let api_level = match parts.next() {
+            Some(level) => level
+                .parse::<ApiLevel>()
+                .map_err(|e| format!("{text:?}: {e}"))?,
+            None => ApiLevel::DEFAULT,
+        };
+        let profile = match parts.next() {
+            Some(profile) => profile
+                .parse::<Profile>()
+                .map_err(|e| format!("{text:?}: {e}"))?,
+            None => Profile::default(),
+        };
+        if parts.next().is_some() {
+            return Err(format!(
+                "{text:?}: expected TYPE:NAME[:API_LEVEL[:PROFILE]], e.g. byod:alice-phone:34"
+            ));
+        }
         Ok(DeviceSpec {
             name: name.to_string(),
             ownership,
+            build: Build { api_level, profile },
         })
     }
 }

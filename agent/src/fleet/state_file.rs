@@ -44,11 +44,23 @@ pub(super) fn load(
                     spec.ownership.as_str()
                 )));
             }
+            // A restart cannot change the Android a phone runs.
+            if device.build() != spec.build {
+                return Err(corrupt(format!(
+                    "it holds a device on {}, but the command line says {}",
+                    device.build(),
+                    spec.build
+                )));
+            }
             Ok(device)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Device::new(spec.name.clone(), spec.ownership, kdf, rng))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Device::new(
+            spec.name.clone(),
+            spec.ownership,
+            spec.build,
+            kdf,
+            rng,
+        )),
         Err(source) => Err(FleetError::StateFile {
             name: spec.name.clone(),
             path,

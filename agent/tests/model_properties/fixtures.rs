@@ -98,6 +98,47 @@ pub(crate) fn valid(policy: usize, passcode: &str) -> bool {
     VALID[policy][index]
 }
 
+/// Whether `PASSCODES[j]` meets a complexity bucket alone, worked out by hand from Android 12's
+/// `PasswordMetrics`: medium is a PIN or password of at least 4 without a sequence longer than
+/// 3; high is a PIN of at least 8 or a password of at least 6, likewise; 16 at most.
+const MEDIUM_VALID: [bool; 10] = [
+    true, false, true, false, true, true, false, true, true, false,
+];
+const HIGH_VALID: [bool; 10] = [
+    false, false, false, false, true, true, false, false, true, false,
+];
+
+/// On a personally owned device from API level 31, the device-scope policy the management app
+/// can apply: its quality becomes a complexity bucket (numeric types medium, password types
+/// high; the Android Management API's translation) and nothing else of it stays but the wipe
+/// limit. Whether `passcode` meets that bucket.
+pub(crate) fn meets_translated_device_policy(policy: usize, passcode: &str) -> bool {
+    let index = PASSCODES
+        .iter()
+        .position(|p| *p == passcode)
+        .expect("a passcode from the table");
+    match policy {
+        NO_POLICY => true,
+        1 | 2 | WIPE_POLICY => MEDIUM_VALID[index],
+        _ => HIGH_VALID[index],
+    }
+}
+
+/// Whether `passcode` meets policies `a` and `b` at once, as one credential held to both admins
+/// (the device passcode under a unified work profile). Worked out from the table: a PIN-type
+/// policy (1, 2, 5) with a password-type one (3, 4) asks for a password, and here that is
+/// exactly the password-type policy (its minimum length, 8, is the larger); any other pair asks
+/// for both, and no policy asks for nothing more than the other.
+pub(crate) fn valid_for_both(a: usize, b: usize, passcode: &str) -> bool {
+    const PASSWORD_TYPES: [usize; 2] = [3, 4];
+    let pin_type = |p: usize| p != NO_POLICY && !PASSWORD_TYPES.contains(&p);
+    match (a, b) {
+        (a, b) if pin_type(a) && PASSWORD_TYPES.contains(&b) => valid(b, passcode),
+        (a, b) if pin_type(b) && PASSWORD_TYPES.contains(&a) => valid(a, passcode),
+        (a, b) => valid(a, passcode) && valid(b, passcode),
+    }
+}
+
 /// Gatekeeper's schedule, written out again: 30 s at 5 and 10 to 29 failures, doubling every
 /// 10 from 30, one day from 140.
 pub(crate) fn throttle_wait_ms(failures: u32) -> u64 {

@@ -9,7 +9,10 @@ use droidfleet_agent::device::{
     Scope, StoreStatus, TokenState,
 };
 
-use super::fixtures::{NO_POLICY, START_MS, policy, throttle_wait_ms, valid};
+use super::fixtures::{
+    NO_POLICY, START_MS, meets_translated_device_policy, policy, throttle_wait_ms, valid,
+    valid_for_both,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Token {
@@ -78,6 +81,12 @@ pub(crate) struct Model {
     pub(crate) now_ms: u64,
     device: StoreModel,
     work: Option<StoreModel>,
+    /// A company-owned work profile on the newest Android: its management app owns the work
+    /// profile only and cannot reset the device passcode.
+    cope: bool,
+    /// A personally owned work profile on the newest Android: the device's policy applies as a
+    /// complexity bucket.
+    byod: bool,
     /// The token the control plane holds per store, and every token it held before.
     pub(crate) escrowed: BTreeMap<Scope, Vec<u8>>,
     pub(crate) stale: Vec<Vec<u8>>,
@@ -93,6 +102,8 @@ impl Model {
             work: ownership
                 .has_work_profile()
                 .then(|| StoreModel::new(Scope::WorkProfile)),
+            cope: ownership == Ownership::Cope,
+            byod: ownership == Ownership::Byod,
             escrowed: BTreeMap::new(),
             stale: Vec::new(),
             commands: 0,
@@ -116,6 +127,24 @@ impl Model {
 
     pub(crate) fn stores(&self) -> impl Iterator<Item = &StoreModel> {
         std::iter::once(&self.device).chain(self.work.as_ref())
+    }
+
+    /// Whether `new` meets what the store's credential is held to: its policy, and for the
+    /// device store a unified work profile's too.
+    fn meets_policies(&self, scope: Scope, store: &StoreModel, new: &str) -> bool {
+        let unified_policy = self
+            .work
+            .as_ref()
+            .filter(|_| self.unified_work())
+            .map(|work| work.policy);
+        match (scope, unified_policy) {
+            (Scope::Device, shared) if self.byod => {
+                meets_translated_device_policy(store.policy, new)
+                    && valid(shared.unwrap_or(NO_POLICY), new)
+            }
+            (Scope::Device, Some(shared)) => valid_for_both(store.policy, shared, new),
+            _ => valid(store.policy, new),
+        }
     }
 
     pub(crate) fn unified_work(&self) -> bool {
@@ -269,7 +298,7 @@ impl Model {
         if store.wiped {
             return Err(DeviceError::StoreWiped(scope));
         }
-        if !valid(store.policy, new) {
+        if !self.meets_policies(scope, store, new) {
             return Err(DeviceError::Policy(ANY_VIOLATION));
         }
         let confirm_scope = if scope == Scope::WorkProfile && self.unified_work() {
@@ -374,6 +403,9 @@ impl Model {
         let store = self
             .store(scope)
             .map_err(|_| ResetError::StoreMissing(scope))?;
+        if self.cope && scope == Scope::Device {
+            return Err(ResetError::ApiLevel(String::new()));
+        }
         if store.wiped {
             return Err(ResetError::StoreWiped(scope));
         }
@@ -385,7 +417,7 @@ impl Model {
             }
             Token::Active(_) => {}
         }
-        if !valid(store.policy, new) {
+        if !self.meets_policies(scope, store, new) {
             return Err(ResetError::PolicyViolation(ANY_VIOLATION));
         }
         Ok(())

@@ -301,6 +301,24 @@ impl AdminService for AdminApi {
         .await
     }
 
+    async fn move_device(
+        &self,
+        request: Request<pb::MoveDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        self.call(
+            request,
+            Operation::MoveDevice,
+            |r| Some(r.device_id.clone()),
+            |cp, caller, r| async move {
+                let (device, from) = cp.move_device(&caller, &r.device_id, &r.group).await?;
+                let mut note = device_note(&device.id);
+                note.detail = format!("moved from group {from} to group {}", device.group);
+                Ok((device_to_pb(&device, cp.is_online(&device.id)), note))
+            },
+        )
+        .await
+    }
+
     async fn assign_passcode_policy(
         &self,
         request: Request<pb::AssignPasscodePolicyRequest>,

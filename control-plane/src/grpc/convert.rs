@@ -192,6 +192,8 @@ pub fn device_to_pb(device: &Device, online: bool) -> pb::Device {
             .map(|s| scope_to_pb(*s) as i32)
             .collect(),
         group: device.group.clone(),
+        api_level: device.api_level,
+        maker_profile: device.maker_profile.clone(),
     }
 }
 
@@ -200,6 +202,8 @@ pub fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
         ErrorCode::NoPasscodePolicy => pb::ErrorCode::NoPasscodePolicy,
         ErrorCode::ScopeNotSupported => pb::ErrorCode::ScopeNotSupported,
         ErrorCode::NoEscrowedToken => pb::ErrorCode::NoEscrowedToken,
+        ErrorCode::ApiLevel => pb::ErrorCode::ApiLevel,
+        ErrorCode::NoPasscode => pb::ErrorCode::NoPasscode,
         ErrorCode::TokenMissing => pb::ErrorCode::TokenMissing,
         ErrorCode::TokenNotActive => pb::ErrorCode::TokenNotActive,
         ErrorCode::TokenMismatch => pb::ErrorCode::TokenMismatch,
@@ -221,6 +225,8 @@ pub fn error_code_from_pb(value: i32) -> ErrorCode {
         Ok(pb::ErrorCode::NoPasscodePolicy) => ErrorCode::NoPasscodePolicy,
         Ok(pb::ErrorCode::ScopeNotSupported) => ErrorCode::ScopeNotSupported,
         Ok(pb::ErrorCode::NoEscrowedToken) => ErrorCode::NoEscrowedToken,
+        Ok(pb::ErrorCode::ApiLevel) => ErrorCode::ApiLevel,
+        Ok(pb::ErrorCode::NoPasscode) => ErrorCode::NoPasscode,
         Ok(pb::ErrorCode::TokenMissing) => ErrorCode::TokenMissing,
         Ok(pb::ErrorCode::TokenNotActive) => ErrorCode::TokenNotActive,
         Ok(pb::ErrorCode::TokenMismatch) => ErrorCode::TokenMismatch,

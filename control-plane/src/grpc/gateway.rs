@@ -81,6 +81,9 @@ impl DeviceGateway for Gateway {
             }
         };
         control_plane.check_hello(&device, &hello.device_id, &hello.agent_version)?;
+        control_plane
+            .record_build(&device, hello.api_level, &hello.maker_profile)
+            .await?;
         let stores = hello
             .status
             .as_ref()

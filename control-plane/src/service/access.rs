@@ -23,6 +23,7 @@ pub(crate) enum Operation {
     WatchDevices,
     CreateEnrollmentToken,
     ReEnrollDevice,
+    MoveDevice,
     AssignPasscodePolicy,
     ResetPasscode,
     RemoteLock,
@@ -55,6 +56,12 @@ pub(super) const RE_ENROLL: [Permission; 3] = [
     Permission::ManagedDevicesUpdate,
 ];
 
+/// Moving a device: manage it where it is (and, checked separately, where it goes).
+pub(super) const MOVE_DEVICE: [Permission; 2] = [
+    Permission::ManagedDevicesRead,
+    Permission::ManagedDevicesUpdate,
+];
+
 pub(super) const ASSIGN_POLICY: [Permission; 2] = [
     Permission::DeviceConfigurationsAssign,
     Permission::ManagedDevicesRead,
@@ -68,13 +75,14 @@ pub(super) const REVEAL_PASSCODE: [Permission; 2] = [
 pub(super) const READ: [Permission; 1] = [Permission::ManagedDevicesRead];
 
 impl Operation {
-    pub(crate) const ALL: [Operation; 24] = [
+    pub(crate) const ALL: [Operation; 25] = [
         Operation::ListDevices,
         Operation::GetDevice,
         Operation::WatchDevice,
         Operation::WatchDevices,
         Operation::CreateEnrollmentToken,
         Operation::ReEnrollDevice,
+        Operation::MoveDevice,
         Operation::AssignPasscodePolicy,
         Operation::ResetPasscode,
         Operation::RemoteLock,
@@ -104,6 +112,7 @@ impl Operation {
             Operation::WatchDevices => "WatchDevices",
             Operation::CreateEnrollmentToken => "CreateEnrollmentToken",
             Operation::ReEnrollDevice => "ReEnrollDevice",
+            Operation::MoveDevice => "MoveDevice",
             Operation::AssignPasscodePolicy => "AssignPasscodePolicy",
             Operation::ResetPasscode => "ResetPasscode",
             Operation::RemoteLock => "RemoteLock",
@@ -143,6 +152,7 @@ impl Operation {
             | Operation::CancelAction => &READ,
             Operation::CreateEnrollmentToken => &[Permission::EnrollmentCreate],
             Operation::ReEnrollDevice => &RE_ENROLL,
+            Operation::MoveDevice => &MOVE_DEVICE,
             Operation::AssignPasscodePolicy => &ASSIGN_POLICY,
             Operation::ResetPasscode => &rbac::RESET_PASSCODE,
             Operation::RemoteLock => &REMOTE_LOCK,

@@ -3,6 +3,7 @@
 //! (through [`ActionEvent::rule`]) that sessions and the background loops apply too.
 
 use super::access::{READ, REMOTE_LOCK, REVEAL_PASSCODE, task_permission};
+use super::device_meta::reset_api_level_refusal;
 use super::validation::{check_id, check_passcode_text, check_ttl};
 use super::{ControlPlane, ServiceError};
 use crate::action::ActionEvent;
@@ -67,6 +68,8 @@ impl ControlPlane {
                     scope.as_str().replace('_', "-"),
                 ),
             ))
+        } else if let Some(refusal) = reset_api_level_refusal(&device, scope) {
+            Some(refusal)
         } else if device.stores.iter().any(|s| s.scope == scope && s.wiped) {
             Some((
                 ActionState::Failed,

@@ -95,6 +95,21 @@ impl Index {
                     }
                 }
             }
+            Change::Build {
+                device_id,
+                api_level,
+                maker_profile,
+            } => {
+                if let Some(hot) = self.devices.get_mut(device_id) {
+                    hot.device.api_level = *api_level;
+                    hot.device.maker_profile.clone_from(maker_profile);
+                }
+            }
+            Change::Moved { device_id, group } => {
+                if let Some(hot) = self.devices.get_mut(device_id) {
+                    hot.device.group.clone_from(group);
+                }
+            }
             Change::EscrowToken {
                 device_id,
                 scope,
@@ -161,7 +176,9 @@ fn device_of(change: &Change) -> Option<&str> {
         Change::CredentialRevoked { device_id, .. }
         | Change::Status { device_id, .. }
         | Change::Policy { device_id, .. }
-        | Change::EscrowToken { device_id, .. } => Some(device_id),
+        | Change::EscrowToken { device_id, .. }
+        | Change::Build { device_id, .. }
+        | Change::Moved { device_id, .. } => Some(device_id),
         Change::ActionCreated(_)
         | Change::ActionChanged(_)
         | Change::PasscodesPurged { .. }
@@ -362,7 +379,11 @@ impl CommitObserver for Hot {
                     self.access_generation
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                Change::Enrolled(_) | Change::Status { .. } | Change::PasscodesPurged { .. } => {}
+                Change::Enrolled(_)
+                | Change::Status { .. }
+                | Change::Build { .. }
+                | Change::Moved { .. }
+                | Change::PasscodesPurged { .. } => {}
             }
         }
     }

@@ -13,6 +13,8 @@
 //!   gate and the audit of every admin operation), `Operation` and the permissions each needs,
 //!   the per-device and per-action checks, the groups a caller sees, the audit log's reader.
 //! - `devices.rs`: enrollment and re-enrollment, reading and listing devices, passcode policies.
+//! - `device_meta.rs`: the Android a device reports (API level, maker profile) and moving a
+//!   device to another group.
 //! - `actions.rs`: passcode reset and remote lock, the action history, cancel and reveal, and the
 //!   state transitions the other files apply.
 //! - `sessions.rs`: a connected device: its Hello, what it reports, which commands it is sent.
@@ -24,6 +26,7 @@
 mod access;
 mod actions;
 mod background;
+mod device_meta;
 mod devices;
 mod error;
 mod hot;

@@ -174,6 +174,14 @@ pub enum Change {
         scope: Scope,
         sealed: Vec<u8>,
     },
+    /// The device reported another Android build in its Hello.
+    Build {
+        device_id: String,
+        api_level: u32,
+        maker_profile: String,
+    },
+    /// An admin moved the device to another group.
+    Moved { device_id: String, group: String },
     /// An action was created; `sealed_passcode` is set for a pending reset.
     ActionCreated(OpenCommand),
     /// An action changed state or fields; its passcode is gone when `passcode_visible_until` is
@@ -242,6 +250,16 @@ pub trait Store: Send + Sync + 'static {
         stores: &[StoreStatus],
         last_seen: Millis,
     ) -> Result<(), StoreError>;
+    /// Records the Android the device reports it runs (API level, maker profile).
+    async fn set_device_build(
+        &self,
+        device_id: &str,
+        api_level: u32,
+        maker_profile: &str,
+    ) -> Result<(), StoreError>;
+    /// Moves the device to `group`; its actions, policies and tokens stay. `NotFound` for an
+    /// unknown device.
+    async fn move_device(&self, device_id: &str, group: &str) -> Result<(), StoreError>;
     async fn set_policy(
         &self,
         device_id: &str,

@@ -4,7 +4,8 @@
 //!   loopback, with the agent's harness to play the user; [`Embedded`], a control plane alone.
 //! - `admin`: [`Admin`], an admin API client acting as one principal, and the passcode policies.
 //! - `raw_device`: [`RawDevice`], a device played by hand over the DeviceGateway, for what the
-//!   agent would never do ([`hello`], [`open_session`] for sessions with any credential).
+//!   agent would never do ([`hello`], [`hello_on`] an Android level, [`open_session`] for
+//!   sessions with any credential).
 //! - `process`: [`Process`], a `droidfleet` child process that tests kill with SIGKILL, and
 //!   [`Deployment`], a control plane and an agent as such processes in one directory.
 //! - `browser`: [`Browser`], a real headless Chromium over WebDriver, for what a person sees.
@@ -18,7 +19,7 @@ mod world;
 pub(crate) use admin::{Admin, password_policy, pin_policy};
 pub(crate) use browser::Browser;
 pub(crate) use process::{Deployment, Process};
-pub(crate) use raw_device::{RawDevice, hello, open_session};
+pub(crate) use raw_device::{RawDevice, hello, hello_on, open_session};
 pub(crate) use world::{Embedded, World};
 
 use std::time::Duration;

@@ -87,13 +87,20 @@ impl RawDevice {
     }
 }
 
-/// A Hello from `device_id` reporting no stores.
+/// A Hello from `device_id` reporting no stores and no Android version.
 pub(crate) fn hello(device_id: &str) -> pb::DeviceMessage {
+    hello_on(device_id, 0)
+}
+
+/// A Hello from `device_id` reporting no stores, on Android API level `api_level`.
+pub(crate) fn hello_on(device_id: &str, api_level: u32) -> pb::DeviceMessage {
     pb::DeviceMessage {
         body: Some(pb::device_message::Body::Hello(pb::Hello {
             device_id: device_id.to_string(),
             agent_version: "raw-test-device".into(),
             status: Some(pb::DeviceStatus { stores: vec![] }),
+            api_level,
+            maker_profile: String::new(),
         })),
     }
 }

@@ -9,7 +9,7 @@
 
 use super::DEADLINE;
 use super::admin::Admin;
-use droidfleet_agent::device::{KdfParams, Ownership};
+use droidfleet_agent::device::{Build, KdfParams, Ownership};
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
 use droidfleet_control_plane::clock::{Clock, ManualClock, SystemClock};
 use droidfleet_control_plane::service::{Config, ControlPlane};
@@ -31,6 +31,8 @@ pub(crate) struct World {
     pub(crate) admin: Admin,
     /// The agent's DeviceHarness, where the tests play the user; replaced when the agent restarts.
     pub(crate) harness: DeviceHarnessClient<Channel>,
+    /// The harness's address, `http://127.0.0.1:<port>`, for the CLI.
+    pub(crate) harness_address: String,
     /// The agent's fleet, for its screens and their change events; replaced when the agent
     /// restarts.
     pub(crate) fleet: Arc<Fleet>,
@@ -65,14 +67,26 @@ impl Drop for World {
 }
 
 impl World {
-    /// Starts a control plane and an agent hosting `devices`, and waits until every device has
-    /// enrolled and connected.
+    /// Starts a control plane and an agent hosting `devices` (on the newest Android, AOSP), and
+    /// waits until every device has enrolled and connected.
     pub(crate) async fn start(devices: &[(&str, Ownership)]) -> World {
         World::start_with(devices, |_| {}).await
     }
 
     pub(crate) async fn start_with(
         devices: &[(&str, Ownership)],
+        tune: impl FnOnce(&mut Config),
+    ) -> World {
+        let devices: Vec<(&str, Ownership, Build)> = devices
+            .iter()
+            .map(|(name, ownership)| (*name, *ownership, Build::default()))
+            .collect();
+        World::start_builds(&devices, tune).await
+    }
+
+    /// As [`World::start_with`], each device on the Android given with it.
+    pub(crate) async fn start_builds(
+        devices: &[(&str, Ownership, Build)],
         tune: impl FnOnce(&mut Config),
     ) -> World {
         let data_dir = tempfile::tempdir().unwrap();
@@ -105,12 +119,13 @@ impl World {
         let agent_dir = tempfile::tempdir().unwrap();
         let devices: Vec<DeviceSpec> = devices
             .iter()
-            .map(|(name, ownership)| DeviceSpec {
+            .map(|(name, ownership, build)| DeviceSpec {
                 name: name.to_string(),
                 ownership: *ownership,
+                build: *build,
             })
             .collect();
-        let (fleet, harness, agent) =
+        let (fleet, harness, harness_address, agent) =
             launch_agent(&address, agent_dir.path(), &enrollment_token, &devices).await;
         let mut world = World {
             control_plane,
@@ -118,6 +133,7 @@ impl World {
             address,
             admin,
             harness,
+            harness_address,
             fleet,
             data_dir,
             agent_dir,
@@ -166,7 +182,7 @@ impl World {
     /// control plane's own address, and waits until every device is connected.
     pub(crate) async fn start_agent_at(&mut self, gateway: &str) {
         assert!(self.agent.is_none(), "stop the agent first");
-        let (fleet, harness, agent) = launch_agent(
+        let (fleet, harness, harness_address, agent) = launch_agent(
             gateway,
             self.agent_dir.path(),
             &self.enrollment_token,
@@ -175,6 +191,7 @@ impl World {
         .await;
         self.fleet = fleet;
         self.harness = harness;
+        self.harness_address = harness_address;
         self.agent = Some(agent);
         self.wait_all_connected().await;
     }
@@ -340,7 +357,7 @@ async fn launch_agent(
     state_dir: &std::path::Path,
     enrollment_token: &str,
     devices: &[DeviceSpec],
-) -> (Arc<Fleet>, DeviceHarnessClient<Channel>, AgentRun) {
+) -> (Arc<Fleet>, DeviceHarnessClient<Channel>, String, AgentRun) {
     let fleet = Fleet::load(FleetConfig {
         control_plane: gateway.to_string(),
         state_dir: Some(state_dir.to_path_buf()),
@@ -367,10 +384,13 @@ async fn launch_agent(
             .await;
         }
     });
-    let harness = DeviceHarnessClient::connect(harness_address).await.unwrap();
+    let harness = DeviceHarnessClient::connect(harness_address.clone())
+        .await
+        .unwrap();
     (
         fleet,
         harness,
+        harness_address,
         AgentRun {
             stop,
             fleet: fleet_task,

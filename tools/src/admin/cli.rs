@@ -69,6 +69,14 @@ enum AdminCommand {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Move a device to another group: assignments scoped to its old group stop reaching it,
+    /// those scoped to the new one start. Its actions, policies and tokens stay.
+    MoveDevice {
+        device_id: String,
+        /// The group to move it to.
+        #[arg(long)]
+        group: String,
+    },
     /// Assign (or remove) the passcode policy of a device's lock screen or work profile.
     AssignPolicy {
         device_id: String,
@@ -296,6 +304,16 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
                 return Ok(());
             }
             json!({"device_id": response.device_id, "enrollment_token": response.enrollment_token, "expires_at": time(response.expires_at_ms)})
+        }
+        AdminCommand::MoveDevice { device_id, group } => {
+            let device = client
+                .move_device(pb::MoveDeviceRequest { device_id, group })
+                .await?;
+            if output == Output::Human {
+                println!("{}", device_line(&device));
+                return Ok(());
+            }
+            device_json(&device)
         }
         AdminCommand::AssignPolicy {
             device_id,

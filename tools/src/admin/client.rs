@@ -256,6 +256,16 @@ impl Client {
         .await
     }
 
+    pub async fn move_device(
+        &self,
+        request: pb::MoveDeviceRequest,
+    ) -> Result<pb::Device, AdminError> {
+        self.call("MoveDevice", request, |mut admin, request| async move {
+            admin.move_device(request).await
+        })
+        .await
+    }
+
     pub async fn assign_passcode_policy(
         &self,
         request: pb::AssignPasscodePolicyRequest,

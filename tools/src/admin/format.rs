@@ -85,6 +85,17 @@ pub(crate) fn device_line(device: &pb::Device) -> String {
 /// The device's line, then one line per credential store and its passcode policies.
 pub(crate) fn device_details(device: &pb::Device) -> String {
     let mut lines = vec![device_line(device)];
+    lines.push(match device.api_level {
+        0 => "  android: not reported yet".to_string(),
+        level => format!(
+            "  android: API level {level}, maker profile {}",
+            if device.maker_profile.is_empty() {
+                "not reported"
+            } else {
+                &device.maker_profile
+            }
+        ),
+    });
     for store in &device.stores {
         lines.push(format!(
             "  {:<12} passcode {}, {}, reset token {}, {} failed attempt(s){}",
@@ -197,6 +208,8 @@ pub(crate) fn device_json(device: &pb::Device) -> Value {
         "display_name": device.display_name,
         "ownership": ownership_name(device.ownership),
         "group": device.group,
+        "api_level": device.api_level,
+        "maker_profile": device.maker_profile,
         "online": device.online,
         "enrolled_at": time(device.enrolled_at_ms),
         "last_seen": time(device.last_seen_ms),

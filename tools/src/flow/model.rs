@@ -2,7 +2,7 @@
 //! with the line and column it came from. Plain data; reading it is `parse.rs`, running it is
 //! `run.rs`.
 
-use droidfleet_agent::device::{Ownership, Scope};
+use droidfleet_agent::device::{Build, Ownership, Scope};
 use droidfleet_proto::v1 as pb;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +31,9 @@ pub(crate) struct Flow {
 pub(crate) struct FlowDevice {
     pub(crate) name: String,
     pub(crate) ownership: Ownership,
+    /// The Android it runs (`android:` and `profile:`), so a flow can show how a version or a
+    /// maker changes the journey.
+    pub(crate) build: Build,
     pub(crate) pos: Pos,
 }
 

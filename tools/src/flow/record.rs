@@ -235,6 +235,7 @@ pub(super) async fn record(args: RecordArgs) -> Result<(), FlowError> {
             .map(|d| FlowDevice {
                 name: d.name.clone(),
                 ownership: d.ownership,
+                build: d.build,
                 pos: Pos::default(),
             })
             .collect(),

@@ -139,6 +139,7 @@ impl Stage {
                 .map(|d| DeviceSpec {
                     name: d.name.clone(),
                     ownership: d.ownership,
+                    build: d.build,
                 })
                 .collect(),
             clock: Arc::new(FleetClock(clock.clone())),

@@ -3,6 +3,7 @@
 
 use super::model::{Entry, Flow, Step, StepKind, Text};
 use super::parse::grpc_code_name;
+use droidfleet_agent::device::{ApiLevel, Profile};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -25,12 +26,20 @@ pub(crate) fn flow_file(flow: &Flow, comment: &[String]) -> String {
     }
     out.push_str("devices:\n");
     for device in &flow.devices {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "  - {{name: {}, type: {}}}",
+            "  - {{name: {}, type: {}",
             scalar(&device.name),
             device.ownership.as_str()
         );
+        // Defaults stay implicit, so a recorded flow reads like a written one.
+        if device.build.api_level != ApiLevel::DEFAULT {
+            let _ = write!(out, ", android: {}", device.build.api_level);
+        }
+        if device.build.profile != Profile::default() {
+            let _ = write!(out, ", profile: {}", device.build.profile);
+        }
+        out.push_str("}\n");
     }
     out.push_str("steps:\n");
     for step in &flow.steps {

@@ -6,7 +6,7 @@ use super::model;
 use clap::ValueEnum;
 use droidfleet_agent::cli::Argon2Preset;
 use droidfleet_agent::faults::FaultConfig;
-use droidfleet_agent::seeded::Mix;
+use droidfleet_agent::seeded::{AndroidMix, Mix, ProfileMix};
 use std::path::PathBuf;
 
 /// Run a fleet of simulated devices against a control plane and report outcomes, latencies,
@@ -19,6 +19,13 @@ pub struct LoadtestArgs {
     /// Weights of the enrollment types, e.g. cosu=3,byod=1 (types left out get none).
     #[arg(long, default_value = "cosu=1,cobo=1,cope=1,byod=1,aosp=1")]
     pub(super) mix: Mix,
+    /// Weights of the devices' Android API levels, e.g. 26=1,30=2,34=3 (levels 26 to 35).
+    #[arg(long, value_name = "API_LEVEL=WEIGHT,...", default_value = "35=1")]
+    pub(super) android: AndroidMix,
+    /// Weights of the devices' maker profiles, e.g. aosp=3,short-keyguard=1 (the shipped
+    /// profiles are listed in agent/README.md).
+    #[arg(long, value_name = "PROFILE=WEIGHT,...", default_value = "aosp=1")]
+    pub(super) profile: ProfileMix,
     /// Seed of the behaviour model and of the injected faults: the same seed makes the same
     /// per-device decisions.
     #[arg(long, default_value_t = 42)]
@@ -126,6 +133,8 @@ impl LoadtestArgs {
             offline_share: self.offline_share,
             offline_mean_ms: self.offline_ms,
             reboot_share: self.reboot_share,
+            android: self.android.clone(),
+            profiles: self.profile.clone(),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::admin::format::{error_name, state_name};
 use crate::admin::{AdminError, Client};
 use droidfleet_agent::device::Scope;
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig, RampUp};
+use droidfleet_control_plane::grpc::convert::policy_to_pb;
 use droidfleet_proto::v1 as pb;
 use std::collections::HashMap;
 use std::future::Future;
@@ -113,6 +114,7 @@ pub(super) async fn drive(
             .map(|p| DeviceSpec {
                 name: p.name.clone(),
                 ownership: p.ownership,
+                build: p.build,
             })
             .collect(),
         clock: Arc::new(droidfleet_agent::clock::SystemClock),
@@ -451,22 +453,12 @@ async fn prepare(
         let s = shared.clone();
         (s.plans[i].fault != Fault::NoPolicy).then_some(async move {
             let admin = s.admin(i);
-            let scope = s.plans[i].target_scope();
-            // A 6-digit PIN for the lock screen; an 8-character letters-and-digits password for
-            // a work profile: what MDM policies commonly ask.
-            let (kind, min_length) = match scope {
-                Scope::Device => (pb::PasscodeType::Pin, 6),
-                Scope::WorkProfile => (pb::PasscodeType::Alphanumeric, 8),
-            };
+            let plan = &s.plans[i];
             admin
                 .assign_passcode_policy(pb::AssignPasscodePolicyRequest {
                     device_id: s.device_ids[i].clone(),
-                    scope: scope_pb(scope) as i32,
-                    policy: Some(pb::PasscodePolicy {
-                        r#type: kind as i32,
-                        min_length,
-                        ..Default::default()
-                    }),
+                    scope: scope_pb(plan.target_scope()) as i32,
+                    policy: Some(policy_to_pb(&plan.policy())),
                 })
                 .await?;
             Ok(())
@@ -496,7 +488,7 @@ async fn prepare(
             wanted.then_some(async move {
                 let p = &s.plans[i];
                 let admin = s.admin(i);
-                let action = request_reset(admin, &s.device_ids[i]).await?;
+                let action = request_reset(admin, &s.device_ids[i], p.setup_passcode()).await?;
                 s.answers.answered(&p.name, &action.action_id).await?;
                 let last = admin.watch_action(&action.action_id, false, |_| {}).await?;
                 if state_name(last.state) != "done" {

@@ -72,9 +72,12 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     })?;
 
     eprintln!(
-        "droidfleet loadtest: {} devices ({}), seed {}, argon2 {}, control plane {}, faults {}",
+        "droidfleet loadtest: {} devices ({}; android {}; profiles {}), seed {}, argon2 {}, \
+         control plane {}, faults {}",
         args.devices,
         args.mix,
+        args.android,
+        args.profile,
         args.seed,
         args.preset_name(),
         args.control_plane,

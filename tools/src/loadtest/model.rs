@@ -1,15 +1,19 @@
 //! The load test's seeded behaviour model: the enrollment-type mix, and for each device the
 //! decisions the run makes about it (fault injected, how long its user takes to notice the
 //! reset, whether the user first mistypes, the passcodes the user chooses, whether the device
-//! goes offline around its reset and for how long, whether it reboots before its user answers).
+//! goes offline around its reset and for how long, whether it reboots before its user answers,
+//! which Android API level and maker profile it runs), the policy its reset runs under, and
+//! the outcome all of that predicts.
 //!
 //! Every decision comes from a random stream derived only from `(seed, device index)`, so the
 //! same seed gives the same decisions whatever the timing, the concurrency or the device count
 //! of other devices. The generator and `--mix` are the agent's (`droidfleet_agent::seeded`), so
 //! a seed means the same thing to the load test and to `droidfleet-agent run`.
 
-use droidfleet_agent::device::{Ownership, Passcode, Scope};
-use droidfleet_agent::seeded::{Mix, SplitMix64};
+use droidfleet_agent::device::{Build, Ownership, Passcode, Scope};
+use droidfleet_agent::seeded::{AndroidMix, Mix, ProfileMix, SplitMix64};
+use droidfleet_control_plane::model::{Complexity, PasscodePolicy, PasscodeType};
+use droidfleet_control_plane::passcode_gen;
 use serde::Serialize;
 
 /// What the run does to a device so that the control plane's failure paths carry load too.
@@ -17,21 +21,11 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub(super) enum Fault {
     None,
-    /// No passcode policy is assigned: the reset must end failed / no_passcode_policy.
+    /// No passcode policy is assigned: the reset ends failed / no_passcode_policy.
     NoPolicy,
-    /// The escrowed token is pending when the reset arrives: failed / token_not_active.
+    /// The escrowed token is pending when the reset arrives: failed / token_not_active (unless
+    /// the device's version refuses the store first; see [`DevicePlan::prediction`]).
     PendingToken,
-}
-
-impl Fault {
-    /// The error code the measured reset is expected to end with.
-    pub(super) fn expected_error(self) -> Option<&'static str> {
-        match self {
-            Fault::None => None,
-            Fault::NoPolicy => Some("no_passcode_policy"),
-            Fault::PendingToken => Some("token_not_active"),
-        }
-    }
 }
 
 /// The knobs the decisions depend on.
@@ -48,6 +42,10 @@ pub(super) struct Behaviour {
     pub offline_mean_ms: u64,
     /// Share of devices that reboot after their reset is applied, before their user answers.
     pub reboot_share: f64,
+    /// The Android API levels of the fleet (`--android`).
+    pub android: AndroidMix,
+    /// The maker profiles of the fleet (`--profile`).
+    pub profiles: ProfileMix,
 }
 
 impl Behaviour {
@@ -96,6 +94,15 @@ pub(super) struct DevicePlan {
     pub offline_ms: Option<u64>,
     /// The device reboots after its reset is applied, before its user enters the new passcode.
     pub reboot: bool,
+    /// The Android it runs: API level and maker profile.
+    pub build: Build,
+}
+
+/// How a measured reset should end, from the device's fault, Android version and maker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(super) struct Prediction {
+    pub state: &'static str,
+    pub error_code: Option<&'static str>,
 }
 
 impl DevicePlan {
@@ -105,6 +112,86 @@ impl DevicePlan {
             Scope::WorkProfile
         } else {
             Scope::Device
+        }
+    }
+
+    /// The passcode policy the run assigns to the target store (unless the device's fault is
+    /// having none): a 6-digit PIN for a lock screen, an 8-character letters-and-digits password
+    /// for a work profile, what MDM policies commonly ask.
+    pub(super) fn policy(&self) -> PasscodePolicy {
+        let (passcode_type, min_length) = match self.target_scope() {
+            Scope::Device => (PasscodeType::Pin, 6),
+            Scope::WorkProfile => (PasscodeType::Alphanumeric, 8),
+        };
+        PasscodePolicy {
+            passcode_type,
+            min_length,
+            complexity: Complexity::Unspecified,
+            min_letters: 0,
+            min_upper_case: 0,
+            min_lower_case: 0,
+            min_digits: 0,
+            min_symbols: 0,
+            min_non_letters: 0,
+            max_failed_attempts_before_wipe: 0,
+        }
+    }
+
+    /// Whether the passcode the control plane generates for [`DevicePlan::policy`] is longer than
+    /// the device's lock screen takes (a maker profile's lower cap).
+    fn generated_passcode_too_long(&self) -> bool {
+        let generated = passcode_gen::length_for(&self.policy()).unwrap_or(u32::MAX);
+        generated > self.build.profile.maker().max_passcode_length()
+    }
+
+    /// How the measured reset should end, checked in the order the control plane and the device
+    /// check: no policy (control plane), the device's version refusing the store, a pending
+    /// token, then a generated passcode the lock screen cannot take. The version refuses only a
+    /// company-owned device's device store from API level 30, which the support matrix never
+    /// targets, but it is asked all the same so the prediction follows the device model's rules.
+    pub(super) fn prediction(&self) -> Prediction {
+        let failed = |code| Prediction {
+            state: "failed",
+            error_code: Some(code),
+        };
+        if self.fault == Fault::NoPolicy {
+            return failed("no_passcode_policy");
+        }
+        let device_scope = self.target_scope() == Scope::Device;
+        if self
+            .build
+            .api_level
+            .reset_refusal(self.ownership, device_scope)
+            .is_some()
+        {
+            return Prediction {
+                state: "not_supported",
+                error_code: Some("api_level"),
+            };
+        }
+        if self.fault == Fault::PendingToken {
+            return failed("token_not_active");
+        }
+        if self.generated_passcode_too_long() {
+            return failed("passcode_policy_violation");
+        }
+        Prediction {
+            state: "done",
+            error_code: None,
+        }
+    }
+
+    /// The passcode the pending-token setup reset sets: `None` lets the control plane generate
+    /// one; on a lock screen too short for that, the user's own current passcode, which the
+    /// user chose to fit it. The setup reset must succeed, since its rotated token is what the
+    /// device then holds pending.
+    pub(super) fn setup_passcode(&self) -> Option<Passcode> {
+        if !self.generated_passcode_too_long() {
+            return None;
+        }
+        match self.target_scope() {
+            Scope::Device => Some(self.device_pin.clone()),
+            Scope::WorkProfile => self.work_password.clone(),
         }
     }
 
@@ -156,6 +243,22 @@ pub(super) fn plan(mix: &Mix, devices: usize, behaviour: &Behaviour) -> Vec<Devi
             let offline_draw = rng.unit();
             let offline_length_draw = rng.unit();
             let reboot_draw = rng.unit();
+            // The Android the device runs, drawn after everything older for the same reason.
+            let build = Build {
+                api_level: behaviour.android.pick(&mut rng),
+                profile: behaviour.profiles.pick(&mut rng),
+            };
+            // A user fits the work password to what the lock screen takes: at most its length,
+            // still with letters and two digits.
+            let max_length = build.profile.maker().max_passcode_length() as usize;
+            let work_password = work_password.map(|password| {
+                let text = password.expose();
+                if text.len() <= max_length {
+                    return password;
+                }
+                // A profile's cap is at least 4: two letters and two digits at the least.
+                Passcode::new(format!("{}{}", &text[..max_length - 2], &text[6..8]))
+            });
             let offline_ms = (offline_draw < behaviour.offline_share).then(|| {
                 // At least 1 ms: a device that goes offline is offline for some time.
                 (exponential(behaviour.offline_mean_ms as f64, offline_length_draw).round() as u64)
@@ -171,6 +274,7 @@ pub(super) fn plan(mix: &Mix, devices: usize, behaviour: &Behaviour) -> Vec<Devi
                 work_password,
                 offline_ms,
                 reboot: reboot_draw < behaviour.reboot_share,
+                build,
             }
         })
         .collect()
@@ -205,14 +309,15 @@ pub(super) fn decision_digest(plans: &[DevicePlan]) -> String {
     for p in plans {
         context.update(
             format!(
-                "{},{},{:?},{},{},{},{}\n",
+                "{},{},{:?},{},{},{},{},{}\n",
                 p.name,
                 p.ownership.as_str(),
                 p.fault,
                 p.user_delay_ms,
                 p.typo,
                 p.offline_ms.unwrap_or(0),
-                p.reboot
+                p.reboot,
+                p.build
             )
             .as_bytes(),
         );
@@ -239,6 +344,8 @@ mod tests {
             offline_share: 0.3,
             offline_mean_ms: 50,
             reboot_share: 0.3,
+            android: AndroidMix::default(),
+            profiles: ProfileMix::default(),
         }
     }
 
@@ -319,6 +426,80 @@ mod tests {
         .check()
         .unwrap_err();
         assert!(e.contains("--reboot-share 1.5"), "{e}");
+    }
+
+    #[test]
+    fn builds_are_drawn_last_and_predict_each_outcome() {
+        let mix: Mix = "cosu=1,cope=1,byod=1".parse().unwrap();
+        let mixed = Behaviour {
+            android: "26=1,30=1,35=1".parse().unwrap(),
+            profiles: "aosp=1,short-keyguard=1".parse().unwrap(),
+            ..behaviour(5)
+        };
+        let plain = plan(&mix, 60, &behaviour(5));
+        let plans = plan(&mix, 60, &mixed);
+        for (a, b) in plans.iter().zip(&plain) {
+            assert_eq!(
+                (
+                    &a.name,
+                    a.fault,
+                    a.user_delay_ms,
+                    a.typo,
+                    a.offline_ms,
+                    a.reboot
+                ),
+                (
+                    &b.name,
+                    b.fault,
+                    b.user_delay_ms,
+                    b.typo,
+                    b.offline_ms,
+                    b.reboot
+                ),
+                "a build is drawn after every older decision"
+            );
+            assert_eq!(a.device_pin.expose(), b.device_pin.expose());
+        }
+        assert!(plans.iter().any(|p| p.build.api_level.get() == 26));
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.build.profile.name() == "short-keyguard")
+        );
+        for p in &plans {
+            let short = p.build.profile.name() == "short-keyguard";
+            let expected = match (p.fault, short, p.target_scope()) {
+                (Fault::NoPolicy, _, _) => ("failed", Some("no_passcode_policy")),
+                (Fault::PendingToken, _, _) => ("failed", Some("token_not_active")),
+                // A generated work password is 8 characters; a short keyguard takes 6.
+                (Fault::None, true, Scope::WorkProfile) => {
+                    ("failed", Some("passcode_policy_violation"))
+                }
+                (Fault::None, _, _) => ("done", None),
+            };
+            let prediction = p.prediction();
+            assert_eq!(
+                (prediction.state, prediction.error_code),
+                expected,
+                "{}",
+                p.name
+            );
+            // The user's own work password fits the lock screen.
+            if let Some(work) = &p.work_password {
+                let max = p.build.profile.maker().max_passcode_length() as usize;
+                assert!(work.expose().len() <= max, "{}", p.name);
+                assert!(work.expose().bytes().any(|b| b.is_ascii_digit()));
+                assert!(work.expose().bytes().any(|b| b.is_ascii_alphabetic()));
+            }
+            // A pending-token device's setup reset must succeed: on a short keyguard the admin
+            // sets the user's own (fitting) passcode instead of a generated one.
+            assert_eq!(
+                p.setup_passcode().is_some(),
+                short && p.target_scope() == Scope::WorkProfile,
+                "{}",
+                p.name
+            );
+        }
     }
 
     #[test]

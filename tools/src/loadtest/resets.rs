@@ -15,7 +15,7 @@ use super::report::{self, DeviceRecord};
 use crate::admin::format::{error_name, state_name};
 use crate::admin::{AdminError, Client};
 use crate::causes::with_causes;
-use droidfleet_agent::device::{EntryOutcome, Scope};
+use droidfleet_agent::device::{EntryOutcome, Passcode, Scope};
 use droidfleet_proto::v1 as pb;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,13 +24,17 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// The admin's reset of the store the device's enrollment type supports.
+/// Asks for a reset of the device's store; `passcode` is the admin's choice, `None` lets the
+/// control plane generate one from the policy.
 pub(super) async fn request_reset(
     admin: &Client,
     device_id: &str,
+    passcode: Option<Passcode>,
 ) -> Result<pb::Action, AdminError> {
     admin
         .reset_passcode(pb::ResetPasscodeRequest {
             device_id: device_id.to_string(),
+            new_passcode: passcode.map(|p| p.expose().to_string()).unwrap_or_default(),
             ..Default::default()
         })
         .await
@@ -148,7 +152,7 @@ async fn reset_one(
     }
     let requested_at_ms = s.fleet.now_ms();
     edit(records, index, |r| r.requested_at_ms = requested_at_ms);
-    let action = request_reset(admin, &s.device_ids[index]).await?;
+    let action = request_reset(admin, &s.device_ids[index], None).await?;
     edit(records, index, |r| record_action(r, &action));
     let back_online = async {
         if let Some(offline_ms) = plan.offline_ms {

@@ -7,6 +7,7 @@ mod lock_screen;
 mod persistence;
 mod reset;
 mod tokens;
+mod versions;
 mod work_profile;
 
 use super::*;
@@ -26,7 +27,10 @@ fn pass(text: &str) -> Passcode {
 
 fn new_device(ownership: Ownership) -> (Device, SystemRandom) {
     let rng = SystemRandom::new();
-    (Device::new("phone".into(), ownership, KDF, &rng), rng)
+    (
+        Device::new("phone".into(), ownership, Build::default(), KDF, &rng),
+        rng,
+    )
 }
 
 fn status(device: &Device, scope: Scope) -> StoreStatus {

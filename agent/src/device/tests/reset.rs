@@ -166,10 +166,12 @@ fn reset_keeps_data_and_requires_entry_of_the_new_passcode() {
     assert!(after.locked && after.require_entry && after.has_passcode);
     assert_eq!(after.failed_attempts, 0);
     assert_eq!(after.token_state, TokenState::Pending);
-    let notifications = device.notifications();
-    assert_eq!(notifications.len(), 1);
-    assert_eq!(notifications[0].id, "enter-new-passcode/device");
-    assert_eq!(notifications[0].title, "Enter your new device passcode");
+    // The keyguard itself asks for the new passcode; no notification is invented for it.
+    assert!(device.notifications().is_empty());
+    assert_eq!(
+        device.lock_screen_prompts()[0].message,
+        "Device locked by admin"
+    );
     assert_eq!(
         device.read_user_data(Scope::Device, "notes"),
         Err(DeviceError::StoreLocked(Scope::Device))
@@ -187,7 +189,7 @@ fn reset_keeps_data_and_requires_entry_of_the_new_passcode() {
         Err(ResetError::TokenNotActive)
     );
 
-    // A wrong entry (the old passcode) keeps the notification.
+    // A wrong entry (the old passcode) keeps the keyguard asking.
     assert!(matches!(
         enter(&mut device, Scope::Device, "2580", NOW + 1),
         EntryOutcome::Refused(Refusal::WrongPasscode {
@@ -195,10 +197,11 @@ fn reset_keeps_data_and_requires_entry_of_the_new_passcode() {
             ..
         })
     ));
-    assert_eq!(device.notifications().len(), 1);
+    assert!(status(&device, Scope::Device).require_entry);
+    assert_eq!(device.lock_screen_prompts().len(), 1);
     device.take_events();
 
-    // The right one clears it, reports the entry and activates the rotated token.
+    // The right one unlocks, reports the entry and activates the rotated token.
     assert_eq!(
         enter(&mut device, Scope::Device, "9146", NOW + 2),
         EntryOutcome::Unlocked
@@ -209,7 +212,7 @@ fn reset_keeps_data_and_requires_entry_of_the_new_passcode() {
         DeviceEvent::NewPasscodeEntered { scope: Scope::Device, command_id, at_ms }
             if command_id == "cmd-1" && *at_ms == NOW + 2
     )));
-    assert!(device.notifications().is_empty());
+    assert!(device.lock_screen_prompts().is_empty());
     let after = status(&device, Scope::Device);
     assert!(!after.require_entry && !after.locked);
     assert_eq!(after.token_state, TokenState::Active);
@@ -326,5 +329,66 @@ fn work_reset_keeps_the_device_passcode_and_separates_the_challenge() {
     assert_eq!(
         status(&device, Scope::Device).token_state,
         TokenState::Active
+    );
+}
+
+/// After a device-level reset with `RESET_PASSWORD_REQUIRE_ENTRY`, Android's
+/// `DevicePolicyManagerService` requires strong authentication
+/// (`STRONG_AUTH_REQUIRED_AFTER_DPM_LOCK_NOW`) and SystemUI's bouncer says "Device locked by
+/// admin" (`kg_prompt_reason_device_admin`); no notification is posted, since the one Intune
+/// documents is for work-profile resets. After a boot the keyguard gives the boot's reason
+/// instead; the entry clears the prompt.
+#[test]
+fn a_device_level_reset_shows_the_keyguard_prompt_not_a_notification() {
+    let (mut device, rng, token) = cosu_ready();
+    assert!(device.lock_screen_prompts().is_empty(), "unlocked");
+    device
+        .reset_with_token(
+            Scope::Device,
+            &token,
+            &pass("914682"),
+            REQUIRE_ENTRY,
+            "cmd-1",
+            &rng,
+        )
+        .unwrap();
+    assert!(device.notifications().is_empty());
+    let prompts = device.lock_screen_prompts();
+    assert_eq!(prompts.len(), 1);
+    assert_eq!(prompts[0].scope, Scope::Device);
+    assert_eq!(prompts[0].reason, PromptReason::DeviceAdmin);
+    assert_eq!(prompts[0].message, "Device locked by admin");
+
+    device.reboot();
+    assert_eq!(
+        device.lock_screen_prompts()[0].message,
+        "PIN is required after device restarts"
+    );
+    assert!(status(&device, Scope::Device).require_entry);
+    assert!(device.notifications().is_empty());
+    assert_eq!(
+        enter(&mut device, Scope::Device, "914682", NOW),
+        EntryOutcome::Unlocked
+    );
+    assert!(device.lock_screen_prompts().is_empty());
+
+    // The user's own lock (the power button) is a routine unlock: no prompt.
+    device.lock(Scope::Device).unwrap();
+    assert!(device.lock_screen_prompts().is_empty());
+    // A remote lock (lockNow) is an admin's.
+    device.remote_lock(Scope::Device).unwrap();
+    assert_eq!(
+        device.lock_screen_prompts()[0].message,
+        "Device locked by admin"
+    );
+
+    // A password says so after a boot.
+    let (mut aosp, rng) = new_device(Ownership::Aosp);
+    aosp.set_passcode(Scope::Device, None, &pass("orchid42"), NOW, &rng)
+        .unwrap();
+    aosp.reboot();
+    assert_eq!(
+        aosp.lock_screen_prompts()[0].message,
+        "Password is required after device restarts"
     );
 }

@@ -263,3 +263,73 @@ fn wrong_current_passcode_that_wipes_a_unified_profile_says_so() {
     assert!(status(&device, Scope::WorkProfile).wiped);
     assert!(!status(&device, Scope::Device).wiped);
 }
+
+/// A unified work profile shares the device's credential, so Android holds that credential to
+/// the work profile's admin too: `DevicePolicyManagerService.getPasswordMinimumMetrics` gathers
+/// the admins of every profile without a separate challenge and `PasswordMetrics.merge` takes
+/// the stricter of each requirement. Once the profile has its own challenge, only the device's
+/// policy applies to the device passcode.
+#[test]
+fn unified_work_profile_requirements_hold_the_device_passcode() {
+    let (mut device, rng, _) = cope_ready();
+    device
+        .set_policy(
+            Scope::WorkProfile,
+            Some(PasscodePolicy {
+                passcode_type: PasscodeType::Alphanumeric,
+                min_length: 8,
+                ..PasscodePolicy::default()
+            }),
+        )
+        .unwrap();
+    device.set_policy(Scope::Device, Some(min_six())).unwrap();
+    // The device's own policy asks for a 6-digit PIN; the work profile's for a password of 8.
+    assert_eq!(
+        device.set_passcode(
+            Scope::Device,
+            Some(&pass("2580")),
+            &pass("914682"),
+            NOW,
+            &rng
+        ),
+        Err(DeviceError::Policy(PolicyViolation::WeakCredentialType))
+    );
+    assert_eq!(
+        device
+            .requirement(Scope::Device)
+            .unwrap()
+            .policy
+            .unwrap()
+            .passcode_type,
+        PasscodeType::Alphanumeric
+    );
+    device
+        .set_passcode(
+            Scope::Device,
+            Some(&pass("2580")),
+            &pass("orchid42"),
+            NOW,
+            &rng,
+        )
+        .unwrap();
+
+    // A separate work challenge frees the device passcode from the work policy.
+    device
+        .set_passcode(
+            Scope::WorkProfile,
+            Some(&pass("orchid42")),
+            &pass("wq8r2t5z"),
+            NOW,
+            &rng,
+        )
+        .unwrap();
+    device
+        .set_passcode(
+            Scope::Device,
+            Some(&pass("orchid42")),
+            &pass("914682"),
+            NOW,
+            &rng,
+        )
+        .unwrap();
+}

@@ -268,6 +268,59 @@ impl Store for SqliteStore {
             .map(|_| ())
     }
 
+    async fn set_device_build(
+        &self,
+        device_id: &str,
+        api_level: u32,
+        maker_profile: &str,
+    ) -> Result<(), StoreError> {
+        let device_id = device_id.to_string();
+        let maker_profile = maker_profile.to_string();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    let result = sqlx::query(
+                        "UPDATE devices SET api_level = ?, maker_profile = ? WHERE id = ?",
+                    )
+                    .bind(i64::from(api_level))
+                    .bind(&maker_profile)
+                    .bind(&device_id)
+                    .execute(&mut *connection)
+                    .await?;
+                    if result.rows_affected() == 0 {
+                        return Err(device_not_found(&device_id));
+                    }
+                    let change = Change::Build {
+                        device_id,
+                        api_level,
+                        maker_profile,
+                    };
+                    Ok(Written::new((), vec![change]))
+                })
+            })
+            .await
+    }
+
+    async fn move_device(&self, device_id: &str, group: &str) -> Result<(), StoreError> {
+        let device_id = device_id.to_string();
+        let group = group.to_string();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    let result = sqlx::query("UPDATE devices SET device_group = ? WHERE id = ?")
+                        .bind(&group)
+                        .bind(&device_id)
+                        .execute(&mut *connection)
+                        .await?;
+                    if result.rows_affected() == 0 {
+                        return Err(device_not_found(&device_id));
+                    }
+                    Ok(Written::new((), vec![Change::Moved { device_id, group }]))
+                })
+            })
+            .await
+    }
+
     async fn set_policy(
         &self,
         device_id: &str,
@@ -957,6 +1010,8 @@ async fn enroll(
                     work_profile_policy: None,
                     escrowed_token_scopes: Vec::new(),
                     group,
+                    api_level: 0,
+                    maker_profile: String::new(),
                 },
                 credential_hash: device.credential_hash,
                 escrow_tokens: Vec::new(),

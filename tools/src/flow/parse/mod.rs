@@ -10,7 +10,7 @@ mod steps;
 mod values;
 
 use super::model::{Flow, FlowDevice, Pos};
-use droidfleet_agent::device::{Ownership, Scope};
+use droidfleet_agent::device::{ApiLevel, Build, Ownership, Profile, Scope};
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -341,7 +341,8 @@ impl Reader {
         };
         let mut devices: Vec<FlowDevice> = Vec::new();
         for item in items {
-            let Some(fields) = self.fields(item, "device", &["name", "type"]) else {
+            let Some(fields) = self.fields(item, "device", &["name", "type", "android", "profile"])
+            else {
                 continue;
             };
             let name = self.required(&fields, "name", item, |r, n| r.string(n, "name"));
@@ -356,7 +357,25 @@ impl Reader {
                 }
                 parsed
             });
-            let (Some(name), Some(ownership)) = (name.clone(), ownership) else {
+            let api_level = match fields.get("android") {
+                Some(node) => self.unsigned(node, "android").and_then(|level| {
+                    ApiLevel::new(level)
+                        .map_err(|e| self.problem(pos_of(node), e.to_string()))
+                        .ok()
+                }),
+                None => Some(ApiLevel::DEFAULT),
+            };
+            let profile = match fields.get("profile") {
+                Some(node) => self.string(node, "profile").and_then(|text| {
+                    text.parse::<Profile>()
+                        .map_err(|e| self.problem(pos_of(node), e))
+                        .ok()
+                }),
+                None => Some(Profile::default()),
+            };
+            let (Some(name), Some(ownership), Some(api_level), Some(profile)) =
+                (name.clone(), ownership, api_level, profile)
+            else {
                 self.broken_devices.extend(name);
                 continue;
             };
@@ -376,6 +395,7 @@ impl Reader {
             devices.push(FlowDevice {
                 name,
                 ownership,
+                build: Build { api_level, profile },
                 pos,
             });
         }
@@ -417,16 +437,18 @@ pub(crate) fn grpc_code_name(code: tonic::Code) -> &'static str {
 
 /// Every `ErrorCode` of the proto but UNSPECIFIED, as flows write them; a unit test keeps it
 /// equal to the proto's list.
-pub(crate) const ERROR_CODE_NAMES: [&str; 15] = [
+pub(crate) const ERROR_CODE_NAMES: [&str; 17] = [
     "no_passcode_policy",
     "scope_not_supported",
     "no_escrowed_token",
+    "api_level",
     "token_missing",
     "token_not_active",
     "token_mismatch",
     "passcode_policy_violation",
     "store_wiped",
     "store_missing",
+    "no_passcode",
     "bad_signature",
     "wrong_device",
     "replayed",

@@ -325,3 +325,28 @@ fn repeats_and_real_waits_are_bounded() {
     assert_eq!((line, col), (3, 11));
     assert!(message.contains("`advance` moves the clocks"), "{message}");
 }
+
+#[test]
+fn a_device_names_its_android_version_and_maker_profile() {
+    let flow = parse_flow(
+        Path::new("versions.yaml"),
+        "devices:\n  - {name: old, type: byod, android: 29, profile: short-keyguard}\n  - {name: new, type: cosu}\nsteps:\n  - reboot: old\n",
+        &embedded(),
+    )
+    .unwrap();
+    assert_eq!(flow.devices[0].build.api_level, ApiLevel::new(29).unwrap());
+    assert_eq!(flow.devices[0].build.profile.name(), "short-keyguard");
+    assert_eq!(flow.devices[1].build, Build::default());
+
+    let (line, col, message) =
+        problem("devices: [{name: a, type: cosu, android: 25}]\nsteps:\n  - reboot: a\n");
+    assert_eq!((line, col), (1, 42));
+    assert!(message.contains("25"), "{message}");
+    let (line, col, message) =
+        problem("devices: [{name: a, type: cosu, profile: acme}]\nsteps:\n  - reboot: a\n");
+    assert_eq!((line, col), (1, 42));
+    assert!(
+        message.contains("unknown maker profile \"acme\"") && message.contains("short-keyguard"),
+        "{message}"
+    );
+}

@@ -293,6 +293,8 @@ pub(in crate::loadtest) fn build(
         ),
         ("devices", json!(args.devices)),
         ("mix", json!(args.mix.to_string())),
+        ("android", json!(args.android.to_string())),
+        ("profile", json!(args.profile.to_string())),
         ("seed", json!(args.seed)),
         ("rate", json!(args.rate)),
         ("user_delay_ms", json!(args.user_delay_ms)),

@@ -71,14 +71,16 @@ impl Report {
             page.push_str("</table>\n");
 
             page.push_str(
-                "<h2>Outcomes</h2>\n<table><tr><th>type</th><th>state</th><th>error code</th>\
-                 <th>devices</th></tr>\n",
+                "<h2>Outcomes</h2>\n<table><tr><th>type</th><th>android</th><th>profile</th>\
+                 <th>state</th><th>error code</th><th>devices</th></tr>\n",
             );
             for row in &self.outcomes {
                 let _ = writeln!(
                     page,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>API {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     escape(&row.ownership),
+                    row.api_level,
+                    escape(&row.profile),
                     escape(&row.state),
                     escape(&row.error_code),
                     row.count
@@ -86,7 +88,8 @@ impl Report {
             }
             let _ = writeln!(
                 page,
-                "</table><p>Total {}; not as the injected faults predict: {}.</p>",
+                "</table><p>Total {}; not as predicted (fault, Android version, maker profile): \
+                 {}.</p>",
                 self.outcome_total, self.unexpected
             );
 

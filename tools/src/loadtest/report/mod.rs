@@ -18,7 +18,7 @@ pub(super) use build::{Setting, build};
 
 use super::baseline::{Argon2Baseline, EchoBaseline};
 use super::measure::{LAG_WARN_MS, Percentiles};
-use super::model::{DevicePlan, Fault};
+use super::model::{DevicePlan, Fault, Prediction};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -35,6 +35,12 @@ pub(super) struct DeviceRecord {
     pub offline_ms: Option<u64>,
     /// Decided: rebooted after the reset was applied, before the user's entry.
     pub reboot: bool,
+    /// The Android API level the device runs.
+    pub api_level: u32,
+    /// The maker profile it follows.
+    pub profile: &'static str,
+    /// How its reset should end, from its fault, version and maker.
+    pub predicted: Prediction,
     /// Argon2id runs the device makes for this reset if it ends done (from the decisions).
     pub argon2_runs: u32,
     pub device_id: String,
@@ -70,6 +76,9 @@ impl DeviceRecord {
             typo: plan.typo,
             offline_ms: plan.offline_ms,
             reboot: plan.reboot,
+            api_level: plan.build.api_level.get(),
+            profile: plan.build.profile.name(),
+            predicted: plan.prediction(),
             argon2_runs: plan.argon2_runs_if_done(),
             device_id,
             action_id: None,
@@ -91,12 +100,14 @@ impl DeviceRecord {
         self.state == "done" && self.user_entered_at_ms > 0 && self.problem.is_none()
     }
 
-    /// Reached a final state the injected fault predicts: done for a healthy device, failed with
-    /// the fault's code for a faulty one.
+    /// Reached the final state its fault, Android version and maker predict: done with the
+    /// user's entry recorded, or the predicted state with the predicted code.
     pub(super) fn as_expected(&self) -> bool {
-        match self.fault.expected_error() {
+        match self.predicted.error_code {
             None => self.fully_done(),
-            Some(code) => self.state == "failed" && self.error_code.as_deref() == Some(code),
+            Some(code) => {
+                self.state == self.predicted.state && self.error_code.as_deref() == Some(code)
+            }
         }
     }
 }
@@ -104,6 +115,9 @@ impl DeviceRecord {
 #[derive(Debug, Serialize)]
 pub(super) struct OutcomeRow {
     pub ownership: String,
+    /// The devices' Android API level.
+    pub api_level: u32,
+    pub profile: String,
     pub state: String,
     pub error_code: String,
     pub count: usize,
@@ -373,7 +387,8 @@ pub(super) fn delivered_after_completed(devices: &[DeviceRecord]) -> usize {
 }
 
 pub(super) fn outcomes(devices: &[DeviceRecord]) -> Vec<OutcomeRow> {
-    let mut counts: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    type Key = (String, u32, &'static str, String, String);
+    let mut counts: BTreeMap<Key, usize> = BTreeMap::new();
     for d in devices {
         let code = match (&d.error_code, &d.problem) {
             (Some(code), _) => code.clone(),
@@ -381,18 +396,27 @@ pub(super) fn outcomes(devices: &[DeviceRecord]) -> Vec<OutcomeRow> {
             (None, Some(_)) => "user_entry_not_recorded".into(),
             (None, None) => "-".into(),
         };
-        *counts
-            .entry((d.ownership.to_uppercase(), d.state.clone(), code))
-            .or_default() += 1;
+        let key = (
+            d.ownership.to_uppercase(),
+            d.api_level,
+            d.profile,
+            d.state.clone(),
+            code,
+        );
+        *counts.entry(key).or_default() += 1;
     }
     counts
         .into_iter()
-        .map(|((ownership, state, error_code), count)| OutcomeRow {
-            ownership,
-            state,
-            error_code,
-            count,
-        })
+        .map(
+            |((ownership, api_level, profile, state, error_code), count)| OutcomeRow {
+                ownership,
+                api_level,
+                profile: profile.to_string(),
+                state,
+                error_code,
+                count,
+            },
+        )
         .collect()
 }
 

@@ -162,10 +162,13 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "devices: {}   seed: {}   mix: {}   connections: {}   ramp-up: {} ms   decision digest: {}",
+            "devices: {}   seed: {}   mix: {}   android: {}   profiles: {}   connections: {}   \
+             ramp-up: {} ms   decision digest: {}",
             self.config["devices"],
             self.config["seed"],
             self.config["mix"].as_str().unwrap_or_default(),
+            self.config["android"].as_str().unwrap_or_default(),
+            self.config["profile"].as_str().unwrap_or_default(),
             self.config["connections"],
             self.config["ramp_up_ms"],
             &self.decision_digest[..16]
@@ -217,19 +220,25 @@ impl Report {
             let _ = writeln!(out, "\nOutcomes");
             let _ = writeln!(
                 out,
-                "  {:<6} {:<14} {:<26} {:>7}",
-                "type", "state", "error code", "devices"
+                "  {:<6} {:<7} {:<24} {:<14} {:<26} {:>7}",
+                "type", "android", "profile", "state", "error code", "devices"
             );
             for row in &self.outcomes {
                 let _ = writeln!(
                     out,
-                    "  {:<6} {:<14} {:<26} {:>7}",
-                    row.ownership, row.state, row.error_code, row.count
+                    "  {:<6} {:<7} {:<24} {:<14} {:<26} {:>7}",
+                    row.ownership,
+                    format!("API {}", row.api_level),
+                    row.profile,
+                    row.state,
+                    row.error_code,
+                    row.count
                 );
             }
             let _ = writeln!(
                 out,
-                "  total {}; not as the injected faults predict: {}; setup resets (not counted): {}",
+                "  total {}; not as predicted (fault, Android version, maker profile): {}; \
+                 setup resets (not counted): {}",
                 self.outcome_total, self.unexpected, self.setup_resets
             );
 

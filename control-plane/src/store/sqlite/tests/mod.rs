@@ -428,6 +428,49 @@ async fn devices_and_actions_are_listed_by_group() {
 }
 
 #[tokio::test]
+async fn a_device_records_its_build_and_moves_between_groups() {
+    let f = fixture().await;
+    let s = &f.store;
+    let device = enroll_in(s, "dev_n", 1, "north").await;
+    assert_eq!((device.api_level, device.maker_profile.as_str()), (0, ""));
+    s.create_action(new_action("a_n", "dev_n", ActionState::Pending))
+        .await
+        .unwrap();
+    s.set_policy("dev_n", Scope::WorkProfile, Some(&policy()))
+        .await
+        .unwrap();
+    s.set_device_build("dev_n", 31, "short-keyguard")
+        .await
+        .unwrap();
+    s.move_device("dev_n", "south").await.unwrap();
+    let moved = s.get_device("dev_n").await.unwrap().unwrap();
+    assert_eq!(moved.group, "south");
+    assert_eq!(
+        (moved.api_level, moved.maker_profile.as_str()),
+        (31, "short-keyguard")
+    );
+    assert_eq!(moved.work_profile_policy, Some(policy()), "policies stay");
+    let south: BTreeSet<String> = ["south".to_string()].into();
+    let north: BTreeSet<String> = ["north".to_string()].into();
+    assert_eq!(s.list_devices(Some(&south)).await.unwrap().len(), 1);
+    assert!(s.list_devices(Some(&north)).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_actions(None, Some(&south)).await.unwrap()[0].id,
+        "a_n",
+        "its actions follow it"
+    );
+    for error in [
+        s.move_device("dev_x", "south").await.unwrap_err(),
+        s.set_device_build("dev_x", 30, "aosp").await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(error, StoreError::NotFound { kind: "device", .. }),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn re_enrollment_gives_a_known_device_a_new_credential_and_nothing_else() {
     let f = fixture().await;
     let s = &f.store;
@@ -548,6 +591,11 @@ async fn a_database_of_schema_version_1_keeps_its_devices_and_roles() {
     assert_eq!(admin.grants.authorize_anywhere(&Permission::ALL), Ok(()));
     let device = store.get_device("dev_old").await.unwrap().unwrap();
     assert_eq!(device.group, rbac::DEFAULT_GROUP);
+    assert_eq!(
+        (device.api_level, device.maker_profile.as_str()),
+        (0, ""),
+        "unknown until its next Hello"
+    );
     assert_eq!(
         store
             .device_by_credential(hash(2))
