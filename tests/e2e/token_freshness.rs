@@ -33,6 +33,7 @@ fn hello(device: &RawDevice, status: pb::DeviceStatus) -> pb::DeviceMessage {
             device_id: device.device_id.clone(),
             agent_version: "raw-test-device".into(),
             status: Some(status),
+            ..Default::default()
         })),
     }
 }
