@@ -22,6 +22,7 @@
 //! it all against real database files.
 
 mod bulk;
+mod enrollment;
 mod queries;
 mod rows;
 #[cfg(test)]
