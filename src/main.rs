@@ -63,6 +63,15 @@ struct ServeArgs {
     /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); off when not given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the web console (sign in with an admin token) on this address; off when not given.
+    #[arg(long)]
+    console: Option<SocketAddr>,
+    /// Serve the console over HTTPS with this certificate chain (PEM); needs --console-tls-key.
+    #[arg(long, requires = "console_tls_key", requires = "console")]
+    console_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --console-tls-cert.
+    #[arg(long, requires = "console_tls_cert")]
+    console_tls_key: Option<PathBuf>,
     /// Holds the database, the keys, and on first start the bootstrap admin token.
     #[arg(long, default_value = "droidfleet-data", env = "DROIDFLEET_DATA_DIR")]
     data_dir: PathBuf,
@@ -100,6 +109,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Read before anything starts, so a bad certificate stops the command at once.
+    let console_tls = match (&args.console_tls_cert, &args.console_tls_key) {
+        (Some(cert), Some(key)) => Some(droidfleet_console::TlsConfig::from_pem_files(cert, key)?),
+        _ => None,
+    };
     let opened =
         droidfleet_control_plane::server::open(Config::new(&args.data_dir), Arc::new(SystemClock))
             .await?;
@@ -129,15 +143,60 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // One Ctrl-C stops the control plane and the console.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            ctrl_c().await;
+            stop.send_replace(true);
+        }
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let console = match args.console {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the console: {e}"))?;
+            let scheme = if console_tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("console on {scheme}://{}/", listener.local_addr()?);
+            let options = droidfleet_console::ConsoleOptions {
+                clock: Arc::new(SystemClock),
+                tls: console_tls,
+            };
+            Some(tokio::spawn(droidfleet_console::serve(
+                opened.control_plane.clone(),
+                listener,
+                options,
+                until_stopped(),
+            )))
+        }
+        None => None,
+    };
     println!("control plane listening on {}", listener.local_addr()?);
-    droidfleet_control_plane::server::serve_with_metrics(
+    let served = droidfleet_control_plane::server::serve_with_metrics(
         opened.control_plane,
         listener,
         metrics,
-        ctrl_c(),
+        until_stopped(),
     )
-    .await?;
-    Ok(())
+    .await;
+    // The control plane stopped (or failed): the console stops with it.
+    stop.send_replace(true);
+    if let Some(console) = console {
+        console.await?;
+    }
+    Ok(served?)
 }
 
 async fn ctrl_c() {

@@ -198,7 +198,7 @@ fn the_control_plane_library_never_uses_the_agent() {
     let control_plane = package("droidfleet-control-plane");
     let mut offenders = dependencies_on(
         control_plane,
-        &["droidfleet-agent", "droidfleet-tools"],
+        &["droidfleet-agent", "droidfleet-tools", "droidfleet-console"],
         ANY_KIND,
     );
     offenders.extend(dependencies_on(control_plane, CLI_ONLY, SHIPPED_KINDS));
@@ -206,6 +206,46 @@ fn the_control_plane_library_never_uses_the_agent() {
         offenders.is_empty(),
         "the control-plane library depends on the agent, the tools or a CLI-only crate: \
          {offenders:?}"
+    );
+}
+
+/// The console is one more client of the admin API, served in the control plane's process: it
+/// may link the control plane (to serve its `AdminApi` in-process) and the proto, nothing else of
+/// ours, and none of the CLI's crates; and it never opens the store or reads the rules itself,
+/// so every page and button is an admin call, checked and audited by `admin_call`.
+#[test]
+fn the_console_reaches_the_control_plane_only_through_its_admin_api() {
+    let console = package("droidfleet-console");
+    let mut offenders = dependencies_on(
+        console,
+        &["droidfleet-agent", "droidfleet-tools", "droidfleet"],
+        ANY_KIND,
+    );
+    offenders.extend(dependencies_on(console, CLI_ONLY, SHIPPED_KINDS));
+    assert!(
+        offenders.is_empty(),
+        "the console depends on more than the control plane and the proto: {offenders:?}"
+    );
+    let mut bypasses = Vec::new();
+    for internal in [
+        "droidfleet_control_plane::store",
+        "droidfleet_control_plane::rbac",
+        "droidfleet_control_plane::crypto",
+        "SqliteStore",
+    ] {
+        bypasses.extend(
+            files_mentioning("console/src", internal, &[])
+                .into_iter()
+                .map(|file| format!("{file} uses {internal}")),
+        );
+    }
+    assert!(
+        bypasses.is_empty(),
+        "console files reaching past the admin API: {bypasses:?}"
+    );
+    assert!(
+        !files_mentioning("console/src", "AdminApi", &[]).is_empty(),
+        "the console calls the admin API"
     );
 }
 

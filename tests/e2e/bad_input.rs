@@ -14,6 +14,7 @@ const INVALID: Code = Code::InvalidArgument;
 /// One request of the table: the RPC and its message.
 enum Call {
     ListDevices(pb::ListDevicesRequest),
+    SearchDevices(pb::SearchDevicesRequest),
     GetDevice(pb::GetDeviceRequest),
     WatchDevice(pb::GetDeviceRequest),
     CreateEnrollmentToken(pb::CreateEnrollmentTokenRequest),
@@ -35,6 +36,7 @@ enum Call {
     AssignRole(pb::RoleAssignmentRequest),
     UnassignRole(pb::RoleAssignmentRequest),
     DeletePrincipal(pb::DeletePrincipalRequest),
+    GetCaller(pb::GetCallerRequest),
     Enroll(pb::EnrollRequest),
     /// The test device's Session with these messages (normally a Hello first).
     Session(Vec<pb::DeviceMessage>),
@@ -44,6 +46,7 @@ impl Call {
     fn rpc(&self) -> &'static str {
         match self {
             Call::ListDevices(_) => "ListDevices",
+            Call::SearchDevices(_) => "SearchDevices",
             Call::GetDevice(_) => "GetDevice",
             Call::WatchDevice(_) => "WatchDevice",
             Call::CreateEnrollmentToken(_) => "CreateEnrollmentToken",
@@ -65,6 +68,7 @@ impl Call {
             Call::AssignRole(_) => "AssignRole",
             Call::UnassignRole(_) => "UnassignRole",
             Call::DeletePrincipal(_) => "DeletePrincipal",
+            Call::GetCaller(_) => "GetCaller",
             Call::Enroll(_) => "Enroll",
             Call::Session(_) => "Session",
         }
@@ -302,6 +306,17 @@ fn table(f: &Fixture) -> Vec<Row> {
         row("ListDevices", "group", "space", Call::ListDevices(pb::ListDevicesRequest { group: "two words".into() }), INVALID, "group"),
         row("ListDevices", "group", "65 chars", Call::ListDevices(pb::ListDevicesRequest { group: long_name.clone() }), INVALID, "group"),
         row("ListDevices", "group", "slash", Call::ListDevices(pb::ListDevicesRequest { group: "a/b".into() }), INVALID, "group"),
+        row("SearchDevices", "page_size", "1001", Call::SearchDevices(pb::SearchDevicesRequest { page_size: 1001, ..Default::default() }), INVALID, "page_size"),
+        row("SearchDevices", "page_token", "not base64", Call::SearchDevices(pb::SearchDevicesRequest { page_token: "%%%".into(), ..Default::default() }), INVALID, "page_token"),
+        row("SearchDevices", "page_token", "no cursor", Call::SearchDevices(pb::SearchDevicesRequest { page_token: "eHl6".into(), ..Default::default() }), INVALID, "page_token"),
+        row("SearchDevices", "page_token", "oversized", Call::SearchDevices(pb::SearchDevicesRequest { page_token: "A".repeat(2000), ..Default::default() }), INVALID, "page_token"),
+        row("SearchDevices", "search", "129 bytes", Call::SearchDevices(pb::SearchDevicesRequest { search: long_id.clone(), ..Default::default() }), INVALID, "search"),
+        row("SearchDevices", "search", "newline", Call::SearchDevices(pb::SearchDevicesRequest { search: "a\nb".into(), ..Default::default() }), INVALID, "search"),
+        row("SearchDevices", "ownership", "unknown", Call::SearchDevices(pb::SearchDevicesRequest { ownership: 42, ..Default::default() }), INVALID, "ownership"),
+        row("SearchDevices", "group", "slash", Call::SearchDevices(pb::SearchDevicesRequest { group: "a/b".into(), ..Default::default() }), INVALID, "group"),
+        row("SearchDevices", "latest_action_state", "unknown", Call::SearchDevices(pb::SearchDevicesRequest { latest_action_state: 42, ..Default::default() }), INVALID, "latest_action_state"),
+        row("GetCaller", "device_id", "space", Call::GetCaller(pb::GetCallerRequest { device_id: "dev 1".into() }), INVALID, "device_id"),
+        row("GetCaller", "device_id", "129 bytes", Call::GetCaller(pb::GetCallerRequest { device_id: long_id.clone() }), INVALID, "device_id"),
         row("GetDevice", "device_id", "empty", Call::GetDevice(with(dev(), |r| r.device_id.clear())), INVALID, "device_id"),
         row("GetDevice", "device_id", "129 bytes", Call::GetDevice(with(dev(), |r| r.device_id = long_id.clone())), INVALID, "device_id"),
         row("GetDevice", "device_id", "space", Call::GetDevice(with(dev(), |r| r.device_id = "dev 1".into())), INVALID, "device_id"),
@@ -461,6 +476,7 @@ async fn send(world: &World, fixture: &Fixture, call: Call) -> Result<(), tonic:
     }
     match call {
         Call::ListDevices(m) => unary!(list_devices, m),
+        Call::SearchDevices(m) => unary!(search_devices, m),
         Call::GetDevice(m) => unary!(get_device, m),
         Call::WatchDevice(m) => unary!(watch_device, m),
         Call::CreateEnrollmentToken(m) => unary!(create_enrollment_token, m),
@@ -482,6 +498,7 @@ async fn send(world: &World, fixture: &Fixture, call: Call) -> Result<(), tonic:
         Call::AssignRole(m) => unary!(assign_role, m),
         Call::UnassignRole(m) => unary!(unassign_role, m),
         Call::DeletePrincipal(m) => unary!(delete_principal, m),
+        Call::GetCaller(m) => unary!(get_caller, m),
         Call::Enroll(m) => fixture.device.client.clone().enroll(m).await.map(|_| ()),
         Call::Session(messages) => {
             let session = open_session(
@@ -621,6 +638,7 @@ async fn every_rpc_refuses_bad_fields_by_name_and_writes_nothing() {
     );
     for rpc in [
         "ListDevices",
+        "SearchDevices",
         "GetDevice",
         "WatchDevice",
         "CreateEnrollmentToken",
@@ -641,6 +659,7 @@ async fn every_rpc_refuses_bad_fields_by_name_and_writes_nothing() {
         "AssignRole",
         "UnassignRole",
         "DeletePrincipal",
+        "GetCaller",
         "Enroll",
         "Session",
     ] {
@@ -662,6 +681,17 @@ async fn the_tables_valid_requests_pass() {
     let calls = vec![
         Call::ListDevices(pb::ListDevicesRequest {
             group: "north".into(),
+        }),
+        Call::SearchDevices(pb::SearchDevicesRequest {
+            page_size: 1000,
+            search: "tab".into(),
+            ownership: pb::Ownership::Cosu as i32,
+            group: "default".into(),
+            latest_action_state: pb::ActionState::Pending as i32,
+            ..Default::default()
+        }),
+        Call::GetCaller(pb::GetCallerRequest {
+            device_id: f.device.device_id.clone(),
         }),
         Call::GetDevice(valid::device(&f)),
         Call::WatchDevice(valid::device(&f)),

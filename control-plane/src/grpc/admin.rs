@@ -7,8 +7,8 @@ use super::convert::*;
 use crate::model::{Action, AuditFilter, RoleAssignment};
 use crate::secret::Passcode;
 use crate::service::{
-    AuditNote, ControlPlane, EnrollmentTokenRequest, LockRequest, Operation, ResetRequest,
-    ServiceError, scope_words,
+    AuditNote, ControlPlane, DeviceSearch, EnrollmentTokenRequest, LockRequest, Operation,
+    ResetRequest, ServiceError, scope_words,
 };
 use crate::store::AuthenticatedPrincipal;
 use droidfleet_proto::v1 as pb;
@@ -123,6 +123,51 @@ impl AdminService for AdminApi {
                     .map(|d| device_to_pb(d, cp.is_online(&d.id)))
                     .collect();
                 Ok((pb::ListDevicesResponse { devices }, AuditNote::default()))
+            },
+        )
+        .await
+    }
+
+    async fn search_devices(
+        &self,
+        request: Request<pb::SearchDevicesRequest>,
+    ) -> Result<Response<pb::SearchDevicesResponse>, Status> {
+        self.call(
+            request,
+            Operation::SearchDevices,
+            none,
+            |cp, caller, r| async move {
+                let search = DeviceSearch {
+                    page_size: r.page_size,
+                    page_token: text(r.page_token),
+                    search: text(r.search),
+                    ownership: optional_ownership_from_pb(r.ownership, "ownership")?,
+                    group: text(r.group),
+                    latest_action_state: optional_action_state_from_pb(
+                        r.latest_action_state,
+                        "latest_action_state",
+                    )?,
+                };
+                let page = cp.search_devices(&caller, search).await?;
+                let devices = page
+                    .devices
+                    .iter()
+                    .map(|listed| pb::ListedDevice {
+                        device: Some(device_to_pb(
+                            &listed.device,
+                            cp.is_online(&listed.device.id),
+                        )),
+                        latest_action: listed.latest_action.as_ref().map(action_to_pb),
+                    })
+                    .collect();
+                Ok((
+                    pb::SearchDevicesResponse {
+                        devices,
+                        next_page_token: page.next_page_token.unwrap_or_default(),
+                        previous_page_token: page.previous_page_token.unwrap_or_default(),
+                    },
+                    AuditNote::default(),
+                ))
             },
         )
         .await
@@ -754,6 +799,53 @@ impl AdminService for AdminApi {
         )
         .await
     }
+
+    async fn get_caller(
+        &self,
+        request: Request<pb::GetCallerRequest>,
+    ) -> Result<Response<pb::Caller>, Status> {
+        self.call(
+            request,
+            Operation::GetCaller,
+            |r| Some(r.device_id.clone()),
+            |cp, caller, r| async move {
+                let device = text(r.device_id);
+                let access = cp.caller_access(&caller, device.as_deref()).await?;
+                let note = match &device {
+                    Some(device_id) => device_note(device_id),
+                    None => AuditNote::default(),
+                };
+                Ok((
+                    pb::Caller {
+                        name: caller.name.clone(),
+                        assignments: access
+                            .assignments
+                            .iter()
+                            .map(|a| pb::RoleAssignment {
+                                role: a.role.clone(),
+                                group: a.group.clone().unwrap_or_default(),
+                            })
+                            .collect(),
+                        permissions: permission_names(&access.anywhere),
+                        device_permissions: access
+                            .on_device
+                            .as_ref()
+                            .map(permission_names)
+                            .unwrap_or_default(),
+                    },
+                    note,
+                ))
+            },
+        )
+        .await
+    }
+}
+
+/// A permission set as the wire spells it, in a stable order.
+fn permission_names(
+    permissions: &std::collections::BTreeSet<crate::model::Permission>,
+) -> Vec<String> {
+    permissions.iter().map(|p| p.as_str().to_string()).collect()
 }
 
 /// How far an action has come: a later state, or a later change of the same state. An action

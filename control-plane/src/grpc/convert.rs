@@ -29,6 +29,17 @@ pub fn ownership_from_pb(value: i32, field: &'static str) -> Result<Ownership, S
     }
 }
 
+/// `Ok(None)` for OWNERSHIP_UNSPECIFIED (a filter that matches every type).
+pub fn optional_ownership_from_pb(
+    value: i32,
+    field: &'static str,
+) -> Result<Option<Ownership>, ServiceError> {
+    if value == pb::Ownership::Unspecified as i32 {
+        return Ok(None);
+    }
+    ownership_from_pb(value, field).map(Some)
+}
+
 pub fn ownership_to_pb(ownership: Ownership) -> pb::Ownership {
     match ownership {
         Ownership::Cosu => pb::Ownership::Cosu,
@@ -239,6 +250,24 @@ pub fn error_code_from_pb(value: i32) -> ErrorCode {
         Ok(pb::ErrorCode::Expired) => ErrorCode::Expired,
         Ok(pb::ErrorCode::MalformedCommand) => ErrorCode::MalformedCommand,
         _ => ErrorCode::Internal,
+    }
+}
+
+/// `Ok(None)` for ACTION_STATE_UNSPECIFIED (a filter that matches every state).
+pub fn optional_action_state_from_pb(
+    value: i32,
+    field: &'static str,
+) -> Result<Option<ActionState>, ServiceError> {
+    match pb::ActionState::try_from(value) {
+        Ok(pb::ActionState::Unspecified) => Ok(None),
+        Ok(pb::ActionState::Pending) => Ok(Some(ActionState::Pending)),
+        Ok(pb::ActionState::Active) => Ok(Some(ActionState::Active)),
+        Ok(pb::ActionState::Done) => Ok(Some(ActionState::Done)),
+        Ok(pb::ActionState::Failed) => Ok(Some(ActionState::Failed)),
+        Ok(pb::ActionState::Canceled) => Ok(Some(ActionState::Canceled)),
+        Ok(pb::ActionState::NotSupported) => Ok(Some(ActionState::NotSupported)),
+        Ok(pb::ActionState::Expired) => Ok(Some(ActionState::Expired)),
+        Err(_) => Err(invalid(field, format!("unknown action state {value}"))),
     }
 }
 

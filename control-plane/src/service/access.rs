@@ -5,7 +5,9 @@
 use super::validation::{MAX_AUDIT_LIMIT, MAX_TOKEN_LEN, check_id};
 use super::{ControlPlane, MAX_CACHED_PRINCIPALS, PrincipalCache, ServiceError};
 use crate::crypto::sha256;
-use crate::model::{Action, ActionKind, AuditEvent, AuditFilter, Device, Permission};
+use crate::model::{
+    Action, ActionKind, AuditEvent, AuditFilter, Device, Permission, RoleAssignment,
+};
 use crate::rbac::{self, DeviceDenial, Visibility};
 use crate::secret::BearerToken;
 use crate::store::AuthenticatedPrincipal;
@@ -18,6 +20,7 @@ use std::sync::atomic::Ordering;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Operation {
     ListDevices,
+    SearchDevices,
     GetDevice,
     WatchDevice,
     WatchDevices,
@@ -42,6 +45,7 @@ pub(crate) enum Operation {
     AssignRole,
     UnassignRole,
     DeletePrincipal,
+    GetCaller,
 }
 
 /// What a remote lock needs: the task, and the device visible.
@@ -75,8 +79,9 @@ pub(super) const REVEAL_PASSCODE: [Permission; 2] = [
 pub(super) const READ: [Permission; 1] = [Permission::ManagedDevicesRead];
 
 impl Operation {
-    pub(crate) const ALL: [Operation; 25] = [
+    pub(crate) const ALL: [Operation; 27] = [
         Operation::ListDevices,
+        Operation::SearchDevices,
         Operation::GetDevice,
         Operation::WatchDevice,
         Operation::WatchDevices,
@@ -101,12 +106,14 @@ impl Operation {
         Operation::AssignRole,
         Operation::UnassignRole,
         Operation::DeletePrincipal,
+        Operation::GetCaller,
     ];
 
     /// The RPC name, as the audit log records it.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Operation::ListDevices => "ListDevices",
+            Operation::SearchDevices => "SearchDevices",
             Operation::GetDevice => "GetDevice",
             Operation::WatchDevice => "WatchDevice",
             Operation::WatchDevices => "WatchDevices",
@@ -131,6 +138,7 @@ impl Operation {
             Operation::AssignRole => "AssignRole",
             Operation::UnassignRole => "UnassignRole",
             Operation::DeletePrincipal => "DeletePrincipal",
+            Operation::GetCaller => "GetCaller",
         }
     }
 
@@ -142,6 +150,7 @@ impl Operation {
     pub(crate) fn needs(self) -> &'static [Permission] {
         match self {
             Operation::ListDevices
+            | Operation::SearchDevices
             | Operation::GetDevice
             | Operation::WatchDevice
             | Operation::WatchDevices
@@ -167,6 +176,8 @@ impl Operation {
             | Operation::AssignRole
             | Operation::UnassignRole
             | Operation::DeletePrincipal => &[Permission::RolesManage],
+            // Anyone may ask who they are; a device named checks visibility like GetDevice.
+            Operation::GetCaller => &[],
         }
     }
 }
@@ -177,6 +188,16 @@ pub(super) fn task_permission(kind: ActionKind) -> Permission {
         ActionKind::ResetPasscode => Permission::RemoteTasksResetPasscode,
         ActionKind::RemoteLock => Permission::RemoteTasksRemoteLock,
     }
+}
+
+/// What a caller holds, as [`ControlPlane::caller_access`] answers it.
+#[derive(Clone, Debug)]
+pub(crate) struct CallerAccess {
+    pub(crate) assignments: Vec<RoleAssignment>,
+    /// What it holds for some device group (tenant-wide permissions only for every group).
+    pub(crate) anywhere: BTreeSet<Permission>,
+    /// What it holds in the group of the device asked about, if one was.
+    pub(crate) on_device: Option<BTreeSet<Permission>>,
 }
 
 /// Extra audit facts from a successful call.
@@ -370,6 +391,35 @@ impl ControlPlane {
                     .collect::<BTreeSet<_>>(),
             ),
         }
+    }
+
+    /// Who `caller` is and what it holds, anywhere and, with `device_id`, for that device (which
+    /// it must be able to see, as for GetDevice).
+    pub(crate) async fn caller_access(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_id: Option<&str>,
+    ) -> Result<CallerAccess, ServiceError> {
+        let on_device = match device_id {
+            Some(device_id) => {
+                let device = self.device_for(caller, device_id, &READ).await?;
+                Some(caller.grants.held_in(&device.group))
+            }
+            None => None,
+        };
+        Ok(CallerAccess {
+            assignments: caller
+                .grants
+                .0
+                .iter()
+                .map(|grant| RoleAssignment {
+                    role: grant.role.name.clone(),
+                    group: grant.group.clone(),
+                })
+                .collect(),
+            anywhere: caller.grants.held_anywhere(),
+            on_device,
+        })
     }
 
     pub(crate) async fn audit_events(

@@ -9,10 +9,22 @@ use super::validation::{
 use super::{ControlPlane, ServiceError};
 use crate::clock::Millis;
 use crate::crypto::sha256;
-use crate::model::{Device, Ownership, PasscodePolicy, Permission, Scope};
+use crate::model::{ActionState, Device, Ownership, PasscodePolicy, Permission, Scope};
 use crate::rbac;
 use crate::secret::BearerToken;
-use crate::store::{AuthenticatedPrincipal, NewDevice, NewEnrollmentToken};
+use crate::store::{
+    AuthenticatedPrincipal, DeviceCursor, DeviceQuery, ListedDevice, NewDevice, NewEnrollmentToken,
+    PageStart, SearchText,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Devices on a page when the request leaves the size unset.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// The largest page a request may ask for.
+const MAX_PAGE_SIZE: u32 = 1000;
+/// Separates a cursor's display name from its id: a display name has no control characters.
+const CURSOR_SEPARATOR: char = '\0';
 
 /// A request for an enrollment token, already parsed from the wire.
 #[derive(Debug, Default)]
@@ -23,6 +35,67 @@ pub(crate) struct EnrollmentTokenRequest {
     pub(crate) ttl: Option<Millis>,
     /// `None` means [`rbac::DEFAULT_GROUP`].
     pub(crate) group: Option<String>,
+}
+
+/// A device search (one page of a filtered list), already parsed from the wire.
+#[derive(Debug, Default)]
+pub(crate) struct DeviceSearch {
+    /// 0 means [`DEFAULT_PAGE_SIZE`].
+    pub(crate) page_size: u32,
+    /// From a previous [`DevicePage`]; `None` for the first page.
+    pub(crate) page_token: Option<String>,
+    pub(crate) search: Option<String>,
+    pub(crate) ownership: Option<Ownership>,
+    /// `None` means every group the caller may see.
+    pub(crate) group: Option<String>,
+    pub(crate) latest_action_state: Option<ActionState>,
+}
+
+/// One page of a device search, with the tokens of its neighbours.
+#[derive(Debug)]
+pub(crate) struct DevicePage {
+    pub(crate) devices: Vec<ListedDevice>,
+    /// `None` on the last page.
+    pub(crate) next_page_token: Option<String>,
+    /// `None` on the first page.
+    pub(crate) previous_page_token: Option<String>,
+}
+
+/// Device ids are `dev_` and 32 hex digits (`KeyRing::new_id`): a search of that shape is an id.
+fn is_device_id(text: &str) -> bool {
+    text.strip_prefix("dev_")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A page token: which side of which device the page starts, opaque to clients.
+fn page_token(after: bool, device: &Device) -> String {
+    let mut text = String::from(if after { "a" } else { "b" });
+    text.push_str(&device.display_name);
+    text.push(CURSOR_SEPARATOR);
+    text.push_str(&device.id);
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+fn parse_page_token(token: &str) -> Result<PageStart, ServiceError> {
+    let invalid =
+        || ServiceError::invalid("page_token", "is not a token from a SearchDevices answer");
+    if token.len() > 2 * (MAX_ID_LEN + MAX_ID_LEN) {
+        return Err(invalid());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (side, rest) = text.split_at_checked(1).ok_or_else(invalid)?;
+    let (display_name, id) = rest.split_once(CURSOR_SEPARATOR).ok_or_else(invalid)?;
+    check_id("page_token", id).map_err(|_| invalid())?;
+    let cursor = DeviceCursor {
+        display_name: display_name.to_string(),
+        id: id.to_string(),
+    };
+    match side {
+        "a" => Ok(PageStart::After(cursor)),
+        "b" => Ok(PageStart::Before(cursor)),
+        _ => Err(invalid()),
+    }
 }
 
 impl ControlPlane {
@@ -206,6 +279,82 @@ impl ControlPlane {
         Ok(self.store.list_devices(groups.as_ref()).await?)
     }
 
+    /// One page of the devices the caller may see that match `request`, filtered and paged by
+    /// the store, with the tokens of the pages before and after it.
+    pub(crate) async fn search_devices(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        request: DeviceSearch,
+    ) -> Result<DevicePage, ServiceError> {
+        let size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if size > MAX_PAGE_SIZE => {
+                return Err(ServiceError::invalid(
+                    "page_size",
+                    format!("must be at most {MAX_PAGE_SIZE}"),
+                ));
+            }
+            size => size,
+        };
+        let start = match &request.page_token {
+            Some(token) => parse_page_token(token)?,
+            None => PageStart::First,
+        };
+        if let Some(search) = &request.search {
+            check_text("search", search, MAX_ID_LEN)?;
+        }
+        if let Some(group) = &request.group {
+            rbac::validate_group_name(group)
+                .map_err(|problem| ServiceError::invalid("group", problem))?;
+        }
+        let query = DeviceQuery {
+            groups: Self::visible_groups(caller, request.group.as_deref()),
+            // An id is looked up by its key; anything else is a substring of names.
+            search: request.search.map(|text| {
+                if is_device_id(&text) {
+                    SearchText::Id(text)
+                } else {
+                    SearchText::NameContains(text)
+                }
+            }),
+            ownership: request.ownership,
+            latest_action_state: request.latest_action_state,
+            start: start.clone(),
+            // One more than the page tells whether another page follows.
+            limit: size + 1,
+        };
+        let mut devices = self.store.search_devices(&query).await?;
+        let size = size as usize;
+        let more = devices.len() > size;
+        let (next, previous) = match start {
+            PageStart::First | PageStart::After(_) => {
+                devices.truncate(size);
+                let previous = matches!(start, PageStart::After(_))
+                    .then(|| devices.first().map(|d| page_token(false, &d.device)))
+                    .flatten();
+                let next = more
+                    .then(|| devices.last().map(|d| page_token(true, &d.device)))
+                    .flatten();
+                (next, previous)
+            }
+            PageStart::Before(_) => {
+                if more {
+                    devices.remove(0);
+                }
+                let previous = more
+                    .then(|| devices.first().map(|d| page_token(false, &d.device)))
+                    .flatten();
+                let next = devices.last().map(|d| page_token(true, &d.device));
+                (next, previous)
+            }
+        };
+        Ok(DevicePage {
+            devices,
+            next_page_token: next,
+            previous_page_token: previous,
+        })
+    }
+
     pub(crate) fn is_online(&self, device_id: &str) -> bool {
         self.hot.is_online(device_id)
     }
@@ -233,5 +382,54 @@ impl ControlPlane {
             .await?;
         // The commit sent the policy to the device's session.
         self.device_record(device_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_of_a_device_ids_shape_is_an_id() {
+        assert!(is_device_id("dev_9afa06a4749d719c8f46a0249660514e"));
+        assert!(
+            !is_device_id("dev_9afa06a4749d719c8f46a0249660514"),
+            "31 digits"
+        );
+        assert!(!is_device_id("dev_lab-phone"));
+        assert!(!is_device_id("byod-42"));
+    }
+
+    #[test]
+    fn page_tokens_carry_their_side_and_position() {
+        let device = Device {
+            id: "dev_1".into(),
+            display_name: "Ålice's phone".into(),
+            ownership: Ownership::Byod,
+            enrolled_at: 0,
+            last_seen: 0,
+            stores: Vec::new(),
+            device_policy: None,
+            work_profile_policy: None,
+            escrowed_token_scopes: Vec::new(),
+            group: "default".into(),
+            api_level: 34,
+            maker_profile: "pixel".into(),
+        };
+        let cursor = DeviceCursor {
+            display_name: device.display_name.clone(),
+            id: device.id.clone(),
+        };
+        assert_eq!(
+            parse_page_token(&page_token(true, &device)).unwrap(),
+            PageStart::After(cursor.clone())
+        );
+        assert_eq!(
+            parse_page_token(&page_token(false, &device)).unwrap(),
+            PageStart::Before(cursor)
+        );
+        for bad in ["", "%%", "eHl6", "YWJj"] {
+            assert!(parse_page_token(bad).is_err(), "{bad}");
+        }
     }
 }

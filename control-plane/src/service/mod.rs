@@ -11,8 +11,10 @@
 //!   store's commits, and who follows what (sessions, watches of a device or an action).
 //! - `access.rs`: who calls and what they may do: authentication, `admin_call` (the permission
 //!   gate and the audit of every admin operation), `Operation` and the permissions each needs,
-//!   the per-device and per-action checks, the groups a caller sees, the audit log's reader.
-//! - `devices.rs`: enrollment and re-enrollment, reading and listing devices, passcode policies.
+//!   the per-device and per-action checks, the groups a caller sees, what a caller holds
+//!   (GetCaller), the audit log's reader.
+//! - `devices.rs`: enrollment and re-enrollment, reading, listing and searching devices (one page
+//!   at a time, with its page tokens), passcode policies.
 //! - `device_meta.rs`: the Android a device reports (API level, maker profile) and moving a
 //!   device to another group.
 //! - `actions.rs`: passcode reset and remote lock, the action history, cancel and reveal, and the
@@ -36,7 +38,7 @@ mod validation;
 
 pub(crate) use access::{AuditNote, Operation};
 pub(crate) use actions::{LockRequest, ResetRequest, scope_words};
-pub(crate) use devices::EnrollmentTokenRequest;
+pub(crate) use devices::{DeviceSearch, EnrollmentTokenRequest};
 pub use error::ServiceError;
 pub(crate) use error::StatusCode;
 pub(crate) use sessions::{CommandPayload, DeviceReply, DeviceReport};

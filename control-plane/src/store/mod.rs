@@ -121,6 +121,54 @@ pub struct ActionUpdate {
     pub purge_passcode: bool,
 }
 
+/// A device list's position: lists are ordered by display name, then id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCursor {
+    pub display_name: String,
+    pub id: String,
+}
+
+/// Where a page of devices starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageStart {
+    First,
+    /// The devices after this position.
+    After(DeviceCursor),
+    /// The devices before this position (the page still comes in ascending order).
+    Before(DeviceCursor),
+}
+
+/// What a device search looks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchText {
+    /// Display names that contain this (ASCII case-insensitively).
+    NameContains(String),
+    /// The device with this id.
+    Id(String),
+}
+
+/// Which devices [`Store::search_devices`] lists; `None` filters match every device.
+#[derive(Clone, Debug)]
+pub struct DeviceQuery {
+    /// Devices of these groups only.
+    pub groups: Option<BTreeSet<String>>,
+    pub search: Option<SearchText>,
+    pub ownership: Option<Ownership>,
+    /// The state of the device's newest action (the last one created).
+    pub latest_action_state: Option<ActionState>,
+    pub start: PageStart,
+    /// At most this many devices.
+    pub limit: u32,
+}
+
+/// A device as a list shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedDevice {
+    pub device: Device,
+    /// Its newest action, if it ever had one.
+    pub latest_action: Option<Action>,
+}
+
 /// A principal's name and role assignments, found by its token hash.
 #[derive(Clone, Debug)]
 pub struct AuthenticatedPrincipal {
@@ -239,6 +287,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         groups: Option<&BTreeSet<String>>,
     ) -> Result<Vec<Device>, StoreError>;
+    /// One page of devices matching `query`, in ascending (display name, id) order, filtered and
+    /// paged by the database (indexes, keyset paging), each with its newest action.
+    async fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<ListedDevice>, StoreError>;
     /// The device whose credential hashes to `credential_hash`.
     async fn device_by_credential(
         &self,

@@ -8,7 +8,8 @@
 //! fresh profile directory, and Chromium gets the flags that keep it from reaching for the
 //! network, which this machine's closed network answers with long stalls.
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -109,6 +110,71 @@ impl Browser {
             driver,
             _profile: profile,
         }
+    }
+
+    /// Waits (a WebDriver wait, up to the tests' deadline) until an element matches `css`.
+    pub(crate) async fn wait_for(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(super::DEADLINE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element matches {css} in time: {e}"))
+    }
+
+    /// The text of the element `css` matches (which must exist now).
+    pub(crate) async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element matches {css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Whether any element matches `css` now.
+    pub(crate) async fn has(&self, css: &str) -> bool {
+        !self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_empty()
+    }
+
+    pub(crate) async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap();
+    }
+
+    /// The page's HTML as the browser holds it now.
+    pub(crate) async fn html(&self) -> String {
+        self.client.source().await.unwrap()
+    }
+
+    /// With `DROIDFLEET_SCREENSHOTS=DIR` set, writes the whole page as `DIR/<name>.png` (the
+    /// window grown to the page's height first); does nothing otherwise. The README's pictures
+    /// are made this way.
+    pub(crate) async fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("DROIDFLEET_SCREENSHOTS") else {
+            return;
+        };
+        let height = self
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(400, 4000);
+        self.client
+            .set_window_size(1280, height as u32 + 160)
+            .await
+            .unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        let path = PathBuf::from(dir).join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        self.client.set_window_size(1280, 900).await.unwrap();
     }
 
     /// Ends the session (Chromium exits) and chromedriver.

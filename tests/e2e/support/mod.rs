@@ -9,15 +9,20 @@
 //! - `process`: [`Process`], a `droidfleet` child process that tests kill with SIGKILL, and
 //!   [`Deployment`], a control plane and an agent as such processes in one directory.
 //! - `browser`: [`Browser`], a real headless Chromium over WebDriver, for what a person sees.
+//! - `console`: [`Console`], the web console served in this process over a test's control plane.
+//! - `http`: a bare HTTP client (plain or TLS), for status codes, cookies and headers.
 
 mod admin;
 mod browser;
+mod console;
+pub(crate) mod http;
 mod process;
 mod raw_device;
 mod world;
 
 pub(crate) use admin::{Admin, password_policy, pin_policy};
 pub(crate) use browser::Browser;
+pub(crate) use console::Console;
 pub(crate) use process::{Deployment, Process};
 pub(crate) use raw_device::{RawDevice, hello, hello_on, open_session};
 pub(crate) use world::{Embedded, World};

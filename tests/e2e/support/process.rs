@@ -12,12 +12,24 @@ pub(crate) struct Process {
     child: Child,
     /// What it printed after the ready prefix (its address).
     pub(crate) address: String,
+    /// The lines it printed before the ready line (other addresses, first-start notes).
+    pub(crate) earlier: Vec<String>,
 }
 
 impl Process {
     /// Starts `droidfleet args…` (with `RUST_LOG=info`, its stderr appended to `log`) and waits
     /// for the stdout line starting with `ready_prefix`.
     pub(crate) fn start(args: &[&str], ready_prefix: &str, log: &Path) -> Process {
+        Process::start_logging(args, ready_prefix, log, "info")
+    }
+
+    /// As [`Process::start`], logging at `level` (a `RUST_LOG` value).
+    pub(crate) fn start_logging(
+        args: &[&str],
+        ready_prefix: &str,
+        log: &Path,
+        level: &str,
+    ) -> Process {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -25,7 +37,7 @@ impl Process {
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_droidfleet"))
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -33,6 +45,7 @@ impl Process {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut earlier = Vec::new();
         let address = loop {
             let line = lines
                 .next()
@@ -43,10 +56,15 @@ impl Process {
             if let Some(address) = line.strip_prefix(ready_prefix) {
                 break address.trim().to_string();
             }
+            earlier.push(line);
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Process { child, address }
+        Process {
+            child,
+            address,
+            earlier,
+        }
     }
 
     /// SIGKILL, and wait until it is gone.

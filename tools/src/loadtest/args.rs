@@ -110,6 +110,13 @@ pub struct LoadtestArgs {
     /// Echo baseline: calls per round (three rounds).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub(super) echo_calls: usize,
+    /// Serve a live fleet wall on this address while the run goes (counts by state,
+    /// throughput and latency charts, a grid of device screens): http://ADDR/.
+    #[arg(long, value_name = "ADDR")]
+    pub(super) console: Option<std::net::SocketAddr>,
+    /// With --console: keep the wall up after the report is written, until Ctrl-C.
+    #[arg(long, requires = "console")]
+    pub(super) console_wait: bool,
     /// Argon2 baseline: hashes per round (three rounds). Default: 10000 with the light preset,
     /// 40 with the realistic one (about a quarter of a second per round on two cores).
     #[arg(long, value_name = "N")]

@@ -11,6 +11,7 @@ use super::measure::Snapshot;
 use super::model::{DevicePlan, Fault};
 use super::report::DeviceRecord;
 use super::resets::{request_reset, reset_all};
+use super::wall::{Phase, Wall};
 use crate::admin::format::{error_name, state_name};
 use crate::admin::{AdminError, Client};
 use droidfleet_agent::device::Scope;
@@ -67,6 +68,8 @@ pub(super) struct Shared {
     pub plans: Vec<DevicePlan>,
     pub device_ids: Vec<String>,
     pub answers: Arc<Answers>,
+    /// The live fleet wall, with --console.
+    pub wall: Option<Arc<Wall>>,
 }
 
 impl Shared {
@@ -85,6 +88,7 @@ pub(super) async fn drive(
     plans: Vec<DevicePlan>,
     control_plane: &mut ControlPlane,
     deadline: Instant,
+    wall: Option<Arc<Wall>>,
 ) -> Result<Run, LoadtestError> {
     let setup_started = Instant::now();
     let mut admins = Vec::new();
@@ -123,6 +127,12 @@ pub(super) async fn drive(
     })
     .await
     .map_err(LoadtestError::LoadFleet)?;
+    if let Some(wall) = &wall {
+        wall.attach_fleet(
+            fleet.clone(),
+            plans.iter().map(|p| p.name.clone()).collect(),
+        );
+    }
     let (fleet_stop, fleet_stopped) = watch::channel(false);
     let ramp = RampUp {
         window_ms: args.ramp_up_ms,
@@ -162,6 +172,9 @@ pub(super) async fn drive(
             run.setup_s = setup_started.elapsed().as_secs_f64();
             return Ok(run);
         }
+        if let Some(wall) = &wall {
+            wall.set_phase(Phase::SettingUp);
+        }
         let device_ids = device_ids(&fleet, &plans)?;
         let (answers, dispatcher) = Answers::start(fleet.clone(), answers_stopped);
         answers_task = Some(dispatcher);
@@ -171,6 +184,7 @@ pub(super) async fn drive(
             plans,
             device_ids,
             answers,
+            wall: wall.clone(),
         });
         let setup_limit = args.in_flight_limit().unwrap_or(ALL_AT_ONCE_CONCURRENCY);
         let prepared = prepare(&shared, setup_limit, deadline).await?;
@@ -179,6 +193,9 @@ pub(super) async fn drive(
         run.setup_s = setup_started.elapsed().as_secs_f64();
 
         eprintln!("resetting {} passcodes…", shared.plans.len());
+        if let Some(wall) = &wall {
+            wall.set_phase(Phase::Resetting);
+        }
         let reset_started = Instant::now();
         let phase = reset_all(
             &shared,

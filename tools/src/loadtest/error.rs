@@ -33,6 +33,12 @@ pub enum LoadtestError {
     // Starting the control plane.
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
+    #[error("the fleet wall (--console): cannot listen on {address}")]
+    WallListen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot find this program's path to start `droidfleet serve`")]
     ProgramPath(#[source] std::io::Error),
     #[error("cannot start {} serve", program.display())]

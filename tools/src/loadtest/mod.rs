@@ -29,6 +29,7 @@
 //!   `baseline.rs`: the echo and Argon2 baselines.
 //! - `report/`: the records and figures (`mod.rs`), their assembly (`build.rs`), the table
 //!   (`table.rs`) and the HTML page (`html.rs`).
+//! - `wall/`: the live fleet wall of `--console ADDR`, sampled from the run while it goes.
 //! - `error.rs`: [`LoadtestError`], for the run and for one device's reset.
 
 mod answers;
@@ -42,6 +43,7 @@ mod model;
 mod progress;
 mod report;
 mod resets;
+mod wall;
 
 pub use args::LoadtestArgs;
 pub use error::LoadtestError;
@@ -92,7 +94,22 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     )
     .await?;
     let control_plane_start = Snapshot::take(&control_plane);
-    let outcome = drive::drive(&args, plans, &mut control_plane, deadline).await;
+    let wall = match args.console {
+        Some(address) => {
+            let server = wall::WallServer::start(address, args.devices).await?;
+            println!("fleet wall on http://{}/", server.address);
+            Some(server)
+        }
+        None => None,
+    };
+    let outcome = drive::drive(
+        &args,
+        plans,
+        &mut control_plane,
+        deadline,
+        wall.as_ref().map(|w| w.wall.clone()),
+    )
+    .await;
     // Sampled before it stops: a stopped process has no figures.
     let control_plane_end = Snapshot::take(&control_plane);
     let mode = control_plane.mode();
@@ -146,6 +163,17 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
         json_path.display(),
         html_path.display()
     );
+    if let Some(server) = wall {
+        server.wall.set_phase(wall::Phase::Finished);
+        if args.console_wait {
+            println!(
+                "the fleet wall stays on http://{}/ until Ctrl-C",
+                server.address
+            );
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        server.stop().await;
+    }
     if !report.completed {
         return Err(LoadtestError::DeadlineReached {
             deadline_s: args.deadline,

@@ -77,6 +77,9 @@ pub(super) async fn reset_all(
         records[i].problem = Some(report::UNESCROWED.into());
     }
     let records = Arc::new(Mutex::new(records));
+    if let Some(wall) = &shared.wall {
+        wall.attach_records(records.clone());
+    }
     let progress = progress::Progress::new("resets", shared.plans.len());
     let (bar_stop, bar_stopped) = watch::channel(false);
     let bar = progress.spawn_bar(bar_stopped);

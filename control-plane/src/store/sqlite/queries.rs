@@ -20,8 +20,9 @@ use crate::model::{
 };
 use crate::rbac::{Grant, Grants};
 use crate::store::{
-    ActionUpdate, AuthenticatedPrincipal, Change, CommitObserver, DeviceState, Enrolled, NewAction,
-    NewDevice, NewEnrollmentToken, OpenCommand, Store, StoreError,
+    ActionUpdate, AuthenticatedPrincipal, Change, CommitObserver, DeviceQuery, DeviceState,
+    Enrolled, ListedDevice, NewAction, NewDevice, NewEnrollmentToken, OpenCommand, Store,
+    StoreError,
 };
 use sqlx::{Row, SqliteConnection};
 use std::collections::{BTreeSet, HashMap};
@@ -239,6 +240,10 @@ impl Store for SqliteStore {
             }
         };
         rows.iter().map(device_from_row).collect()
+    }
+
+    async fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<ListedDevice>, StoreError> {
+        self.search_device_page(query).await
     }
 
     async fn device_by_credential(

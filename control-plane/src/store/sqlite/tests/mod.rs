@@ -1,10 +1,12 @@
 //! `SqliteStore` against real database files in temporary directories: opening, durability and
 //! schema upgrades, enrollment and devices here; actions and passcodes in `actions.rs`; roles,
-//! principals and the audit log in `access.rs`; the group-commit writer, its observer and the
-//! session state in `writer.rs`. The fixtures below serve all four.
+//! principals and the audit log in `access.rs`; the paged device list in `device_search.rs`; the
+//! group-commit writer, its observer and the session state in `writer.rs`. The fixtures below
+//! serve them all.
 
 mod access;
 mod actions;
+mod device_search;
 mod writer;
 
 use super::SqliteStore;
