@@ -33,4 +33,5 @@ mod processes;
 mod rbac_scopes;
 mod remote_lock;
 mod reset_flow;
+mod token_freshness;
 mod versions;
