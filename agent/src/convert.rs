@@ -47,6 +47,8 @@ pub(crate) fn store_status_to_pb(status: &StoreStatus) -> pb::StoreStatus {
         wiped: status.wiped,
         separate_challenge: status.separate_challenge,
         require_entry: status.require_entry,
+        // Filled by the session from the management app's tokens; the model holds none.
+        escrow_token_fingerprint: Vec::new(),
     }
 }
 

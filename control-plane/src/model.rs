@@ -142,6 +142,9 @@ pub struct StoreStatus {
     pub wiped: bool,
     pub separate_challenge: bool,
     pub require_entry: bool,
+    /// The fingerprint of the escrow token the device holds for this store (the first 8 bytes of
+    /// its SHA-256), when the device reports it.
+    pub token_fingerprint: Option<[u8; 8]>,
 }
 
 /// An enrolled device.

@@ -65,7 +65,7 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControl
     })?;
     let store = SqliteStore::open(&config.data_dir.join(DATABASE_FILE)).await?;
     let keys = KeyRing::load_or_create(&config.data_dir.join(KEYS_DIR))?;
-    let control_plane = Arc::new(ControlPlane::new(Arc::new(store), keys, clock, config));
+    let control_plane = Arc::new(ControlPlane::start(Arc::new(store), keys, clock, config).await?);
     let bootstrap_token_path = control_plane.bootstrap_admin().await?;
     Ok(OpenedControlPlane {
         control_plane,

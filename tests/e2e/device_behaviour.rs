@@ -51,7 +51,7 @@ fn store_of(response: &pb::EnterPasscodeResponse, scope: pb::CredentialScope) ->
         .screen
         .as_ref()
         .expect("the answer shows the screen");
-    *World::store(screen, scope)
+    World::store(screen, scope).clone()
 }
 
 /// Waits, on the fleet's own change feed, until the device's screen satisfies `ready`. Used for
@@ -213,7 +213,7 @@ async fn work_profile_wipe_is_reported_and_the_next_reset_fails_with_store_wiped
     assert!(!again.unlocked);
 
     // A work profile's limit takes the profile only.
-    let device_store = *World::store(third.screen.as_ref().unwrap(), DEVICE);
+    let device_store = World::store(third.screen.as_ref().unwrap(), DEVICE).clone();
     assert!(!device_store.wiped);
     world.lock("phone", DEVICE).await;
     assert!(world.enter("phone", DEVICE, DEVICE_PIN).await);

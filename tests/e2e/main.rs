@@ -36,4 +36,5 @@ mod python_device;
 mod rbac_scopes;
 mod remote_lock;
 mod reset_flow;
+mod token_freshness;
 mod versions;

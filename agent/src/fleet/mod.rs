@@ -24,8 +24,8 @@ mod state_file;
 pub use spec::{DeviceSpec, FleetConfig, FleetError, RampUp};
 
 use crate::device::{
-    Build, Device, DeviceError, EnrollmentToken, EntryOutcome, EscrowToken, LockScreenPrompt,
-    Notification, Ownership, Passcode, PasscodePolicy, PersistedDevice, Scope, StoreStatus,
+    Build, Device, DeviceError, EnrollmentToken, EntryOutcome, LockScreenPrompt, Notification,
+    Ownership, Passcode, PasscodePolicy, PersistedDevice, Scope, StoreStatus,
 };
 use crate::faults::FaultDice;
 use crate::metrics::{AgentMetrics, EntryResult};
@@ -81,11 +81,13 @@ struct Slot {
     /// acknowledgement in the protocol, an entry lost with a dying stream would otherwise never
     /// reach the control plane. Recording it twice is harmless.
     entries: Mutex<Vec<pb::UserEvent>>,
-    /// The last escrow token reported per store, escrowed again on every new session for the
-    /// same reason: a token escrowed just before its session broke may already be active when
-    /// the device reconnects, and the control plane would never learn it. The management app
-    /// holds its tokens the same way; in memory only, like every token.
-    escrows: Mutex<Vec<(Scope, EscrowToken)>>,
+    /// The last escrow token set per store, escrowed again on every new session until the
+    /// control plane acknowledges it: a token escrowed just before its session broke may already
+    /// be active when the device reconnects, and the control plane would never learn it. Its
+    /// fingerprint goes into every status report, so the control plane can tell that the token
+    /// it holds is older. The management app holds its tokens the same way; in memory only, like
+    /// every token.
+    escrows: Mutex<Vec<session::Escrow>>,
     connected: AtomicBool,
     /// False while the harness holds the device offline (airplane mode): no session then.
     online: AtomicBool,

@@ -5,8 +5,8 @@
 //! injects the configured faults into what the device sends.
 //!
 //! What a device reports while it has no session waits in its slot and leaves first on the next
-//! one, followed by its newest escrow tokens and passcode entries again, since the protocol has
-//! no acknowledgement for them.
+//! one, followed by its newest escrow tokens the control plane has not acknowledged yet and its
+//! passcode entries again (the protocol has no acknowledgement for those).
 //!
 //! A credential the control plane refuses (`UNAUTHENTICATED`: an admin's ReEnrollDevice revoked
 //! it) is not retried: the device shows that it needs re-enrollment and waits until the harness
@@ -16,7 +16,10 @@
 use super::spec::FleetError;
 use super::{Fleet, Slot, lock};
 use crate::convert::*;
-use crate::device::{CommandResult, DeviceCredential, DeviceEvent, Enrollment, StoreStatus};
+use crate::device::{
+    CommandResult, DeviceCredential, DeviceEvent, Enrollment, EscrowToken, Scope, StoreStatus,
+    TokenState,
+};
 use crate::faults::{Direction, FaultAction};
 use crate::metrics::CommandOutcome;
 use droidfleet_proto::v1 as pb;
@@ -31,6 +34,24 @@ use tokio::sync::{mpsc, watch};
 
 /// Sent in every Hello, so the control plane knows which agent build a device runs.
 const AGENT_VERSION: &str = concat!("droidfleet-agent ", env!("CARGO_PKG_VERSION"));
+
+/// The last escrow token the management app set on one store.
+pub(super) struct Escrow {
+    scope: Scope,
+    token: EscrowToken,
+    /// What the device reports of the token in its status (`StoreStatus.escrow_token_fingerprint`).
+    fingerprint: [u8; 8],
+    /// The control plane answered that it durably holds this token.
+    acknowledged: bool,
+}
+
+/// The first 8 bytes of the token's SHA-256, as the protocol defines a token's fingerprint.
+fn fingerprint(token: &EscrowToken) -> [u8; 8] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.expose());
+    let mut fingerprint = [0u8; 8];
+    fingerprint.copy_from_slice(&digest.as_ref()[..8]);
+    fingerprint
+}
 
 impl Fleet {
     /// Keeps the device's session open whenever it is online, reconnecting with backoff, until
@@ -234,16 +255,18 @@ impl Fleet {
                 _ => true,
             })
             .collect();
-        // Escrow the tokens and repeat the last passcode entries again, last, so the control
-        // plane ends up with the newest even if an earlier report was lost with a dying stream.
+        // Escrow the tokens not acknowledged yet and repeat the last passcode entries, last, so
+        // the control plane ends up with the newest even if an earlier report was lost with a
+        // dying stream.
         backlog.extend(
             lock(&slot.escrows)
                 .iter()
-                .map(|(scope, token)| pb::DeviceMessage {
+                .filter(|escrow| !escrow.acknowledged)
+                .map(|escrow| pb::DeviceMessage {
                     body: Some(pb::device_message::Body::EscrowToken(
                         pb::EscrowTokenUpdate {
-                            scope: scope_to_pb(*scope) as i32,
-                            token: token.expose().to_vec(),
+                            scope: scope_to_pb(escrow.scope) as i32,
+                            token: escrow.token.expose().to_vec(),
                         },
                     )),
                 }),
@@ -292,6 +315,15 @@ impl Fleet {
         match message.body {
             Some(pb::control_message::Body::Command(command)) => {
                 self.run_command(slot, tx, enrollment, command).await?;
+            }
+            Some(pb::control_message::Body::EscrowAck(ack)) => {
+                if let Some(scope) = scope_from_pb(ack.scope) {
+                    for escrow in lock(&slot.escrows).iter_mut() {
+                        if escrow.scope == scope && escrow.fingerprint[..] == ack.fingerprint[..] {
+                            escrow.acknowledged = true;
+                        }
+                    }
+                }
             }
             Some(pb::control_message::Body::Policy(update)) => {
                 let Some(scope) = scope_from_pb(update.scope) else {
@@ -473,8 +505,13 @@ impl Fleet {
                 DeviceEvent::EscrowToken { scope, token } => {
                     tracing::info!(device = %slot.name, scope = scope.as_str(), "escrow token set; escrowing it");
                     let mut escrows = lock(&slot.escrows);
-                    escrows.retain(|(kept, _)| *kept != scope);
-                    escrows.push((scope, token.clone()));
+                    escrows.retain(|kept| kept.scope != scope);
+                    escrows.push(Escrow {
+                        scope,
+                        fingerprint: fingerprint(&token),
+                        token: token.clone(),
+                        acknowledged: false,
+                    });
                     drop(escrows);
                     Body::EscrowToken(pb::EscrowTokenUpdate {
                         scope: scope_to_pb(scope) as i32,
@@ -507,22 +544,14 @@ impl Fleet {
             self.send(slot, body);
         }
         if status_changed {
-            let status = pb::DeviceStatus {
-                stores: statuses.iter().map(store_status_to_pb).collect(),
-            };
+            let status = status_pb(slot, statuses);
             self.send(slot, pb::device_message::Body::Status(status));
         }
     }
 
     fn status_of(&self, slot: &Slot) -> pb::DeviceStatus {
-        let device = lock(&slot.device);
-        pb::DeviceStatus {
-            stores: device
-                .statuses(self.config.clock.now_ms())
-                .iter()
-                .map(store_status_to_pb)
-                .collect(),
-        }
+        let statuses = lock(&slot.device).statuses(self.config.clock.now_ms());
+        status_pb(slot, &statuses)
     }
 
     /// Sends on the open session, or keeps the message for the next one.
@@ -540,6 +569,26 @@ impl Fleet {
             None => message,
         };
         lock(&slot.undelivered).push(*message);
+    }
+}
+
+/// The device's status as reported: each store's, with the fingerprint of the token the store
+/// holds (the last one set, while the store has a token).
+fn status_pb(slot: &Slot, statuses: &[StoreStatus]) -> pb::DeviceStatus {
+    let escrows = lock(&slot.escrows);
+    pb::DeviceStatus {
+        stores: statuses
+            .iter()
+            .map(|status| {
+                let mut reported = store_status_to_pb(status);
+                if status.token_state != TokenState::None
+                    && let Some(escrow) = escrows.iter().find(|e| e.scope == status.scope)
+                {
+                    reported.escrow_token_fingerprint = escrow.fingerprint.to_vec();
+                }
+                reported
+            })
+            .collect(),
     }
 }
 

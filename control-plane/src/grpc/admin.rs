@@ -203,8 +203,8 @@ impl AdminService for AdminApi {
             Operation::WatchDevice,
             |r| Some(r.device_id.clone()),
             |cp, caller, r| async move {
-                // Subscribe before the first read, so no change in between is missed.
-                let mut changes = cp.watch_devices();
+                // Follow before the first read, so no change in between is missed.
+                let changes = cp.follow_devices(vec![r.device_id.clone()]);
                 let first = cp.device(&caller, &r.device_id).await?;
                 let id = first.id.clone();
                 let first = device_to_pb(&first, cp.is_online(&id));
@@ -214,10 +214,9 @@ impl AdminService for AdminApi {
                         return;
                     }
                     loop {
-                        match changes.recv().await {
-                            Ok(changed) if changed != id => continue,
-                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        tokio::select! {
+                            _ = changes.next() => {}
+                            _ = tx.closed() => return,
                         }
                         let next = match cp.device(&caller, &id).await {
                             Ok(device) => device_to_pb(&device, cp.is_online(&id)),
@@ -235,6 +234,55 @@ impl AdminService for AdminApi {
                     }
                 });
                 Ok((stream, device_note(&r.device_id)))
+            },
+        )
+        .await
+    }
+
+    type WatchDevicesStream = DeviceStream;
+
+    async fn watch_devices(
+        &self,
+        request: Request<pb::WatchDevicesRequest>,
+    ) -> Result<Response<Self::WatchDevicesStream>, Status> {
+        self.call(
+            request,
+            Operation::WatchDevices,
+            none,
+            |cp, caller, r| async move {
+                // Follow before the first reads, so no change in between is missed.
+                let changes = cp.follow_devices(r.device_ids.clone());
+                let first = cp.watched_devices(&caller, &r.device_ids)?;
+                let detail = format!("{} device(s)", first.len());
+                let stream = async_stream(move |tx| async move {
+                    for device in first {
+                        let online = cp.is_online(&device.id);
+                        if tx.send(Ok(device_to_pb(&device, online))).await.is_err() {
+                            return;
+                        }
+                    }
+                    loop {
+                        let mut changed = tokio::select! {
+                            changed = changes.next() => changed,
+                            _ = tx.closed() => return,
+                        };
+                        changed.sort_unstable();
+                        changed.dedup();
+                        for id in changed {
+                            let next = match cp.device(&caller, &id).await {
+                                Ok(device) => device_to_pb(&device, cp.is_online(&id)),
+                                Err(e) => {
+                                    let _ = tx.send(Err(e.into())).await;
+                                    return;
+                                }
+                            };
+                            if tx.send(Ok(next)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+                Ok((stream, AuditNote::detail(detail)))
             },
         )
         .await
@@ -454,12 +502,11 @@ impl AdminService for AdminApi {
             Operation::WatchAction,
             none,
             |cp, caller, r| async move {
-                // Subscribe before reading, so no change between the read and the subscription
-                // is missed.
-                let mut changes = cp.watch_actions();
+                // Follow before reading, so no change between the read and the following is
+                // missed.
+                let changes = cp.follow_actions(vec![r.action_id.clone()]);
                 let first = cp.action(&caller, &r.action_id).await?;
                 let note = action_note(&first, String::new());
-                let id = first.id.clone();
                 let stream = async_stream(move |tx| async move {
                     let mut last = first.clone();
                     if tx.send(Ok(action_to_pb(&last))).await.is_err() {
@@ -473,24 +520,18 @@ impl AdminService for AdminApi {
                             && action.user_entered_at.is_none()
                     };
                     while !last.state.is_final() || awaits_entry(&last) {
-                        let next = match changes.recv().await {
-                            Ok(action) if action.id == id => action,
-                            Ok(_) => continue,
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                match cp.action(&caller, &id).await {
-                                    Ok(action) => action,
-                                    Err(e) => {
-                                        let _ = tx.send(Err(e.into())).await;
-                                        return;
-                                    }
-                                }
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        let changed = tokio::select! {
+                            changed = changes.next() => changed,
+                            _ = tx.closed() => return,
                         };
-                        if next != last {
-                            last = next;
-                            if tx.send(Ok(action_to_pb(&last))).await.is_err() {
-                                return;
+                        for next in changed {
+                            // A change committed before the first read can still arrive after
+                            // it: never go back to it.
+                            if progress(&next) > progress(&last) {
+                                last = next;
+                                if tx.send(Ok(action_to_pb(&last))).await.is_err() {
+                                    return;
+                                }
                             }
                         }
                     }
@@ -805,6 +846,17 @@ fn permission_names(
     permissions: &std::collections::BTreeSet<crate::model::Permission>,
 ) -> Vec<String> {
     permissions.iter().map(|p| p.as_str().to_string()).collect()
+}
+
+/// How far an action has come: a later state, or a later change of the same state. An action
+/// only ever moves forward, so this orders its versions.
+fn progress(action: &Action) -> (u8, bool, u64) {
+    let state = match action.state {
+        crate::model::ActionState::Pending => 0,
+        crate::model::ActionState::Active => 1,
+        _ => 2,
+    };
+    (state, action.user_entered_at.is_some(), action.updated_at)
 }
 
 /// A stream fed by a task, so a handler can keep state across items without a hand-written

@@ -150,6 +150,17 @@ pub fn store_status_from_pb(status: &pb::StoreStatus) -> Result<StoreStatus, Ser
         wiped: status.wiped,
         separate_challenge: status.separate_challenge,
         require_entry: status.require_entry,
+        token_fingerprint: match status.escrow_token_fingerprint.len() {
+            0 => None,
+            _ => Some(
+                <[u8; 8]>::try_from(status.escrow_token_fingerprint.as_slice()).map_err(|_| {
+                    invalid(
+                        "status.stores.escrow_token_fingerprint",
+                        "must be empty or 8 bytes",
+                    )
+                })?,
+            ),
+        },
     })
 }
 
@@ -168,6 +179,10 @@ pub fn store_status_to_pb(status: &StoreStatus) -> pb::StoreStatus {
         wiped: status.wiped,
         separate_challenge: status.separate_challenge,
         require_entry: status.require_entry,
+        escrow_token_fingerprint: status
+            .token_fingerprint
+            .map(|f| f.to_vec())
+            .unwrap_or_default(),
     }
 }
 

@@ -6,7 +6,9 @@ use super::bearer_token;
 use super::convert::*;
 use crate::model::{Device, Scope};
 use crate::secret::{BearerToken, EscrowToken};
-use crate::service::{CommandPayload, ControlPlane, DeviceReport, ServiceError, SessionSignals};
+use crate::service::{
+    CommandPayload, ControlPlane, DeviceReply, DeviceReport, ServiceError, SessionSignals,
+};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_server::DeviceGateway;
 use prost::Message;
@@ -148,7 +150,17 @@ async fn run_session(
             message = inbound.message() => {
                 let Some(message) = message? else { return Ok(()) };
                 let report = report_from_pb(message)?;
-                Box::pin(control_plane.handle_device_report(device, report)).await?;
+                let reply = Box::pin(control_plane.handle_device_report(device, report)).await?;
+                match reply {
+                    Some(DeviceReply::EscrowAck { scope, fingerprint }) => {
+                        let ack = pb::EscrowAck {
+                            scope: scope_to_pb(scope) as i32,
+                            fingerprint: fingerprint.to_vec(),
+                        };
+                        send(tx, pb::control_message::Body::EscrowAck(ack)).await?;
+                    }
+                    None => {}
+                }
             }
             _ = signals.policy.notified() => Box::pin(send_policies(control_plane, device, tx)).await?,
             _ = signals.commands.notified() => {

@@ -3,7 +3,7 @@
 //! it needs, the checks of a caller against one device or action, and the audit log's reader.
 
 use super::validation::{MAX_AUDIT_LIMIT, MAX_TOKEN_LEN, check_id};
-use super::{ControlPlane, ServiceError};
+use super::{ControlPlane, MAX_CACHED_PRINCIPALS, PrincipalCache, ServiceError};
 use crate::crypto::sha256;
 use crate::model::{
     Action, ActionKind, AuditEvent, AuditFilter, Device, Permission, RoleAssignment,
@@ -12,6 +12,7 @@ use crate::rbac::{self, DeviceDenial, Visibility};
 use crate::secret::BearerToken;
 use crate::store::AuthenticatedPrincipal;
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 
 /// Every admin operation: its name in the audit log (the RPC's name) and the permissions a caller
 /// must hold somewhere before anything is looked at. A call about a device checks again, against
@@ -22,6 +23,7 @@ pub(crate) enum Operation {
     SearchDevices,
     GetDevice,
     WatchDevice,
+    WatchDevices,
     CreateEnrollmentToken,
     ReEnrollDevice,
     MoveDevice,
@@ -77,11 +79,12 @@ pub(super) const REVEAL_PASSCODE: [Permission; 2] = [
 pub(super) const READ: [Permission; 1] = [Permission::ManagedDevicesRead];
 
 impl Operation {
-    pub(crate) const ALL: [Operation; 26] = [
+    pub(crate) const ALL: [Operation; 27] = [
         Operation::ListDevices,
         Operation::SearchDevices,
         Operation::GetDevice,
         Operation::WatchDevice,
+        Operation::WatchDevices,
         Operation::CreateEnrollmentToken,
         Operation::ReEnrollDevice,
         Operation::MoveDevice,
@@ -113,6 +116,7 @@ impl Operation {
             Operation::SearchDevices => "SearchDevices",
             Operation::GetDevice => "GetDevice",
             Operation::WatchDevice => "WatchDevice",
+            Operation::WatchDevices => "WatchDevices",
             Operation::CreateEnrollmentToken => "CreateEnrollmentToken",
             Operation::ReEnrollDevice => "ReEnrollDevice",
             Operation::MoveDevice => "MoveDevice",
@@ -149,6 +153,7 @@ impl Operation {
             | Operation::SearchDevices
             | Operation::GetDevice
             | Operation::WatchDevice
+            | Operation::WatchDevices
             | Operation::GetAction
             | Operation::ListActions
             | Operation::WatchAction
@@ -223,10 +228,41 @@ impl ControlPlane {
         if bearer.expose().len() > MAX_TOKEN_LEN {
             return Err(ServiceError::Unauthenticated("unknown bearer token"));
         }
-        self.store
-            .principal_by_token(sha256(bearer.expose().as_bytes()))
+        let hash = sha256(bearer.expose().as_bytes());
+        // Read before the store, so a change of the access rules committed while the store is
+        // read makes the cache refuse what was read.
+        let generation = self.hot.access_generation.load(Ordering::SeqCst);
+        {
+            let mut cache = self.principal_cache();
+            if cache.generation != generation {
+                cache.generation = generation;
+                cache.by_token.clear();
+            }
+            if let Some(principal) = cache.by_token.get(&hash) {
+                return Ok(principal.clone());
+            }
+        }
+        let principal = self
+            .store
+            .principal_by_token(hash)
             .await?
-            .ok_or(ServiceError::Unauthenticated("unknown bearer token"))
+            .ok_or(ServiceError::Unauthenticated("unknown bearer token"))?;
+        let mut cache = self.principal_cache();
+        if cache.generation == generation
+            && self.hot.access_generation.load(Ordering::SeqCst) == generation
+        {
+            if cache.by_token.len() >= MAX_CACHED_PRINCIPALS {
+                cache.by_token.clear();
+            }
+            cache.by_token.insert(hash, principal.clone());
+        }
+        Ok(principal)
+    }
+
+    fn principal_cache(&self) -> std::sync::MutexGuard<'_, PrincipalCache> {
+        self.principals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs one admin operation: authenticates, checks that the caller holds what `operation`
@@ -291,15 +327,22 @@ impl ControlPlane {
         needed: &[Permission],
     ) -> Result<Device, ServiceError> {
         check_id("device_id", device_id)?;
+        self.device_visible(caller, device_id, needed)
+    }
+
+    /// [`ControlPlane::device_for`] of an id already checked. From the hot state, which holds
+    /// every committed device as the store does.
+    pub(super) fn device_visible(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_id: &str,
+        needed: &[Permission],
+    ) -> Result<Device, ServiceError> {
         let not_found = || ServiceError::NotFound {
             what: "device",
             id: device_id.to_string(),
         };
-        let device = self
-            .store
-            .get_device(device_id)
-            .await?
-            .ok_or_else(not_found)?;
+        let device = self.hot.device(device_id).ok_or_else(not_found)?;
         match caller.grants.authorize_device(&device.group, needed) {
             Ok(()) => Ok(device),
             Err(DeviceDenial::Invisible) => Err(not_found()),
@@ -324,11 +367,7 @@ impl ControlPlane {
             .get_action(action_id)
             .await?
             .ok_or_else(not_found)?;
-        let device = self
-            .store
-            .get_device(&action.device_id)
-            .await?
-            .ok_or_else(not_found)?;
+        let device = self.hot.device(&action.device_id).ok_or_else(not_found)?;
         match caller.grants.authorize_device(&device.group, needed) {
             Ok(()) => Ok((action, device)),
             Err(DeviceDenial::Invisible) => Err(not_found()),

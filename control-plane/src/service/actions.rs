@@ -194,10 +194,7 @@ impl ControlPlane {
             state = %action.state,
             "remote action requested"
         );
-        self.publish(&action);
-        if action.state == ActionState::Pending {
-            self.wake_commands(&action.device_id);
-        }
+        // The commit already woke the device's session and the action's watches.
         Ok(action)
     }
 
@@ -298,7 +295,6 @@ impl ControlPlane {
             .await?;
         if let Some(action) = &changed {
             tracing::info!(action_id = %action.id, device_id = %action.device_id, state = %action.state, "action state changed");
-            self.publish(action);
         }
         Ok(changed)
     }

@@ -73,7 +73,6 @@ impl ControlPlane {
         self.store
             .set_device_build(&device.id, api_level, maker_profile)
             .await?;
-        self.device_changed(&device.id);
         Ok(())
     }
 
@@ -94,7 +93,6 @@ impl ControlPlane {
             .authorize_group(group, &[Permission::ManagedDevicesUpdate])?;
         if device.group != group {
             self.store.move_device(&device.id, group).await?;
-            self.device_changed(&device.id);
             tracing::info!(device_id = %device.id, from = %device.group, to = %group, by = %caller.name, "device moved to another group");
         }
         Ok((self.device_record(&device.id).await?, device.group))

@@ -3,8 +3,8 @@
 
 use super::access::{ASSIGN_POLICY, RE_ENROLL, READ};
 use super::validation::{
-    MAX_ENROLLMENT_USES, MAX_ID_LEN, MAX_TOKEN_LEN, check_credential_text, check_enrollment_ttl,
-    check_id, check_policy, check_text,
+    MAX_ENROLLMENT_USES, MAX_ID_LEN, MAX_TOKEN_LEN, MAX_WATCHED_DEVICES, check_credential_text,
+    check_enrollment_ttl, check_id, check_policy, check_text,
 };
 use super::{ControlPlane, ServiceError};
 use crate::clock::Millis;
@@ -169,10 +169,7 @@ impl ControlPlane {
                 },
             )
             .await?;
-        if let Some(signals) = self.sessions_lock().get(&device.id) {
-            signals.revoked.notify_one();
-        }
-        self.device_changed(&device.id);
+        // The commit ended the device's open session.
         tracing::info!(device_id = %device.id, by = %caller.name, "device credential revoked for re-enrollment");
         Ok((token, expires_at))
     }
@@ -207,7 +204,6 @@ impl ControlPlane {
             re_enrolled = enrolled.re_enrolled,
             "device enrolled"
         );
-        self.device_changed(&device.id);
         Ok((device, credential))
     }
 
@@ -219,16 +215,14 @@ impl ControlPlane {
             return Ok(None);
         }
         Ok(self
-            .store
-            .device_by_credential(sha256(credential.expose().as_bytes()))
-            .await?)
+            .hot
+            .device_by_credential(&sha256(credential.expose().as_bytes())))
     }
 
-    /// The device as stored, for its own session (no caller to check).
+    /// The device as stored, for its own session (no caller to check), from the hot state.
     pub(crate) async fn device_record(&self, device_id: &str) -> Result<Device, ServiceError> {
-        self.store
-            .get_device(device_id)
-            .await?
+        self.hot
+            .device(device_id)
             .ok_or_else(|| ServiceError::NotFound {
                 what: "device",
                 id: device_id.to_string(),
@@ -242,6 +236,33 @@ impl ControlPlane {
         device_id: &str,
     ) -> Result<Device, ServiceError> {
         self.device_for(caller, device_id, &READ).await
+    }
+
+    /// The devices of a WatchDevices request, each one the caller may see, in the request's order.
+    pub(crate) fn watched_devices(
+        &self,
+        caller: &AuthenticatedPrincipal,
+        device_ids: &[String],
+    ) -> Result<Vec<Device>, ServiceError> {
+        if device_ids.is_empty() || device_ids.len() > MAX_WATCHED_DEVICES {
+            return Err(ServiceError::invalid(
+                "device_ids",
+                format!("give 1 to {MAX_WATCHED_DEVICES} device ids"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(device_ids.len());
+        let mut devices = Vec::with_capacity(device_ids.len());
+        for id in device_ids {
+            check_id("device_ids", id)?;
+            if !seen.insert(id.as_str()) {
+                return Err(ServiceError::invalid(
+                    "device_ids",
+                    format!("{id:?} is listed twice"),
+                ));
+            }
+            devices.push(self.device_visible(caller, id, &READ)?);
+        }
+        Ok(devices)
     }
 
     /// The devices the caller may see, of one group or of all.
@@ -335,7 +356,7 @@ impl ControlPlane {
     }
 
     pub(crate) fn is_online(&self, device_id: &str) -> bool {
-        self.sessions_lock().contains_key(device_id)
+        self.hot.is_online(device_id)
     }
 
     pub(crate) async fn assign_policy(
@@ -359,10 +380,7 @@ impl ControlPlane {
         self.store
             .set_policy(device_id, scope, policy.as_ref())
             .await?;
-        if let Some(signals) = self.sessions_lock().get(device_id) {
-            signals.policy.notify_one();
-        }
-        self.device_changed(device_id);
+        // The commit sent the policy to the device's session.
         self.device_record(device_id).await
     }
 }

@@ -5,8 +5,10 @@
 //!
 //! One [`ControlPlane`], its methods split by what a reader looks for, each file one
 //! `impl ControlPlane` block:
-//! - `mod.rs`: the struct and its constructor, [`Config`], the change feeds (WatchAction,
-//!   WatchDevice) and the signals that wake a connected device's session task.
+//! - `mod.rs`: the struct and its constructor, [`Config`], and the signals that wake a connected
+//!   device's session task.
+//! - `hot.rs`: the hot state in memory (what the per-message path reads), kept in step by the
+//!   store's commits, and who follows what (sessions, watches of a device or an action).
 //! - `access.rs`: who calls and what they may do: authentication, `admin_call` (the permission
 //!   gate and the audit of every admin operation), `Operation` and the permissions each needs,
 //!   the per-device and per-action checks, the groups a caller sees, what a caller holds
@@ -29,6 +31,7 @@ mod background;
 mod device_meta;
 mod devices;
 mod error;
+mod hot;
 mod roles;
 mod sessions;
 mod validation;
@@ -38,12 +41,14 @@ pub(crate) use actions::{LockRequest, ResetRequest, scope_words};
 pub(crate) use devices::{DeviceSearch, EnrollmentTokenRequest};
 pub use error::ServiceError;
 pub(crate) use error::StatusCode;
-pub(crate) use sessions::{CommandPayload, DeviceReport};
+pub(crate) use sessions::{CommandPayload, DeviceReply, DeviceReport};
 
 use crate::clock::{Clock, Millis};
 use crate::crypto::KeyRing;
 use crate::model::Action;
-use crate::store::Store;
+use crate::store::{AuthenticatedPrincipal, Store};
+use hot::Hot;
+pub(crate) use hot::Watch;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -87,18 +92,27 @@ pub(crate) struct SessionSignals {
     pub(crate) revoked: Notify,
 }
 
-/// The control plane: the store, the keys, the clock, and the devices connected right now.
+/// Authenticated principals by token hash, valid for one generation of the access rules.
+#[derive(Debug, Default)]
+struct PrincipalCache {
+    /// The `Hot::access_generation` the entries were read at.
+    generation: u64,
+    by_token: HashMap<[u8; 32], AuthenticatedPrincipal>,
+}
+
+/// Principals cached at most; past it the cache starts again (it only ever saves a read).
+const MAX_CACHED_PRINCIPALS: usize = 10_000;
+
+/// The control plane: the store, the keys, the clock, and the hot state of the devices.
 pub struct ControlPlane {
     store: Arc<dyn Store>,
     keys: KeyRing,
     clock: Arc<dyn Clock>,
     config: Config,
-    /// The session task of every connected device, so a new action reaches it at once.
-    sessions: Mutex<HashMap<String, Arc<SessionSignals>>>,
-    /// Every action change, for WatchAction.
-    action_changes: broadcast::Sender<Action>,
-    /// The id of every device that changed, for WatchDevice.
-    device_changes: broadcast::Sender<String>,
+    /// What the per-message path reads, in memory; also the store's commit observer.
+    hot: Arc<Hot>,
+    /// Saves every admin call two reads of the principal tables.
+    principals: Mutex<PrincipalCache>,
     /// Counts completed purge runs, so tests can wait for one instead of sleeping.
     purge_runs: watch::Sender<u64>,
     /// Set when the server stops, so device sessions end instead of holding shutdown open.
@@ -114,23 +128,29 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 impl ControlPlane {
-    pub(crate) fn new(
+    /// Loads the hot state from `store` and follows its commits from then on. Nothing may write
+    /// to the store between the load and the end of this call.
+    pub(crate) async fn start(
         store: Arc<dyn Store>,
         keys: KeyRing,
         clock: Arc<dyn Clock>,
         config: Config,
-    ) -> ControlPlane {
-        ControlPlane {
+    ) -> Result<ControlPlane, ServiceError> {
+        let states = store.session_state().await?;
+        let devices = states.len();
+        let hot = Arc::new(Hot::new(states));
+        store.observe(hot.clone());
+        tracing::info!(devices, "hot state loaded");
+        Ok(ControlPlane {
             store,
             keys,
             clock,
             config,
-            sessions: Mutex::new(HashMap::new()),
-            action_changes: broadcast::channel(4096).0,
-            device_changes: broadcast::channel(4096).0,
+            hot,
+            principals: Mutex::new(PrincipalCache::default()),
             purge_runs: watch::channel(0).0,
             stopping: watch::channel(false).0,
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -145,33 +165,24 @@ impl ControlPlane {
         &self.keys
     }
 
+    /// Every action change, for the metrics.
     pub(crate) fn watch_actions(&self) -> broadcast::Receiver<Action> {
-        self.action_changes.subscribe()
+        self.hot.watch_actions()
     }
 
+    /// The id of every device that changed, for the metrics.
     pub(crate) fn watch_devices(&self) -> broadcast::Receiver<String> {
-        self.device_changes.subscribe()
+        self.hot.watch_devices()
     }
 
-    fn device_changed(&self, device_id: &str) {
-        // No receiver is fine: nobody is watching.
-        let _ = self.device_changes.send(device_id.to_string());
+    /// Follows the actions `action_ids`: each committed change of one is handed to the watch.
+    pub(crate) fn follow_actions(&self, action_ids: Vec<String>) -> Watch<Action> {
+        self.hot.action_watchers.watch(action_ids)
     }
 
-    fn publish(&self, action: &Action) {
-        // No receiver is fine: nobody is watching.
-        let _ = self.action_changes.send(action.clone());
-    }
-
-    fn sessions_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionSignals>>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn wake_commands(&self, device_id: &str) {
-        if let Some(signals) = self.sessions_lock().get(device_id) {
-            signals.commands.notify_one();
-        }
+    /// Follows the devices `device_ids`: the id of each one that changes (status, tokens,
+    /// policy, online) is handed to the watch.
+    pub(crate) fn follow_devices(&self, device_ids: Vec<String>) -> Watch<String> {
+        self.hot.device_watchers.watch(device_ids)
     }
 }

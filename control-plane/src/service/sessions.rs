@@ -8,7 +8,7 @@ use crate::action::ActionEvent;
 use crate::clock::Millis;
 use crate::model::{Action, ActionKind, ActionState, Device, ErrorCode, Scope, StoreStatus};
 use crate::secret::{EscrowToken, Passcode};
-use crate::store::ActionUpdate;
+use crate::store::{ActionUpdate, StoreError};
 use std::sync::Arc;
 
 /// A command to send to a device, with everything the gateway needs to encode and sign it.
@@ -25,6 +25,13 @@ pub(crate) enum CommandPayload {
         token: EscrowToken,
     },
     RemoteLock,
+}
+
+/// What the control plane answers a device report with.
+#[derive(Debug)]
+pub(crate) enum DeviceReply {
+    /// The escrow token with this fingerprint is durably held for the store.
+    EscrowAck { scope: Scope, fingerprint: [u8; 8] },
 }
 
 /// What the device told us in one message, for [`ControlPlane::handle_device_report`].
@@ -59,12 +66,13 @@ impl ControlPlane {
     pub(crate) fn open_session(&self, device_id: &str) -> Arc<SessionSignals> {
         let signals = Arc::new(SessionSignals::default());
         let previous = self
-            .sessions_lock()
+            .hot
+            .sessions()
             .insert(device_id.to_string(), signals.clone());
         if let Some(previous) = previous {
             previous.replaced.notify_one();
         }
-        self.device_changed(device_id);
+        self.hot.device_changed(device_id);
         signals
     }
 
@@ -126,29 +134,30 @@ impl ControlPlane {
 
     /// Forgets the session, unless a newer one already replaced it.
     pub(crate) fn close_session(&self, device_id: &str, signals: &Arc<SessionSignals>) {
-        let mut sessions = self.sessions_lock();
+        let mut sessions = self.hot.sessions();
         if sessions
             .get(device_id)
             .is_some_and(|current| Arc::ptr_eq(current, signals))
         {
             sessions.remove(device_id);
             drop(sessions);
-            self.device_changed(device_id);
+            self.hot.device_changed(device_id);
         }
     }
 
     /// Commands of the device that still need a result and whose sequence is above
-    /// `after_sequence`, ready to sign, in sequence order.
+    /// `after_sequence`, ready to sign, in sequence order. Read from the hot state. A reset whose
+    /// escrowed token the device reports it has replaced is held, with every command after it
+    /// (they leave in sequence order), until the device's newer token arrives: sent with the old
+    /// one it could only fail `token_mismatch`.
     pub(crate) async fn commands_to_send(
         &self,
         device_id: &str,
         after_sequence: u64,
     ) -> Result<Vec<OutboundCommand>, ServiceError> {
         let mut out = Vec::new();
-        for action in self.store.open_commands(device_id).await? {
-            if action.sequence.unwrap_or(0) <= after_sequence {
-                continue;
-            }
+        for queued in self.hot.commands_after(device_id, after_sequence) {
+            let action = queued.action;
             if action.not_after < self.now() {
                 self.expire(&action).await?;
                 continue;
@@ -156,9 +165,10 @@ impl ControlPlane {
             let payload = match action.kind {
                 ActionKind::RemoteLock => CommandPayload::RemoteLock,
                 ActionKind::ResetPasscode => {
-                    let Some(sealed_passcode) =
-                        self.store.sealed_passcode(&action.id, self.now()).await?
-                    else {
+                    let visible = action
+                        .passcode_visible_until
+                        .is_some_and(|until| self.now() < until);
+                    let Some(sealed_passcode) = queued.sealed_passcode.filter(|_| visible) else {
                         self.fail(
                             &action,
                             ErrorCode::Internal,
@@ -167,9 +177,7 @@ impl ControlPlane {
                         .await?;
                         continue;
                     };
-                    let Some(sealed_token) =
-                        self.store.escrow_token(device_id, action.scope).await?
-                    else {
+                    let Some(sealed_token) = queued.sealed_token else {
                         self.fail(
                             &action,
                             ErrorCode::NoEscrowedToken,
@@ -178,10 +186,14 @@ impl ControlPlane {
                         .await?;
                         continue;
                     };
-                    let passcode = self.keys.open(&sealed_passcode, &action.id)?;
                     let token = self
                         .keys
                         .open(&sealed_token, &token_context(device_id, action.scope))?;
+                    if self.token_is_stale(device_id, action.scope, &token) {
+                        tracing::info!(device_id, action_id = %action.id, "command held until the device's newer escrow token arrives");
+                        break;
+                    }
+                    let passcode = self.keys.open(&sealed_passcode, &action.id)?;
                     CommandPayload::ResetPasscode {
                         passcode: Passcode::new(String::from_utf8_lossy(&passcode).into_owned()),
                         token: EscrowToken::new(token.to_vec()),
@@ -193,12 +205,25 @@ impl ControlPlane {
         Ok(out)
     }
 
-    /// Records what a device reported on its session.
+    /// Whether the device reports, for `scope`, a token other than `held`.
+    fn token_is_stale(&self, device_id: &str, scope: Scope, held: &[u8]) -> bool {
+        let Some(device) = self.hot.device(device_id) else {
+            return false;
+        };
+        device
+            .stores
+            .iter()
+            .find(|s| s.scope == scope)
+            .and_then(|s| s.token_fingerprint)
+            .is_some_and(|reported| reported != token_fingerprint(held))
+    }
+
+    /// Records what a device reported on its session; returns what to answer it, if anything.
     pub(crate) async fn handle_device_report(
         &self,
         device: &Device,
         report: DeviceReport,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Option<DeviceReply>, ServiceError> {
         let now = self.now();
         match report {
             DeviceReport::Status(stores) => {
@@ -206,7 +231,6 @@ impl ControlPlane {
                 self.store
                     .update_device_status(&device.id, &stores, now)
                     .await?;
-                self.device_changed(&device.id);
             }
             DeviceReport::EscrowToken { scope, token } => {
                 if token.expose().len() < EscrowToken::MIN_LEN {
@@ -228,23 +252,27 @@ impl ControlPlane {
                     ));
                 }
                 let context = token_context(&device.id, scope);
-                // Devices escrow their tokens again on every new session (the protocol has no
-                // acknowledgement): the token already held costs a read, not a durable write.
-                if let Some(held) = self.store.escrow_token(&device.id, scope).await? {
+                let ack = DeviceReply::EscrowAck {
+                    scope,
+                    fingerprint: token_fingerprint(token.expose()),
+                };
+                // A device escrows a token again until it is acknowledged: the token already
+                // held costs a look in memory, not a durable write.
+                if let Some(held) = self.hot.escrow_token(&device.id, scope) {
                     let held = self.keys.open(&held, &context)?;
                     if bool::from(subtle::ConstantTimeEq::ct_eq(
                         held.as_slice(),
                         token.expose(),
                     )) {
-                        return Ok(());
+                        return Ok(Some(ack));
                     }
                 }
                 let sealed = self.keys.seal(token.expose(), &context)?;
                 self.store
                     .put_escrow_token(&device.id, scope, &sealed)
                     .await?;
-                self.device_changed(&device.id);
                 tracing::info!(device_id = %device.id, scope = %scope, "escrow token stored");
+                return Ok(Some(ack));
             }
             DeviceReport::Ack { command_id } => {
                 let action = self
@@ -332,10 +360,17 @@ impl ControlPlane {
                         action.state
                     )));
                 }
-                self.store.set_user_entered(&action.id, at).await?;
-                if let Some(action) = self.store.get_action(&action.id).await? {
-                    self.publish(&action);
-                }
+                // The store checks again that it is this device's action, in the same statement.
+                self.store
+                    .set_user_entered(&device.id, &command_id, at)
+                    .await
+                    .map_err(|error| match error {
+                        StoreError::NotFound { .. } => ServiceError::NotFound {
+                            what: "command",
+                            id: command_id.clone(),
+                        },
+                        other => other.into(),
+                    })?;
             }
             DeviceReport::StoreWiped { scope } => {
                 if !device.has_store(scope) {
@@ -347,7 +382,7 @@ impl ControlPlane {
                 tracing::warn!(device_id = %device.id, scope = %scope, "device reports a wiped credential store");
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Marks the device seen now.
@@ -360,7 +395,6 @@ impl ControlPlane {
         self.store
             .update_device_status(&device.id, stores, self.now())
             .await?;
-        self.device_changed(&device.id);
         Ok(())
     }
 
@@ -373,6 +407,10 @@ impl ControlPlane {
         command_id: &str,
     ) -> Result<Action, ServiceError> {
         check_id(field, command_id)?;
+        // An open command is in memory; a late duplicate about a finished one is read.
+        if let Some(action) = self.hot.open_command(&device.id, command_id) {
+            return Ok(action);
+        }
         match self.store.get_action(command_id).await? {
             Some(action) if action.device_id == device.id => Ok(action),
             _ => Err(ServiceError::NotFound {
@@ -396,4 +434,13 @@ impl ControlPlane {
 
 fn token_context(device_id: &str, scope: Scope) -> String {
     format!("escrow/{device_id}/{scope}")
+}
+
+/// The fingerprint of an escrow token, as a device reports the token it holds in its status
+/// (`StoreStatus.escrow_token_fingerprint`): the first 8 bytes of the token's SHA-256.
+pub(crate) fn token_fingerprint(token: &[u8]) -> [u8; 8] {
+    let digest = crate::crypto::sha256(token);
+    let mut fingerprint = [0u8; 8];
+    fingerprint.copy_from_slice(&digest[..8]);
+    fingerprint
 }

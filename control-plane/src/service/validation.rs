@@ -27,6 +27,8 @@ pub(super) const MAX_REASON_LEN: usize = 1024;
 pub(super) const MAX_AUDIT_LIMIT: u32 = 10_000;
 /// Permissions a role may list, and role assignments a request may carry.
 pub(super) const MAX_LIST_LEN: usize = 64;
+/// Devices one WatchDevices stream may follow: a whole large fleet, in a request of about 3 MB.
+pub(super) const MAX_WATCHED_DEVICES: usize = 100_000;
 
 pub(super) fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ServiceError> {
     if value.trim().is_empty() {

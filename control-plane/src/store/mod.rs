@@ -4,6 +4,13 @@
 //! The store holds no plaintext secret: escrow tokens and revealable passcodes arrive sealed
 //! (AES-256-GCM, see `crypto.rs`), principal tokens, enrollment tokens and device credentials
 //! arrive as SHA-256 hashes.
+//!
+//! Writes are group-committed: many callers' writes share one transaction and one fsync, and each
+//! caller is answered once that transaction is durable. A store reports what each commit changed,
+//! in commit order and before any caller of that commit is answered, to the [`CommitObserver`]
+//! given to [`Store::observe`]; [`Store::session_state`] reads the same state in bulk. Together
+//! they let the control plane keep its sessions' hot state in memory without a second source of
+//! truth: the memory follows the store.
 
 mod sqlite;
 
@@ -16,6 +23,7 @@ use crate::model::{
 };
 use crate::rbac::Grants;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +50,12 @@ pub enum StoreError {
     WouldLockOut,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The write ran, but the transaction it shared with other callers' writes could not be
+    /// committed, so nothing of it is stored.
+    #[error("the write was not committed: {0}")]
+    NotCommitted(Arc<StoreError>),
+    #[error("the store is closed")]
+    Closed,
 }
 
 /// An enrollment token to create.
@@ -162,9 +176,89 @@ pub struct AuthenticatedPrincipal {
     pub grants: Grants,
 }
 
-/// Storage for the control plane. Every method is one transaction, durable when it returns.
+/// A command of a device that still needs delivery or a result, with its sealed passcode (a
+/// reset's, while it is stored).
+#[derive(Clone, Debug)]
+pub struct OpenCommand {
+    pub action: Action,
+    pub sealed_passcode: Option<Vec<u8>>,
+}
+
+/// What a connected device's session needs, as stored.
+#[derive(Clone, Debug)]
+pub struct DeviceState {
+    pub device: Device,
+    /// SHA-256 of the device credential, which opens its sessions.
+    pub credential_hash: [u8; 32],
+    /// The escrowed token of each store, sealed.
+    pub escrow_tokens: Vec<(Scope, Vec<u8>)>,
+    /// Its pending and active commands, by sequence.
+    pub open_commands: Vec<OpenCommand>,
+}
+
+/// One committed change, as a [`CommitObserver`] is told of it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// A device enrolled: a new one, or a known one re-enrolled (a new credential, no escrowed
+    /// token, no reported status; its commands kept).
+    Enrolled(Box<DeviceState>),
+    /// An admin revoked the device's credential; `credential_hash` is the hash that replaced it.
+    CredentialRevoked {
+        device_id: String,
+        credential_hash: [u8; 32],
+    },
+    Status {
+        device_id: String,
+        stores: Vec<StoreStatus>,
+        last_seen: Millis,
+    },
+    Policy {
+        device_id: String,
+        scope: Scope,
+        policy: Option<PasscodePolicy>,
+    },
+    EscrowToken {
+        device_id: String,
+        scope: Scope,
+        sealed: Vec<u8>,
+    },
+    /// The device reported another Android build in its Hello.
+    Build {
+        device_id: String,
+        api_level: u32,
+        maker_profile: String,
+    },
+    /// An admin moved the device to another group.
+    Moved { device_id: String, group: String },
+    /// An action was created; `sealed_passcode` is set for a pending reset.
+    ActionCreated(OpenCommand),
+    /// An action changed state or fields; its passcode is gone when `passcode_visible_until` is
+    /// `None`.
+    ActionChanged(Action),
+    /// Every passcode visible until `until` or earlier was deleted.
+    PasscodesPurged { until: Millis },
+    /// Roles, principals or role assignments changed.
+    AccessChanged,
+}
+
+/// Told of every commit's changes, in commit order, before any caller of that commit is answered,
+/// so what it keeps can never be older than what a caller saw acknowledged. It runs inside the
+/// writer: it must not block.
+pub trait CommitObserver: Send + Sync + 'static {
+    fn committed(&self, changes: Vec<Change>);
+}
+
+/// Storage for the control plane. Every method is atomic (one transaction, or one part of a
+/// shared transaction that commits or rolls back whole) and durable when it returns.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Tells `observer` of every later commit's changes (see [`CommitObserver`]). One observer
+    /// per store; a second call replaces the first.
+    fn observe(&self, observer: Arc<dyn CommitObserver>);
+    /// Every device with what its sessions need, read in one snapshot. Read before
+    /// [`Store::observe`]'s observer may miss nothing: call it before the first write.
+    async fn session_state(&self) -> Result<Vec<DeviceState>, StoreError>;
+
     // Enrollment and devices.
     async fn create_enrollment_token(&self, token: NewEnrollmentToken) -> Result<(), StoreError>;
     /// Uses one use of the enrollment token and creates the device in the token's group,
@@ -258,8 +352,14 @@ pub trait Store: Send + Sync + 'static {
         update: ActionUpdate,
         now: Millis,
     ) -> Result<Option<Action>, StoreError>;
-    /// Records that the user entered the passcode a reset set (the action stays `done`).
-    async fn set_user_entered(&self, action_id: &str, at: Millis) -> Result<(), StoreError>;
+    /// Records that the user entered the passcode a reset of `device_id` set (the action stays
+    /// `done`); returns the action after, `NotFound` when it is not that device's.
+    async fn set_user_entered(
+        &self,
+        device_id: &str,
+        action_id: &str,
+        at: Millis,
+    ) -> Result<Action, StoreError>;
     /// Pending or active actions whose not-after time is before `now`.
     async fn overdue_actions(&self, now: Millis) -> Result<Vec<Action>, StoreError>;
     /// The sealed passcode of the action while it is visible at `now`.

@@ -1,6 +1,6 @@
 //! A device played by hand over the DeviceGateway, for what the agent would never do: a
 //! [`RawDevice`] enrolls, opens [`RawSession`]s with any credential and first messages, receives
-//! the signed commands and answers (or not) whatever the test wants.
+//! the signed commands and escrow acknowledgements, and answers (or not) whatever the test wants.
 
 use super::DEADLINE;
 use droidfleet_proto::v1 as pb;
@@ -181,6 +181,25 @@ impl RawSession {
         })
         .await
         .expect("a command arrives in time")
+    }
+
+    /// The next escrow acknowledgement, skipping whatever else arrives first.
+    pub(crate) async fn next_escrow_ack(&mut self) -> pb::EscrowAck {
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                let message = self
+                    .inbound
+                    .message()
+                    .await
+                    .expect("the session stays open")
+                    .expect("the session does not end");
+                if let Some(pb::control_message::Body::EscrowAck(ack)) = message.body {
+                    return ack;
+                }
+            }
+        })
+        .await
+        .expect("an escrow acknowledgement arrives in time")
     }
 
     pub(crate) async fn ack(&self, command_id: &str) {

@@ -221,6 +221,19 @@ impl Client {
         })
     }
 
+    /// Follows many devices over one WatchDevices stream: each now, then each again whenever it
+    /// changes.
+    pub async fn watch_devices(
+        &self,
+        device_ids: Vec<String>,
+    ) -> Result<tonic::Streaming<pb::Device>, AdminError> {
+        let request = pb::WatchDevicesRequest { device_ids };
+        self.call("WatchDevices", request, |mut admin, request| async move {
+            admin.watch_devices(request).await
+        })
+        .await
+    }
+
     pub async fn create_enrollment_token(
         &self,
         request: pb::CreateEnrollmentTokenRequest,

@@ -99,6 +99,11 @@ pub struct LoadtestArgs {
     /// passcodes, no resets, no baselines.
     #[arg(long, conflicts_with_all = ["rate", "offline_share", "reboot_share", "concurrency"])]
     pub(super) connect_only: bool,
+    /// With --control-plane spawn: once every device is connected, kill the control plane with
+    /// SIGKILL, start it again on the same data directory and address, and measure how long
+    /// the fleet takes to reconnect.
+    #[arg(long)]
+    pub(super) restart_control_plane: bool,
     /// Skip the baselines (tonic echo, Argon2 on every core) measured after the run.
     #[arg(long)]
     pub(super) no_baselines: bool,
@@ -182,6 +187,12 @@ impl LoadtestArgs {
                  in time",
                 self.ramp_up_ms, self.deadline
             ),
+        )?;
+        require(
+            !self.restart_control_plane || self.control_plane == Target::Spawn,
+            "--restart-control-plane: only with --control-plane spawn (the run can kill and \
+             restart only a control plane it started as its own process)"
+                .into(),
         )?;
         if let Some(pid) = self.control_plane_pid {
             require(

@@ -8,7 +8,7 @@ use crate::admin::Token;
 use crate::embedded::EmbeddedControlPlane;
 use droidfleet_control_plane::clock::SystemClock;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -73,7 +73,13 @@ pub(super) struct ControlPlane {
 enum Running {
     Embedded(EmbeddedControlPlane),
     /// Killed on drop too, so an early error never leaves it behind.
-    Child(tokio::process::Child),
+    Child {
+        child: tokio::process::Child,
+        /// Its data directory, to start it again on.
+        data_dir: PathBuf,
+        /// Where its stderr goes.
+        log: PathBuf,
+    },
     External,
 }
 
@@ -81,7 +87,7 @@ impl ControlPlane {
     pub(super) fn mode(&self) -> &'static str {
         match self.running {
             Running::Embedded(_) => "embedded",
-            Running::Child(_) => "spawned",
+            Running::Child { .. } => "spawned",
             Running::External => "external",
         }
     }
@@ -96,13 +102,46 @@ impl ControlPlane {
     pub(super) async fn stop(self) {
         match self.running {
             Running::Embedded(embedded) => embedded.stop().await,
-            Running::Child(mut child) => {
+            Running::Child { mut child, .. } => {
                 if let Err(error) = child.kill().await {
                     tracing::warn!(pid = ?self.pid, %error, "cannot end the spawned control plane");
                 }
             }
             Running::External => {}
         }
+    }
+}
+
+impl ControlPlane {
+    /// Kills a spawned control plane with SIGKILL, by its PID, and waits for it to be gone.
+    pub(super) async fn kill(&mut self) -> Result<(), LoadtestError> {
+        let Running::Child { child, .. } = &mut self.running else {
+            return Err(LoadtestError::NotRestartable);
+        };
+        // tokio's kill is SIGKILL on Unix: the process gets no chance to finish anything.
+        child.kill().await.map_err(LoadtestError::Restart)
+    }
+
+    /// Starts a killed spawned control plane again, on the same data directory and address;
+    /// returns once it listens.
+    pub(super) async fn start_again(&mut self) -> Result<(), LoadtestError> {
+        let Running::Child {
+            child,
+            data_dir,
+            log,
+        } = &mut self.running
+        else {
+            return Err(LoadtestError::NotRestartable);
+        };
+        let listen = self
+            .address
+            .strip_prefix("http://")
+            .unwrap_or(&self.address)
+            .to_string();
+        let (restarted, pid, _) = spawn_on(data_dir, log, &listen).await?;
+        *child = restarted;
+        self.pid = Some(pid);
+        Ok(())
     }
 }
 
@@ -161,18 +200,44 @@ async fn embedded(dir: &Path) -> Result<ControlPlane, LoadtestError> {
 /// `droidfleet serve` (this very binary) on a fresh data directory and a port the kernel picks;
 /// ready once it prints the address it listens on.
 async fn spawn(dir: &Path, log: &Path) -> Result<ControlPlane, LoadtestError> {
-    let program = std::env::current_exe().map_err(LoadtestError::ProgramPath)?;
     let data_dir = dir.join("control-plane");
-    let stderr = std::fs::File::create(log).map_err(|source| LoadtestError::File {
-        action: "create the control plane's log",
-        path: log.to_path_buf(),
-        source,
-    })?;
+    let (child, pid, address) = spawn_on(&data_dir, log, LOOPBACK_ANY_PORT).await?;
+    let admin_token = Token::from_file(&data_dir.join("bootstrap-admin.token"))?;
+    tracing::info!(pid, %address, "spawned control plane listening");
+    Ok(ControlPlane {
+        address: format!("http://{address}"),
+        admin_token,
+        pid: Some(pid),
+        running: Running::Child {
+            child,
+            data_dir,
+            log: log.to_path_buf(),
+        },
+    })
+}
+
+/// `droidfleet serve --data-dir DATA_DIR --listen LISTEN`, its stderr appended to `log`; returns
+/// the child, its PID and the address it listens on, once it listens.
+async fn spawn_on(
+    data_dir: &Path,
+    log: &Path,
+    listen: &str,
+) -> Result<(tokio::process::Child, u32, String), LoadtestError> {
+    let program = std::env::current_exe().map_err(LoadtestError::ProgramPath)?;
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|source| LoadtestError::File {
+            action: "open the control plane's log",
+            path: log.to_path_buf(),
+            source,
+        })?;
     let mut child = tokio::process::Command::new(&program)
         .arg("serve")
         .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--listen", LOOPBACK_ANY_PORT])
+        .arg(data_dir)
+        .args(["--listen", listen])
         // Its per-session info lines would cost it CPU and fill the log; warnings stay.
         .env(
             "RUST_LOG",
@@ -213,14 +278,7 @@ async fn spawn(dir: &Path, log: &Path) -> Result<ControlPlane, LoadtestError> {
     };
     // Drained to the end, so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let admin_token = Token::from_file(&data_dir.join("bootstrap-admin.token"))?;
-    tracing::info!(pid, %address, "spawned control plane listening");
-    Ok(ControlPlane {
-        address: format!("http://{address}"),
-        admin_token,
-        pid: Some(pid),
-        running: Running::Child(child),
-    })
+    Ok((child, pid, address))
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use super::model::{DevicePlan, Fault};
 use super::report::DeviceRecord;
 use super::resets::{request_reset, reset_all};
 use super::wall::{Phase, Wall};
-use crate::admin::Client;
 use crate::admin::format::{error_name, state_name};
+use crate::admin::{AdminError, Client};
 use droidfleet_agent::device::Scope;
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig, RampUp};
 use droidfleet_control_plane::grpc::convert::policy_to_pb;
@@ -37,12 +37,26 @@ pub(super) struct Run {
     pub reset_phase_s: f64,
     pub before_connect: Snapshot,
     pub after_connect: Snapshot,
+    /// With --restart-control-plane: how the restart went.
+    pub restart: Option<Restart>,
     /// The agent's Prometheus text at the end, for the injected-fault counts.
     pub agent_metrics: String,
     /// How late the issuing loop was against the --rate schedule at worst.
     pub max_issue_lag_ms: f64,
     /// Devices whose escrowed token never reached the control plane during the setup.
     pub unescrowed: usize,
+}
+
+/// The control plane killed with SIGKILL and started again once the fleet was connected.
+pub(super) struct Restart {
+    /// From the kill until every device had seen its session end.
+    pub disconnect_s: f64,
+    /// From starting the new process until it listened (it loads the store's hot state first).
+    pub start_s: f64,
+    /// From the new process listening until every device was connected again.
+    pub reconnect_s: f64,
+    /// The new process right after it listened, before any device reconnected.
+    pub started: Snapshot,
 }
 
 /// Everything the per-device tasks share.
@@ -72,15 +86,14 @@ pub(super) const ADMIN_CONNECTIONS: usize = 4;
 pub(super) async fn drive(
     args: &LoadtestArgs,
     plans: Vec<DevicePlan>,
-    control_plane: &ControlPlane,
+    control_plane: &mut ControlPlane,
     deadline: Instant,
     wall: Option<Arc<Wall>>,
 ) -> Result<Run, LoadtestError> {
     let setup_started = Instant::now();
     let mut admins = Vec::new();
     for _ in 0..ADMIN_CONNECTIONS {
-        let admin = Client::connect(&control_plane.address, &control_plane.admin_token).await?;
-        admins.push(admin.max_decoding_message_size(LISTING_LIMIT_BYTES));
+        admins.push(Client::connect(&control_plane.address, &control_plane.admin_token).await?);
     }
     let enrollment = admins[0]
         .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
@@ -147,10 +160,14 @@ pub(super) async fn drive(
             reset_phase_s: 0.0,
             before_connect,
             after_connect,
+            restart: None,
             agent_metrics: String::new(),
             max_issue_lag_ms: 0.0,
             unescrowed: 0,
         };
+        if args.restart_control_plane {
+            run.restart = Some(restart(&fleet, control_plane, plans.len(), deadline).await?);
+        }
         if args.connect_only {
             run.setup_s = setup_started.elapsed().as_secs_f64();
             return Ok(run);
@@ -205,6 +222,43 @@ pub(super) async fn drive(
     outcome.map(|run| Run {
         agent_metrics,
         ..run
+    })
+}
+
+/// Kills the control plane with SIGKILL, waits until every device has seen its session end,
+/// starts the control plane again and waits until every device is connected again.
+async fn restart(
+    fleet: &Arc<Fleet>,
+    control_plane: &mut ControlPlane,
+    devices: usize,
+    deadline: Instant,
+) -> Result<Restart, LoadtestError> {
+    eprintln!("killing the control plane (SIGKILL) and starting it again…");
+    let killed = Instant::now();
+    control_plane.kill().await?;
+    // The new process starts once every device has seen its session end, so the figure below
+    // is the whole fleet's reconnection.
+    let gauge = &fleet.metrics().devices_connected;
+    let connected = || usize::try_from(gauge.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    while connected() > 0 {
+        if Instant::now() >= deadline {
+            return Err(LoadtestError::DisconnectDeadline {
+                connected: connected(),
+                devices,
+            });
+        }
+        tokio::time::sleep(CONNECT_POLL).await;
+    }
+    let disconnected = Instant::now();
+    control_plane.start_again().await?;
+    let listening = Instant::now();
+    let started = Snapshot::take(control_plane);
+    wait_connected(fleet, devices, deadline).await?;
+    Ok(Restart {
+        disconnect_s: disconnected.duration_since(killed).as_secs_f64(),
+        start_s: listening.duration_since(disconnected).as_secs_f64(),
+        reconnect_s: listening.elapsed().as_secs_f64(),
+        started,
     })
 }
 
@@ -309,20 +363,18 @@ fn scope_pb(scope: Scope) -> pb::CredentialScope {
     }
 }
 
-/// What the admin clients accept in one answer: the escrow wait's listing of 100,000 devices is
-/// tens of megabytes, and tonic refuses more than 4 MiB by default.
-const LISTING_LIMIT_BYTES: usize = 256 * 1024 * 1024;
-
 /// How long the escrow wait goes on without any device's token arriving before it gives up on
 /// the rest.
 const ESCROW_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Waits until the control plane holds the escrowed token of each device's target store,
-/// reading ListDevices with backoff: one listing answers for the whole fleet, where a watch per
-/// device would make every device change wake every watcher. Returns the indices of devices
-/// whose token never arrived: once none has arrived for [`ESCROW_PATIENCE`], the run goes on
-/// without them rather than hide the loss, and their resets show what it costs.
+/// following the fleet over one WatchDevices stream: the control plane sends each device once,
+/// then only the devices that change, so the wait costs what the devices' own reports do (a
+/// ListDevices poll would read the whole fleet each time). Returns the indices of devices whose
+/// token never arrived: once none has arrived for [`ESCROW_PATIENCE`], the run goes on without
+/// them rather than hide the loss, and their resets show what it costs.
 async fn wait_escrowed(shared: &Shared, deadline: Instant) -> Result<Vec<usize>, LoadtestError> {
+    const RPC: &str = "WatchDevices";
     eprintln!("waiting for the control plane to hold every escrowed token…");
     let mut waiting: HashMap<&str, (usize, i32)> = shared
         .device_ids
@@ -332,35 +384,37 @@ async fn wait_escrowed(shared: &Shared, deadline: Instant) -> Result<Vec<usize>,
         .map(|(i, (id, p))| (id.as_str(), (i, scope_pb(p.target_scope()) as i32)))
         .collect();
     let admin = shared.admin(0);
-    let mut pause = Duration::from_millis(20);
-    let mut last_progress = Instant::now();
-    while !waiting.is_empty() {
-        let devices = tokio::time::timeout_at(deadline, admin.list_devices(String::new()))
+    let mut stream =
+        tokio::time::timeout_at(deadline, admin.watch_devices(shared.device_ids.clone()))
             .await
-            .map_err(|_| LoadtestError::RpcDeadline { rpc: "ListDevices" })??;
-        let before = waiting.len();
-        for device in &devices {
-            let id = device.device_id.as_str();
-            if waiting
-                .get(id)
-                .is_some_and(|(_, scope)| device.escrowed_token_scopes.contains(scope))
-            {
-                waiting.remove(id);
+            .map_err(|_| LoadtestError::RpcDeadline { rpc: RPC })??;
+    while !waiting.is_empty() {
+        // Give up on the rest once no token has arrived for a while, or at the deadline.
+        let patience = (Instant::now() + ESCROW_PATIENCE).min(deadline);
+        let device = match tokio::time::timeout_at(patience, stream.message()).await {
+            Ok(Ok(Some(device))) => device,
+            Ok(Ok(None)) => {
+                return Err(AdminError::StreamEnded {
+                    rpc: RPC,
+                    id: format!("{} device(s)", shared.device_ids.len()),
+                }
+                .into());
             }
+            Ok(Err(status)) => return Err(AdminError::Rpc { rpc: RPC, status }.into()),
+            Err(_) if Instant::now() >= deadline => {
+                return Err(LoadtestError::EscrowDeadline {
+                    waiting: waiting.len(),
+                });
+            }
+            Err(_) => break,
+        };
+        let id = device.device_id.as_str();
+        if waiting
+            .get(id)
+            .is_some_and(|(_, scope)| device.escrowed_token_scopes.contains(scope))
+        {
+            waiting.remove(id);
         }
-        if waiting.len() < before {
-            last_progress = Instant::now();
-        }
-        if waiting.is_empty() || last_progress.elapsed() >= ESCROW_PATIENCE {
-            break;
-        }
-        if Instant::now() + pause >= deadline {
-            return Err(LoadtestError::EscrowDeadline {
-                waiting: waiting.len(),
-            });
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
     }
     let mut missing: Vec<usize> = waiting.into_values().map(|(i, _)| i).collect();
     missing.sort_unstable();

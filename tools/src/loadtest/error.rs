@@ -62,6 +62,16 @@ pub enum LoadtestError {
         log: PathBuf,
     },
 
+    #[error("cannot kill the spawned control plane to restart it")]
+    Restart(#[source] std::io::Error),
+    #[error("only a control plane the run spawned can be killed and restarted")]
+    NotRestartable,
+    #[error(
+        "{connected} of {devices} devices were still connected to the killed control plane at \
+         the deadline"
+    )]
+    DisconnectDeadline { connected: usize, devices: usize },
+
     // Setting up the fleet.
     #[error("cannot load the fleet")]
     LoadFleet(#[source] FleetError),

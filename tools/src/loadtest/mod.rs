@@ -85,7 +85,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
         args.control_plane,
         args.faults
     );
-    let control_plane = control_plane::start(
+    let mut control_plane = control_plane::start(
         &args.control_plane,
         args.token_file.as_deref(),
         args.control_plane_pid,
@@ -105,7 +105,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     let outcome = drive::drive(
         &args,
         plans,
-        &control_plane,
+        &mut control_plane,
         deadline,
         wall.as_ref().map(|w| w.wall.clone()),
     )

@@ -1,10 +1,13 @@
 //! The SQLite implementation of [`Store`](super::Store): one embedded file, WAL journal,
 //! `synchronous = FULL`, so a method that returned has its transaction on disk.
 //!
-//! Every write runs in a `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so two
-//! writers queue on the busy timeout instead of one failing when it upgrades a read lock. Checks
-//! that must hold under concurrency (enrollment-token uses, action state) are part of the UPDATE's
-//! WHERE clause rather than a read followed by a write.
+//! Every write goes through the group-commit writer (`writer.rs`): one task, one connection, one
+//! `BEGIN IMMEDIATE` transaction and one fsync per turn for every write waiting, each caller
+//! answered after the commit. Reads use a small pool beside it (WAL lets them run while the
+//! writer writes) and see only committed data. Checks that must hold under concurrency
+//! (enrollment-token uses, action state) are part of the UPDATE's WHERE clause rather than a read
+//! followed by a write, and the writes are written to need as few statements as they can, since
+//! every statement is a hop to sqlx's connection thread.
 //!
 //! Passcode purging must remove the bytes, not just the row: `secure_delete` makes SQLite
 //! overwrite deleted content, and a `wal_checkpoint(TRUNCATE)` after the delete copies the
@@ -12,27 +15,33 @@
 //!
 //! Only runtime queries (`sqlx::query` with `bind`) are used, so building needs no database.
 //!
-//! Layout: this file opens the database and runs transactions; `queries.rs` implements the store,
-//! one transaction per method (`device_search.rs` the paged device list); `rows.rs` converts between rows and domain values (column
-//! encodings, JSON shapes) and holds the reads several transactions share; `tests/` runs it all
+//! Layout: this file opens the database; `writer.rs` is the group-commit writer and `bulk.rs`
+//! its statements for the per-message path's writes, a kind at a time; `queries.rs`
+//! implements the store, one write or read per method (`enrollment.rs` its enrollment,
+//! `device_search.rs` the paged device list); `rows.rs` converts between rows and domain values
+//! (column encodings, JSON shapes) and holds the reads several writes share; `tests/` runs it all
 //! against real database files.
 
+mod bulk;
 mod device_search;
+mod enrollment;
 mod queries;
 mod rows;
 #[cfg(test)]
 mod tests;
+mod writer;
 
-use super::StoreError;
+use super::{Change, StoreError};
 use rows::permissions_json;
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use writer::{Writer, Written};
 
-/// Connections in the pool: WAL lets readers run beside the one writer; more than a few buys
+/// Read connections in the pool: WAL lets readers run beside the one writer; more than a few buys
 /// nothing on an embedded file.
 const POOL_SIZE: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,7 +49,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The control plane's store in one SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// For reads.
     pool: SqlitePool,
+    /// For every write (see `writer.rs`).
+    writer: Writer,
     path: PathBuf,
 }
 
@@ -64,11 +76,13 @@ impl SqliteStore {
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(POOL_SIZE)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let writer = Writer::start(options.connect().await?);
         let store = SqliteStore {
             pool,
+            writer,
             path: path.to_path_buf(),
         };
         store.install_built_in_roles().await?;
@@ -80,50 +94,38 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Closes every connection, waiting for those in use; later calls fail.
+    /// Lets the writes already queued commit, then closes every connection, waiting for those in
+    /// use; later calls fail.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
     /// Inserts the built-in roles, or brings an existing built-in role's permissions up to date
     /// with this version of the code. A custom role is never overwritten.
     async fn install_built_in_roles(&self) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        for role in crate::rbac::built_in_roles() {
-            sqlx::query(
-                "INSERT INTO roles (name, permissions_json, built_in) VALUES (?, ?, 1)
-                 ON CONFLICT (name) DO UPDATE SET permissions_json = excluded.permissions_json
-                 WHERE roles.built_in = 1",
-            )
-            .bind(&role.name)
-            .bind(permissions_json(&role.permissions)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// A write transaction holding the write lock from its first statement.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// Moves the WAL's content into the main file and truncates the WAL to zero bytes, so deleted
-    /// data leaves the WAL too. Best effort: a long-running reader can keep it from completing;
-    /// the next purge tries again.
-    async fn checkpoint_truncate(&self) {
-        let result = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&self.pool)
-            .await;
-        match result {
-            Ok(row) => {
-                let busy: i64 = row.try_get(0).unwrap_or(1);
-                if busy != 0 {
-                    tracing::warn!("WAL checkpoint could not complete (readers busy); will retry");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
-        }
+        let roles = crate::rbac::built_in_roles()
+            .into_iter()
+            .map(|role| Ok((role.name, permissions_json(&role.permissions)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.writer
+            .write(true, move |connection| {
+                Box::pin(async move {
+                    for (name, permissions) in &roles {
+                        sqlx::query(
+                            "INSERT INTO roles (name, permissions_json, built_in) VALUES (?, ?, 1)
+                             ON CONFLICT (name) DO UPDATE
+                             SET permissions_json = excluded.permissions_json
+                             WHERE roles.built_in = 1",
+                        )
+                        .bind(name)
+                        .bind(permissions)
+                        .execute(&mut *connection)
+                        .await?;
+                    }
+                    Ok(Written::new((), vec![Change::AccessChanged]))
+                })
+            })
+            .await
     }
 }

@@ -1,54 +1,146 @@
-//! [`Store`] on SQLite: each method one transaction, writes in `BEGIN IMMEDIATE` (see the module
-//! above), with the checks that must hold under concurrency inside the statements themselves.
+//! [`Store`] on SQLite: every write one job of the group-commit writer (`writer.rs`), every read
+//! one statement (or one read transaction) on the pool, with the checks that must hold under
+//! concurrency inside the statements themselves. Each write returns the [`Change`]s its commit
+//! tells the observer.
 
 use super::SqliteStore;
+use super::bulk::{BulkDone, BulkWrite};
+use super::enrollment::enroll;
 use super::rows::{
-    action_from_row, action_select, actions_from_rows, audit_from_row, db_time, device_exists,
-    device_from_row, device_not_found, device_select, ensure_someone_manages_roles, fetch_action,
-    fetch_device, fetch_principal, groups_json, is_unique_violation, permissions_json,
-    policy_to_json, principal_not_found, role_exists, role_from_row, role_not_found, states_json,
-    stores_to_json, time_from_db,
+    action_from_row, action_select, actions_from_rows, audit_from_row, credential_hash_from_row,
+    db_time, device_from_row, device_not_found, device_select, ensure_someone_manages_roles,
+    fetch_principal, groups_json, is_unique_violation, open_command_select, permissions_json,
+    policy_to_json, principal_not_found, role_exists, role_from_row, role_not_found, time_from_db,
 };
+use super::writer::Written;
 use crate::clock::Millis;
 use crate::model::{
-    Action, ActionState, AuditEvent, AuditFilter, Device, ErrorCode, PasscodePolicy, Principal,
-    Role, RoleAssignment, Scope, StoreStatus,
+    Action, ActionState, AuditEvent, AuditFilter, Device, PasscodePolicy, Principal, Role,
+    RoleAssignment, Scope, StoreStatus,
 };
 use crate::rbac::{Grant, Grants};
 use crate::store::{
-    ActionUpdate, AuthenticatedPrincipal, DeviceQuery, Enrolled, ListedDevice, NewAction,
-    NewDevice, NewEnrollmentToken, Store, StoreError,
+    ActionUpdate, AuthenticatedPrincipal, Change, CommitObserver, DeviceQuery, DeviceState,
+    Enrolled, ListedDevice, NewAction, NewDevice, NewEnrollmentToken, OpenCommand, Store,
+    StoreError,
 };
-use sqlx::Row;
-use std::collections::BTreeSet;
+use sqlx::{Row, SqliteConnection};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// `list_audit`'s limit when the filter asks for 0.
 const DEFAULT_AUDIT_LIMIT: u32 = 1000;
 
+/// A bulk write answered with another kind's outcome: a bug of the writer, reported as such.
+fn unexpected(done: BulkDone) -> StoreError {
+    StoreError::Corrupt(format!("the writer answered with {done:?}"))
+}
+
+/// The commands of a device that still need delivery or a result, read inside a write.
+pub(super) async fn open_commands_of(
+    connection: &mut SqliteConnection,
+    device_id: &str,
+) -> Result<Vec<OpenCommand>, StoreError> {
+    let rows = sqlx::query(concat!(
+        open_command_select!(),
+        " AND a.device_id = ? ORDER BY a.sequence"
+    ))
+    .bind(device_id)
+    .fetch_all(&mut *connection)
+    .await?;
+    rows.iter().map(open_command_from_row).collect()
+}
+
+fn open_command_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<OpenCommand, StoreError> {
+    Ok(OpenCommand {
+        action: action_from_row(row)?,
+        sealed_passcode: row.try_get("sealed_passcode")?,
+    })
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn create_enrollment_token(&self, token: NewEnrollmentToken) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO enrollment_tokens (hash, max_uses, uses, expires_at, created_by,
-                                            device_group)
-             VALUES (?, ?, 0, ?, ?, ?)",
-        )
-        .bind(&token.hash[..])
-        .bind(token.max_uses)
-        .bind(db_time(token.expires_at))
-        .bind(&token.created_by)
-        .bind(&token.group)
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
-                kind: "enrollment token",
-                // The hash identifies a credential; it stays out of messages.
-                name: String::new(),
-            }),
-            Err(e) => Err(e.into()),
+    fn observe(&self, observer: Arc<dyn CommitObserver>) {
+        self.writer.observe(observer);
+    }
+
+    async fn session_state(&self) -> Result<Vec<DeviceState>, StoreError> {
+        // One read transaction: the devices, their tokens and their commands from one snapshot.
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(concat!(device_select!(), " ORDER BY d.enrolled_at, d.id"))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut states = Vec::with_capacity(rows.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let device = device_from_row(row)?;
+            index.insert(device.id.clone(), states.len());
+            states.push(DeviceState {
+                credential_hash: credential_hash_from_row(row)?,
+                device,
+                escrow_tokens: Vec::new(),
+                open_commands: Vec::new(),
+            });
         }
+        drop(rows);
+        let tokens = sqlx::query("SELECT device_id, scope, sealed FROM escrow_tokens")
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &tokens {
+            let device_id: String = row.try_get("device_id")?;
+            let scope: String = row.try_get("scope")?;
+            let scope = Scope::parse(&scope)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown scope {scope:?}")))?;
+            if let Some(&i) = index.get(&device_id) {
+                states[i]
+                    .escrow_tokens
+                    .push((scope, row.try_get("sealed")?));
+            }
+        }
+        let commands = sqlx::query(concat!(
+            open_command_select!(),
+            " ORDER BY a.device_id, a.sequence"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for row in &commands {
+            let command = open_command_from_row(row)?;
+            if let Some(&i) = index.get(&command.action.device_id) {
+                states[i].open_commands.push(command);
+            }
+        }
+        Ok(states)
+    }
+
+    async fn create_enrollment_token(&self, token: NewEnrollmentToken) -> Result<(), StoreError> {
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    let result = sqlx::query(
+                        "INSERT INTO enrollment_tokens (hash, max_uses, uses, expires_at,
+                                                        created_by, device_group)
+                         VALUES (?, ?, 0, ?, ?, ?)",
+                    )
+                    .bind(&token.hash[..])
+                    .bind(token.max_uses)
+                    .bind(db_time(token.expires_at))
+                    .bind(&token.created_by)
+                    .bind(&token.group)
+                    .execute(&mut *connection)
+                    .await;
+                    match result {
+                        Ok(_) => Ok(Written::new((), Vec::new())),
+                        Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
+                            kind: "enrollment token",
+                            // The hash identifies a credential; it stays out of messages.
+                            name: String::new(),
+                        }),
+                        Err(e) => Err(e.into()),
+                    }
+                })
+            })
+            .await
     }
 
     async fn enroll_device(
@@ -56,103 +148,11 @@ impl Store for SqliteStore {
         token_hash: [u8; 32],
         device: NewDevice,
     ) -> Result<Enrolled, StoreError> {
-        let mut tx = self.write().await?;
-        // The write lock is held from the first statement, so the token read here is still as
-        // read when its use is counted below.
-        let token = sqlx::query(
-            "SELECT device_group, device_id FROM enrollment_tokens
-             WHERE hash = ? AND uses < max_uses AND ? < expires_at",
-        )
-        .bind(&token_hash[..])
-        .bind(db_time(device.enrolled_at))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(token) = token else {
-            return Err(StoreError::EnrollmentTokenInvalid);
-        };
-        let group: String = token.try_get("device_group")?;
-        let bound: Option<String> = token.try_get("device_id")?;
-        let re_enrolled = bound.is_some();
-        if let Some(known) = &bound {
-            // Re-enrollment of a known device: same id, group, policies and actions; a new
-            // credential; the old install's escrowed tokens and status are gone with it.
-            let existing = fetch_device(&mut tx, known)
-                .await?
-                .ok_or_else(|| device_not_found(known))?;
-            if existing.ownership != device.ownership {
-                return Err(StoreError::EnrollmentOwnership {
-                    expected: existing.ownership,
-                });
-            }
-        }
-        sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE hash = ?")
-            .bind(&token_hash[..])
-            .execute(&mut *tx)
-            .await?;
-        let id = match bound {
-            Some(known) => {
-                let updated = sqlx::query(
-                    "UPDATE devices SET credential_hash = ?, stores_json = '[]', last_seen = ?
-                     WHERE id = ?",
-                )
-                .bind(&device.credential_hash[..])
-                .bind(db_time(device.enrolled_at))
-                .bind(&known)
-                .execute(&mut *tx)
-                .await;
-                match updated {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(StoreError::AlreadyExists {
-                            kind: "device credential",
-                            name: String::new(),
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                sqlx::query("DELETE FROM escrow_tokens WHERE device_id = ?")
-                    .bind(&known)
-                    .execute(&mut *tx)
-                    .await?;
-                known
-            }
-            None => {
-                let inserted = sqlx::query(
-                    "INSERT INTO devices (id, display_name, ownership, credential_hash,
-                                          enrolled_at, last_seen, stores_json, next_sequence,
-                                          device_group)
-                     VALUES (?, ?, ?, ?, ?, ?, '[]', 1, ?)",
-                )
-                .bind(&device.id)
-                .bind(&device.display_name)
-                .bind(device.ownership.as_str())
-                .bind(&device.credential_hash[..])
-                .bind(db_time(device.enrolled_at))
-                .bind(db_time(device.enrolled_at))
-                .bind(&group)
-                .execute(&mut *tx)
-                .await;
-                match inserted {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(StoreError::AlreadyExists {
-                            kind: "device",
-                            name: device.id,
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                device.id
-            }
-        };
-        let enrolled = fetch_device(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("an enrolled device vanished".into()))?;
-        tx.commit().await?;
-        Ok(Enrolled {
-            device: enrolled,
-            re_enrolled,
-        })
+        self.writer
+            .write(true, move |connection| {
+                Box::pin(async move { enroll(connection, token_hash, device).await })
+            })
+            .await
     }
 
     async fn reenroll_device(
@@ -161,43 +161,53 @@ impl Store for SqliteStore {
         revoked_credential_hash: [u8; 32],
         token: NewEnrollmentToken,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        let revoked = sqlx::query("UPDATE devices SET credential_hash = ? WHERE id = ?")
-            .bind(&revoked_credential_hash[..])
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        if revoked.rows_affected() == 0 {
-            return Err(device_not_found(device_id));
-        }
-        // Only the newest re-enrollment token of a device works.
-        sqlx::query("DELETE FROM enrollment_tokens WHERE device_id = ?")
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO enrollment_tokens (hash, max_uses, uses, expires_at, created_by,
-                                            device_group, device_id)
-             SELECT ?, 1, 0, ?, ?, device_group, id FROM devices WHERE id = ?",
-        )
-        .bind(&token.hash[..])
-        .bind(db_time(token.expires_at))
-        .bind(&token.created_by)
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AlreadyExists {
-                    kind: "enrollment token",
-                    name: String::new(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tx.commit().await?;
-        Ok(())
+        let device_id = device_id.to_string();
+        self.writer
+            .write(true, move |connection| {
+                Box::pin(async move {
+                    let revoked =
+                        sqlx::query("UPDATE devices SET credential_hash = ? WHERE id = ?")
+                            .bind(&revoked_credential_hash[..])
+                            .bind(&device_id)
+                            .execute(&mut *connection)
+                            .await?;
+                    if revoked.rows_affected() == 0 {
+                        return Err(device_not_found(&device_id));
+                    }
+                    // Only the newest re-enrollment token of a device works.
+                    sqlx::query("DELETE FROM enrollment_tokens WHERE device_id = ?")
+                        .bind(&device_id)
+                        .execute(&mut *connection)
+                        .await?;
+                    let inserted = sqlx::query(
+                        "INSERT INTO enrollment_tokens (hash, max_uses, uses, expires_at,
+                                                        created_by, device_group, device_id)
+                         SELECT ?, 1, 0, ?, ?, device_group, id FROM devices WHERE id = ?",
+                    )
+                    .bind(&token.hash[..])
+                    .bind(db_time(token.expires_at))
+                    .bind(&token.created_by)
+                    .bind(&device_id)
+                    .execute(&mut *connection)
+                    .await;
+                    match inserted {
+                        Ok(_) => {}
+                        Err(e) if is_unique_violation(&e) => {
+                            return Err(StoreError::AlreadyExists {
+                                kind: "enrollment token",
+                                name: String::new(),
+                            });
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    let change = Change::CredentialRevoked {
+                        device_id,
+                        credential_hash: revoked_credential_hash,
+                    };
+                    Ok(Written::new((), vec![change]))
+                })
+            })
+            .await
     }
 
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
@@ -253,16 +263,14 @@ impl Store for SqliteStore {
         stores: &[StoreStatus],
         last_seen: Millis,
     ) -> Result<(), StoreError> {
-        let result = sqlx::query("UPDATE devices SET stores_json = ?, last_seen = ? WHERE id = ?")
-            .bind(stores_to_json(stores)?)
-            .bind(db_time(last_seen))
-            .bind(device_id)
-            .execute(&self.pool)
-            .await?;
-        if result.rows_affected() == 0 {
-            return Err(device_not_found(device_id));
-        }
-        Ok(())
+        self.writer
+            .bulk(BulkWrite::Status {
+                device_id: device_id.to_string(),
+                stores: stores.to_vec(),
+                last_seen,
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn set_device_build(
@@ -271,29 +279,51 @@ impl Store for SqliteStore {
         api_level: u32,
         maker_profile: &str,
     ) -> Result<(), StoreError> {
-        let result =
-            sqlx::query("UPDATE devices SET api_level = ?, maker_profile = ? WHERE id = ?")
-                .bind(i64::from(api_level))
-                .bind(maker_profile)
-                .bind(device_id)
-                .execute(&self.pool)
-                .await?;
-        if result.rows_affected() == 0 {
-            return Err(device_not_found(device_id));
-        }
-        Ok(())
+        let device_id = device_id.to_string();
+        let maker_profile = maker_profile.to_string();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    let result = sqlx::query(
+                        "UPDATE devices SET api_level = ?, maker_profile = ? WHERE id = ?",
+                    )
+                    .bind(i64::from(api_level))
+                    .bind(&maker_profile)
+                    .bind(&device_id)
+                    .execute(&mut *connection)
+                    .await?;
+                    if result.rows_affected() == 0 {
+                        return Err(device_not_found(&device_id));
+                    }
+                    let change = Change::Build {
+                        device_id,
+                        api_level,
+                        maker_profile,
+                    };
+                    Ok(Written::new((), vec![change]))
+                })
+            })
+            .await
     }
 
     async fn move_device(&self, device_id: &str, group: &str) -> Result<(), StoreError> {
-        let result = sqlx::query("UPDATE devices SET device_group = ? WHERE id = ?")
-            .bind(group)
-            .bind(device_id)
-            .execute(&self.pool)
-            .await?;
-        if result.rows_affected() == 0 {
-            return Err(device_not_found(device_id));
-        }
-        Ok(())
+        let device_id = device_id.to_string();
+        let group = group.to_string();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    let result = sqlx::query("UPDATE devices SET device_group = ? WHERE id = ?")
+                        .bind(&group)
+                        .bind(&device_id)
+                        .execute(&mut *connection)
+                        .await?;
+                    if result.rows_affected() == 0 {
+                        return Err(device_not_found(&device_id));
+                    }
+                    Ok(Written::new((), vec![Change::Moved { device_id, group }]))
+                })
+            })
+            .await
     }
 
     async fn set_policy(
@@ -307,15 +337,28 @@ impl Store for SqliteStore {
             Scope::Device => "UPDATE devices SET device_policy_json = ? WHERE id = ?",
             Scope::WorkProfile => "UPDATE devices SET work_profile_policy_json = ? WHERE id = ?",
         };
-        let result = sqlx::query(sql)
-            .bind(json)
-            .bind(device_id)
-            .execute(&self.pool)
-            .await?;
-        if result.rows_affected() == 0 {
-            return Err(device_not_found(device_id));
-        }
-        Ok(())
+        let device_id = device_id.to_string();
+        let policy = policy.cloned();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    let result = sqlx::query(sql)
+                        .bind(json)
+                        .bind(&device_id)
+                        .execute(&mut *connection)
+                        .await?;
+                    if result.rows_affected() == 0 {
+                        return Err(device_not_found(&device_id));
+                    }
+                    let change = Change::Policy {
+                        device_id,
+                        scope,
+                        policy,
+                    };
+                    Ok(Written::new((), vec![change]))
+                })
+            })
+            .await
     }
 
     async fn put_escrow_token(
@@ -324,21 +367,14 @@ impl Store for SqliteStore {
         scope: Scope,
         sealed_token: &[u8],
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        if !device_exists(&mut tx, device_id).await? {
-            return Err(device_not_found(device_id));
-        }
-        sqlx::query(
-            "INSERT INTO escrow_tokens (device_id, scope, sealed) VALUES (?, ?, ?)
-             ON CONFLICT (device_id, scope) DO UPDATE SET sealed = excluded.sealed",
-        )
-        .bind(device_id)
-        .bind(scope.as_str())
-        .bind(sealed_token)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.writer
+            .bulk(BulkWrite::Escrow {
+                device_id: device_id.to_string(),
+                scope,
+                sealed: sealed_token.to_vec(),
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn escrow_token(
@@ -358,71 +394,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_action(&self, action: NewAction) -> Result<Action, StoreError> {
-        let mut tx = self.write().await?;
-        // A command (not yet final) takes the device's next sequence number in this same
-        // transaction; an action that ended at the control plane never reaches the device.
-        let sequence: Option<i64> = if action.state.is_final() {
-            if !device_exists(&mut tx, &action.device_id).await? {
-                return Err(device_not_found(&action.device_id));
-            }
-            None
-        } else {
-            let allocated: Option<i64> = sqlx::query_scalar(
-                "UPDATE devices SET next_sequence = next_sequence + 1 WHERE id = ?
-                 RETURNING next_sequence - 1",
-            )
-            .bind(&action.device_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            Some(allocated.ok_or_else(|| device_not_found(&action.device_id))?)
-        };
-        let visible_until = action.sealed_passcode.as_ref().map(|(_, until)| *until);
-        let inserted = sqlx::query(
-            "INSERT INTO actions (id, device_id, kind, scope, state, error_code, reason,
-                                  requested_by, created_at, updated_at, not_after, sequence,
-                                  passcode_visible_until)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&action.id)
-        .bind(&action.device_id)
-        .bind(action.kind.as_str())
-        .bind(action.scope.as_str())
-        .bind(action.state.as_str())
-        .bind(action.error_code.map(ErrorCode::as_str))
-        .bind(&action.reason)
-        .bind(&action.requested_by)
-        .bind(db_time(action.created_at))
-        .bind(db_time(action.created_at))
-        .bind(db_time(action.not_after))
-        .bind(sequence)
-        .bind(visible_until.map(db_time))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AlreadyExists {
-                    kind: "action",
-                    name: action.id,
-                });
-            }
-            Err(e) => return Err(e.into()),
+        match self.writer.bulk(BulkWrite::CreateAction(action)).await? {
+            BulkDone::Action(created) => Ok(created),
+            other => Err(unexpected(other)),
         }
-        if let Some((sealed, until)) = &action.sealed_passcode {
-            sqlx::query(
-                "INSERT INTO action_passcodes (action_id, sealed, visible_until) VALUES (?, ?, ?)",
-            )
-            .bind(&action.id)
-            .bind(&sealed[..])
-            .bind(db_time(*until))
-            .execute(&mut *tx)
-            .await?;
-        }
-        let created = fetch_action(&mut tx, &action.id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a created action vanished".into()))?;
-        tx.commit().await?;
-        Ok(created)
     }
 
     async fn get_action(&self, action_id: &str) -> Result<Option<Action>, StoreError> {
@@ -480,66 +455,34 @@ impl Store for SqliteStore {
         update: ActionUpdate,
         now: Millis,
     ) -> Result<Option<Action>, StoreError> {
-        let mut tx = self.write().await?;
-        // Compare-and-set: the state test is in the UPDATE itself, so of two racing transitions
-        // (a result and an expiry, say) exactly one wins.
-        let changed = sqlx::query(
-            "UPDATE actions SET
-                 state = ?,
-                 updated_at = ?,
-                 error_code = COALESCE(?, error_code),
-                 reason = COALESCE(?, reason),
-                 delivered_at = COALESCE(?, delivered_at),
-                 completed_at = COALESCE(?, completed_at),
-                 user_entered_at = COALESCE(?, user_entered_at)
-             WHERE id = ? AND state IN (SELECT value FROM json_each(?))",
-        )
-        .bind(to.as_str())
-        .bind(db_time(now))
-        .bind(update.error_code.map(ErrorCode::as_str))
-        .bind(update.reason.as_deref())
-        .bind(update.delivered_at.map(db_time))
-        .bind(update.completed_at.map(db_time))
-        .bind(update.user_entered_at.map(db_time))
-        .bind(action_id)
-        .bind(states_json(from))
-        .execute(&mut *tx)
-        .await?;
-        if changed.rows_affected() == 0 {
-            return Ok(None);
+        let write = BulkWrite::Transition {
+            action_id: action_id.to_string(),
+            from: from.to_vec(),
+            to,
+            update,
+            now,
+        };
+        match self.writer.bulk(write).await? {
+            BulkDone::Transitioned(changed) => Ok(changed),
+            other => Err(unexpected(other)),
         }
-        let mut purged = 0;
-        if update.purge_passcode {
-            purged = sqlx::query("DELETE FROM action_passcodes WHERE action_id = ?")
-                .bind(action_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        let action = fetch_action(&mut tx, action_id).await?;
-        tx.commit().await?;
-        if purged > 0 {
-            self.checkpoint_truncate().await;
-        }
-        Ok(action)
     }
 
-    async fn set_user_entered(&self, action_id: &str, at: Millis) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "UPDATE actions SET user_entered_at = ?, updated_at = MAX(updated_at, ?) WHERE id = ?",
-        )
-        .bind(db_time(at))
-        .bind(db_time(at))
-        .bind(action_id)
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind: "action",
-                name: action_id.to_string(),
-            });
+    async fn set_user_entered(
+        &self,
+        device_id: &str,
+        action_id: &str,
+        at: Millis,
+    ) -> Result<Action, StoreError> {
+        let write = BulkWrite::UserEntered {
+            device_id: device_id.to_string(),
+            action_id: action_id.to_string(),
+            at,
+        };
+        match self.writer.bulk(write).await? {
+            BulkDone::Action(action) => Ok(action),
+            other => Err(unexpected(other)),
         }
-        Ok(())
     }
 
     async fn overdue_actions(&self, now: Millis) -> Result<Vec<Action>, StoreError> {
@@ -568,35 +511,52 @@ impl Store for SqliteStore {
     }
 
     async fn purge_passcodes(&self, now: Millis) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        let purged = sqlx::query("DELETE FROM action_passcodes WHERE visible_until <= ?")
-            .bind(db_time(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        // Always, not only when rows went now: it also finishes a checkpoint an earlier purge
-        // could not complete.
-        self.checkpoint_truncate().await;
-        Ok(purged)
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    let purged =
+                        sqlx::query("DELETE FROM action_passcodes WHERE visible_until <= ?")
+                            .bind(db_time(now))
+                            .execute(&mut *connection)
+                            .await?
+                            .rows_affected();
+                    Ok(Written {
+                        value: purged,
+                        changes: vec![Change::PasscodesPurged { until: now }],
+                        // Always, not only when rows went now: it also finishes a checkpoint an
+                        // earlier purge could not complete.
+                        checkpoint: true,
+                    })
+                })
+            })
+            .await
     }
 
     async fn create_role(&self, role: &Role) -> Result<(), StoreError> {
-        let result =
-            sqlx::query("INSERT INTO roles (name, permissions_json, built_in) VALUES (?, ?, ?)")
-                .bind(&role.name)
-                .bind(permissions_json(&role.permissions)?)
-                .bind(role.built_in)
-                .execute(&self.pool)
-                .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::AlreadyExists {
-                kind: "role",
-                name: role.name.clone(),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        let name = role.name.clone();
+        let permissions = permissions_json(&role.permissions)?;
+        let built_in = role.built_in;
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    let result = sqlx::query(
+                        "INSERT INTO roles (name, permissions_json, built_in) VALUES (?, ?, ?)",
+                    )
+                    .bind(&name)
+                    .bind(permissions)
+                    .bind(built_in)
+                    .execute(&mut *connection)
+                    .await;
+                    match result {
+                        Ok(_) => Ok(Written::new((), vec![Change::AccessChanged])),
+                        Err(e) if is_unique_violation(&e) => {
+                            Err(StoreError::AlreadyExists { kind: "role", name })
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                })
+            })
+            .await
     }
 
     async fn list_roles(&self) -> Result<Vec<Role>, StoreError> {
@@ -607,42 +567,54 @@ impl Store for SqliteStore {
     }
 
     async fn update_role(&self, role: &Role) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        match role_exists(&mut tx, &role.name).await? {
-            None => return Err(role_not_found(&role.name)),
-            Some(true) => return Err(StoreError::BuiltInRole(role.name.clone())),
-            Some(false) => {}
-        }
-        sqlx::query("UPDATE roles SET permissions_json = ? WHERE name = ?")
-            .bind(permissions_json(&role.permissions)?)
-            .bind(&role.name)
-            .execute(&mut *tx)
-            .await?;
-        ensure_someone_manages_roles(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        let name = role.name.clone();
+        let permissions = permissions_json(&role.permissions)?;
+        self.writer
+            .write(true, move |connection| {
+                Box::pin(async move {
+                    match role_exists(connection, &name).await? {
+                        None => return Err(role_not_found(&name)),
+                        Some(true) => return Err(StoreError::BuiltInRole(name)),
+                        Some(false) => {}
+                    }
+                    sqlx::query("UPDATE roles SET permissions_json = ? WHERE name = ?")
+                        .bind(permissions)
+                        .bind(&name)
+                        .execute(&mut *connection)
+                        .await?;
+                    ensure_someone_manages_roles(connection).await?;
+                    Ok(Written::new((), vec![Change::AccessChanged]))
+                })
+            })
+            .await
     }
 
     async fn delete_role(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        match role_exists(&mut tx, name).await? {
-            None => return Err(role_not_found(name)),
-            Some(true) => return Err(StoreError::BuiltInRole(name.to_string())),
-            Some(false) => {}
-        }
-        let assigned = sqlx::query("SELECT 1 FROM role_assignments WHERE role = ? LIMIT 1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if assigned.is_some() {
-            return Err(StoreError::RoleInUse(name.to_string()));
-        }
-        sqlx::query("DELETE FROM roles WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let name = name.to_string();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    match role_exists(connection, &name).await? {
+                        None => return Err(role_not_found(&name)),
+                        Some(true) => return Err(StoreError::BuiltInRole(name)),
+                        Some(false) => {}
+                    }
+                    let assigned =
+                        sqlx::query("SELECT 1 FROM role_assignments WHERE role = ? LIMIT 1")
+                            .bind(&name)
+                            .fetch_optional(&mut *connection)
+                            .await?;
+                    if assigned.is_some() {
+                        return Err(StoreError::RoleInUse(name));
+                    }
+                    sqlx::query("DELETE FROM roles WHERE name = ?")
+                        .bind(&name)
+                        .execute(&mut *connection)
+                        .await?;
+                    Ok(Written::new((), vec![Change::AccessChanged]))
+                })
+            })
+            .await
     }
 
     async fn create_principal(
@@ -652,62 +624,71 @@ impl Store for SqliteStore {
         assignments: &[RoleAssignment],
         created_at: Millis,
     ) -> Result<Principal, StoreError> {
-        let mut tx = self.write().await?;
-        let exists = sqlx::query("SELECT 1 FROM principals WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_some() {
-            return Err(StoreError::AlreadyExists {
-                kind: "principal",
-                name: name.to_string(),
-            });
-        }
-        let mut assigned: Vec<RoleAssignment> = Vec::new();
-        for assignment in assignments {
-            if assigned.contains(assignment) {
-                continue;
-            }
-            if role_exists(&mut tx, &assignment.role).await?.is_none() {
-                return Err(role_not_found(&assignment.role));
-            }
-            assigned.push(assignment.clone());
-        }
-        let inserted =
-            sqlx::query("INSERT INTO principals (name, token_hash, created_at) VALUES (?, ?, ?)")
-                .bind(name)
-                .bind(&token_hash[..])
-                .bind(db_time(created_at))
-                .execute(&mut *tx)
-                .await;
-        match inserted {
-            Ok(_) => {}
-            // The name was checked above, so the token is what collides; its hash stays out of
-            // the message.
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AlreadyExists {
-                    kind: "principal token",
-                    name: String::new(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        for assignment in &assigned {
-            sqlx::query(
-                "INSERT INTO role_assignments (principal, role, device_group) VALUES (?, ?, ?)",
-            )
-            .bind(name)
-            .bind(&assignment.role)
-            .bind(&assignment.group)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Principal {
-            name: name.to_string(),
-            assignments: assigned,
-            created_at,
-        })
+        let name = name.to_string();
+        let assignments = assignments.to_vec();
+        self.writer
+            .write(true, move |connection| {
+                Box::pin(async move {
+                    let exists = sqlx::query("SELECT 1 FROM principals WHERE name = ?")
+                        .bind(&name)
+                        .fetch_optional(&mut *connection)
+                        .await?;
+                    if exists.is_some() {
+                        return Err(StoreError::AlreadyExists {
+                            kind: "principal",
+                            name,
+                        });
+                    }
+                    let mut assigned: Vec<RoleAssignment> = Vec::new();
+                    for assignment in assignments {
+                        if assigned.contains(&assignment) {
+                            continue;
+                        }
+                        if role_exists(connection, &assignment.role).await?.is_none() {
+                            return Err(role_not_found(&assignment.role));
+                        }
+                        assigned.push(assignment);
+                    }
+                    let inserted = sqlx::query(
+                        "INSERT INTO principals (name, token_hash, created_at) VALUES (?, ?, ?)",
+                    )
+                    .bind(&name)
+                    .bind(&token_hash[..])
+                    .bind(db_time(created_at))
+                    .execute(&mut *connection)
+                    .await;
+                    match inserted {
+                        Ok(_) => {}
+                        // The name was checked above, so the token is what collides; its hash
+                        // stays out of the message.
+                        Err(e) if is_unique_violation(&e) => {
+                            return Err(StoreError::AlreadyExists {
+                                kind: "principal token",
+                                name: String::new(),
+                            });
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    for assignment in &assigned {
+                        sqlx::query(
+                            "INSERT INTO role_assignments (principal, role, device_group)
+                             VALUES (?, ?, ?)",
+                        )
+                        .bind(&name)
+                        .bind(&assignment.role)
+                        .bind(&assignment.group)
+                        .execute(&mut *connection)
+                        .await?;
+                    }
+                    let principal = Principal {
+                        name,
+                        assignments: assigned,
+                        created_at,
+                    };
+                    Ok(Written::new(principal, vec![Change::AccessChanged]))
+                })
+            })
+            .await
     }
 
     async fn list_principals(&self) -> Result<Vec<Principal>, StoreError> {
@@ -749,27 +730,34 @@ impl Store for SqliteStore {
         principal: &str,
         assignment: &RoleAssignment,
     ) -> Result<Principal, StoreError> {
-        let mut tx = self.write().await?;
-        if fetch_principal(&mut tx, principal).await?.is_none() {
-            return Err(principal_not_found(principal));
-        }
-        if role_exists(&mut tx, &assignment.role).await?.is_none() {
-            return Err(role_not_found(&assignment.role));
-        }
-        sqlx::query(
-            "INSERT INTO role_assignments (principal, role, device_group) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(principal)
-        .bind(&assignment.role)
-        .bind(&assignment.group)
-        .execute(&mut *tx)
-        .await?;
-        let after = fetch_principal(&mut tx, principal)
-            .await?
-            .ok_or_else(|| principal_not_found(principal))?;
-        tx.commit().await?;
-        Ok(after)
+        let principal = principal.to_string();
+        let assignment = assignment.clone();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move {
+                    if fetch_principal(connection, &principal).await?.is_none() {
+                        return Err(principal_not_found(&principal));
+                    }
+                    if role_exists(connection, &assignment.role).await?.is_none() {
+                        return Err(role_not_found(&assignment.role));
+                    }
+                    sqlx::query(
+                        "INSERT INTO role_assignments (principal, role, device_group)
+                         VALUES (?, ?, ?)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&principal)
+                    .bind(&assignment.role)
+                    .bind(&assignment.group)
+                    .execute(&mut *connection)
+                    .await?;
+                    let after = fetch_principal(connection, &principal)
+                        .await?
+                        .ok_or_else(|| principal_not_found(&principal))?;
+                    Ok(Written::new(after, vec![Change::AccessChanged]))
+                })
+            })
+            .await
     }
 
     async fn unassign_role(
@@ -777,46 +765,57 @@ impl Store for SqliteStore {
         principal: &str,
         assignment: &RoleAssignment,
     ) -> Result<Principal, StoreError> {
-        let mut tx = self.write().await?;
-        if fetch_principal(&mut tx, principal).await?.is_none() {
-            return Err(principal_not_found(principal));
-        }
-        let removed = sqlx::query(
-            "DELETE FROM role_assignments
-             WHERE principal = ? AND role = ? AND IFNULL(device_group, '') = IFNULL(?, '')",
-        )
-        .bind(principal)
-        .bind(&assignment.role)
-        .bind(&assignment.group)
-        .execute(&mut *tx)
-        .await?;
-        if removed.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind: "role assignment",
-                name: format!("{principal}: {assignment}"),
-            });
-        }
-        ensure_someone_manages_roles(&mut tx).await?;
-        let after = fetch_principal(&mut tx, principal)
-            .await?
-            .ok_or_else(|| principal_not_found(principal))?;
-        tx.commit().await?;
-        Ok(after)
+        let principal = principal.to_string();
+        let assignment = assignment.clone();
+        self.writer
+            .write(true, move |connection| {
+                Box::pin(async move {
+                    if fetch_principal(connection, &principal).await?.is_none() {
+                        return Err(principal_not_found(&principal));
+                    }
+                    let removed = sqlx::query(
+                        "DELETE FROM role_assignments
+                         WHERE principal = ? AND role = ? AND IFNULL(device_group, '') = IFNULL(?, '')",
+                    )
+                    .bind(&principal)
+                    .bind(&assignment.role)
+                    .bind(&assignment.group)
+                    .execute(&mut *connection)
+                    .await?;
+                    if removed.rows_affected() == 0 {
+                        return Err(StoreError::NotFound {
+                            kind: "role assignment",
+                            name: format!("{principal}: {assignment}"),
+                        });
+                    }
+                    ensure_someone_manages_roles(connection).await?;
+                    let after = fetch_principal(connection, &principal)
+                        .await?
+                        .ok_or_else(|| principal_not_found(&principal))?;
+                    Ok(Written::new(after, vec![Change::AccessChanged]))
+                })
+            })
+            .await
     }
 
     async fn delete_principal(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        // Its assignments go with it (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM principals WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(principal_not_found(name));
-        }
-        ensure_someone_manages_roles(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        let name = name.to_string();
+        self.writer
+            .write(true, move |connection| {
+                Box::pin(async move {
+                    // Its assignments go with it (ON DELETE CASCADE).
+                    let deleted = sqlx::query("DELETE FROM principals WHERE name = ?")
+                        .bind(&name)
+                        .execute(&mut *connection)
+                        .await?;
+                    if deleted.rows_affected() == 0 {
+                        return Err(principal_not_found(&name));
+                    }
+                    ensure_someone_manages_roles(connection).await?;
+                    Ok(Written::new((), vec![Change::AccessChanged]))
+                })
+            })
+            .await
     }
 
     async fn principal_by_token(
@@ -857,21 +856,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<(), StoreError> {
-        // The id is the store's to assign; the event's own is ignored.
-        sqlx::query(
-            "INSERT INTO audit (at, principal, operation, device_id, action_id, result, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(db_time(event.at))
-        .bind(&event.principal)
-        .bind(&event.operation)
-        .bind(&event.device_id)
-        .bind(&event.action_id)
-        .bind(&event.result)
-        .bind(&event.detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.writer.bulk(BulkWrite::Audit(event)).await.map(|_| ())
     }
 
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {

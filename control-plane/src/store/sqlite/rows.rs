@@ -11,7 +11,7 @@ use crate::model::{
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, SqliteConnection};
 use std::collections::BTreeSet;
 
 /// Millis are `u64`; SQLite integers are `i64`. Times beyond year 292 million saturate, which
@@ -155,6 +155,9 @@ struct StoreStatusJson {
     wiped: bool,
     separate_challenge: bool,
     require_entry: bool,
+    /// Hex; absent in statuses stored before devices reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_fingerprint: Option<String>,
 }
 
 pub(super) fn stores_to_json(stores: &[StoreStatus]) -> Result<String, StoreError> {
@@ -170,6 +173,7 @@ pub(super) fn stores_to_json(stores: &[StoreStatus]) -> Result<String, StoreErro
             wiped: s.wiped,
             separate_challenge: s.separate_challenge,
             require_entry: s.require_entry,
+            token_fingerprint: s.token_fingerprint.map(|f| crate::crypto::hex(&f)),
         })
         .collect();
     serde_json::to_string(&json).map_err(|e| StoreError::Corrupt(format!("stores: {e}")))
@@ -190,9 +194,27 @@ fn stores_from_json(text: &str) -> Result<Vec<StoreStatus>, StoreError> {
                 wiped: s.wiped,
                 separate_challenge: s.separate_challenge,
                 require_entry: s.require_entry,
+                token_fingerprint: s
+                    .token_fingerprint
+                    .as_deref()
+                    .map(fingerprint_from_hex)
+                    .transpose()?,
             })
         })
         .collect()
+}
+
+fn fingerprint_from_hex(text: &str) -> Result<[u8; 8], StoreError> {
+    let bad = || corrupt("token fingerprint", text);
+    if text.len() != 16 {
+        return Err(bad());
+    }
+    let mut fingerprint = [0u8; 8];
+    for (i, byte) in fingerprint.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
+    }
+    Ok(fingerprint)
 }
 
 pub(super) fn permissions_json(permissions: &[Permission]) -> Result<String, StoreError> {
@@ -207,11 +229,6 @@ fn permissions_from_json(text: &str) -> Result<Vec<Permission>, StoreError> {
         .iter()
         .map(|n| Permission::parse(n).ok_or_else(|| corrupt("permission", n)))
         .collect()
-}
-
-pub(super) fn states_json(states: &[ActionState]) -> String {
-    let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-    serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_string())
 }
 
 /// A set of group names as the JSON array `json_each` reads.
@@ -230,10 +247,12 @@ pub(super) fn device_not_found(device_id: &str) -> StoreError {
     }
 }
 
-/// The device columns plus its escrowed scopes, as `device_from_row` reads them.
+/// The device columns plus its escrowed scopes, as `device_from_row` reads them (and the
+/// credential hash, which only the session state reads).
 macro_rules! device_select {
     () => {
         "SELECT d.id, d.display_name, d.ownership, d.enrolled_at, d.last_seen, d.stores_json,
+                d.credential_hash,
                 d.device_policy_json, d.work_profile_policy_json, d.device_group,
                 d.api_level, d.maker_profile,
                 (SELECT group_concat(e.scope, ',') FROM escrow_tokens e WHERE e.device_id = d.id)
@@ -317,6 +336,45 @@ pub(super) fn action_from_row(row: &SqliteRow) -> Result<Action, StoreError> {
     })
 }
 
+/// The columns of an action as a statement that changed it returns them (`RETURNING`), in the
+/// shape `action_from_row` reads; qualified, for an `UPDATE … FROM` whose other table has
+/// columns of the same names.
+macro_rules! action_returning {
+    () => {
+        " RETURNING actions.id AS id, actions.device_id AS device_id, actions.kind AS kind,
+                    actions.scope AS scope, actions.state AS state,
+                    actions.error_code AS error_code, actions.reason AS reason,
+                    actions.requested_by AS requested_by, actions.created_at AS created_at,
+                    actions.updated_at AS updated_at, actions.delivered_at AS delivered_at,
+                    actions.completed_at AS completed_at,
+                    actions.user_entered_at AS user_entered_at, actions.not_after AS not_after,
+                    actions.sequence AS sequence,
+                    (SELECT p.visible_until FROM action_passcodes p WHERE p.action_id = actions.id)
+                        AS passcode_visible_until"
+    };
+}
+pub(super) use action_returning;
+
+/// Open commands (pending or active actions) with their sealed passcodes, by device and
+/// sequence, as the session state reads them.
+macro_rules! open_command_select {
+    () => {
+        "SELECT a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
+                a.requested_by, a.created_at, a.updated_at, a.delivered_at, a.completed_at,
+                a.user_entered_at, a.not_after, a.sequence, p.visible_until AS passcode_visible_until,
+                p.sealed AS sealed_passcode
+         FROM actions a LEFT JOIN action_passcodes p ON p.action_id = a.id
+         WHERE a.state IN ('pending', 'active')"
+    };
+}
+pub(super) use open_command_select;
+
+pub(super) fn credential_hash_from_row(row: &SqliteRow) -> Result<[u8; 32], StoreError> {
+    let hash: Vec<u8> = row.try_get("credential_hash")?;
+    hash.try_into()
+        .map_err(|_| StoreError::Corrupt("a credential hash is not 32 bytes".into()))
+}
+
 pub(super) fn actions_from_rows(rows: &[SqliteRow]) -> Result<Vec<Action>, StoreError> {
     rows.iter().map(action_from_row).collect()
 }
@@ -344,37 +402,26 @@ pub(super) fn audit_from_row(row: &SqliteRow) -> Result<AuditEvent, StoreError> 
     })
 }
 
-pub(super) async fn fetch_action(
-    tx: &mut Transaction<'static, Sqlite>,
-    action_id: &str,
-) -> Result<Option<Action>, StoreError> {
-    let row = sqlx::query(concat!(action_select!(), " WHERE a.id = ?"))
-        .bind(action_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.as_ref().map(action_from_row).transpose()
-}
-
 pub(super) async fn fetch_device(
-    tx: &mut Transaction<'static, Sqlite>,
+    connection: &mut SqliteConnection,
     device_id: &str,
 ) -> Result<Option<Device>, StoreError> {
     let row = sqlx::query(concat!(device_select!(), " WHERE d.id = ?"))
         .bind(device_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *connection)
         .await?;
     row.as_ref().map(device_from_row).transpose()
 }
 
-/// A principal with its assignments, read inside `tx`.
+/// A principal with its assignments, read on `connection` (inside its write).
 pub(super) async fn fetch_principal(
-    tx: &mut Transaction<'static, Sqlite>,
+    connection: &mut SqliteConnection,
     name: &str,
 ) -> Result<Option<Principal>, StoreError> {
     let created_at: Option<i64> =
         sqlx::query_scalar("SELECT created_at FROM principals WHERE name = ?")
             .bind(name)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *connection)
             .await?;
     let Some(created_at) = created_at else {
         return Ok(None);
@@ -383,7 +430,7 @@ pub(super) async fn fetch_principal(
         "SELECT role, device_group FROM role_assignments WHERE principal = ? ORDER BY rowid",
     )
     .bind(name)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *connection)
     .await?;
     let assignments = rows
         .iter()
@@ -402,12 +449,12 @@ pub(super) async fn fetch_principal(
 }
 
 pub(super) async fn role_exists(
-    tx: &mut Transaction<'static, Sqlite>,
+    connection: &mut SqliteConnection,
     name: &str,
 ) -> Result<Option<bool>, StoreError> {
     let built_in: Option<i64> = sqlx::query_scalar("SELECT built_in FROM roles WHERE name = ?")
         .bind(name)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *connection)
         .await?;
     Ok(built_in.map(|b| b != 0))
 }
@@ -429,7 +476,7 @@ pub(super) fn role_not_found(name: &str) -> StoreError {
 /// Fails with `WouldLockOut` unless some principal still holds Roles.Manage for every group;
 /// called inside a write transaction before it commits, so a refused change is rolled back.
 pub(super) async fn ensure_someone_manages_roles(
-    tx: &mut Transaction<'static, Sqlite>,
+    connection: &mut SqliteConnection,
 ) -> Result<(), StoreError> {
     let managed: i64 = sqlx::query_scalar(
         "SELECT EXISTS (
@@ -439,21 +486,10 @@ pub(super) async fn ensure_someone_manages_roles(
          )",
     )
     .bind(Permission::RolesManage.as_str())
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *connection)
     .await?;
     if managed == 0 {
         return Err(StoreError::WouldLockOut);
     }
     Ok(())
-}
-
-pub(super) async fn device_exists(
-    tx: &mut Transaction<'static, Sqlite>,
-    device_id: &str,
-) -> Result<bool, StoreError> {
-    Ok(sqlx::query("SELECT 1 FROM devices WHERE id = ?")
-        .bind(device_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_some())
 }

@@ -3,8 +3,8 @@
 
 use super::{
     Argon2Info, Baselines, DeviceRecord, Durations, Lag, ProcessResources, Report, Resources,
-    UNESCROWED, behaviour, delivered_after_completed, issue, lag_warning, latencies, outcomes,
-    throughput,
+    RestartDurations, UNESCROWED, behaviour, delivered_after_completed, issue, lag_warning,
+    latencies, outcomes, throughput,
 };
 use crate::loadtest::args::LoadtestArgs;
 use crate::loadtest::baseline::{Argon2Baseline, EchoBaseline};
@@ -120,6 +120,11 @@ pub(in crate::loadtest) fn build(
         args.devices,
         ticks,
     )];
+    // After a restart the process that ends the run started then.
+    let control_plane_start = run
+        .restart
+        .as_ref()
+        .map_or(control_plane_start, |r| r.started);
     if let Some(pid) = setting.control_plane_pid {
         processes.insert(
             0,
@@ -193,6 +198,17 @@ pub(in crate::loadtest) fn build(
              the last sample and are in no resource figure."
         ),
     ];
+    if let Some(restart) = &run.restart {
+        notes.push(format!(
+            "Restart: once every device was connected the control plane was killed with SIGKILL; \
+             {:.1} s later every device had seen its session end; the new process (same data \
+             directory and address) listened {:.1} s after it was started, having loaded its \
+             hot state from the store; every device was connected again {:.1} s after that. \
+             The control plane's peak RSS and CPU time are the new process's, from when it \
+             listened; its memory per device is the first process's.",
+            restart.disconnect_s, restart.start_s, restart.reconnect_s
+        ));
+    }
     if !args.connect_only {
         notes.push(format!(
             "Latencies come from the timestamps the control plane records (milliseconds; \
@@ -317,6 +333,11 @@ pub(in crate::loadtest) fn build(
             connect_s: run.connect_s,
             reset_phase_s: run.reset_phase_s,
             total_s: setting.total_s,
+            restart: run.restart.as_ref().map(|r| RestartDurations {
+                disconnect_s: r.disconnect_s,
+                start_s: r.start_s,
+                reconnect_s: r.reconnect_s,
+            }),
         },
         behaviour: behaviour(
             &run.devices,

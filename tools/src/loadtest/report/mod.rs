@@ -241,6 +241,20 @@ pub(super) struct Durations {
     pub connect_s: f64,
     pub reset_phase_s: f64,
     pub total_s: f64,
+    /// With --restart-control-plane.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartDurations>,
+}
+
+/// The control plane killed with SIGKILL once the fleet was connected, and started again.
+#[derive(Debug, Serialize)]
+pub(super) struct RestartDurations {
+    /// From the kill until every device had seen its session end.
+    pub disconnect_s: f64,
+    /// From starting the new process until it listened.
+    pub start_s: f64,
+    /// From the new process listening until every device was connected again.
+    pub reconnect_s: f64,
 }
 
 #[derive(Debug, Serialize)]

@@ -186,6 +186,15 @@ impl Report {
                     "INCOMPLETE"
                 }
             );
+            if let Some(restart) = &self.durations.restart {
+                let _ = writeln!(
+                    out,
+                    "restart: control plane killed (SIGKILL); every session ended after {:.1} s; \
+                     the new process listened after {:.1} s; every device reconnected {:.1} s \
+                     later",
+                    restart.disconnect_s, restart.start_s, restart.reconnect_s
+                );
+            }
         } else {
             let _ = writeln!(out, "rate: {}", self.rate_text());
             let _ = writeln!(out, "behaviour: {}", self.behaviour_text());

@@ -170,14 +170,24 @@ async fn actions_are_listed_and_transitioned_by_compare_and_set() {
     .await
     .unwrap()
     .unwrap();
-    s.set_user_entered("a2", T0 + 50).await.unwrap();
+    let entered = s.set_user_entered("dev_a", "a2", T0 + 50).await.unwrap();
     let done = s.get_action("a2").await.unwrap().unwrap();
+    assert_eq!(entered, done);
     assert_eq!(done.state, ActionState::Done);
     assert_eq!(done.user_entered_at, Some(T0 + 50));
     assert!(matches!(
-        s.set_user_entered("nope", T0).await,
+        s.set_user_entered("dev_a", "nope", T0).await,
         Err(StoreError::NotFound { kind: "action", .. })
     ));
+    // Another device's action is not found either, and stays as it was.
+    assert!(matches!(
+        s.set_user_entered("dev_a", "b1", T0).await,
+        Err(StoreError::NotFound { kind: "action", .. })
+    ));
+    assert_eq!(
+        s.get_action("b1").await.unwrap().unwrap().user_entered_at,
+        None
+    );
 }
 
 #[tokio::test]

@@ -1,11 +1,13 @@
 //! `SqliteStore` against real database files in temporary directories: opening, durability and
 //! schema upgrades, enrollment and devices here; actions and passcodes in `actions.rs`; roles,
-//! principals and the audit log in `access.rs`; the paged device list in `device_search.rs`. The
-//! fixtures below serve them all.
+//! principals and the audit log in `access.rs`; the paged device list in `device_search.rs`; the
+//! group-commit writer, its observer and the session state in `writer.rs`. The fixtures below
+//! serve them all.
 
 mod access;
 mod actions;
 mod device_search;
+mod writer;
 
 use super::SqliteStore;
 use super::rows::{db_time, permissions_json};
@@ -138,6 +140,7 @@ fn status(scope: Scope) -> StoreStatus {
         wiped: false,
         separate_challenge: true,
         require_entry: false,
+        token_fingerprint: Some(*b"\x01\x23\x45\x67\x89\xab\xcd\xef"),
     }
 }
 
