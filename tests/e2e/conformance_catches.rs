@@ -73,6 +73,11 @@ async fn a_control_plane_that_reorders_commands_fails_delivery_order() {
 }
 
 #[tokio::test]
+async fn a_control_plane_that_never_acknowledges_escrows_fails_escrow() {
+    control_plane_with(Bug::CpSkipsEscrowAcks, &["cp.escrow"], "cp.escrow").await;
+}
+
+#[tokio::test]
 async fn a_control_plane_that_loses_a_command_on_reconnect_fails_redeliver() {
     let case = "cp.delivery.redeliver";
     control_plane_with(Bug::CpLosesCommandOnReconnect, &[case], case).await;

@@ -44,6 +44,8 @@ pub(crate) enum Bug {
     CpAcceptsHelloWithoutStatus,
     /// Takes a passcode entry without a time, and records the wrong one.
     CpAcceptsEntryWithoutTime,
+    /// Never acknowledges an escrowed token.
+    CpSkipsEscrowAcks,
     /// Runs commands whose signature does not verify.
     DeviceAcceptsForged,
     /// Runs a new command whose sequence is not above the highest it answered.
@@ -497,6 +499,7 @@ impl BrokenGateway {
         use pb::control_message::Body;
         match (self.bug, message.body) {
             (Bug::CpSkipsPoliciesAtSessionStart, Some(Body::Policy(_))) => vec![],
+            (Bug::CpSkipsEscrowAcks, Some(Body::EscrowAck(_))) => vec![],
             (Bug::CpCommandOvertakesPolicy, Some(Body::Policy(update))) => {
                 held.push(pb::ControlMessage {
                     body: Some(Body::Policy(update)),

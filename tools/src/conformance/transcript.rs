@@ -145,6 +145,14 @@ pub fn control_message(message: &pb::ControlMessage) -> String {
                 .unwrap_or_else(|| "none".into())
         ),
         Some(Body::Command(signed)) => signed_command(signed),
+        Some(Body::EscrowAck(ack)) => format!(
+            "EscrowAck scope={} fingerprint={}",
+            scope(ack.scope),
+            ack.fingerprint
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
     }
 }
 

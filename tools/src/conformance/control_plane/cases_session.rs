@@ -126,8 +126,8 @@ pub(super) static CASES: &[Case<CpCtx>] = &[
     Case {
         info: CaseInfo {
             id: "cp.escrow",
-            title: "Escrowed tokens are checked, kept, replaced, and sent back in a reset",
-            requirements: &["CP-TOKEN-1"],
+            title: "Escrowed tokens are checked, kept, replaced, acknowledged, and sent back in a reset",
+            requirements: &["CP-TOKEN-1", "CP-TOKEN-2"],
             tags: &["tokens"],
             needs: &[],
             quick: false,
@@ -535,6 +535,23 @@ async fn escrow(ctx: &mut CpCtx) -> CaseResult {
     session
         .send(escrow(vec![2; 32], pb::CredentialScope::Device))
         .await;
+    // CP-TOKEN-2: each valid escrow is acknowledged with its token's fingerprint, in order,
+    // the token already held included.
+    for (token, which) in [
+        (vec![1; 32], "the first escrow"),
+        (vec![2; 32], "the replacing escrow"),
+        (vec![2; 32], "the repeated escrow"),
+    ] {
+        let ack = session.next_escrow_ack(which).await?;
+        ensure!(
+            ack.scope == pb::CredentialScope::Device as i32
+                && ack.fingerprint == token_fingerprint(&token),
+            "{which} was acknowledged for scope {} with fingerprint {:02x?}, not the device \
+             store's token (the first 8 bytes of its SHA-256)",
+            ack.scope,
+            ack.fingerprint
+        );
+    }
     ensure!(
         matches!(session.sync(&device, &ctx.admin).await?, Synced::Open),
         "valid escrows ended the session"
@@ -567,4 +584,9 @@ async fn escrow(ctx: &mut CpCtx) -> CaseResult {
     );
     session.close().await;
     Ok(())
+}
+
+/// A token's fingerprint as PROTOCOL.md CP-TOKEN-2 defines it: the first 8 bytes of its SHA-256.
+fn token_fingerprint(token: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, token).as_ref()[..8].to_vec()
 }

@@ -247,6 +247,9 @@ impl RawSession {
         loop {
             match self.next(what).await?.body {
                 Some(pb::control_message::Body::Policy(update)) => policies.push(update),
+                // CP-TOKEN-2: acknowledgements of escrows come between other messages; the
+                // escrow case reads them with [`RawSession::next_escrow_ack`].
+                Some(pb::control_message::Body::EscrowAck(_)) => {}
                 Some(pb::control_message::Body::Command(signed)) => {
                     let body = pb::CommandBody::decode(signed.body.as_slice()).map_err(|e| {
                         fail(format!(
@@ -258,6 +261,25 @@ impl RawSession {
                 None => return Err(fail("the control plane sent a ControlMessage with no body")),
             }
         }
+    }
+
+    /// The next escrow acknowledgement; other messages read meanwhile are kept, in order, for
+    /// [`RawSession::next`].
+    pub(crate) async fn next_escrow_ack(&mut self, what: &str) -> Result<pb::EscrowAck, Outcome> {
+        let mut passed = Vec::new();
+        let found = loop {
+            match self.next(what).await {
+                Ok(pb::ControlMessage {
+                    body: Some(pb::control_message::Body::EscrowAck(ack)),
+                }) => break Ok(ack),
+                Ok(other) => passed.push(other),
+                Err(outcome) => break Err(outcome),
+            }
+        };
+        for message in passed.into_iter().rev() {
+            self.read.push_front(message);
+        }
+        found
     }
 
     /// Sends a status with a new marker, then waits until the admin API shows it (the control

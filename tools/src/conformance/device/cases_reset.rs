@@ -64,6 +64,7 @@ pub(super) static CASES: &[Case<DeviceCtx>] = &[
                 "DEV-RESET-4",
                 "DEV-STATUS-1",
                 "DEV-TOKEN-1",
+                "DEV-TOKEN-4",
             ],
             tags: &["reset"],
             needs: &[],
@@ -380,7 +381,7 @@ async fn applies(ctx: &mut DeviceCtx) -> CaseResult {
         .stores
         .iter()
         .find(|s| s.scope == scope as i32)
-        .copied()
+        .cloned()
         .unwrap_or_default();
     ensure!(
         store.has_passcode && store.require_entry && store.locked,
@@ -395,6 +396,18 @@ async fn applies(ctx: &mut DeviceCtx) -> CaseResult {
         "after a reset the rotated token is {:?}, not PENDING: the store has a passcode now \
          (DEV-RESET-2, DEV-TOKEN-3)",
         pb::TokenState::try_from(store.token_state).unwrap_or_default()
+    );
+    // DEV-TOKEN-4 is a SHOULD: a device may leave the fingerprint empty, but one it reports
+    // must name the token it just escrowed, or a control plane holds its resets for a token
+    // that never comes.
+    let fingerprint =
+        ring::digest::digest(&ring::digest::SHA256, &escrow.token).as_ref()[..8].to_vec();
+    ensure!(
+        store.escrow_token_fingerprint.is_empty() || store.escrow_token_fingerprint == fingerprint,
+        "after the reset the status names the token {:02x?}, not the one escrowed ({:02x?}, the \
+         first 8 bytes of its SHA-256) (DEV-TOKEN-4)",
+        store.escrow_token_fingerprint,
+        fingerprint
     );
     Ok(())
 }

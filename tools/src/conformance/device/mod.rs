@@ -259,12 +259,12 @@ impl DeviceCtx {
                 match &message.body {
                     Some(Body::Hello(hello)) => {
                         for store in hello.status.iter().flat_map(|s| &s.stores) {
-                            self.view.stores.insert(store.scope, *store);
+                            self.view.stores.insert(store.scope, store.clone());
                         }
                     }
                     Some(Body::Status(status)) => {
                         for store in &status.stores {
-                            self.view.stores.insert(store.scope, *store);
+                            self.view.stores.insert(store.scope, store.clone());
                         }
                     }
                     Some(Body::EscrowToken(update)) => {
@@ -319,7 +319,7 @@ impl DeviceCtx {
     }
 
     pub(crate) fn store(&self, scope: pb::CredentialScope) -> Option<pb::StoreStatus> {
-        self.view.stores.get(&(scope as i32)).copied()
+        self.view.stores.get(&(scope as i32)).cloned()
     }
 
     pub(crate) fn escrowed(&self, scope: pb::CredentialScope) -> Option<Vec<u8>> {
