@@ -5,7 +5,7 @@
 use clap::Parser;
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::service::Config;
-use droidfleet_tools::{admin, demo, flow, loadtest};
+use droidfleet_tools::{admin, conformance, demo, flow, loadtest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +44,9 @@ enum Command {
     /// Check user journeys written as flow files (a folder is a suite) against a control plane
     /// and a fleet started for each flow, or running ones; writes JUnit and HTML reports.
     Flow(flow::FlowArgs),
+    /// Test any control plane or device that speaks droidfleet.v1 against PROTOCOL.md: the kit
+    /// plays the other side; writes junit.xml, report.json and report.html.
+    Conformance(conformance::ConformanceArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -81,7 +84,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Command::Admin(_) | Command::Demo(_) | Command::Loadtest(_) | Command::Flow(_)
+        Command::Admin(_)
+            | Command::Demo(_)
+            | Command::Loadtest(_)
+            | Command::Flow(_)
+            | Command::Conformance(_)
     );
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -104,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(args) => Ok(demo::run(args).await?),
             Command::Loadtest(args) => Ok(loadtest::run(args).await?),
             Command::Flow(args) => Ok(flow::run(args).await?),
+            Command::Conformance(args) => Ok(conformance::run(args).await?),
         }
     })
 }

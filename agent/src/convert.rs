@@ -89,6 +89,32 @@ pub(crate) fn policy_from_pb(policy: &pb::PasscodePolicy) -> Option<PasscodePoli
     })
 }
 
+pub(crate) fn policy_to_pb(policy: &PasscodePolicy) -> pb::PasscodePolicy {
+    pb::PasscodePolicy {
+        r#type: match policy.passcode_type {
+            PasscodeType::Unspecified => pb::PasscodeType::Unspecified,
+            PasscodeType::Pin => pb::PasscodeType::Pin,
+            PasscodeType::NumericComplex => pb::PasscodeType::NumericComplex,
+            PasscodeType::Alphanumeric => pb::PasscodeType::Alphanumeric,
+            PasscodeType::Complex => pb::PasscodeType::Complex,
+        } as i32,
+        min_length: policy.min_length,
+        complexity: match policy.complexity {
+            Complexity::Unspecified => pb::PasscodeComplexity::Unspecified,
+            Complexity::Low => pb::PasscodeComplexity::Low,
+            Complexity::Medium => pb::PasscodeComplexity::Medium,
+            Complexity::High => pb::PasscodeComplexity::High,
+        } as i32,
+        min_letters: policy.min_letters,
+        min_upper_case: policy.min_upper_case,
+        min_lower_case: policy.min_lower_case,
+        min_digits: policy.min_digits,
+        min_symbols: policy.min_symbols,
+        min_non_letters: policy.min_non_letters,
+        max_failed_attempts_before_wipe: policy.max_failed_attempts_before_wipe,
+    }
+}
+
 pub(crate) fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
     match code {
         ErrorCode::TokenMissing => pb::ErrorCode::TokenMissing,

@@ -84,6 +84,14 @@ pub(crate) fn screen_to_pb(screen: &Screen) -> pb::Screen {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
+        policies: screen
+            .policies
+            .iter()
+            .map(|(scope, policy)| pb::StorePolicy {
+                scope: scope_to_pb(*scope) as i32,
+                policy: Some(policy_to_pb(policy)),
+            })
+            .collect(),
         api_level: screen.build.api_level.get(),
         maker_profile: screen.build.profile.name().to_string(),
         lock_screen_prompts: screen

@@ -92,6 +92,7 @@ async fn one_device_credential_cannot_open_receive_or_report_for_another_device(
         pb::device_message::Body::Result(pb::CommandResult {
             command_id: b_action.action_id.clone(),
             success: true,
+            completed_at_ms: 1,
             ..Default::default()
         }),
         pb::device_message::Body::Result(pb::CommandResult {
@@ -99,7 +100,7 @@ async fn one_device_credential_cannot_open_receive_or_report_for_another_device(
             success: false,
             error_code: pb::ErrorCode::TokenMismatch as i32,
             reason: "forged".into(),
-            ..Default::default()
+            completed_at_ms: 1,
         }),
         user_event(&b_action.action_id),
     ] {

@@ -5,6 +5,8 @@
 //! Layout:
 //! - [`admin`]: the typed admin-API client every tool shares ([`admin::Client`]), the
 //!   `droidfleet admin` commands, and how answers are shown (human lines, JSON).
+//! - [`conformance`]: `droidfleet conformance`, the kit that plays either side of the protocol
+//!   against an implementation under test, its catalogue of cases and its reports.
 //! - [`demo`]: `droidfleet demo`, a control plane and one device of each type, narrated.
 //! - [`loadtest`]: `droidfleet loadtest`, the seeded fleet load generator and its report.
 //! - [`flow`]: `droidfleet flow`, user journeys in flow files, their runner and reports.
@@ -12,11 +14,13 @@
 //! - `causes.rs`: an error and its causes as one line, where an error is kept as text.
 //!
 //! Each area has its own error type ([`admin::AdminError`], [`demo::DemoError`],
-//! [`loadtest::LoadtestError`], [`flow::FlowError`]); none carries a token or a passcode.
+//! [`loadtest::LoadtestError`], [`flow::FlowError`], [`conformance::ConformanceError`]); none
+//! carries a token or a passcode.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 mod causes;
+pub mod conformance;
 pub mod demo;
 mod embedded;
 pub mod flow;

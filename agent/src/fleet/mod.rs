@@ -58,8 +58,7 @@ pub struct Screen {
     pub re_enrollment_required: bool,
     pub connected: bool,
     pub applied_commands: BTreeMap<String, u32>,
-    /// The passcode policy each store applies now, as the control plane last sent it. Not in
-    /// `droidfleet.v1.Screen` yet; in-process tests use it to know a policy has arrived.
+    /// The passcode policy each store applies now, as the control plane last sent it.
     pub policies: BTreeMap<Scope, PasscodePolicy>,
 }
 
@@ -421,7 +420,22 @@ impl Fleet {
         T: Send + 'static,
         F: FnOnce(&mut Device, u64) -> Result<T, DeviceError> + Send + 'static,
     {
-        let _turn = slot.turn.lock().await;
+        let turn = slot.turn.lock().await;
+        self.mutate_in_turn(slot, &turn, change).await
+    }
+
+    /// [`Fleet::mutate`] for a caller that already holds the device's turn, so it can send
+    /// something more (a command's result) before the next change reports.
+    async fn mutate_in_turn<T, F>(
+        &self,
+        slot: &Arc<Slot>,
+        _turn: &tokio::sync::MutexGuard<'_, ()>,
+        change: F,
+    ) -> Result<T, FleetError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Device, u64) -> Result<T, DeviceError> + Send + 'static,
+    {
         let worker_slot = slot.clone();
         let clock = self.config.clock.clone();
         let screen_changes = self.screen_changes.clone();

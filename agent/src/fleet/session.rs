@@ -244,12 +244,15 @@ impl Fleet {
         // In the device's turn, so no change can report between the backlog and the switch
         // to the open session: its report would wait in the backlog for the next session.
         let _turn = slot.turn.lock().await;
-        // A waiting escrow is superseded by the escrow list below, which holds the newest token
-        // of each store.
+        // A waiting escrow or passcode entry is superseded by the lists below, which hold the
+        // newest token and the last entry of each store.
+        let entered = pb::user_event::Kind::NewPasscodeEntered as i32;
         let mut backlog: Vec<_> = std::mem::take(&mut *lock(&slot.undelivered))
             .into_iter()
-            .filter(|message| {
-                !matches!(message.body, Some(pb::device_message::Body::EscrowToken(_)))
+            .filter(|message| match &message.body {
+                Some(pb::device_message::Body::EscrowToken(_)) => false,
+                Some(pb::device_message::Body::UserEvent(event)) => event.kind != entered,
+                _ => true,
             })
             .collect();
         // Escrow the tokens not acknowledged yet and repeat the last passcode entries, last, so
@@ -268,9 +271,29 @@ impl Fleet {
                     )),
                 }),
         );
-        backlog.extend(lock(&slot.entries).iter().map(|entry| pb::DeviceMessage {
-            body: Some(pb::device_message::Body::UserEvent(entry.clone())),
-        }));
+        // An entry follows its command's result on every session (PROTOCOL.md DEV-RESET-3):
+        // the result may have been lost with the stream that carried it, so the stored answer
+        // (acknowledgement and result) goes again right before the entry.
+        let entries = lock(&slot.entries).clone();
+        for entry in entries {
+            let stored = lock(&slot.device)
+                .command_result(&entry.command_id)
+                .map(command_result_to_pb);
+            if let Some(result) = stored {
+                let ack = pb::CommandAck {
+                    command_id: entry.command_id.clone(),
+                };
+                backlog.push(pb::DeviceMessage {
+                    body: Some(pb::device_message::Body::Ack(ack)),
+                });
+                backlog.push(pb::DeviceMessage {
+                    body: Some(pb::device_message::Body::Result(result)),
+                });
+            }
+            backlog.push(pb::DeviceMessage {
+                body: Some(pb::device_message::Body::UserEvent(entry)),
+            });
+        }
         for message in backlog {
             tx.send(Box::new(message))
                 .await
@@ -374,6 +397,7 @@ impl Fleet {
         enrollment: &Enrollment,
         command: pb::SignedCommand,
     ) -> Result<(), SessionError> {
+        let signature = command.signature.clone();
         // Acknowledge receipt first (the action becomes "active"), but only for a command that is
         // genuinely ours; the device model judges everything else.
         if let Some(decoded) = decode_command(&command.body) {
@@ -396,8 +420,13 @@ impl Fleet {
             }
         }
         let rng = self.rng.clone();
+        let body = command.body.clone();
+        // The result leaves in the device's turn, right behind the reports of the change it
+        // made (rotated token, status): a user's entry, which needs the turn too, can then
+        // never overtake the result it follows (PROTOCOL.md DEV-RESET-3).
+        let turn = slot.turn.lock().await;
         let result: Option<CommandResult> = self
-            .mutate(slot, move |device, now| {
+            .mutate_in_turn(slot, &turn, move |device, now| {
                 Ok(device.run_command(
                     &command.body,
                     &command.signature,
@@ -412,6 +441,7 @@ impl Fleet {
             Some(_) => CommandOutcome::Failure,
             None => CommandOutcome::Ignored,
         });
+        let result = result.or_else(|| self.malformed(&body, &signature, enrollment));
         if let Some(result) = result {
             tracing::info!(device = %slot.name, command_id = %result.command_id, success = result.success, "command result");
             tx.send(Box::new(pb::DeviceMessage {
@@ -423,7 +453,38 @@ impl Fleet {
             .map_err(|_| SessionError::Closed)?;
             self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
         }
+        drop(turn);
         Ok(())
+    }
+
+    /// The answer to a signed body that is not a command this device understands (PROTOCOL.md
+    /// DEV-CMD-4): MALFORMED_COMMAND under the id it names, when it verifies, parses and names
+    /// this device. Nothing runs and nothing is recorded; without an id there is nobody to
+    /// answer.
+    fn malformed(
+        &self,
+        body: &[u8],
+        signature: &[u8],
+        enrollment: &Enrollment,
+    ) -> Option<CommandResult> {
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ED25519,
+            &enrollment.command_public_key,
+        );
+        key.verify(body, signature).ok()?;
+        let parsed = <pb::CommandBody as prost::Message>::decode(body).ok()?;
+        if parsed.command_id.is_empty() || parsed.device_id != enrollment.device_id {
+            return None;
+        }
+        Some(CommandResult {
+            command_id: parsed.command_id,
+            success: false,
+            error: Some((
+                crate::device::ErrorCode::MalformedCommand,
+                "the command body does not decode into a command this device knows".to_owned(),
+            )),
+            completed_at_ms: self.config.clock.now_ms(),
+        })
     }
 
     /// Sends what `events` call for; `statuses` is the device's status right after the change.

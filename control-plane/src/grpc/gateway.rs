@@ -81,20 +81,22 @@ impl DeviceGateway for Gateway {
             }
         };
         control_plane.check_hello(&device, &hello.device_id, &hello.agent_version)?;
+        // PROTOCOL.md CP-SESSION-3: without the status of every store the control plane cannot
+        // show whether a reset could work, so a Hello without it is refused.
+        let status = hello.status.as_ref().ok_or_else(|| {
+            Status::invalid_argument(
+                "invalid hello.status: required, with the status of every credential store",
+            )
+        })?;
+        let stores = status
+            .stores
+            .iter()
+            .map(store_status_from_pb)
+            .collect::<Result<Vec<_>, _>>()?;
+        control_plane.check_hello_stores(&device, &stores)?;
         control_plane
             .record_build(&device, hello.api_level, &hello.maker_profile)
             .await?;
-        let stores = hello
-            .status
-            .as_ref()
-            .map(|s| {
-                s.stores
-                    .iter()
-                    .map(store_status_from_pb)
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
         control_plane.touch(&device, &stores).await?;
         let signals = control_plane.open_session(&device.id);
         // A re-enrollment that revoked the credential between the check above and the
@@ -142,6 +144,9 @@ async fn run_session(
     let mut last_sent = Box::pin(send_commands(control_plane, device, 0, tx)).await?;
     loop {
         tokio::select! {
+            // Biased, in this order: a policy change that happened before a command was created
+            // goes out before that command (PROTOCOL.md CP-POLICY-2), whichever woke first.
+            biased;
             message = inbound.message() => {
                 let Some(message) = message? else { return Ok(()) };
                 let report = report_from_pb(message)?;
@@ -157,11 +162,11 @@ async fn run_session(
                     None => {}
                 }
             }
+            _ = signals.policy.notified() => Box::pin(send_policies(control_plane, device, tx)).await?,
             _ = signals.commands.notified() => {
                 let sent = Box::pin(send_commands(control_plane, device, last_sent, tx)).await?;
                 last_sent = last_sent.max(sent);
             }
-            _ = signals.policy.notified() => Box::pin(send_policies(control_plane, device, tx)).await?,
             _ = signals.replaced.notified() => {
                 return Err(Status::aborted("a newer session of this device replaced this one"));
             }
@@ -200,24 +205,80 @@ fn report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport, ServiceErr
         Some(Body::Ack(ack)) => DeviceReport::Ack {
             command_id: ack.command_id,
         },
-        Some(Body::Result(result)) => DeviceReport::Result {
-            command_id: result.command_id,
-            success: result.success,
-            error: (!result.success)
-                .then(|| (error_code_from_pb(result.error_code), result.reason)),
-            completed_at: result.completed_at_ms,
-        },
+        Some(Body::Result(result)) => {
+            // PROTOCOL.md CP-RESULT-2: a result says exactly one thing, with the device's time.
+            if result.completed_at_ms == 0 {
+                return Err(invalid(
+                    "result.completed_at_ms",
+                    "must be the device's time when it ran or refused the command",
+                ));
+            }
+            let error = match (result.success, result.error_code) {
+                (true, 0) => None,
+                (true, _) => {
+                    return Err(invalid(
+                        "result.error_code",
+                        "must be unspecified when success is true",
+                    ));
+                }
+                (false, 0) => {
+                    return Err(invalid(
+                        "result.error_code",
+                        "must name why the command failed when success is false",
+                    ));
+                }
+                (false, code) => match device_error_code_from_pb(code) {
+                    Some(code) => Some((code, result.reason)),
+                    None => {
+                        return Err(invalid(
+                            "result.error_code",
+                            "is not a code a device reports (see PROTOCOL.md, error codes)",
+                        ));
+                    }
+                },
+            };
+            DeviceReport::Result {
+                command_id: result.command_id,
+                success: result.success,
+                error,
+                completed_at: result.completed_at_ms,
+            }
+        }
         Some(Body::UserEvent(event)) => match pb::user_event::Kind::try_from(event.kind) {
-            Ok(pb::user_event::Kind::NewPasscodeEntered) => DeviceReport::NewPasscodeEntered {
-                command_id: event.command_id,
-                at: event.at_ms,
-            },
+            Ok(pb::user_event::Kind::NewPasscodeEntered) => {
+                if event.at_ms == 0 {
+                    return Err(invalid(
+                        "user_event.at_ms",
+                        "must be the device's time when the user entered the passcode",
+                    ));
+                }
+                DeviceReport::NewPasscodeEntered {
+                    command_id: event.command_id,
+                    at: event.at_ms,
+                }
+            }
             Ok(pb::user_event::Kind::StoreWiped) => DeviceReport::StoreWiped {
                 scope: scope_from_pb(event.scope, "user_event.scope")?,
             },
             _ => return Err(invalid("user_event.kind", "unknown kind")),
         },
     })
+}
+
+/// A code a device may report: the control plane's own codes (no policy, scope not supported,
+/// no escrowed token) and unknown values are not.
+fn device_error_code_from_pb(value: i32) -> Option<crate::model::ErrorCode> {
+    use crate::model::ErrorCode;
+    match pb::ErrorCode::try_from(value).ok()? {
+        pb::ErrorCode::Unspecified
+        | pb::ErrorCode::NoPasscodePolicy
+        | pb::ErrorCode::ScopeNotSupported
+        | pb::ErrorCode::NoEscrowedToken => None,
+        _ => match error_code_from_pb(value) {
+            ErrorCode::Internal if value != pb::ErrorCode::Internal as i32 => None,
+            code => Some(code),
+        },
+    }
 }
 
 async fn send_policies(

@@ -6,7 +6,7 @@ use super::validation::{MAX_ESCROW_TOKEN_LEN, MAX_ID_LEN, MAX_REASON_LEN, check_
 use super::{ControlPlane, ServiceError, SessionSignals};
 use crate::action::ActionEvent;
 use crate::clock::Millis;
-use crate::model::{Action, ActionKind, Device, ErrorCode, Scope, StoreStatus};
+use crate::model::{Action, ActionKind, ActionState, Device, ErrorCode, Scope, StoreStatus};
 use crate::secret::{EscrowToken, Passcode};
 use crate::store::{ActionUpdate, StoreError};
 use std::sync::Arc;
@@ -102,6 +102,32 @@ impl ControlPlane {
                 "hello.agent_version",
                 "must not contain control characters",
             ));
+        }
+        Ok(())
+    }
+
+    /// Checks the stores a Hello reports: valid, and every store the device has (PROTOCOL.md
+    /// CP-SESSION-3), so the control plane always knows each store's token state.
+    pub(crate) fn check_hello_stores(
+        &self,
+        device: &Device,
+        stores: &[StoreStatus],
+    ) -> Result<(), ServiceError> {
+        check_stores(device, stores)?;
+        let mut scopes = vec![Scope::Device];
+        if device.ownership.has_work_profile() {
+            scopes.push(Scope::WorkProfile);
+        }
+        for scope in scopes {
+            if !stores.iter().any(|store| store.scope == scope) {
+                return Err(ServiceError::invalid(
+                    "hello.status.stores",
+                    format!(
+                        "must report the {scope} store of a {} device",
+                        device.ownership
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -276,6 +302,24 @@ impl ControlPlane {
                 let action = self
                     .own_action(device, "result.command_id", &command_id)
                     .await?;
+                // PROTOCOL.md CP-ACK-2: a device acknowledges every command it accepts before
+                // answering it, so a result for a command still pending is out of order. Only
+                // the refusals of a command the device could not accept come without an ack.
+                let unacknowledgeable = matches!(
+                    error,
+                    Some((
+                        ErrorCode::BadSignature
+                            | ErrorCode::WrongDevice
+                            | ErrorCode::MalformedCommand,
+                        _
+                    ))
+                );
+                if action.state == ActionState::Pending && !unacknowledgeable {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "command {command_id:?} was never acknowledged: a CommandAck must come \
+                         before its CommandResult"
+                    )));
+                }
                 let (event, update) = if success {
                     (
                         ActionEvent::Succeeded,
@@ -303,8 +347,20 @@ impl ControlPlane {
                 self.apply_event(&action.id, event, update).await?;
             }
             DeviceReport::NewPasscodeEntered { command_id, at } => {
-                check_id("user_event.command_id", &command_id)?;
-                // The store checks that it is this device's action, in the same statement.
+                let action = self
+                    .own_action(device, "user_event.command_id", &command_id)
+                    .await?;
+                // PROTOCOL.md CP-USER-1: only a reset that took effect set a passcode to enter,
+                // and its result comes first.
+                if action.kind != ActionKind::ResetPasscode || action.state != ActionState::Done {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "command {command_id:?} is a {} that is {}: a new passcode is entered \
+                         only after a reset's successful CommandResult",
+                        action.kind.as_str(),
+                        action.state
+                    )));
+                }
+                // The store checks again that it is this device's action, in the same statement.
                 self.store
                     .set_user_entered(&device.id, &command_id, at)
                     .await

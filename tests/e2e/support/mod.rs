@@ -9,11 +9,17 @@
 //! - `process`: [`Process`], a `droidfleet` child process that tests kill with SIGKILL, and
 //!   [`Deployment`], a control plane and an agent as such processes in one directory.
 //! - `browser`: [`Browser`], a real headless Chromium over WebDriver, for what a person sees.
+//! - `conformance`: our agent as a device under test for the conformance kit, and running the
+//!   kit's device suite on loopback.
+//! - `broken`: deliberately broken peers (a gateway and a harness in front of the real ones,
+//!   each with one bug) that the conformance kit must catch.
 //! - `console`: [`Console`], the web console served in this process over a test's control plane.
 //! - `http`: a bare HTTP client (plain or TLS), for status codes, cookies and headers.
 
 mod admin;
+pub(crate) mod broken;
 mod browser;
+pub(crate) mod conformance;
 mod console;
 pub(crate) mod http;
 mod process;

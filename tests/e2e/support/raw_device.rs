@@ -19,6 +19,8 @@ pub(crate) struct RawDevice {
     pub(crate) signing_key: Vec<u8>,
     /// The raw gateway client, for calls no helper makes.
     pub(crate) client: DeviceGatewayClient<Channel>,
+    /// What it enrolled as, so its Hello reports every store it has.
+    pub(crate) ownership: pb::Ownership,
 }
 
 impl RawDevice {
@@ -49,11 +51,19 @@ impl RawDevice {
             credential: response.device_credential,
             signing_key: response.command_signing_public_key,
             client,
+            ownership,
         }
     }
 
     pub(crate) fn hello(&self) -> pb::DeviceMessage {
-        hello(&self.device_id)
+        let mut message = hello(&self.device_id);
+        if let Some(pb::device_message::Body::Hello(hello)) = &mut message.body
+            && !matches!(self.ownership, pb::Ownership::Cosu | pb::Ownership::Aosp)
+        {
+            let status = hello.status.get_or_insert_default();
+            status.stores.push(store(pb::CredentialScope::WorkProfile));
+        }
+        message
     }
 
     /// Opens this device's session with a plain Hello.
@@ -87,21 +97,33 @@ impl RawDevice {
     }
 }
 
-/// A Hello from `device_id` reporting no stores and no Android version.
+/// A Hello from `device_id` reporting its device store (all a COSU or AOSP device has): no
+/// passcode, no token.
 pub(crate) fn hello(device_id: &str) -> pb::DeviceMessage {
     hello_on(device_id, 0)
 }
 
-/// A Hello from `device_id` reporting no stores, on Android API level `api_level`.
+/// A Hello from `device_id` reporting its device store, on Android API level `api_level`.
 pub(crate) fn hello_on(device_id: &str, api_level: u32) -> pb::DeviceMessage {
     pb::DeviceMessage {
         body: Some(pb::device_message::Body::Hello(pb::Hello {
             device_id: device_id.to_string(),
             agent_version: "raw-test-device".into(),
-            status: Some(pb::DeviceStatus { stores: vec![] }),
+            status: Some(pb::DeviceStatus {
+                stores: vec![store(pb::CredentialScope::Device)],
+            }),
             api_level,
             maker_profile: String::new(),
         })),
+    }
+}
+
+/// A store with no passcode and no token.
+fn store(scope: pb::CredentialScope) -> pb::StoreStatus {
+    pb::StoreStatus {
+        scope: scope as i32,
+        token_state: pb::TokenState::None as i32,
+        ..Default::default()
     }
 }
 

@@ -446,6 +446,11 @@ impl Embedded {
         Admin::connect(&self.address, Some(self.admin_token.clone())).await
     }
 
+    /// The bootstrap admin's bearer token, for tools that drive the admin API themselves.
+    pub(crate) fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     /// Stops the server and waits until it has.
     pub(crate) async fn stop(self) {
         self.stop.send(true).unwrap();

@@ -1,0 +1,293 @@
+//! The kit's own `DeviceGateway`: the control plane a device under test enrolls with and keeps
+//! its session to. It does what PROTOCOL.md asks of a control plane at the edges (enrollment,
+//! authentication, one PolicyUpdate per store after each Hello) and hands everything else, as
+//! [`Event`]s in arrival order, to the cases, which decide what to send and judge what comes back.
+
+use super::super::transcript::{self, Transcript};
+use droidfleet_proto::v1 as pb;
+use droidfleet_proto::v1::device_gateway_server::DeviceGateway;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// What the gateway tells the cases, in the order it happened.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// The device enrolled (or enrolled again).
+    Enrolled(pb::EnrollRequest),
+    /// A session call arrived; `refused` when the kit turned it away on purpose.
+    SessionAttempt { at: Instant, refused: bool },
+    /// A session was accepted: the kit sends on `tx`.
+    Opened {
+        session: u64,
+        tx: mpsc::Sender<Result<pb::ControlMessage, Status>>,
+    },
+    /// The device sent a message on a session.
+    Message {
+        session: u64,
+        message: pb::DeviceMessage,
+    },
+    /// The device's side of a session ended (cleanly, or with the status it broke with).
+    Ended { session: u64, error: Option<Status> },
+}
+
+/// The identity the kit gave the device.
+#[derive(Clone, Debug)]
+pub(crate) struct Enrolled {
+    pub(crate) device_id: String,
+    /// The bearer credential the device must present; never shown.
+    pub(crate) credential: String,
+    pub(crate) ownership: pb::Ownership,
+}
+
+/// What the gateway and the cases share.
+pub(crate) struct Shared {
+    /// The token the device under test must enroll with.
+    pub(crate) enrollment_token: String,
+    /// Signs the kit's commands; its public half goes to the device at enrollment.
+    pub(crate) key: Ed25519KeyPair,
+    pub(crate) transcript: Transcript,
+    pub(crate) state: Mutex<GatewayState>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// The gateway's mutable state.
+#[derive(Default)]
+pub(crate) struct GatewayState {
+    pub(crate) enrolled: Option<Enrolled>,
+    /// Turn away this many session attempts with UNAVAILABLE (the reconnect case).
+    pub(crate) refuse_sessions: u32,
+    /// The policy of each store (`CredentialScope` value), sent after every Hello.
+    pub(crate) policies: BTreeMap<i32, Option<pb::PasscodePolicy>>,
+    next_session: u64,
+    next_device: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        enrollment_token: String,
+        transcript: Transcript,
+    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<Event>) {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("the system RNG works");
+        let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key just generated parses");
+        let (events, received) = mpsc::unbounded_channel();
+        let shared = Shared {
+            enrollment_token,
+            key,
+            transcript,
+            state: Mutex::new(GatewayState::default()),
+            events,
+        };
+        (Arc::new(shared), received)
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, GatewayState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// The kit's gateway service.
+pub(crate) struct KitGateway {
+    pub(crate) shared: Arc<Shared>,
+}
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DeviceGateway for KitGateway {
+    async fn enroll(
+        &self,
+        request: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let request = request.into_inner();
+        let shared = &self.shared;
+        shared.transcript.record(
+            "device → kit",
+            format!(
+                "Enroll ownership={:?} display_name={:?} enrollment_token=<redacted>",
+                pb::Ownership::try_from(request.ownership)
+                    .map(|o| o.as_str_name())
+                    .unwrap_or("unknown"),
+                request.display_name
+            ),
+        );
+        if request.enrollment_token != shared.enrollment_token {
+            return Err(Status::permission_denied(
+                "the enrollment token is not the one the conformance kit was given",
+            ));
+        }
+        let ownership = match pb::Ownership::try_from(request.ownership) {
+            Ok(pb::Ownership::Unspecified) | Err(_) => {
+                return Err(Status::invalid_argument(
+                    "invalid ownership: must be COSU, COBO, COPE, BYOD or AOSP",
+                ));
+            }
+            Ok(ownership) => ownership,
+        };
+        let device_id = {
+            let mut state = shared.state();
+            state.next_device += 1;
+            let enrolled = Enrolled {
+                device_id: format!("conformance-device-{}", state.next_device),
+                credential: random_text(),
+                ownership,
+            };
+            state.enrolled = Some(enrolled.clone());
+            enrolled
+        };
+        shared.emit(Event::Enrolled(request));
+        Ok(Response::new(pb::EnrollResponse {
+            device_id: device_id.device_id,
+            device_credential: device_id.credential,
+            command_signing_public_key: shared.key.public_key().as_ref().to_vec(),
+        }))
+    }
+
+    type SessionStream = ControlStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::DeviceMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let shared = self.shared.clone();
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let (session, scopes, refused) = {
+            let mut state = shared.state();
+            let Some(enrolled) = state.enrolled.clone() else {
+                return Err(Status::unauthenticated(
+                    "no device has enrolled with the kit",
+                ));
+            };
+            if presented.as_deref() != Some(enrolled.credential.as_str()) {
+                shared.transcript.record(
+                    "kit",
+                    "refused a session with a wrong or missing credential",
+                );
+                return Err(Status::unauthenticated("unknown device credential"));
+            }
+            let refused = state.refuse_sessions > 0;
+            if refused {
+                state.refuse_sessions -= 1;
+            }
+            state.next_session += 1;
+            let scopes: Vec<(i32, Option<pb::PasscodePolicy>)> = stores_of(enrolled.ownership)
+                .into_iter()
+                .map(|scope| {
+                    let scope = scope as i32;
+                    (scope, state.policies.get(&scope).cloned().flatten())
+                })
+                .collect();
+            (state.next_session, scopes, refused)
+        };
+        shared.emit(Event::SessionAttempt {
+            at: Instant::now(),
+            refused,
+        });
+        if refused {
+            shared.transcript.record(
+                "kit",
+                format!("turned away session attempt {session} (UNAVAILABLE)"),
+            );
+            return Err(Status::unavailable(
+                "the conformance kit turns this attempt away on purpose (backoff check)",
+            ));
+        }
+        shared
+            .transcript
+            .record("kit", format!("session {session} opened"));
+        let (tx, rx) = mpsc::channel(256);
+        shared.emit(Event::Opened {
+            session,
+            tx: tx.clone(),
+        });
+        let mut inbound = request.into_inner();
+        // Only for the policies after the Hello: the reader must not keep the stream open.
+        let mut policy_tx = Some(tx);
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(message)) => {
+                        shared
+                            .transcript
+                            .record("device → kit", transcript::device_message(&message));
+                        let is_hello =
+                            matches!(message.body, Some(pb::device_message::Body::Hello(_)));
+                        shared.emit(Event::Message { session, message });
+                        // PROTOCOL.md CP-POLICY-1: every store's policy right after the Hello.
+                        if let Some(tx) = policy_tx.take()
+                            && is_hello
+                        {
+                            for (scope, policy) in &scopes {
+                                let update = pb::ControlMessage {
+                                    body: Some(pb::control_message::Body::Policy(
+                                        pb::PolicyUpdate {
+                                            scope: *scope,
+                                            policy: *policy,
+                                        },
+                                    )),
+                                };
+                                shared
+                                    .transcript
+                                    .record("kit → device", transcript::control_message(&update));
+                                let _ = tx.send(Ok(update)).await;
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        shared.emit(Event::Ended {
+                            session,
+                            error: None,
+                        });
+                        return;
+                    }
+                    Err(status) => {
+                        shared.emit(Event::Ended {
+                            session,
+                            error: Some(status),
+                        });
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// The stores a device of `ownership` has, as PROTOCOL.md DEV-SESSION-2 lists them.
+pub(crate) fn stores_of(ownership: pb::Ownership) -> Vec<pb::CredentialScope> {
+    match ownership {
+        pb::Ownership::Cosu | pb::Ownership::Aosp | pb::Ownership::Unspecified => {
+            vec![pb::CredentialScope::Device]
+        }
+        _ => vec![
+            pb::CredentialScope::Device,
+            pb::CredentialScope::WorkProfile,
+        ],
+    }
+}
+
+/// 32 random bytes as hex: credentials and enrollment tokens.
+pub(crate) fn random_text() -> String {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system RNG works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
