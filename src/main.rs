@@ -5,7 +5,7 @@
 use clap::Parser;
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::service::Config;
-use droidfleet_tools::{admin, conformance, demo, flow, loadtest};
+use droidfleet_tools::{admin, agent_wall, conformance, demo, flow, loadtest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ enum Command {
     Serve(ServeArgs),
     /// Talk to a running control plane as an admin.
     Admin(admin::AdminArgs),
-    /// Run the device agent (same as the `droidfleet-agent` binary).
+    /// Run the device agent (as the `droidfleet-agent` binary does, plus `run --console`).
     Agent {
         #[command(subcommand)]
         command: AgentCommand,
@@ -51,9 +51,10 @@ enum Command {
 
 #[derive(clap::Subcommand)]
 enum AgentCommand {
-    /// Host devices that enroll with a control plane, take its commands, and expose a harness.
-    /// Boxed: far larger than the other command's arguments.
-    Run(Box<droidfleet_agent::cli::RunArgs>),
+    /// Host devices that enroll with a control plane, take its commands, and expose a harness;
+    /// with --console, a live fleet wall of them. Boxed: far larger than the other command's
+    /// arguments.
+    Run(Box<agent_wall::AgentRunArgs>),
     /// Hand a device the token from `droidfleet admin re-enroll`; it enrolls again by itself.
     ReEnroll(droidfleet_agent::cli::ReEnrollArgs),
 }
@@ -104,7 +105,7 @@ fn main() -> anyhow::Result<()> {
             Command::Admin(args) => Ok(admin::run(args).await?),
             Command::Agent {
                 command: AgentCommand::Run(args),
-            } => Ok(droidfleet_agent::cli::run(*args, ctrl_c()).await?),
+            } => Ok(agent_wall::run(*args, ctrl_c()).await?),
             Command::Agent {
                 command: AgentCommand::ReEnroll(args),
             } => Ok(droidfleet_agent::cli::re_enroll(args).await?),

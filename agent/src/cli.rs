@@ -201,76 +201,116 @@ pub fn device_specs(args: &RunArgs) -> Result<Vec<DeviceSpec>, RunError> {
     Ok(specs)
 }
 
+/// The agent with its fleet loaded and nothing started yet: what `run` does in two steps, so a
+/// caller can attach to the fleet (the root binary's fleet wall) before it runs.
+pub struct LoadedAgent {
+    fleet: Arc<Fleet>,
+    /// The arguments `run` still needs: listen addresses, ramp-up and seed.
+    args: RunArgs,
+}
+
+impl std::fmt::Debug for LoadedAgent {
+    // The arguments are left out: they hold the enrollment token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedAgent")
+            .field("fleet", &self.fleet)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the fleet `args` describes (state files read, devices created); nothing listens or
+/// connects until [`LoadedAgent::run`].
+pub async fn load(args: RunArgs) -> Result<LoadedAgent, RunError> {
+    let devices = device_specs(&args)?;
+    let fleet = Fleet::load(FleetConfig {
+        control_plane: args.control_plane.clone(),
+        state_dir: (!args.in_memory).then(|| args.state_dir.clone()),
+        enrollment_token: args.enrollment_token.clone(),
+        kdf: args.argon2.params(),
+        devices,
+        clock: Arc::new(SystemClock),
+        connections: args.connections,
+        faults: args.faults.clone().with_seed(args.seed),
+    })
+    .await?;
+    Ok(LoadedAgent { fleet, args })
+}
+
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(
     args: RunArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let devices = device_specs(&args)?;
-    let fleet = Fleet::load(FleetConfig {
-        control_plane: args.control_plane,
-        state_dir: (!args.in_memory).then_some(args.state_dir),
-        enrollment_token: args.enrollment_token,
-        kdf: args.argon2.params(),
-        devices,
-        clock: Arc::new(SystemClock),
-        connections: args.connections,
-        faults: args.faults.with_seed(args.seed),
-    })
-    .await?;
-    let metrics_listener = match args.metrics_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| RunError::MetricsListen { addr, source })?,
-        ),
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(args.harness_listen)
-        .await
-        .map_err(|source| RunError::Listen {
+    load(args).await?.run(shutdown).await
+}
+
+impl LoadedAgent {
+    /// The hosted fleet: its screens and counters, for a view of the running agent.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
+
+    /// Serves the harness (and metrics, if asked) and runs the devices until `shutdown`
+    /// resolves.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let LoadedAgent { fleet, args } = self;
+        let metrics_listener = match args.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| RunError::MetricsListen { addr, source })?,
+            ),
+            None => None,
+        };
+        let listener = tokio::net::TcpListener::bind(args.harness_listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: args.harness_listen,
+                source,
+            })?;
+        let harness_addr = listener.local_addr().map_err(|source| RunError::Listen {
             addr: args.harness_listen,
             source,
         })?;
-    let harness_addr = listener.local_addr().map_err(|source| RunError::Listen {
-        addr: args.harness_listen,
-        source,
-    })?;
-    tracing::info!(%harness_addr, devices = fleet.names().count(), "agent running");
-    println!("harness listening on {harness_addr}");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let ramp = RampUp {
-        window_ms: args.ramp_up_ms,
-        seed: args.seed,
-    };
-    let devices = tokio::spawn(fleet.clone().run_ramped(stopped.clone(), ramp));
-    let metrics = metrics_listener.map(|listener| {
-        if let Ok(addr) = listener.local_addr() {
-            println!("metrics on http://{addr}/metrics");
+        tracing::info!(%harness_addr, devices = fleet.names().count(), "agent running");
+        println!("harness listening on {harness_addr}");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let ramp = RampUp {
+            window_ms: args.ramp_up_ms,
+            seed: args.seed,
+        };
+        let devices = tokio::spawn(fleet.clone().run_ramped(stopped.clone(), ramp));
+        let metrics = metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                println!("metrics on http://{addr}/metrics");
+            }
+            let metrics = fleet.metrics().clone();
+            let mut metrics_stopped = stopped.clone();
+            tokio::spawn(crate::metrics::serve_metrics(
+                listener,
+                move || metrics.render(),
+                async move {
+                    let _ = metrics_stopped.wait_for(|stop| *stop).await;
+                },
+            ))
+        });
+        let mut harness_stopped = stopped;
+        let harness = crate::harness::serve(fleet, listener, async move {
+            let _ = harness_stopped.wait_for(|stop| *stop).await;
+        });
+        tokio::pin!(harness);
+        tokio::select! {
+            result = &mut harness => result?,
+            _ = shutdown => {}
         }
-        let metrics = fleet.metrics().clone();
-        let mut metrics_stopped = stopped.clone();
-        tokio::spawn(crate::metrics::serve_metrics(
-            listener,
-            move || metrics.render(),
-            async move {
-                let _ = metrics_stopped.wait_for(|stop| *stop).await;
-            },
-        ))
-    });
-    let mut harness_stopped = stopped;
-    let harness = crate::harness::serve(fleet, listener, async move {
-        let _ = harness_stopped.wait_for(|stop| *stop).await;
-    });
-    tokio::pin!(harness);
-    tokio::select! {
-        result = &mut harness => result?,
-        _ = shutdown => {}
+        let _ = stop.send(true);
+        let _ = devices.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
+        Ok(())
     }
-    let _ = stop.send(true);
-    let _ = devices.await;
-    if let Some(metrics) = metrics {
-        let _ = metrics.await;
-    }
-    Ok(())
 }

@@ -10,6 +10,7 @@
 mod support;
 
 mod admin_rules;
+mod agent_wall;
 mod architecture;
 mod bad_input;
 mod conformance;

@@ -131,6 +131,16 @@ impl Deployment {
     /// `droidfleet agent run` hosting `devices` (`TYPE:NAME`) with state files under `agent/`,
     /// light Argon2, its harness on a free port; logs to `agent.log`.
     pub(crate) fn agent(&self, enrollment_token: &str, devices: &[String]) -> Process {
+        self.agent_with(enrollment_token, devices, &[])
+    }
+
+    /// As [`Deployment::agent`], with more `droidfleet agent run` arguments (`--console …`).
+    pub(crate) fn agent_with(
+        &self,
+        enrollment_token: &str,
+        devices: &[String],
+        extra: &[&str],
+    ) -> Process {
         let server = self.address();
         let state = self.path("agent");
         let mut args = vec![
@@ -150,6 +160,7 @@ impl Deployment {
         for device in devices {
             args.extend(["--device", device]);
         }
+        args.extend(extra);
         Process::start(&args, "harness listening on ", &self.path("agent.log"))
     }
 

@@ -14,22 +14,19 @@ mod page;
 
 use super::error::LoadtestError;
 use super::report::DeviceRecord;
+use crate::wall::Events;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use droidfleet_agent::clock::{Clock, SystemClock};
 use droidfleet_agent::fleet::{Fleet, Screen};
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{ReceiverStream, WatchStream};
 
 /// How often the wall samples the run (and live pages redraw).
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -288,21 +285,11 @@ impl WallServer {
             .route("/live", get(live_wall))
             .route("/devices/{name}", get(page::device))
             .route("/devices/{name}/live", get(live_device))
-            .merge(droidfleet_console::layout::asset_routes())
             .with_state(Served {
                 wall: wall.clone(),
                 stopped: stopped.clone(),
             });
-        let router = droidfleet_console::http::with_security_headers(router);
-        let mut until_stopped = stopped;
-        tasks.spawn(droidfleet_console::http::serve(
-            listener,
-            None,
-            router,
-            async move {
-                let _ = until_stopped.wait_for(|s| *s).await;
-            },
-        ));
+        tasks.spawn(crate::wall::serve(listener, router, stopped));
         Ok(WallServer {
             wall,
             address,
@@ -343,35 +330,12 @@ async fn sampler(wall: Arc<Wall>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-type Events = Sse<axum::response::sse::KeepAliveStream<ReceiverStream<Result<Event, Infallible>>>>;
-
 /// Redraws `render(snapshot)` on every sample until the wall stops or the page goes away.
 fn follow<R>(served: &Served, render: R) -> Events
 where
     R: Fn(&Snapshot) -> maud::Markup + Send + 'static,
 {
-    let (events, received) = tokio::sync::mpsc::channel(4);
-    let mut samples = WatchStream::new(served.wall.latest.subscribe());
-    let mut stopped = served.stopped.clone();
-    tokio::spawn(async move {
-        loop {
-            let snapshot = tokio::select! {
-                snapshot = samples.next() => match snapshot {
-                    Some(snapshot) => snapshot,
-                    None => return,
-                },
-                () = events.closed() => return,
-                _ = stopped.wait_for(|s| *s) => return,
-            };
-            let event = Event::default()
-                .event("update")
-                .data(render(&snapshot).into_string());
-            if events.send(Ok(event)).await.is_err() {
-                return;
-            }
-        }
-    });
-    Sse::new(ReceiverStream::new(received)).keep_alive(KeepAlive::default())
+    crate::wall::follow(&served.wall.latest, &served.stopped, render)
 }
 
 async fn live_wall(State(served): State<Served>) -> Events {

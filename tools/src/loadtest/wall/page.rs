@@ -1,13 +1,11 @@
 //! The wall's pages: the wall itself (counts, charts, the grid of screens) and one device's page,
-//! each with a live panel the console's script redraws on every sample. Charts are inline SVG
-//! drawn here (presentation attributes only, so the content security policy needs no inline
-//! style).
+//! each with a live panel the console's script redraws on every sample. Charts and screens are
+//! drawn the way both fleet walls draw them (`crate::wall`).
 
 use super::{Sample, Served, Snapshot, Tile, Wall};
+use crate::wall::{Timed, chart, screen_card, screen_tile};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use droidfleet_agent::device::{Scope, TokenState};
-use droidfleet_agent::fleet::Screen;
 use droidfleet_console::layout::{self, badge};
 use maud::{Markup, html};
 
@@ -76,99 +74,20 @@ pub(super) fn live(snapshot: &Snapshot) -> Markup {
         }
         h2 { "Screens " span.muted { (snapshot.tiles.len()) " devices spread over the fleet" } }
         div.screens #screens {
-            @for tile in &snapshot.tiles { (screen_tile(tile)) }
+            @for tile in &snapshot.tiles { (tile_markup(tile)) }
         }
     }
 }
 
-/// One series of a chart: its name, colour, and value per sample.
-type Series = (&'static str, &'static str, fn(&Sample) -> Option<f64>);
-
-/// A line chart of `series` over the samples' times, with its largest value on the axis.
-fn chart(history: &[Sample], series: &[Series], unit: &str) -> Markup {
-    const W: f64 = 560.0;
-    const H: f64 = 180.0;
-    const LEFT: f64 = 48.0;
-    const BOTTOM: f64 = 22.0;
-    let values = |pick: fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
-        history
-            .iter()
-            .filter_map(|s| Some((s.at_s, pick(s)?)))
-            .collect()
-    };
-    let top = series
-        .iter()
-        .flat_map(|(_, _, pick)| values(*pick))
-        .map(|(_, v)| v)
-        .fold(0.0_f64, f64::max)
-        .max(1.0);
-    let first = history.first().map(|s| s.at_s).unwrap_or(0.0);
-    let last = history
-        .last()
-        .map(|s| s.at_s)
-        .unwrap_or(1.0)
-        .max(first + 1.0);
-    let x = |t: f64| LEFT + (t - first) / (last - first) * (W - LEFT - 8.0);
-    let y = |v: f64| 8.0 + (1.0 - v / top) * (H - BOTTOM - 8.0);
-    let points = |pick: fn(&Sample) -> Option<f64>| -> String {
-        values(pick)
-            .iter()
-            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    html! {
-        svg viewBox={ "0 0 " (W) " " (H) } role="img" {
-            line x1=(LEFT) y1=(y(0.0)) x2=(W - 8.0) y2=(y(0.0)) stroke="#c4ccd5" {}
-            line x1=(LEFT) y1="8" x2=(LEFT) y2=(y(0.0)) stroke="#c4ccd5" {}
-            text x=(LEFT - 6.0) y="16" text-anchor="end" font-size="11" fill="#5b6570" { (format!("{top:.0}")) }
-            text x=(LEFT - 6.0) y=(y(0.0)) text-anchor="end" font-size="11" fill="#5b6570" { "0" }
-            text x=(W - 8.0) y=(H - 4.0) text-anchor="end" font-size="11" fill="#5b6570" { (format!("{last:.0} s")) }
-            text x=(LEFT) y=(H - 4.0) font-size="11" fill="#5b6570" { (format!("{first:.0} s")) }
-            @for (i, (name, colour, pick)) in series.iter().enumerate() {
-                polyline points=(points(*pick)) fill="none" stroke=(colour) stroke-width="2" {}
-                text x=(LEFT + 8.0 + 70.0 * i as f64) y="20" font-size="12" fill=(colour) { (name) " (" (unit) ")" }
-            }
-        }
+impl Timed for Sample {
+    fn at_s(&self) -> f64 {
+        self.at_s
     }
 }
 
-fn lock_words(screen: &Screen, scope: Scope) -> Option<(&'static str, &'static str)> {
-    let store = screen.stores.iter().find(|s| s.scope == scope)?;
-    Some(if store.wiped {
-        ("wiped", "locked")
-    } else if store.locked {
-        ("locked", "locked")
-    } else {
-        ("unlocked", "unlocked")
-    })
-}
-
-fn scope_words(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Device => "Device",
-        Scope::WorkProfile => "Work profile",
-    }
-}
-
-/// A phone's lock screen, small: name, online state, each store's lock, its notifications.
-fn screen_tile(tile: &Tile) -> Markup {
-    let screen = &tile.screen;
-    html! {
-        a.screen.offline[!screen.connected] href={ "/devices/" (screen.name) } data-device=(screen.name) {
-            div.name { (screen.name) " · " (screen.ownership.as_str().to_uppercase()) }
-            (badge(&tile.state))
-            @for scope in [Scope::Device, Scope::WorkProfile] {
-                @if let Some((words, class)) = lock_words(screen, scope) {
-                    div class={ "lock " (class) } { (scope_words(scope)) ": " (words) }
-                }
-            }
-            @for note in &screen.notifications {
-                div.note { (note.title) }
-            }
-            @if !screen.connected { div.lock { "offline" } }
-        }
-    }
+/// A phone's lock screen, small, with its reset's state.
+fn tile_markup(tile: &Tile) -> Markup {
+    screen_tile(&tile.screen, &tile.state)
 }
 
 pub(super) async fn device(
@@ -204,14 +123,6 @@ pub(super) async fn device(
     Ok(layout::page(&name, bar(&snapshot), main))
 }
 
-fn token_words(state: TokenState) -> &'static str {
-    match state {
-        TokenState::None => "none",
-        TokenState::Pending => "pending",
-        TokenState::Active => "active",
-    }
-}
-
 /// The live part of a device's page: its screen in full and its reset as the run recorded it.
 pub(super) fn device_live(wall: &Wall, name: &str) -> Markup {
     let index = wall
@@ -222,29 +133,7 @@ pub(super) fn device_live(wall: &Wall, name: &str) -> Markup {
     let record = index.and_then(|i| wall.record(i));
     html! {
         @if let Some(screen) = &screen {
-            section.card #device-screen {
-                h2 { "Screen " (badge(if screen.connected { "online" } else { "offline" })) }
-                table {
-                    thead { tr { th { "Store" } th { "Lock" } th { "Passcode" } th { "Reset token" } th { "Failed entries" } } }
-                    tbody {
-                        @for store in &screen.stores {
-                            tr {
-                                th { (scope_words(store.scope)) }
-                                td { (lock_words(screen, store.scope).map(|(w, _)| w).unwrap_or("")) }
-                                td { (if store.has_passcode { "set" } else { "none" }) }
-                                td { (token_words(store.token_state)) }
-                                td { (store.failed_attempts) }
-                            }
-                        }
-                    }
-                }
-                @for note in &screen.notifications {
-                    p.note-full { strong { (note.title) } " " (note.text) }
-                }
-                @if let Some(id) = &screen.device_id {
-                    p.muted { "Control-plane id " code { (id) } }
-                }
-            }
+            (screen_card(screen))
         }
         section.card #device-reset {
             h2 { "Reset" }
