@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use droidfleet_agent::cli::shutdown_signal;
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::service::Config;
 use droidfleet_tools::{admin, agent_wall, conformance, demo, flow, loadtest};
@@ -105,7 +106,7 @@ fn main() -> anyhow::Result<()> {
             Command::Admin(args) => Ok(admin::run(args).await?),
             Command::Agent {
                 command: AgentCommand::Run(args),
-            } => Ok(agent_wall::run(*args, ctrl_c()).await?),
+            } => Ok(agent_wall::run(*args, shutdown_signal()).await?),
             Command::Agent {
                 command: AgentCommand::ReEnroll(args),
             } => Ok(droidfleet_agent::cli::re_enroll(args).await?),
@@ -152,13 +153,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // One Ctrl-C stops the control plane and the console.
+    // One Ctrl-C (or SIGTERM) stops the control plane and the console.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop = Arc::new(stop);
     tokio::spawn({
         let stop = stop.clone();
         async move {
-            ctrl_c().await;
+            shutdown_signal().await;
             stop.send_replace(true);
         }
     });
@@ -206,8 +207,4 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         console.await?;
     }
     Ok(served?)
-}
-
-async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -29,10 +29,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Run(args) => {
-            droidfleet_agent::cli::run(*args, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?
+            droidfleet_agent::cli::run(*args, droidfleet_agent::cli::shutdown_signal()).await?
         }
         Command::ReEnroll(args) => droidfleet_agent::cli::re_enroll(args).await?,
     }

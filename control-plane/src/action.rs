@@ -2,12 +2,19 @@
 //! `pending` → `active` → `done` | `failed`, plus `canceled` and `expired` from a state where the
 //! command has not run, and `not_supported` / `failed` straight from creation. The states and
 //! error codes are named in `model.rs`; this module says which event moves which state.
+//!
+//! A command handed to a device's session may be applied however late it arrives, so only one
+//! never sent is canceled (the compare-and-set also checks `sent_at`), and an expired command
+//! that was sent still takes the device's final report: a late success ends `done`, with the late
+//! arrival noted (PROTOCOL.md CP-DELIVERY-3, CP-DELIVERY-4).
 
 use crate::model::{ActionState, ErrorCode};
 
 /// Something that happens to an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActionEvent {
+    /// The command was handed to the device's session (it stays pending until acknowledged).
+    Sent,
     /// The device acknowledged the command.
     Delivered,
     /// The device reported success.
@@ -32,16 +39,19 @@ impl ActionEvent {
     pub fn rule(self) -> (&'static [ActionState], ActionState) {
         use ActionState::*;
         match self {
+            ActionEvent::Sent => (&[Pending], Pending),
             ActionEvent::Delivered => (&[Pending], Active),
             // A result can overtake its acknowledgement (or the ack was lost), so it may arrive
-            // while the action is still pending.
-            ActionEvent::Succeeded => (&[Pending, Active], Done),
+            // while the action is still pending; and a command that expired after it was sent
+            // may still have run on the device, whose report is the truth (the service accepts
+            // a result for an expired action only when it was sent).
+            ActionEvent::Succeeded => (&[Pending, Active, Expired], Done),
             // A device that refuses an expired command reports it as such.
-            ActionEvent::Failed(ErrorCode::Expired) => (&[Pending, Active], Expired),
+            ActionEvent::Failed(ErrorCode::Expired) => (&[Pending, Active, Expired], Expired),
             // A command the device's Android version cannot run is not a failure of the device
             // but outside what it supports, as the Android Management API's API_LEVEL is.
-            ActionEvent::Failed(ErrorCode::ApiLevel) => (&[Pending, Active], NotSupported),
-            ActionEvent::Failed(_) => (&[Pending, Active], Failed),
+            ActionEvent::Failed(ErrorCode::ApiLevel) => (&[Pending, Active, Expired], NotSupported),
+            ActionEvent::Failed(_) => (&[Pending, Active, Expired], Failed),
             // Once delivered, the device may already be running it; cancel is for pending only.
             ActionEvent::Canceled => (&[Pending], Canceled),
             ActionEvent::Expired => (&[Pending, Active], Expired),
@@ -74,19 +84,46 @@ mod tests {
     }
 
     #[test]
-    fn final_states_accept_no_event() {
-        let events = [
+    fn final_states_accept_no_event_but_a_late_device_report_after_expiry() {
+        let control_plane_events = [
+            ActionEvent::Sent,
             ActionEvent::Delivered,
-            ActionEvent::Succeeded,
-            ActionEvent::Failed(ErrorCode::TokenMismatch),
             ActionEvent::Canceled,
             ActionEvent::Expired,
         ];
+        let device_reports = [
+            ActionEvent::Succeeded,
+            ActionEvent::Failed(ErrorCode::TokenMismatch),
+        ];
         for state in ActionState::ALL.into_iter().filter(|s| s.is_final()) {
-            for event in events {
+            for event in control_plane_events {
                 assert!(event.apply(state).is_err(), "{state} accepted {event:?}");
             }
+            for event in device_reports {
+                assert_eq!(
+                    event.apply(state).is_ok(),
+                    state == ActionState::Expired,
+                    "{state} and {event:?}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn a_late_success_after_expiry_ends_done() {
+        assert_eq!(
+            ActionEvent::Succeeded.apply(ActionState::Expired),
+            Ok(ActionState::Done)
+        );
+    }
+
+    #[test]
+    fn sending_keeps_the_command_pending() {
+        assert_eq!(
+            ActionEvent::Sent.apply(ActionState::Pending),
+            Ok(ActionState::Pending)
+        );
+        assert!(ActionEvent::Sent.apply(ActionState::Active).is_err());
     }
 
     #[test]

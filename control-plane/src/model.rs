@@ -347,6 +347,9 @@ pub struct Action {
     /// The device-wide command sequence number; `None` for an action that never became a command
     /// (ended at the control plane, e.g. no passcode policy).
     pub sequence: Option<u64>,
+    /// When the command was first handed to the device's session; `None` while it never was.
+    /// Only a command never sent may be canceled or expire outright (PROTOCOL.md CP-DELIVERY-4).
+    pub sent_at: Option<Millis>,
     /// Until when RevealPasscode may show the passcode; `None` when none is stored.
     pub passcode_visible_until: Option<Millis>,
 }

@@ -59,10 +59,13 @@ pub struct OpenedControlPlane {
 
 /// Opens (or creates) the control plane's database and keys in `config.data_dir`.
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControlPlane, ServeError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    // Only the control plane's own user may look into its state (0700).
+    std::fs::create_dir_all(&config.data_dir)
+        .and_then(|()| crate::crypto::set_mode(&config.data_dir, 0o700))
+        .map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
     let store = SqliteStore::open(&config.data_dir.join(DATABASE_FILE)).await?;
     let keys = KeyRing::load_or_create(&config.data_dir.join(KEYS_DIR))?;
     let control_plane = Arc::new(ControlPlane::start(Arc::new(store), keys, clock, config).await?);

@@ -13,6 +13,7 @@ mod admin_rules;
 mod agent_wall;
 mod architecture;
 mod bad_input;
+mod cancel_expiry;
 mod conformance;
 mod conformance_catches;
 mod console;

@@ -174,3 +174,59 @@ async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
         );
     }
 }
+
+/// SIGTERM (what `kill` and service managers send) stops the control plane and the agent as
+/// Ctrl-C does: gracefully, exiting 0, and the control plane starts again on its data.
+#[tokio::test]
+async fn sigterm_stops_both_processes_gracefully() {
+    let deployment = Deployment::new();
+    let control_plane = deployment.control_plane();
+    let mut admin = deployment.admin().await;
+    let request = admin.request(pb::CreateEnrollmentTokenRequest {
+        max_uses: 1,
+        ttl_seconds: 600,
+        ..Default::default()
+    });
+    let enrollment = admin
+        .client
+        .create_enrollment_token(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .enrollment_token;
+    let agent = deployment.agent(&enrollment, &["cosu:kiosk".to_string()]);
+    let mut device = harness(&agent).await;
+    wait_connected(&mut device).await;
+
+    let agent_status = tokio::task::spawn_blocking(move || agent.terminate())
+        .await
+        .unwrap();
+    assert!(agent_status.success(), "agent: {agent_status}");
+    let status = tokio::task::spawn_blocking(move || control_plane.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "control plane: {status}");
+
+    let _again = deployment.control_plane();
+    let mut admin = deployment.admin().await;
+    assert_eq!(admin.devices().await.unwrap().len(), 1);
+
+    // Every folder holding state is 0700 and every file in it 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let mut files = 0;
+    for dir in [deployment.path("cp"), deployment.path("agent")] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let expected = if path.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode(&path), expected, "{}", path.display());
+            files += 1;
+        }
+    }
+    assert!(
+        files >= 3,
+        "the database, the keys and a device's state file"
+    );
+}

@@ -7,13 +7,27 @@ use crate::device::{Device, KdfParams, PersistedDevice};
 use ring::rand::SystemRandom;
 use std::path::{Path, PathBuf};
 
-/// Creates the state directory, so the first change of every device can write its file.
+/// Creates the state directory, so the first change of every device can write its file; only
+/// the agent's own user may look into it (0700).
 pub(super) fn create_dir(dir: &Path) -> Result<(), FleetError> {
-    std::fs::create_dir_all(dir).map_err(|source| FleetError::StateFile {
-        name: String::new(),
-        path: dir.to_path_buf(),
-        source,
-    })
+    std::fs::create_dir_all(dir)
+        .and_then(|()| private_dir(dir))
+        .map_err(|source| FleetError::StateFile {
+            name: String::new(),
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(unix)]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn private_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The device `spec` as its state file in `dir` left it, or a factory-fresh one when it has no

@@ -306,6 +306,7 @@ pub fn action_to_pb(action: &Action) -> pb::Action {
         user_entered_at_ms: action.user_entered_at.unwrap_or(0),
         not_after_ms: action.not_after,
         passcode_visible_until_ms: action.passcode_visible_until.unwrap_or(0),
+        sent_at_ms: action.sent_at.unwrap_or(0),
     }
 }
 

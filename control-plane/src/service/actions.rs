@@ -233,9 +233,23 @@ impl ControlPlane {
         caller
             .grants
             .authorize_group(&device.group, &[task_permission(action.kind)])?;
+        // PROTOCOL.md CP-DELIVERY-4: a command handed to the session may already be on the device,
+        // which applies it however late it arrives; canceling it then would purge the passcode
+        // the device holds.
+        let sent = |action: &Action| {
+            ServiceError::FailedPrecondition(format!(
+                "action {} was already sent to the device, which may have applied it, so it can \
+                 no longer be canceled; its passcode stays revealable until the device reports",
+                action.id
+            ))
+        };
+        if action.state == ActionState::Pending && action.sent_at.is_some() {
+            return Err(sent(&action));
+        }
         let update = ActionUpdate {
-            reason: Some("canceled by an admin before delivery".into()),
+            reason: Some("canceled by an admin before it was sent to the device".into()),
             purge_passcode: true,
+            only_if_unsent: true,
             ..ActionUpdate::default()
         };
         match self
@@ -243,11 +257,16 @@ impl ControlPlane {
             .await?
         {
             Some(action) => Ok(action),
-            None => Err(ServiceError::FailedPrecondition(format!(
-                "action {} is {} and can no longer be canceled",
-                action.id,
-                self.action(caller, action_id).await?.state
-            ))),
+            None => {
+                let now = self.action(caller, action_id).await?;
+                if now.state == ActionState::Pending && now.sent_at.is_some() {
+                    return Err(sent(&now));
+                }
+                Err(ServiceError::FailedPrecondition(format!(
+                    "action {} is {} and can no longer be canceled",
+                    now.id, now.state
+                )))
+            }
         }
     }
 
@@ -299,14 +318,42 @@ impl ControlPlane {
         Ok(changed)
     }
 
+    /// Expires an action past its time-to-live. One never sent ends outright, its passcode
+    /// purged; one sent keeps its passcode until the device's final report, which is still
+    /// recorded when it comes (PROTOCOL.md CP-DELIVERY-3).
     pub(super) async fn expire(&self, action: &Action) -> Result<Option<Action>, ServiceError> {
-        let update = ActionUpdate {
-            error_code: Some(ErrorCode::Expired),
-            reason: Some("the command's time-to-live passed before the device ran it".into()),
-            purge_passcode: true,
-            ..ActionUpdate::default()
+        let update = if action.sent_at.is_none() {
+            ActionUpdate {
+                error_code: Some(ErrorCode::Expired),
+                reason: Some("the command's time-to-live passed before it was sent".into()),
+                purge_passcode: true,
+                only_if_unsent: true,
+                ..ActionUpdate::default()
+            }
+        } else {
+            ActionUpdate {
+                error_code: Some(ErrorCode::Expired),
+                reason: Some(
+                    "the command's time-to-live passed after it was sent and before the device \
+                     reported; the device may still have applied it, so its passcode stays \
+                     revealable and a late report is recorded"
+                        .into(),
+                ),
+                ..ActionUpdate::default()
+            }
         };
         self.apply_event(&action.id, ActionEvent::Expired, update)
+            .await
+    }
+
+    /// Records that a command was handed to the device's session; `None` when it can no longer
+    /// be sent (an admin canceled it meanwhile).
+    pub(super) async fn mark_sent(&self, action: &Action) -> Result<Option<Action>, ServiceError> {
+        let update = ActionUpdate {
+            sent_at: Some(self.now()),
+            ..ActionUpdate::default()
+        };
+        self.apply_event(&action.id, ActionEvent::Sent, update)
             .await
     }
 

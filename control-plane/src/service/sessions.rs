@@ -157,7 +157,7 @@ impl ControlPlane {
     ) -> Result<Vec<OutboundCommand>, ServiceError> {
         let mut out = Vec::new();
         for queued in self.hot.commands_after(device_id, after_sequence) {
-            let action = queued.action;
+            let mut action = queued.action;
             if action.not_after < self.now() {
                 self.expire(&action).await?;
                 continue;
@@ -200,6 +200,14 @@ impl ControlPlane {
                     }
                 }
             };
+            // Durably marked sent before it leaves (PROTOCOL.md CP-DELIVERY-4): from then on the
+            // device may hold the passcode, so no cancel or expiry may purge it.
+            if action.state == ActionState::Pending && action.sent_at.is_none() {
+                match self.mark_sent(&action).await? {
+                    Some(sent) => action = sent,
+                    None => continue,
+                }
+            }
             out.push(OutboundCommand { action, payload });
         }
         Ok(out)
@@ -320,12 +328,26 @@ impl ControlPlane {
                          before its CommandResult"
                     )));
                 }
+                // PROTOCOL.md CP-DELIVERY-3: a command that expired after it was sent still takes
+                // the device's report; one never sent cannot have a result.
+                let late = action.state == ActionState::Expired;
+                if late && action.sent_at.is_none() {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "command {command_id:?} expired before it was ever sent: it has no result"
+                    )));
+                }
                 let (event, update) = if success {
                     (
                         ActionEvent::Succeeded,
                         ActionUpdate {
                             completed_at: Some(completed_at),
                             delivered_at: action.delivered_at.is_none().then_some(now),
+                            clear_error_code: late,
+                            reason: late.then(|| {
+                                "the device reported success after the command's time-to-live \
+                                 had passed (late arrival)"
+                                    .to_string()
+                            }),
                             ..ActionUpdate::default()
                         },
                     )

@@ -112,10 +112,17 @@ pub struct NewAction {
 #[derive(Clone, Debug, Default)]
 pub struct ActionUpdate {
     pub error_code: Option<ErrorCode>,
+    /// Clears the error code: a late success recorded after the action expired.
+    pub clear_error_code: bool,
     pub reason: Option<String>,
     pub delivered_at: Option<Millis>,
     pub completed_at: Option<Millis>,
     pub user_entered_at: Option<Millis>,
+    /// Records when the command was first handed to the device's session.
+    pub sent_at: Option<Millis>,
+    /// The change applies only to a command never sent (cancel and outright expiry), checked in
+    /// the same compare-and-set as the state, so it cannot race the session sending it.
+    pub only_if_unsent: bool,
     /// Delete the sealed passcode in the same transaction (the action failed, so there is nothing
     /// worth revealing).
     pub purge_passcode: bool,

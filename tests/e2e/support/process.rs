@@ -67,6 +67,16 @@ impl Process {
         }
     }
 
+    /// SIGTERM, as a service manager stops it, and its exit status once it is gone.
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed: {sent}");
+        self.child.wait().unwrap()
+    }
+
     /// SIGKILL, and wait until it is gone.
     pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();

@@ -170,7 +170,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
                 "the fleet wall stays on http://{}/ until Ctrl-C",
                 server.address
             );
-            let _ = tokio::signal::ctrl_c().await;
+            droidfleet_agent::cli::shutdown_signal().await;
         }
         server.stop().await;
     }

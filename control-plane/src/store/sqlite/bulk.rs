@@ -360,6 +360,7 @@ async fn create_actions(
             user_entered_at: None,
             not_after: action.not_after,
             sequence,
+            sent_at: None,
             passcode_visible_until: visible_until,
         };
         let change = Change::ActionCreated(OpenCommand {
@@ -407,12 +408,14 @@ async fn transitions(
             "UPDATE actions SET
                  state = ?,
                  updated_at = ?,
-                 error_code = COALESCE(?, error_code),
+                 error_code = CASE WHEN ? THEN NULL ELSE COALESCE(?, error_code) END,
                  reason = COALESCE(?, reason),
                  delivered_at = COALESCE(?, delivered_at),
                  completed_at = COALESCE(?, completed_at),
-                 user_entered_at = COALESCE(?, user_entered_at)
-             WHERE id = ? AND state IN (SELECT value FROM json_each(?))",
+                 user_entered_at = COALESCE(?, user_entered_at),
+                 sent_at = COALESCE(?, sent_at)
+             WHERE id = ? AND state IN (SELECT value FROM json_each(?))
+                 AND (? = 0 OR sent_at IS NULL)",
             action_returning!(),
             ";"
         ),
@@ -420,13 +423,16 @@ async fn transitions(
         &|args, (id, from, to, update, now)| {
             args.add(to.as_str())?;
             args.add(db_time(*now))?;
+            args.add(update.clear_error_code)?;
             args.add(update.error_code.map(ErrorCode::as_str))?;
             args.add(update.reason.as_deref())?;
             args.add(update.delivered_at.map(db_time))?;
             args.add(update.completed_at.map(db_time))?;
             args.add(update.user_entered_at.map(db_time))?;
+            args.add(update.sent_at.map(db_time))?;
             args.add(*id)?;
-            args.add(from.as_str())
+            args.add(from.as_str())?;
+            args.add(update.only_if_unsent)
         },
     )
     .await?;

@@ -64,6 +64,20 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
+        let io = |e| StoreError::Database(sqlx::Error::Io(e));
+        // Created 0600 before SQLite opens it: SQLite gives its WAL and shared-memory files the
+        // database file's permissions, so none of the three is ever readable by others.
+        if !path.exists() {
+            let mut create = std::fs::OpenOptions::new();
+            create.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+            match create.open(path) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -79,6 +93,12 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        // A database an older version created 0644 is made private too.
+        for file in database_files(path) {
+            if file.exists() {
+                crate::crypto::set_mode(&file, 0o600).map_err(io)?;
+            }
+        }
         let writer = Writer::start(options.connect().await?);
         let store = SqliteStore {
             pool,
@@ -128,4 +148,14 @@ impl SqliteStore {
             })
             .await
     }
+}
+
+/// The database file and the WAL and shared-memory files SQLite keeps beside it.
+fn database_files(path: &Path) -> [PathBuf; 3] {
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [path.to_path_buf(), with_suffix("-wal"), with_suffix("-shm")]
 }

@@ -297,7 +297,8 @@ macro_rules! action_select {
     () => {
         "SELECT a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
                 a.requested_by, a.created_at, a.updated_at, a.delivered_at, a.completed_at,
-                a.user_entered_at, a.not_after, a.sequence, p.visible_until AS passcode_visible_until
+                a.user_entered_at, a.not_after, a.sequence, a.sent_at,
+                p.visible_until AS passcode_visible_until
          FROM actions a LEFT JOIN action_passcodes p ON p.action_id = a.id"
     };
 }
@@ -329,6 +330,7 @@ pub(super) fn action_from_row(row: &SqliteRow) -> Result<Action, StoreError> {
         sequence: sequence
             .map(|s| u64::try_from(s).map_err(|_| StoreError::Corrupt("negative sequence".into())))
             .transpose()?,
+        sent_at: opt_time_from_db(row.try_get("sent_at")?, "sent_at")?,
         passcode_visible_until: opt_time_from_db(
             row.try_get("passcode_visible_until")?,
             "visible_until",
@@ -348,7 +350,7 @@ macro_rules! action_returning {
                     actions.updated_at AS updated_at, actions.delivered_at AS delivered_at,
                     actions.completed_at AS completed_at,
                     actions.user_entered_at AS user_entered_at, actions.not_after AS not_after,
-                    actions.sequence AS sequence,
+                    actions.sequence AS sequence, actions.sent_at AS sent_at,
                     (SELECT p.visible_until FROM action_passcodes p WHERE p.action_id = actions.id)
                         AS passcode_visible_until"
     };
@@ -361,8 +363,8 @@ macro_rules! open_command_select {
     () => {
         "SELECT a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
                 a.requested_by, a.created_at, a.updated_at, a.delivered_at, a.completed_at,
-                a.user_entered_at, a.not_after, a.sequence, p.visible_until AS passcode_visible_until,
-                p.sealed AS sealed_passcode
+                a.user_entered_at, a.not_after, a.sequence, a.sent_at,
+                p.visible_until AS passcode_visible_until, p.sealed AS sealed_passcode
          FROM actions a LEFT JOIN action_passcodes p ON p.action_id = a.id
          WHERE a.state IN ('pending', 'active')"
     };

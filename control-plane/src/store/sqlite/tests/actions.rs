@@ -284,3 +284,99 @@ async fn a_failing_transition_can_purge_the_passcode_at_once() {
     assert!(s.sealed_passcode("a1", T0 + 2).await.unwrap().is_none());
     assert!(!on_disk(&f.path, &sealed));
 }
+
+#[tokio::test]
+async fn a_sent_command_cannot_be_canceled_and_a_late_success_clears_its_expiry() {
+    let f = fixture().await;
+    let s = &f.store;
+    enroll(s, "dev_a", 1).await;
+    s.create_action(new_action("a1", "dev_a", ActionState::Pending))
+        .await
+        .unwrap();
+    let unsent_only = || ActionUpdate {
+        only_if_unsent: true,
+        ..ActionUpdate::default()
+    };
+    let sent = s
+        .transition_action(
+            "a1",
+            &[ActionState::Pending],
+            ActionState::Pending,
+            ActionUpdate {
+                sent_at: Some(T0 + 5),
+                ..ActionUpdate::default()
+            },
+            T0 + 5,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent.sent_at, Some(T0 + 5));
+    assert_eq!(
+        s.get_action("a1").await.unwrap().unwrap().sent_at,
+        Some(T0 + 5)
+    );
+    // Still pending, but sent: a cancel of an unsent command does not apply.
+    let refused = s
+        .transition_action(
+            "a1",
+            &[ActionState::Pending],
+            ActionState::Canceled,
+            unsent_only(),
+            T0 + 6,
+        )
+        .await
+        .unwrap();
+    assert!(refused.is_none());
+    let expired = s
+        .transition_action(
+            "a1",
+            &[ActionState::Pending],
+            ActionState::Expired,
+            ActionUpdate {
+                error_code: Some(ErrorCode::Expired),
+                ..ActionUpdate::default()
+            },
+            T0 + 7,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(expired.error_code, Some(ErrorCode::Expired));
+    let done = s
+        .transition_action(
+            "a1",
+            &[ActionState::Expired],
+            ActionState::Done,
+            ActionUpdate {
+                clear_error_code: true,
+                reason: Some("late".into()),
+                ..ActionUpdate::default()
+            },
+            T0 + 8,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, ActionState::Done);
+    assert_eq!(done.error_code, None);
+    assert_eq!(done.sent_at, Some(T0 + 5));
+
+    // A command never sent is canceled by the same update.
+    s.create_action(new_action("a2", "dev_a", ActionState::Pending))
+        .await
+        .unwrap();
+    let canceled = s
+        .transition_action(
+            "a2",
+            &[ActionState::Pending],
+            ActionState::Canceled,
+            unsent_only(),
+            T0 + 9,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(canceled.state, ActionState::Canceled);
+    assert_eq!(canceled.sent_at, None);
+}

@@ -209,6 +209,25 @@ async fn open_sets_the_durability_and_erasure_pragmas() {
     assert_eq!(f.store.path(), f.path);
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture().await;
+    enroll(&f.store, "dev_a", 1).await;
+    for file in super::database_files(&f.path) {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+    // A database an older version left readable by others is made private when opened.
+    f.store.close().await;
+    std::fs::set_permissions(&f.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let reopened = SqliteStore::open(&f.path).await.unwrap();
+    let mode = std::fs::metadata(&f.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    reopened.close().await;
+}
+
 #[tokio::test]
 async fn built_in_roles_are_installed_once() {
     let f = fixture().await;
