@@ -148,9 +148,10 @@ pub(crate) fn command_result_to_pb(result: &CommandResult) -> pb::CommandResult 
     }
 }
 
-/// Decodes a signed command's body into the device model's command; `None` when it is not a
-/// well-formed command.
-pub(crate) fn decode_command(body: &[u8]) -> Option<Command> {
+/// Decodes a signed command's body (`droidfleet.v1.CommandBody`) into the device model's command;
+/// `None` when it is not a well-formed command. [`device::Device::run_command`] takes it as its
+/// decoder.
+pub fn decode_command(body: &[u8]) -> Option<Command> {
     let body = pb::CommandBody::decode(body).ok()?;
     let kind = match body.kind? {
         pb::command_body::Kind::ResetPasscode(reset) => {

@@ -10,7 +10,8 @@
 //! - [`faults`]: `--faults`, the seeded decisions to delay, duplicate or drop session messages
 //!   and break sessions, without the I/O.
 //! - [`harness`]: the `DeviceHarness` gRPC service through which a test plays the user.
-//! - `convert` (crate-private): protobuf ⇄ device model, at the gRPC edge.
+//! - `convert` (crate-private): protobuf ⇄ device model, at the gRPC edge; its
+//!   [`decode_command`] (a signed command's body) is public, for fuzzing and other hosts.
 //! - [`seeded`]: SplitMix64 and `--mix`, the seeded load shapes shared with the load test.
 //! - [`metrics`]: Prometheus counters and the `GET /metrics` endpoint.
 //! - [`clock`]: the injected clock the devices read time from.
@@ -26,3 +27,5 @@ pub mod fleet;
 pub mod harness;
 pub mod metrics;
 pub mod seeded;
+
+pub use convert::decode_command;

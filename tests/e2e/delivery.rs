@@ -1,5 +1,6 @@
 //! Delivery of commands, over real gRPC on loopback: a command past its time-to-live ends
-//! `expired` and never runs, even when the device turns up later or its clock says so first; a
+//! `expired` and never runs, even when the device turns up later or its clock says so first; one
+//! that expires once sent keeps its passcode and a late success still ends it `done`; a
 //! canceled command never runs; an offline device gets its pending commands in sequence order
 //! when it reconnects; a lost result means a second delivery, which the device answers with the
 //! same result without running the command twice; a duplicate result changes nothing.
@@ -113,6 +114,51 @@ async fn a_command_past_its_time_to_live_expires_and_never_runs_even_if_the_devi
         state(&expired),
         pb::ActionState::Expired,
         "and it stays expired"
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_expires_once_sent_keeps_its_passcode_and_a_late_success_ends_done() {
+    let mut world = World::start_with(&[], |config| {
+        config.expiry_interval = Duration::from_millis(20);
+    })
+    .await;
+    let token = world.admin.enrollment_token(1, "").await;
+    let device = RawDevice::enroll(&world.address, &token, pb::Ownership::Cosu, "bench").await;
+    device.escrow(DEVICE).await;
+    world
+        .admin
+        .assign_policy(&device.device_id, DEVICE, pin_policy(6))
+        .await;
+    let action = reset_with_ttl(&mut world, &device.device_id, 60).await;
+
+    // The command is on the device, which may apply it however late; then its time-to-live
+    // passes before the device reports (PROTOCOL.md CP-DELIVERY-3).
+    let mut session = device.open().await;
+    let (body, _) = session.next_command().await;
+    let Some(pb::command_body::Kind::ResetPasscode(reset)) = body.kind else {
+        panic!("a reset command: {body:?}");
+    };
+    session.ack(&action.action_id).await;
+    world.clock.advance(61 * SECOND);
+    let expired = world.admin.wait_final(&action.action_id).await;
+    assert_eq!(state(&expired), pb::ActionState::Expired);
+    assert_eq!(
+        world.admin.reveal(&action.action_id).await.unwrap(),
+        reset.new_passcode,
+        "the passcode the device may hold stays revealable after expiry"
+    );
+
+    session.result(&action.action_id, true).await;
+    session.close().await;
+    let done = world.admin.action(&action.action_id).await;
+    assert_eq!(state(&done), pb::ActionState::Done, "{done:?}");
+    assert_eq!(done.error_code, 0, "the expiry's code is cleared");
+    assert!(done.reason.contains("late arrival"), "{}", done.reason);
+    assert_eq!(
+        world.admin.reveal(&action.action_id).await.unwrap(),
+        reset.new_passcode,
+        "the admin can reveal the passcode the device now holds"
     );
 }
 

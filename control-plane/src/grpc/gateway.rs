@@ -5,10 +5,8 @@
 use super::bearer_token;
 use super::convert::*;
 use crate::model::{Device, Scope};
-use crate::secret::{BearerToken, EscrowToken};
-use crate::service::{
-    CommandPayload, ControlPlane, DeviceReply, DeviceReport, ServiceError, SessionSignals,
-};
+use crate::secret::BearerToken;
+use crate::service::{CommandPayload, ControlPlane, DeviceReply, SessionSignals};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_server::DeviceGateway;
 use prost::Message;
@@ -81,18 +79,7 @@ impl DeviceGateway for Gateway {
             }
         };
         control_plane.check_hello(&device, &hello.device_id, &hello.agent_version)?;
-        // PROTOCOL.md CP-SESSION-3: without the status of every store the control plane cannot
-        // show whether a reset could work, so a Hello without it is refused.
-        let status = hello.status.as_ref().ok_or_else(|| {
-            Status::invalid_argument(
-                "invalid hello.status: required, with the status of every credential store",
-            )
-        })?;
-        let stores = status
-            .stores
-            .iter()
-            .map(store_status_from_pb)
-            .collect::<Result<Vec<_>, _>>()?;
+        let stores = hello_stores_from_pb(&hello)?;
         control_plane.check_hello_stores(&device, &stores)?;
         control_plane
             .record_build(&device, hello.api_level, &hello.maker_profile)
@@ -149,7 +136,7 @@ async fn run_session(
             biased;
             message = inbound.message() => {
                 let Some(message) = message? else { return Ok(()) };
-                let report = report_from_pb(message)?;
+                let report = device_report_from_pb(message)?;
                 let reply = Box::pin(control_plane.handle_device_report(device, report)).await?;
                 match reply {
                     Some(DeviceReply::EscrowAck { scope, fingerprint }) => {
@@ -179,105 +166,6 @@ async fn run_session(
                 return Err(Status::unavailable("the control plane is shutting down"));
             }
         }
-    }
-}
-
-fn report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport, ServiceError> {
-    use pb::device_message::Body;
-    let invalid = |field: &'static str, problem: &str| ServiceError::InvalidArgument {
-        field,
-        problem: problem.to_string(),
-    };
-    Ok(match message.body {
-        None => return Err(invalid("body", "an empty DeviceMessage")),
-        Some(Body::Hello(_)) => return Err(invalid("hello", "sent twice in one session")),
-        Some(Body::Status(status)) => DeviceReport::Status(
-            status
-                .stores
-                .iter()
-                .map(store_status_from_pb)
-                .collect::<Result<_, _>>()?,
-        ),
-        Some(Body::EscrowToken(update)) => DeviceReport::EscrowToken {
-            scope: scope_from_pb(update.scope, "escrow_token.scope")?,
-            token: EscrowToken::new(update.token),
-        },
-        Some(Body::Ack(ack)) => DeviceReport::Ack {
-            command_id: ack.command_id,
-        },
-        Some(Body::Result(result)) => {
-            // PROTOCOL.md CP-RESULT-2: a result says exactly one thing, with the device's time.
-            if result.completed_at_ms == 0 {
-                return Err(invalid(
-                    "result.completed_at_ms",
-                    "must be the device's time when it ran or refused the command",
-                ));
-            }
-            let error = match (result.success, result.error_code) {
-                (true, 0) => None,
-                (true, _) => {
-                    return Err(invalid(
-                        "result.error_code",
-                        "must be unspecified when success is true",
-                    ));
-                }
-                (false, 0) => {
-                    return Err(invalid(
-                        "result.error_code",
-                        "must name why the command failed when success is false",
-                    ));
-                }
-                (false, code) => match device_error_code_from_pb(code) {
-                    Some(code) => Some((code, result.reason)),
-                    None => {
-                        return Err(invalid(
-                            "result.error_code",
-                            "is not a code a device reports (see PROTOCOL.md, error codes)",
-                        ));
-                    }
-                },
-            };
-            DeviceReport::Result {
-                command_id: result.command_id,
-                success: result.success,
-                error,
-                completed_at: result.completed_at_ms,
-            }
-        }
-        Some(Body::UserEvent(event)) => match pb::user_event::Kind::try_from(event.kind) {
-            Ok(pb::user_event::Kind::NewPasscodeEntered) => {
-                if event.at_ms == 0 {
-                    return Err(invalid(
-                        "user_event.at_ms",
-                        "must be the device's time when the user entered the passcode",
-                    ));
-                }
-                DeviceReport::NewPasscodeEntered {
-                    command_id: event.command_id,
-                    at: event.at_ms,
-                }
-            }
-            Ok(pb::user_event::Kind::StoreWiped) => DeviceReport::StoreWiped {
-                scope: scope_from_pb(event.scope, "user_event.scope")?,
-            },
-            _ => return Err(invalid("user_event.kind", "unknown kind")),
-        },
-    })
-}
-
-/// A code a device may report: the control plane's own codes (no policy, scope not supported,
-/// no escrowed token) and unknown values are not.
-fn device_error_code_from_pb(value: i32) -> Option<crate::model::ErrorCode> {
-    use crate::model::ErrorCode;
-    match pb::ErrorCode::try_from(value).ok()? {
-        pb::ErrorCode::Unspecified
-        | pb::ErrorCode::NoPasscodePolicy
-        | pb::ErrorCode::ScopeNotSupported
-        | pb::ErrorCode::NoEscrowedToken => None,
-        _ => match error_code_from_pb(value) {
-            ErrorCode::Internal if value != pb::ErrorCode::Internal as i32 => None,
-            code => Some(code),
-        },
     }
 }
 

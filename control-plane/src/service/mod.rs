@@ -41,7 +41,8 @@ pub(crate) use actions::{LockRequest, ResetRequest, scope_words};
 pub(crate) use devices::{DeviceSearch, EnrollmentTokenRequest};
 pub use error::ServiceError;
 pub(crate) use error::StatusCode;
-pub(crate) use sessions::{CommandPayload, DeviceReply, DeviceReport};
+pub use sessions::DeviceReport;
+pub(crate) use sessions::{CommandPayload, DeviceReply};
 
 use crate::clock::{Clock, Millis};
 use crate::crypto::KeyRing;

@@ -36,7 +36,7 @@ pub(crate) enum DeviceReply {
 
 /// What the device told us in one message, for [`ControlPlane::handle_device_report`].
 #[derive(Debug)]
-pub(crate) enum DeviceReport {
+pub enum DeviceReport {
     Status(Vec<StoreStatus>),
     EscrowToken {
         scope: Scope,
