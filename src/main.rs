@@ -5,6 +5,7 @@
 use clap::Parser;
 use droidfleet_agent::cli::shutdown_signal;
 use droidfleet_control_plane::clock::SystemClock;
+use droidfleet_control_plane::limits::Limits;
 use droidfleet_control_plane::service::Config;
 use droidfleet_tools::{admin, agent_wall, conformance, demo, flow, loadtest};
 use std::net::SocketAddr;
@@ -80,6 +81,57 @@ struct ServeArgs {
     /// Holds the database, the keys, and on first start the bootstrap admin token.
     #[arg(long, default_value = "droidfleet-data", env = "DROIDFLEET_DATA_DIR")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The gRPC listener's abuse limits (`droidfleet_control_plane::limits::Limits` says why each).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Abuse limits")]
+struct LimitArgs {
+    /// HTTP/2 streams one connection may hold open at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_connection)]
+    max_streams_per_connection: u32,
+    /// The largest message a device may send; larger is refused RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_device_message_bytes)]
+    max_device_message_bytes: usize,
+    /// The largest admin API request; larger is refused RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_admin_message_bytes)]
+    max_admin_message_bytes: usize,
+    /// The largest HTTP/2 header block a request may carry.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_header_list_bytes)]
+    max_header_list_bytes: u32,
+    /// How long a call may take to answer (a stream, to start); DEADLINE_EXCEEDED after.
+    #[arg(long, value_name = "DURATION", default_value_t = Limits::default().request_timeout.into())]
+    request_timeout: humantime::Duration,
+    /// How long a device may take to send its Hello once its session opened.
+    #[arg(long, value_name = "DURATION", default_value_t = Limits::default().hello_timeout.into())]
+    hello_timeout: humantime::Duration,
+    /// How often an idle connection is pinged.
+    #[arg(long, value_name = "DURATION", default_value_t = Limits::default().keepalive_interval.into())]
+    keepalive_interval: humantime::Duration,
+    /// A connection that does not answer a ping within this is closed.
+    #[arg(long, value_name = "DURATION", default_value_t = Limits::default().keepalive_timeout.into())]
+    keepalive_timeout: humantime::Duration,
+    /// Streams a client may open and reset before they were accepted (HTTP/2 rapid reset).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_pending_reset_streams)]
+    max_pending_reset_streams: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_device_message_bytes: self.max_device_message_bytes,
+            max_admin_message_bytes: self.max_admin_message_bytes,
+            max_header_list_bytes: self.max_header_list_bytes,
+            request_timeout: self.request_timeout.into(),
+            hello_timeout: self.hello_timeout.into(),
+            keepalive_interval: self.keepalive_interval.into(),
+            keepalive_timeout: self.keepalive_timeout.into(),
+            max_pending_reset_streams: self.max_pending_reset_streams,
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,9 +176,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(droidfleet_console::TlsConfig::from_pem_files(cert, key)?),
         _ => None,
     };
-    let opened =
-        droidfleet_control_plane::server::open(Config::new(&args.data_dir), Arc::new(SystemClock))
-            .await?;
+    let config = Config {
+        limits: args.limits.limits(),
+        ..Config::new(&args.data_dir)
+    };
+    let opened = droidfleet_control_plane::server::open(config, Arc::new(SystemClock)).await?;
     if let Some(path) = &opened.bootstrap_token_path {
         println!(
             "first start: the bootstrap admin's token is in {}",

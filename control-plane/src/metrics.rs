@@ -76,10 +76,16 @@ fn finished_slot(state: ActionState, code: Option<ErrorCode>) -> usize {
 impl ControlPlaneMetrics {
     /// Counts an admin call to `method` (e.g. `ResetPasscode`) that ended with gRPC `status`.
     pub fn admin_call(&self, method: &str, status: &'static str) {
-        // Only names the proto could hold reach here (the router answers anything else as
-        // unimplemented), but bound the label anyway.
-        let method: String = method.chars().take(64).collect();
-        *lock(&self.admin_calls).entry((method, status)).or_default() += 1;
+        // A method the proto does not define is answered UNIMPLEMENTED, but its name is the
+        // caller's choice: counted under one label, or a client inventing names grows /metrics.
+        let method = if admin_methods().contains(method) {
+            method
+        } else {
+            OTHER_METHOD
+        };
+        *lock(&self.admin_calls)
+            .entry((method.to_string(), status))
+            .or_default() += 1;
         self.updates.send_modify(|n| *n += 1);
     }
 
@@ -265,6 +271,29 @@ impl ControlPlaneMetrics {
     }
 }
 
+/// The operation label of a call to a method the AdminService does not define.
+pub const OTHER_METHOD: &str = "other";
+
+/// The AdminService's method names, read once from the proto's descriptors: the fixed set the
+/// operation label takes its values from.
+fn admin_methods() -> &'static HashSet<String> {
+    static METHODS: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        use prost::Message;
+        let files = prost_types::FileDescriptorSet::decode(droidfleet_proto::FILE_DESCRIPTOR_SET)
+            .expect("the proto crate's descriptors decode");
+        files
+            .file
+            .iter()
+            .filter(|file| file.package() == "droidfleet.v1")
+            .flat_map(|file| &file.service)
+            .filter(|service| service.name() == "AdminService")
+            .flat_map(|service| &service.method)
+            .map(|method| method.name().to_string())
+            .collect()
+    })
+}
+
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
 }
@@ -447,5 +476,29 @@ fn grpc_code_name(code: tonic::Code) -> &'static str {
         Unavailable => "unavailable",
         DataLoss => "data_loss",
         Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_call_labels_come_from_the_proto_s_methods_only() {
+        let metrics = ControlPlaneMetrics::default();
+        metrics.admin_call("ResetPasscode", "ok");
+        for i in 0..100 {
+            metrics.admin_call(&format!("Invented{i}"), "unimplemented");
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"operation="ResetPasscode",result="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"operation="other",result="unimplemented"} 100"#),
+            "{text}"
+        );
+        assert!(!text.contains("Invented"), "{text}");
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, KeyRing};
-use crate::grpc::{AdminApi, Gateway};
+use crate::grpc::{AdminApi, Gateway, OversizeIsExhausted};
 use crate::metrics::ControlPlaneMetrics;
 use crate::service::{Config, ControlPlane, ServiceError};
 use crate::store::{SqliteStore, StoreError};
@@ -160,7 +160,15 @@ pub async fn serve_with_metrics(
             .await;
         sessions.stop_sessions();
     };
-    let admin = AdminServiceServer::new(AdminApi::new(control_plane.clone()));
+    let limits = control_plane.config().limits.clone();
+    let admin = OversizeIsExhausted::new(
+        AdminServiceServer::new(AdminApi::new(control_plane.clone()))
+            .max_decoding_message_size(limits.max_admin_message_bytes),
+    );
+    let gateway = OversizeIsExhausted::new(
+        DeviceGatewayServer::new(Gateway::new(control_plane.clone()))
+            .max_decoding_message_size(limits.max_device_message_bytes),
+    );
     // `Option<Service>` is not a service; two routers differ only in this one wrapper.
     let (admin_plain, admin_counted) = match admin_counter {
         Some(metrics) => (
@@ -174,12 +182,14 @@ pub async fn serve_with_metrics(
         // makes it answer ENHANCE_YOUR_CALM long before that.
         .initial_connection_window_size(Some(64 * 1024 * 1024))
         .initial_stream_window_size(Some(1024 * 1024))
-        .max_concurrent_streams(Some(1_000_000))
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
+        .http2_max_header_list_size(Some(limits.max_header_list_bytes))
+        .http2_max_pending_accept_reset_streams(Some(limits.max_pending_reset_streams))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .timeout(limits.request_timeout)
         .tcp_nodelay(true)
-        .add_service(DeviceGatewayServer::new(Gateway::new(
-            control_plane.clone(),
-        )))
+        .add_service(gateway)
         .add_optional_service(admin_plain)
         .add_optional_service(admin_counted)
         .add_service(health_service)

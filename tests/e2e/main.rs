@@ -9,6 +9,7 @@
 
 mod support;
 
+mod abuse;
 mod admin_rules;
 mod agent_wall;
 mod architecture;

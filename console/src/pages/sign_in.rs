@@ -1,5 +1,6 @@
 //! Signing in: the admin token is typed into a form and posted (never put in a URL), checked by
-//! the admin API (GetCaller, audited like any call, an unknown token as `anonymous`), and kept in
+//! the admin API (GetCaller, audited like any call; an unknown token is refused unaudited, counted
+//! by the admin-call metric), and kept in
 //! a server-side session; the browser gets only the session's id. Signing out ends the session.
 
 use super::{SignedIn, State, authorized};

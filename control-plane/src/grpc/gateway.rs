@@ -4,6 +4,7 @@
 
 use super::bearer_token;
 use super::convert::*;
+use super::oversize::oversize_is_exhausted;
 use crate::model::{Device, Scope};
 use crate::secret::BearerToken;
 use crate::service::{CommandPayload, ControlPlane, DeviceReply, SessionSignals};
@@ -68,7 +69,19 @@ impl DeviceGateway for Gateway {
             .await?
             .ok_or_else(|| Status::unauthenticated("unknown device credential"))?;
         let mut inbound = request.into_inner();
-        let hello = match inbound.message().await? {
+        // PROTOCOL.md CP-SESSION-2, CP-SESSION-7: the Hello comes first, and soon; a stream that says nothing
+        // holds a task and its buffers for nothing.
+        let hello_timeout = control_plane.config().limits.hello_timeout;
+        let first = tokio::time::timeout(hello_timeout, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no Hello within {} ms of opening the session (--hello-timeout)",
+                    hello_timeout.as_millis()
+                ))
+            })?
+            .map_err(oversize_is_exhausted)?;
+        let hello = match first {
             Some(pb::DeviceMessage {
                 body: Some(pb::device_message::Body::Hello(hello)),
             }) => hello,
@@ -135,7 +148,7 @@ async fn run_session(
             // goes out before that command (PROTOCOL.md CP-POLICY-2), whichever woke first.
             biased;
             message = inbound.message() => {
-                let Some(message) = message? else { return Ok(()) };
+                let Some(message) = message.map_err(oversize_is_exhausted)? else { return Ok(()) };
                 let report = device_report_from_pb(message)?;
                 let reply = Box::pin(control_plane.handle_device_report(device, report)).await?;
                 match reply {

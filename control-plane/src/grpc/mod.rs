@@ -4,9 +4,11 @@
 mod admin;
 pub mod convert;
 mod gateway;
+mod oversize;
 
 pub use admin::AdminApi;
 pub use gateway::Gateway;
+pub use oversize::OversizeIsExhausted;
 
 use crate::secret::BearerToken;
 use crate::service::{ServiceError, StatusCode};

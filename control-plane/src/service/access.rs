@@ -266,7 +266,8 @@ impl ControlPlane {
     }
 
     /// Runs one admin operation: authenticates, checks that the caller holds what `operation`
-    /// needs somewhere, runs `body`, and audits the outcome whatever it is. `device_id` is the
+    /// needs somewhere, runs `body`, and audits the outcome whatever it is, once the caller is
+    /// authenticated (a call without a valid token is refused unaudited). `device_id` is the
     /// device the request names, recorded when the call fails before `body` says otherwise.
     pub(crate) async fn admin_call<T, F, Fut>(
         &self,
@@ -279,17 +280,20 @@ impl ControlPlane {
         F: FnOnce(AuthenticatedPrincipal) -> Fut,
         Fut: std::future::Future<Output = Result<(T, AuditNote), ServiceError>>,
     {
-        let principal = self.authenticate(bearer).await;
-        let name = principal
-            .as_ref()
-            .map(|p| p.name.clone())
-            .unwrap_or_else(|_| "anonymous".to_string());
-        let outcome = match principal {
-            Ok(principal) => match principal.grants.authorize_anywhere(operation.needs()) {
-                Ok(()) => body(principal).await,
-                Err(denied) => Err(denied.into()),
-            },
-            Err(e) => Err(e),
+        let principal = match self.authenticate(bearer).await {
+            Ok(principal) => principal,
+            Err(error) => {
+                // Not audited: a durable row (and an fsync) for every call without a valid token
+                // would let anyone fill the disk. The admin-call metric counts them instead
+                // (`droidfleet_admin_calls_total{result="unauthenticated"}`).
+                tracing::debug!(operation = operation.name(), "unauthenticated admin call");
+                return Err(error);
+            }
+        };
+        let name = principal.name.clone();
+        let outcome = match principal.grants.authorize_anywhere(operation.needs()) {
+            Ok(()) => body(principal).await,
+            Err(denied) => Err(denied.into()),
         };
         let (result, note) = match &outcome {
             Ok((_, note)) => ("ok", note.clone()),

@@ -64,6 +64,8 @@ pub struct Config {
     pub purge_interval: std::time::Duration,
     /// How often the background task expires commands past their time-to-live.
     pub expiry_interval: std::time::Duration,
+    /// The listener's abuse limits (the gateway reads its Hello timeout here).
+    pub limits: crate::limits::Limits,
 }
 
 impl Config {
@@ -72,6 +74,7 @@ impl Config {
             data_dir: data_dir.into(),
             purge_interval: std::time::Duration::from_secs(60),
             expiry_interval: std::time::Duration::from_secs(1),
+            limits: crate::limits::Limits::default(),
         }
     }
 }
