@@ -7,7 +7,8 @@
 //! - method names made up by the caller ([`INVENTED_METHODS`]) add one metric label, not one each;
 //! - oversize messages, to the admin API and on a device's session, are refused
 //!   RESOURCE_EXHAUSTED;
-//! - a session that never sends its Hello ends DEADLINE_EXCEEDED after the Hello timeout.
+//! - a session that never sends its Hello ends DEADLINE_EXCEEDED after the Hello timeout;
+//! - a device's failure reason with terminal escapes is recorded printable only.
 //!
 //! Not covered here (see the report of issue 11): memory under many streams, half-open
 //! connections, dead watchers, rate limits.
@@ -225,4 +226,46 @@ async fn the_server_keeps_serving_admins_through_each_attack() {
     );
     served.admin_is_served("device abuse").await;
     served.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_s_failure_reason_is_kept_printable_only() {
+    let mut world = crate::support::World::start(&[]).await;
+    let token = world.admin.enrollment_token(1, "").await;
+    let device = RawDevice::enroll(&world.address, &token, pb::Ownership::Cosu, "escapes").await;
+    world
+        .admin
+        .assign_policy(
+            &device.device_id,
+            pb::CredentialScope::Device,
+            crate::support::pin_policy(6),
+        )
+        .await;
+    let lock = world
+        .admin
+        .remote_lock(&device.device_id, pb::CredentialScope::Device)
+        .await
+        .unwrap();
+    let mut session = device.open().await;
+    let (body, _) = session.next_command().await;
+    session.ack(&body.command_id).await;
+    // A terminal escape that would turn an admin's terminal red, a bell, a forged log line and a
+    // right-to-left override.
+    let hostile = "\u{1b}[31mred\u{7}\nINFO forged\u{202e}txt.exe";
+    session
+        .send(pb::device_message::Body::Result(pb::CommandResult {
+            command_id: body.command_id.clone(),
+            success: false,
+            error_code: pb::ErrorCode::StoreMissing as i32,
+            reason: hostile.into(),
+            completed_at_ms: 1,
+        }))
+        .await;
+    session.close().await;
+    let failed = world.admin.action(&lock.action_id).await;
+    assert_eq!(failed.state, pb::ActionState::Failed as i32, "{failed:?}");
+    assert_eq!(
+        failed.reason, "\u{fffd}[31mred\u{fffd}\u{fffd}INFO forged\u{fffd}txt.exe",
+        "recorded, with every control and override character replaced"
+    );
 }

@@ -2,7 +2,9 @@
 //! acknowledgements, results, user events), the commands it is sent, and the end of every session
 //! when the server stops.
 
-use super::validation::{MAX_ESCROW_TOKEN_LEN, MAX_ID_LEN, MAX_REASON_LEN, check_id, check_stores};
+use super::validation::{
+    MAX_ESCROW_TOKEN_LEN, MAX_ID_LEN, MAX_REASON_LEN, check_id, check_stores, printable,
+};
 use super::{ControlPlane, ServiceError, SessionSignals};
 use crate::action::ActionEvent;
 use crate::clock::Millis;
@@ -358,7 +360,8 @@ impl ControlPlane {
                         ActionEvent::Failed(code),
                         ActionUpdate {
                             error_code: Some(code),
-                            reason: Some(reason),
+                            // Shown to admins in terminals and pages: printable only.
+                            reason: Some(printable(&reason)),
                             completed_at: Some(completed_at),
                             delivered_at: action.delivered_at.is_none().then_some(now),
                             purge_passcode: true,

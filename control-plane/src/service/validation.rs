@@ -49,6 +49,23 @@ pub(super) fn check_text(field: &'static str, value: &str, max: usize) -> Result
     Ok(())
 }
 
+/// A device's free text as it may be shown: every control character (a terminal escape, a bell,
+/// a newline that forges a log line) and every bidirectional override (text that reads otherwise
+/// than it is) replaced by U+FFFD. Unlike [`check_text`] it refuses nothing, so a device's
+/// report is never lost to its wording.
+pub(super) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// Ids are printable ASCII without spaces, so they are safe in logs and file names.
 pub(super) fn check_id(field: &'static str, value: &str) -> Result<(), ServiceError> {
     check_printable_ascii(field, value, MAX_ID_LEN)
