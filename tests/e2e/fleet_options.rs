@@ -198,3 +198,63 @@ async fn six_devices_on_two_connections_all_enroll() {
     agent.await.unwrap();
     control_plane.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_quarantines_its_device_and_the_rest_of_the_fleet_starts() {
+    let control_plane = Embedded::start().await;
+    let mut admin = control_plane.admin().await;
+    let enrollment_token = admin.enrollment_token(2, "").await;
+    let agent_dir = tempfile::tempdir().unwrap();
+    let corrupt = agent_dir.path().join("kiosk-broken.json");
+    std::fs::write(&corrupt, b"{\"format\": 1, \"name\": tru").unwrap();
+    let devices: Vec<_> = ["cosu:kiosk-broken", "cosu:kiosk-ok-1", "cosu:kiosk-ok-2"]
+        .iter()
+        .map(|spec| spec.parse().unwrap())
+        .collect();
+    let fleet = Fleet::load(FleetConfig {
+        control_plane: control_plane.address.clone(),
+        state_dir: Some(agent_dir.path().to_path_buf()),
+        enrollment_token: Some(enrollment_token),
+        kdf: KdfParams::LIGHT,
+        devices,
+        clock: Arc::new(droidfleet_agent::clock::SystemClock),
+        connections: 1,
+        faults: Default::default(),
+    })
+    .await
+    .expect("one corrupt state file does not stop the fleet");
+    let quarantined: Vec<String> = fleet.quarantined().iter().map(|e| e.to_string()).collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(
+        quarantined[0].contains("kiosk-broken") && quarantined[0].contains("corrupt"),
+        "{quarantined:?}"
+    );
+    assert!(fleet.screen("kiosk-broken").is_err(), "not hosted");
+    let hosted: Vec<&str> = fleet.names().collect();
+    assert_eq!(hosted, ["kiosk-ok-1", "kiosk-ok-2"]);
+
+    let mut changes = fleet.screen_changes();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(fleet.clone().run(stopped));
+    let all_enrolled = || {
+        hosted.iter().all(|name| {
+            let screen = fleet.screen(name).unwrap();
+            screen.connected && screen.device_id.is_some()
+        })
+    };
+    tokio::time::timeout(DEADLINE, async {
+        while !all_enrolled() {
+            let _ = changes.recv().await;
+        }
+    })
+    .await
+    .expect("the healthy devices enroll and connect");
+    stop.send(true).unwrap();
+    agent.await.unwrap();
+    assert_eq!(
+        std::fs::read(&corrupt).unwrap(),
+        b"{\"format\": 1, \"name\": tru",
+        "the quarantined file is left as it was, for inspection"
+    );
+    control_plane.stop().await;
+}

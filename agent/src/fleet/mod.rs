@@ -124,6 +124,9 @@ pub struct Fleet {
     /// Re-enrollment tokens handed over through the harness, by device name, until the device
     /// enrolls with them. Rare, so kept here rather than in every slot; in memory only.
     handed_tokens: Mutex<HashMap<String, EnrollmentToken>>,
+    /// Devices left out at load because their state file is corrupt (each a
+    /// [`FleetError::CorruptState`]); their files are left untouched for inspection.
+    quarantined: Vec<FleetError>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -161,10 +164,21 @@ impl Fleet {
             .enumerate()
             .map(|(i, spec)| (spec.name.as_str(), i))
             .collect();
+        let mut quarantined = Vec::new();
         for spec in &config.devices {
             spec::check_name(&spec.name)?;
             let device = match &config.state_dir {
-                Some(dir) => state_file::load(dir, spec, config.kdf, &rng)?,
+                Some(dir) => match state_file::load(dir, spec, config.kdf, &rng) {
+                    Ok(device) => device,
+                    // One unreadable device must not keep the rest of the fleet down: it is
+                    // quarantined (not hosted, its file untouched) and the others start.
+                    Err(error @ FleetError::CorruptState { .. }) => {
+                        tracing::error!(device = %spec.name, %error, "device quarantined");
+                        quarantined.push(error);
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                },
                 None => Device::new(
                     spec.name.clone(),
                     spec.ownership,
@@ -207,6 +221,7 @@ impl Fleet {
             metrics,
             screen_changes: broadcast::channel(1024).0,
             handed_tokens: Mutex::new(HashMap::new()),
+            quarantined,
         });
         // Loading a device is a boot: the management app re-creates tokens a reboot lost.
         for slot in fleet.slots.values() {
@@ -259,6 +274,11 @@ impl Fleet {
     /// The devices' clock, in milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.config.clock.now_ms()
+    }
+
+    /// The devices quarantined at load (corrupt state files), each with its file and problem.
+    pub fn quarantined(&self) -> &[FleetError] {
+        &self.quarantined
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

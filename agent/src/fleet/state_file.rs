@@ -31,8 +31,8 @@ fn private_dir(_dir: &Path) -> std::io::Result<()> {
 }
 
 /// The device `spec` as its state file in `dir` left it, or a factory-fresh one when it has no
-/// file yet. A file that does not parse, or holds another enrollment type, is an error: the
-/// device is not silently replaced.
+/// file yet. A file that does not parse, or holds another enrollment type, is
+/// [`FleetError::CorruptState`]: the device is not silently replaced (the fleet quarantines it).
 pub(super) fn load(
     dir: &Path,
     spec: &DeviceSpec,
