@@ -8,7 +8,7 @@
 //! series, and the metrics text carries nothing secret.
 
 use crate::model::{Action, ActionKind, ActionState, ErrorCode};
-use crate::service::ControlPlane;
+use crate::service::{ControlPlane, Operation};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,7 +78,7 @@ impl ControlPlaneMetrics {
     pub fn admin_call(&self, method: &str, status: &'static str) {
         // A method the proto does not define is answered UNIMPLEMENTED, but its name is the
         // caller's choice: counted under one label, or a client inventing names grows /metrics.
-        let method = if admin_methods().contains(method) {
+        let method = if Operation::parse(method).is_some() {
             method
         } else {
             OTHER_METHOD
@@ -271,28 +271,9 @@ impl ControlPlaneMetrics {
     }
 }
 
-/// The operation label of a call to a method the AdminService does not define.
+/// The operation label of a call to a method the AdminService does not define (the others are
+/// the admin operations, named exactly as the proto's methods).
 pub const OTHER_METHOD: &str = "other";
-
-/// The AdminService's method names, read once from the proto's descriptors: the fixed set the
-/// operation label takes its values from.
-fn admin_methods() -> &'static HashSet<String> {
-    static METHODS: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
-    METHODS.get_or_init(|| {
-        use prost::Message;
-        let files = prost_types::FileDescriptorSet::decode(droidfleet_proto::FILE_DESCRIPTOR_SET)
-            .expect("the proto crate's descriptors decode");
-        files
-            .file
-            .iter()
-            .filter(|file| file.package() == "droidfleet.v1")
-            .flat_map(|file| &file.service)
-            .filter(|service| service.name() == "AdminService")
-            .flat_map(|service| &service.method)
-            .map(|method| method.name().to_string())
-            .collect()
-    })
-}
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));

@@ -69,7 +69,7 @@ impl DeviceGateway for Gateway {
             .await?
             .ok_or_else(|| Status::unauthenticated("unknown device credential"))?;
         let mut inbound = request.into_inner();
-        // PROTOCOL.md CP-SESSION-2, CP-SESSION-7: the Hello comes first, and soon; a stream that says nothing
+        // PROTOCOL.md CP-SESSION-2: the Hello comes first, and (--hello-timeout) soon; a stream that says nothing
         // holds a task and its buffers for nothing.
         let hello_timeout = control_plane.config().limits.hello_timeout;
         let first = tokio::time::timeout(hello_timeout, inbound.message())
