@@ -18,6 +18,7 @@ mod conformance_catches;
 mod console;
 mod console_security;
 mod crash_fleet;
+mod dashboard;
 mod delivery;
 mod demo;
 mod device_behaviour;

@@ -21,7 +21,6 @@ use droidfleet_proto::v1 as pb;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -238,8 +237,8 @@ async fn restart(
     control_plane.kill().await?;
     // The new process starts once every device has seen its session end, so the figure below
     // is the whole fleet's reconnection.
-    let gauge = &fleet.metrics().devices_connected;
-    let connected = || usize::try_from(gauge.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    let metrics = fleet.metrics();
+    let connected = || usize::try_from(metrics.devices_connected()).unwrap_or(usize::MAX);
     while connected() > 0 {
         if Instant::now() >= deadline {
             return Err(LoadtestError::DisconnectDeadline {
@@ -276,11 +275,11 @@ async fn wait_connected(
     devices: usize,
     deadline: Instant,
 ) -> Result<(), LoadtestError> {
-    let gauge = &fleet.metrics().devices_connected;
+    let metrics = fleet.metrics();
     let step = devices.div_ceil(10).max(1);
     let mut reported = 0;
     loop {
-        let connected = usize::try_from(gauge.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let connected = usize::try_from(metrics.devices_connected()).unwrap_or(usize::MAX);
         if connected / step > reported / step {
             eprintln!("connected: {connected}/{devices}");
             reported = connected;
