@@ -285,8 +285,10 @@ impl ControlPlaneMetrics {
                     device = devices.recv() => match device {
                         Ok(device_id) => {
                             if control_plane.is_online(&device_id) {
-                                if !online.contains_key(&device_id) {
-                                    online.insert(device_id, Instant::now());
+                                if let std::collections::hash_map::Entry::Vacant(entry) =
+                                    online.entry(device_id)
+                                {
+                                    entry.insert(Instant::now());
                                     self.sessions_opened.inc();
                                 }
                             } else if let Some(since) = online.remove(&device_id) {

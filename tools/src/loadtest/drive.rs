@@ -8,6 +8,7 @@ use super::args::{ALL_AT_ONCE_CONCURRENCY, LoadtestArgs};
 use super::control_plane::ControlPlane;
 use super::error::LoadtestError;
 use super::measure::Snapshot;
+use super::metrics_endpoint::MetricsEndpoint;
 use super::model::{DevicePlan, Fault};
 use super::report::DeviceRecord;
 use super::resets::{request_reset, reset_all};
@@ -88,6 +89,7 @@ pub(super) async fn drive(
     control_plane: &mut ControlPlane,
     deadline: Instant,
     wall: Option<Arc<Wall>>,
+    metrics: Option<&mut MetricsEndpoint>,
 ) -> Result<Run, LoadtestError> {
     let setup_started = Instant::now();
     let mut admins = Vec::new();
@@ -126,6 +128,9 @@ pub(super) async fn drive(
     })
     .await
     .map_err(LoadtestError::LoadFleet)?;
+    if let Some(endpoint) = metrics {
+        endpoint.serve(fleet.metrics().clone());
+    }
     if let Some(wall) = &wall {
         wall.attach_fleet(
             fleet.clone(),

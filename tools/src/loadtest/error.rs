@@ -39,6 +39,12 @@ pub enum LoadtestError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the metrics endpoint (--metrics-listen): cannot listen on {address}")]
+    MetricsListen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot find this program's path to start `droidfleet serve`")]
     ProgramPath(#[source] std::io::Error),
     #[error("cannot start {} serve", program.display())]

@@ -29,7 +29,8 @@
 //!   `baseline.rs`: the echo and Argon2 baselines.
 //! - `report/`: the records and figures (`mod.rs`), their assembly (`build.rs`), the table
 //!   (`table.rs`) and the HTML page (`html.rs`).
-//! - `wall/`: the live fleet wall of `--console ADDR`, sampled from the run while it goes.
+//! - `wall/`: the live fleet wall of `--console ADDR`, sampled from the run while it goes;
+//!   `metrics_endpoint.rs`: the fleet's Prometheus metrics on `--metrics-listen ADDR`.
 //! - `error.rs`: [`LoadtestError`], for the run and for one device's reset.
 
 mod answers;
@@ -39,6 +40,7 @@ mod control_plane;
 mod drive;
 mod error;
 mod measure;
+mod metrics_endpoint;
 mod model;
 mod progress;
 mod report;
@@ -102,12 +104,21 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
         }
         None => None,
     };
+    let mut metrics = match args.metrics_listen {
+        Some(address) => {
+            let endpoint = metrics_endpoint::MetricsEndpoint::bind(address).await?;
+            println!("agent metrics on http://{}/metrics", endpoint.address);
+            Some(endpoint)
+        }
+        None => None,
+    };
     let outcome = drive::drive(
         &args,
         plans,
         &mut control_plane,
         deadline,
         wall.as_ref().map(|w| w.wall.clone()),
+        metrics.as_mut(),
     )
     .await;
     // Sampled before it stops: a stopped process has no figures.
@@ -163,16 +174,29 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
         json_path.display(),
         html_path.display()
     );
-    if let Some(server) = wall {
+    if let Some(server) = &wall {
         server.wall.set_phase(wall::Phase::Finished);
-        if args.console_wait {
+    }
+    if args.wait {
+        if let Some(server) = &wall {
             println!(
                 "the fleet wall stays on http://{}/ until Ctrl-C",
                 server.address
             );
-            let _ = tokio::signal::ctrl_c().await;
         }
+        if let Some(endpoint) = &metrics {
+            println!(
+                "the agent metrics stay on http://{}/metrics until Ctrl-C",
+                endpoint.address
+            );
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    if let Some(server) = wall {
         server.stop().await;
+    }
+    if let Some(endpoint) = metrics {
+        endpoint.stop().await;
     }
     if !report.completed {
         return Err(LoadtestError::DeadlineReached {
