@@ -1,12 +1,18 @@
 //! Both `/metrics` endpoints during a real load test, read with a Prometheus text parser
 //! (`prometheus-parse`, not our own code): a `droidfleet serve --metrics-listen` process and a
 //! `droidfleet loadtest --metrics-listen` against it. While the resets run, every documented
-//! histogram is there; once the report is written, the histograms' counts are the report's.
+//! histogram is there; once the report is written, the histograms' counts are the report's, and
+//! the HDR log next to report.json holds the report's latency figures.
 
 use crate::support::http::Server;
 use crate::support::{DEADLINE, Process};
+use base64::Engine;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::Value as Json;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -235,6 +241,32 @@ async fn both_endpoints_parse_during_a_load_test_and_count_what_the_report_count
         .unwrap();
     let online_done = count(&|r| r["state"] == "done" && r["offline_ms"].is_null());
     assert_eq!(headline["count"].as_f64().unwrap(), online_done);
+
+    // The HDR log next to report.json, read with HdrHistogram's own reader: one interval per
+    // phase of the report (and the scheduler lag), each holding the phase's samples.
+    let log = std::fs::read(report_dir.join("latency.hlog")).unwrap();
+    let mut deserializer = Deserializer::new();
+    let mut logged = BTreeMap::new();
+    for entry in IntervalLogIterator::new(&log) {
+        let LogEntry::Interval(interval) = entry.unwrap() else {
+            continue;
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .unwrap();
+        let histogram: Histogram<u64> = deserializer.deserialize(&mut bytes.as_slice()).unwrap();
+        logged.insert(interval.tag().unwrap().as_str().to_string(), histogram);
+    }
+    assert!(logged.contains_key("scheduler_lag"));
+    for phase in report["latency_ms"].as_array().unwrap() {
+        let name = phase["phase"].as_str().unwrap();
+        let histogram = &logged[name];
+        assert_eq!(histogram.len(), phase["count"].as_u64().unwrap(), "{name}");
+        if !histogram.is_empty() {
+            let p99_ms = histogram.value_at_quantile(0.99) as f64 / 1000.0;
+            assert_eq!(p99_ms, phase["p99"].as_f64().unwrap(), "{name}");
+        }
+    }
 
     // Ctrl-C ends the waiting load test, successfully.
     let interrupted = Command::new("kill")

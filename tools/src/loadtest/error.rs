@@ -25,6 +25,8 @@ pub enum LoadtestError {
     },
     #[error("cannot serialise the report")]
     ReportJson(#[source] serde_json::Error),
+    #[error("cannot write the HDR log of the latencies")]
+    HdrLog(#[source] super::report::HdrLogError),
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]

@@ -65,6 +65,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     let digest = model::decision_digest(&plans);
     let ticks = measure::clock_ticks_per_second();
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let own_start = Snapshot::take_own();
     let deadline = started + Duration::from_secs(args.deadline);
     let lag = LagProbe::start();
@@ -159,7 +160,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
             total_s,
         },
         run,
-        &lags,
+        lags,
         [own_start, control_plane_start, own_end, control_plane_end],
         baselines,
     );
@@ -168,11 +169,14 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     let json = serde_json::to_vec_pretty(&report).map_err(LoadtestError::ReportJson)?;
     write(&json_path, json)?;
     write(&html_path, report.html())?;
+    let hdr_log = report.hdr_log(started_at).map_err(LoadtestError::HdrLog)?;
+    write(&args.report_dir.join(report::HDR_LOG), hdr_log)?;
     print!("{}", report.table());
     println!(
-        "\nreport: {} and {}",
+        "\nreport: {} and {} (latency histograms: {})",
         json_path.display(),
-        html_path.display()
+        html_path.display(),
+        report::HDR_LOG
     );
     if let Some(server) = &wall {
         server.wall.set_phase(wall::Phase::Finished);
