@@ -1,11 +1,26 @@
-//! The agent's Prometheus metrics: fleet-wide counters kept in atomics and served as the text
-//! exposition format on `GET /metrics`. No label ever names a device: a fleet of 100,000 devices
-//! must not become 100,000 time series, and a device name can identify a person.
+//! The agent's Prometheus metrics, on `prometheus-client` (one registry per process), served on
+//! `GET /metrics` by the shared axum server in `droidfleet-telemetry`. No label ever names a
+//! device: a fleet of 100,000 devices must not become 100,000 time series, and a device name can
+//! identify a person. Every label value comes from a fixed set (the enums below).
+//!
+//! Histogram (seconds): `droidfleet_agent_command_duration_seconds{outcome}`, from a signed
+//! command's arrival at its device to its result ready to send (or to its refusal).
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// Bucket bounds of command handling: a command costs one Argon2 derivation or none, plus the
+/// wait for the device's turn.
+pub const COMMAND_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Outcome of a command the agent ran, as a metrics label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +31,22 @@ pub(crate) enum CommandOutcome {
     Ignored,
 }
 
+impl CommandOutcome {
+    const ALL: [CommandOutcome; 3] = [
+        CommandOutcome::Success,
+        CommandOutcome::Failure,
+        CommandOutcome::Ignored,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            CommandOutcome::Success => "success",
+            CommandOutcome::Failure => "failure",
+            CommandOutcome::Ignored => "ignored",
+        }
+    }
+}
+
 /// Result of a passcode the user typed, as a metrics label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EntryResult {
@@ -24,195 +55,202 @@ pub(crate) enum EntryResult {
     Error,
 }
 
-/// The agent's counters and gauges. Recorded by the fleet runtime, never by the device model.
-#[derive(Debug, Default)]
+impl EntryResult {
+    const ALL: [EntryResult; 3] = [
+        EntryResult::Accepted,
+        EntryResult::Rejected,
+        EntryResult::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            EntryResult::Accepted => "accepted",
+            EntryResult::Rejected => "rejected",
+            EntryResult::Error => "error",
+        }
+    }
+}
+
+const FAULT_KINDS: [&str; 4] = ["delay", "duplicate", "drop", "disconnect"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabel {
+    kind: &'static str,
+}
+
+fn command_histogram() -> Histogram {
+    Histogram::new(COMMAND_BUCKETS)
+}
+
+/// The agent's registry and the metrics in it. Recorded by the fleet runtime, never by the
+/// device model.
+#[derive(Debug)]
 pub struct AgentMetrics {
-    pub(crate) devices_hosted: AtomicU64,
-    pub devices_connected: AtomicU64,
-    commands_success: AtomicU64,
-    commands_failure: AtomicU64,
-    commands_ignored: AtomicU64,
-    entries_accepted: AtomicU64,
-    entries_rejected: AtomicU64,
-    entries_error: AtomicU64,
-    pub(crate) reports_sent: AtomicU64,
-    faults_delay: AtomicU64,
-    faults_duplicate: AtomicU64,
-    faults_drop: AtomicU64,
-    faults_disconnect: AtomicU64,
+    registry: Registry,
+    devices_hosted: Gauge,
+    devices_connected: Gauge,
+    commands: Family<OutcomeLabel, Counter>,
+    command_duration: Family<OutcomeLabel, Histogram, fn() -> Histogram>,
+    entries: Family<ResultLabel, Counter>,
+    reports_sent: Counter,
+    faults: Family<FaultLabel, Counter>,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> AgentMetrics {
+        let mut registry = Registry::default();
+        let devices_hosted = Gauge::default();
+        registry.register(
+            "droidfleet_agent_devices_hosted",
+            "Devices this agent hosts",
+            devices_hosted.clone(),
+        );
+        let devices_connected = Gauge::default();
+        registry.register(
+            "droidfleet_agent_devices_connected",
+            "Devices with an open Session stream to the control plane",
+            devices_connected.clone(),
+        );
+        let commands = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "droidfleet_agent_commands",
+            "Signed commands received, by outcome",
+            commands.clone(),
+        );
+        let command_duration: Family<OutcomeLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(command_histogram);
+        registry.register(
+            "droidfleet_agent_command_duration_seconds",
+            "Time from a signed command's arrival to its result ready to send, by outcome",
+            command_duration.clone(),
+        );
+        let entries = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "droidfleet_agent_passcode_entries",
+            "Passcodes the users typed, by result",
+            entries.clone(),
+        );
+        let faults = Family::<FaultLabel, Counter>::default();
+        registry.register(
+            "droidfleet_agent_faults_injected",
+            "Session messages hit by an injected fault (--faults), by kind",
+            faults.clone(),
+        );
+        let reports_sent = Counter::default();
+        registry.register(
+            "droidfleet_agent_reports_sent",
+            "Messages the devices handed to an open session (acks, results, statuses, tokens, user events)",
+            reports_sent.clone(),
+        );
+        // Every series from the start, at zero: the label sets are fixed.
+        for outcome in CommandOutcome::ALL {
+            let label = OutcomeLabel {
+                outcome: outcome.label(),
+            };
+            drop(commands.get_or_create(&label));
+            drop(command_duration.get_or_create(&label));
+        }
+        for result in EntryResult::ALL {
+            drop(entries.get_or_create(&ResultLabel {
+                result: result.label(),
+            }));
+        }
+        for kind in FAULT_KINDS {
+            drop(faults.get_or_create(&FaultLabel { kind }));
+        }
+        AgentMetrics {
+            registry,
+            devices_hosted,
+            devices_connected,
+            commands,
+            command_duration,
+            entries,
+            reports_sent,
+            faults,
+        }
+    }
 }
 
 impl AgentMetrics {
-    pub(crate) fn command(&self, outcome: CommandOutcome) {
-        let counter = match outcome {
-            CommandOutcome::Success => &self.commands_success,
-            CommandOutcome::Failure => &self.commands_failure,
-            CommandOutcome::Ignored => &self.commands_ignored,
+    /// Devices with an open Session stream now.
+    pub fn devices_connected(&self) -> u64 {
+        u64::try_from(self.devices_connected.get()).unwrap_or(0)
+    }
+
+    pub(crate) fn set_devices_hosted(&self, devices: usize) {
+        self.devices_hosted
+            .set(i64::try_from(devices).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn session_opened(&self) {
+        self.devices_connected.inc();
+    }
+
+    pub(crate) fn session_closed(&self) {
+        self.devices_connected.dec();
+    }
+
+    pub(crate) fn report_sent(&self) {
+        self.reports_sent.inc();
+    }
+
+    /// Counts a command and the time it took, from its arrival to its result (or refusal).
+    pub(crate) fn command(&self, outcome: CommandOutcome, elapsed: Duration) {
+        let label = OutcomeLabel {
+            outcome: outcome.label(),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.commands.get_or_create(&label).inc();
+        self.command_duration
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts a fault injected on a session message; delivering untouched is no fault.
     pub(crate) fn fault(&self, action: crate::faults::FaultAction) {
         use crate::faults::FaultAction;
-        let counter = match action {
+        let kind = match action {
             FaultAction::Deliver => return,
-            FaultAction::Delay { .. } => &self.faults_delay,
-            FaultAction::Duplicate => &self.faults_duplicate,
-            FaultAction::Drop => &self.faults_drop,
-            FaultAction::Disconnect => &self.faults_disconnect,
+            FaultAction::Delay { .. } => "delay",
+            FaultAction::Duplicate => "duplicate",
+            FaultAction::Drop => "drop",
+            FaultAction::Disconnect => "disconnect",
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.faults.get_or_create(&FaultLabel { kind }).inc();
     }
 
     pub(crate) fn passcode_entry(&self, result: EntryResult) {
-        let counter = match result {
-            EntryResult::Accepted => &self.entries_accepted,
-            EntryResult::Rejected => &self.entries_rejected,
-            EntryResult::Error => &self.entries_error,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.entries
+            .get_or_create(&ResultLabel {
+                result: result.label(),
+            })
+            .inc();
     }
 
-    /// The Prometheus text exposition format (version 0.0.4).
+    /// The registry in the OpenMetrics text format.
     pub fn render(&self) -> String {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::new();
-        gauge(
-            &mut out,
-            "droidfleet_agent_devices_hosted",
-            "Devices this agent hosts.",
-            get(&self.devices_hosted),
-        );
-        gauge(
-            &mut out,
-            "droidfleet_agent_devices_connected",
-            "Devices with an open Session stream to the control plane.",
-            get(&self.devices_connected),
-        );
-        labelled(
-            &mut out,
-            "droidfleet_agent_commands_total",
-            "Signed commands received, by outcome.",
-            "outcome",
-            &[
-                ("success", get(&self.commands_success)),
-                ("failure", get(&self.commands_failure)),
-                ("ignored", get(&self.commands_ignored)),
-            ],
-        );
-        labelled(
-            &mut out,
-            "droidfleet_agent_passcode_entries_total",
-            "Passcodes the users typed, by result.",
-            "result",
-            &[
-                ("accepted", get(&self.entries_accepted)),
-                ("rejected", get(&self.entries_rejected)),
-                ("error", get(&self.entries_error)),
-            ],
-        );
-        labelled(
-            &mut out,
-            "droidfleet_agent_faults_injected_total",
-            "Session messages hit by an injected fault (--faults), by kind.",
-            "kind",
-            &[
-                ("delay", get(&self.faults_delay)),
-                ("duplicate", get(&self.faults_duplicate)),
-                ("drop", get(&self.faults_drop)),
-                ("disconnect", get(&self.faults_disconnect)),
-            ],
-        );
-        counter(
-            &mut out,
-            "droidfleet_agent_reports_sent_total",
-            "Messages the devices handed to an open session (acks, results, statuses, tokens, user events).",
-            get(&self.reports_sent),
-        );
-        out
+        droidfleet_telemetry::encode(&self.registry)
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
-    out.push_str(&format!(
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-    ));
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    out.push_str(&format!(
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-    ));
-}
-
-fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
-    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-    for (value_label, value) in values {
-        out.push_str(&format!("{name}{{{label}=\"{value_label}\"}} {value}\n"));
-    }
-}
-
-/// Serves `GET /metrics` with `render()`'s text on `listener` until `shutdown` resolves.
-///
-/// A deliberately minimal HTTP/1.1 responder (one request per connection, then close): a scraper
-/// needs nothing more, and it keeps an HTTP server framework out of the agent's dependencies.
-/// The control plane carries its own copy (its `metrics` module), because the two crates share
-/// no runtime code.
+/// Serves `GET /metrics` with `render()`'s text on `listener` until `shutdown` resolves, on the
+/// axum server both processes share.
 pub async fn serve_metrics<F>(
     listener: TcpListener,
     render: F,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
     F: Fn() -> String + Send + Sync + Clone + 'static,
 {
-    tokio::pin!(shutdown);
-    loop {
-        let (mut stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            _ = &mut shutdown => return Ok(()),
-        };
-        let render = render.clone();
-        tokio::spawn(async move {
-            // Bounded in size and time: a client that never finishes its request costs one task
-            // for at most five seconds.
-            let mut request = Vec::with_capacity(512);
-            let mut buffer = [0u8; 1024];
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while request.len() < 8192 && !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = stream.read(&mut buffer).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    request.extend_from_slice(&buffer[..n]);
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
-            let mut parts = line.split(|b| *b == b' ');
-            let (method, path) = (parts.next(), parts.next());
-            let response = match (method, path) {
-                (Some(b"GET"), Some(b"/metrics")) => {
-                    let body = render();
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                }
-                (Some(b"GET"), _) => {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_string()
-                }
-                _ => "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_string(),
-            };
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
+    droidfleet_telemetry::serve_metrics(listener, render, shutdown).await
 }

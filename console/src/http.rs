@@ -22,6 +22,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// How long a TLS client may take to finish its handshake before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server waits after a failed accept (no file descriptor left) before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(250);
 /// How long open connections get to finish after shutdown before they are cut.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -140,9 +142,11 @@ pub async fn serve(
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        // Out of file descriptors and the like: the next accept may succeed.
+                        // Out of file descriptors and the like: a later accept may succeed once
+                        // connections close. Retrying at once would spin a core for as long as
+                        // the shortage lasts, so wait first, as axum's own server does.
                         tracing::warn!(%error, "cannot accept a connection");
-                        tokio::task::yield_now().await;
+                        tokio::time::sleep(ACCEPT_RETRY).await;
                         continue;
                     }
                 };

@@ -1,40 +1,113 @@
-//! The control plane's Prometheus metrics, served as the text exposition format on
-//! `GET /metrics`.
+//! The control plane's Prometheus metrics, on `prometheus-client` (one registry per process),
+//! served on `GET /metrics` by the shared axum server in `droidfleet-telemetry`.
 //!
 //! Recorded at the edge, never in the domain model: [`ControlPlaneMetrics::follow`] subscribes to
 //! the control plane's broadcasts of action and device changes and counts what it sees, and
-//! [`AdminCallCounter`] wraps the gRPC router to count admin calls by method and status. No
-//! label names a device, an action or a principal: 100,000 devices must not become 100,000 time
-//! series, and the metrics text carries nothing secret.
+//! [`AdminCallCounter`] wraps the gRPC router to count and time admin calls by operation and
+//! status. Every label value comes from a fixed set (action kinds, states and error codes, the
+//! admin [`Operation`] list, gRPC codes): no label names a device, an action or a principal, so
+//! 100,000 devices do not become 100,000 time series and the metrics text carries nothing
+//! secret.
+//!
+//! Histograms (seconds):
+//! - `droidfleet_action_phase_seconds{kind,phase}`: time from the admin's request to the action
+//!   reaching `phase`: `delivered` (the device acknowledged the command), `applied` (the device
+//!   reported success) and `user_entered` (the user typed the new passcode), from the action's
+//!   own timestamps (the control plane's clock).
+//! - `droidfleet_admin_call_duration_seconds{operation}`: admin call latency, from the request
+//!   reaching the admin service to its response headers.
+//! - `droidfleet_session_duration_seconds`: how long device Session streams stayed open.
 
 use crate::model::{Action, ActionKind, ActionState, ErrorCode};
-use crate::service::{ControlPlane, Operation};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::service::ControlPlane;
+use crate::service::Operation;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 const KINDS: [ActionKind; 2] = [ActionKind::ResetPasscode, ActionKind::RemoteLock];
-/// Slot 0 is "no error code"; slot `i + 1` is `ErrorCode::ALL[i]`.
-const CODE_SLOTS: usize = ErrorCode::ALL.len() + 1;
 
-/// The control plane's counters and gauges, all atomics.
+/// Bucket bounds of the action phases: a reset is delivered in milliseconds on a quiet fleet and
+/// applied within seconds, while a user may take minutes to type the new passcode.
+pub const ACTION_PHASE_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+/// Bucket bounds of admin call latency: most calls are a memory read or one group commit.
+pub const ADMIN_CALL_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+/// Bucket bounds of session duration: from a flapping connection to a device online for days.
+pub const SESSION_BUCKETS: [f64; 10] = [
+    1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 604800.0,
+];
+
+/// The phases an action passes through after the request, as the `phase` label.
+const PHASES: [&str; 3] = ["delivered", "applied", "user_entered"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FinishedLabels {
+    state: &'static str,
+    /// Empty when the action ended without an error code.
+    error_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    kind: &'static str,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    operation: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn phase_histogram() -> Histogram {
+    Histogram::new(ACTION_PHASE_BUCKETS)
+}
+
+fn admin_call_histogram() -> Histogram {
+    Histogram::new(ADMIN_CALL_BUCKETS)
+}
+
+/// The control plane's registry and the metrics in it.
 #[derive(Debug)]
 pub struct ControlPlaneMetrics {
-    created: [AtomicU64; KINDS.len()],
-    finished: Vec<AtomicU64>,
-    delivered: AtomicU64,
-    user_entered: AtomicU64,
-    devices_connected: AtomicU64,
-    sessions_opened: AtomicU64,
+    registry: Registry,
+    created: Family<KindLabel, Counter>,
+    finished: Family<FinishedLabels, Counter>,
+    delivered: Counter,
+    user_entered: Counter,
+    devices_connected: Gauge,
+    sessions_opened: Counter,
     /// Broadcast messages the follower missed because it fell behind (the counts are then low).
-    missed_events: AtomicU64,
-    /// Admin calls by (gRPC method, status); the method set is fixed by the proto, so the
-    /// label set stays small.
-    admin_calls: Mutex<BTreeMap<(String, &'static str), u64>>,
+    missed_events: Counter,
+    admin_calls: Family<CallLabels, Counter>,
+    admin_call_duration: HistogramFamily<OperationLabel>,
+    action_phases: HistogramFamily<PhaseLabels>,
+    session_duration: Histogram,
     /// Bumped after each recorded event, so a reader can wait for the counts to move instead of
     /// polling.
     updates: tokio::sync::watch::Sender<u64>,
@@ -42,50 +115,138 @@ pub struct ControlPlaneMetrics {
 
 impl Default for ControlPlaneMetrics {
     fn default() -> ControlPlaneMetrics {
+        let mut registry = Registry::default();
+        let created = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "droidfleet_actions_created",
+            "Remote actions created, by kind",
+            created.clone(),
+        );
+        let finished = Family::<FinishedLabels, Counter>::default();
+        registry.register(
+            "droidfleet_actions_finished",
+            "Remote actions that reached a final state, by state and error code",
+            finished.clone(),
+        );
+        let delivered = Counter::default();
+        registry.register(
+            "droidfleet_actions_delivered",
+            "Actions whose command a device acknowledged",
+            delivered.clone(),
+        );
+        let user_entered = Counter::default();
+        registry.register(
+            "droidfleet_actions_user_entered",
+            "Done resets whose user then entered the new passcode",
+            user_entered.clone(),
+        );
+        let devices_connected = Gauge::default();
+        registry.register(
+            "droidfleet_devices_connected",
+            "Devices with an open Session stream",
+            devices_connected.clone(),
+        );
+        let sessions_opened = Counter::default();
+        registry.register(
+            "droidfleet_sessions_opened",
+            "Device sessions opened",
+            sessions_opened.clone(),
+        );
+        let missed_events = Counter::default();
+        registry.register(
+            "droidfleet_metrics_missed_events",
+            "Change events the metrics missed by falling behind; counts above are low by at most this",
+            missed_events.clone(),
+        );
+        let admin_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "droidfleet_admin_calls",
+            "Admin API calls, by operation (gRPC method) and result (gRPC status)",
+            admin_calls.clone(),
+        );
+        let admin_call_duration: HistogramFamily<OperationLabel> =
+            Family::new_with_constructor(admin_call_histogram);
+        registry.register(
+            "droidfleet_admin_call_duration_seconds",
+            "Admin API call latency, from the request to the response headers, by operation",
+            admin_call_duration.clone(),
+        );
+        let action_phases: HistogramFamily<PhaseLabels> =
+            Family::new_with_constructor(phase_histogram);
+        registry.register(
+            "droidfleet_action_phase_seconds",
+            "Time from an action's request to the phase it reached (delivered, applied, user_entered), by kind",
+            action_phases.clone(),
+        );
+        let session_duration = Histogram::new(SESSION_BUCKETS);
+        registry.register(
+            "droidfleet_session_duration_seconds",
+            "How long device Session streams stayed open",
+            session_duration.clone(),
+        );
+        // Series a dashboard reads from the start, zero until something happens: a missing
+        // series and a zero one look alike on a graph but not to `rate()` after the first event.
+        for kind in KINDS {
+            drop(created.get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            }));
+            for phase in PHASES {
+                drop(action_phases.get_or_create(&PhaseLabels {
+                    kind: kind.as_str(),
+                    phase,
+                }));
+            }
+        }
+        drop(finished.get_or_create(&FinishedLabels {
+            state: ActionState::Done.as_str(),
+            error_code: "",
+        }));
         ControlPlaneMetrics {
-            created: Default::default(),
-            finished: (0..ActionState::ALL.len() * CODE_SLOTS)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            delivered: AtomicU64::new(0),
-            user_entered: AtomicU64::new(0),
-            devices_connected: AtomicU64::new(0),
-            sessions_opened: AtomicU64::new(0),
-            missed_events: AtomicU64::new(0),
-            admin_calls: Mutex::new(BTreeMap::new()),
+            registry,
+            created,
+            finished,
+            delivered,
+            user_entered,
+            devices_connected,
+            sessions_opened,
+            missed_events,
+            admin_calls,
+            admin_call_duration,
+            action_phases,
+            session_duration,
             updates: tokio::sync::watch::channel(0).0,
         }
     }
 }
 
-fn kind_slot(kind: ActionKind) -> usize {
-    KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+/// The `operation` label of an admin call to gRPC `method`: the [`Operation`]'s name, or `other`
+/// for a name the admin API does not have (the router answers it as unimplemented).
+fn operation_label(method: &str) -> &'static str {
+    Operation::ALL
+        .iter()
+        .map(|operation| operation.name())
+        .find(|name| *name == method)
+        .unwrap_or("other")
 }
 
-fn finished_slot(state: ActionState, code: Option<ErrorCode>) -> usize {
-    let state = ActionState::ALL
-        .iter()
-        .position(|s| *s == state)
-        .unwrap_or(0);
-    let code = code
-        .and_then(|c| ErrorCode::ALL.iter().position(|x| *x == c))
-        .map_or(0, |i| i + 1);
-    state * CODE_SLOTS + code
+fn seconds_between(from: u64, to: u64) -> f64 {
+    to.saturating_sub(from) as f64 / 1000.0
 }
 
 impl ControlPlaneMetrics {
-    /// Counts an admin call to `method` (e.g. `ResetPasscode`) that ended with gRPC `status`.
-    pub fn admin_call(&self, method: &str, status: &'static str) {
-        // A method the proto does not define is answered UNIMPLEMENTED, but its name is the
-        // caller's choice: counted under one label, or a client inventing names grows /metrics.
-        let method = if Operation::parse(method).is_some() {
-            method
-        } else {
-            OTHER_METHOD
-        };
-        *lock(&self.admin_calls)
-            .entry((method.to_string(), status))
-            .or_default() += 1;
+    /// Counts an admin call to `method` (e.g. `ResetPasscode`) that ended with gRPC `status`
+    /// after `elapsed`.
+    pub fn admin_call(&self, method: &str, status: &'static str, elapsed: std::time::Duration) {
+        let operation = operation_label(method);
+        self.admin_calls
+            .get_or_create(&CallLabels {
+                operation,
+                result: status,
+            })
+            .inc();
+        self.admin_call_duration
+            .get_or_create(&OperationLabel { operation })
+            .observe(elapsed.as_secs_f64());
         self.updates.send_modify(|n| *n += 1);
     }
 
@@ -109,33 +270,43 @@ impl ControlPlaneMetrics {
             // Actions not final yet, to tell a creation from a later change; bounded by the
             // actions in flight, since a final action leaves the map.
             let mut open: HashMap<String, ActionState> = HashMap::new();
-            let mut online: HashSet<String> = HashSet::new();
+            // Devices online and since when, for the session duration; bounded by the fleet.
+            let mut online: HashMap<String, Instant> = HashMap::new();
             loop {
                 tokio::select! {
                     _ = &mut shutdown => return,
                     action = actions.recv() => match action {
                         Ok(action) => self.record_action(&mut open, &action),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            self.missed_events.fetch_add(n, Ordering::Relaxed);
+                            self.missed_events.inc_by(n);
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     device = devices.recv() => match device {
                         Ok(device_id) => {
                             if control_plane.is_online(&device_id) {
-                                if online.insert(device_id) {
-                                    self.sessions_opened.fetch_add(1, Ordering::Relaxed);
+                                if let std::collections::hash_map::Entry::Vacant(entry) =
+                                    online.entry(device_id)
+                                {
+                                    entry.insert(Instant::now());
+                                    self.sessions_opened.inc();
                                 }
-                            } else {
-                                online.remove(&device_id);
+                            } else if let Some(since) = online.remove(&device_id) {
+                                self.session_duration.observe(since.elapsed().as_secs_f64());
                             }
-                            self.devices_connected.store(online.len() as u64, Ordering::Relaxed);
+                            self.devices_connected.set(online.len() as i64);
                         }
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            self.missed_events.fetch_add(n, Ordering::Relaxed);
-                            // The set may hold devices that left meanwhile: re-check them.
-                            online.retain(|id| control_plane.is_online(id));
-                            self.devices_connected.store(online.len() as u64, Ordering::Relaxed);
+                            self.missed_events.inc_by(n);
+                            // The map may hold devices that left meanwhile: re-check them.
+                            online.retain(|id, since| {
+                                let still = control_plane.is_online(id);
+                                if !still {
+                                    self.session_duration.observe(since.elapsed().as_secs_f64());
+                                }
+                                still
+                            });
+                            self.devices_connected.set(online.len() as i64);
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
@@ -143,6 +314,15 @@ impl ControlPlaneMetrics {
                 self.updates.send_modify(|n| *n += 1);
             }
         }
+    }
+
+    fn phase(&self, action: &Action, phase: &'static str, at: u64) {
+        self.action_phases
+            .get_or_create(&PhaseLabels {
+                kind: action.kind.as_str(),
+                phase,
+            })
+            .observe(seconds_between(action.created_at, at));
     }
 
     fn record_action(&self, open: &mut HashMap<String, ActionState>, action: &Action) {
@@ -156,215 +336,60 @@ impl ControlPlaneMetrics {
                     && action.delivered_at.is_none()
                     && action.user_entered_at.is_none()));
         if created {
-            self.created[kind_slot(action.kind)].fetch_add(1, Ordering::Relaxed);
+            self.created
+                .get_or_create(&KindLabel {
+                    kind: action.kind.as_str(),
+                })
+                .inc();
         }
         if action.state == ActionState::Active && previous != Some(ActionState::Active) {
-            self.delivered.fetch_add(1, Ordering::Relaxed);
+            self.delivered.inc();
+            if let Some(at) = action.delivered_at {
+                self.phase(action, "delivered", at);
+            }
         }
         if action.state.is_final() {
             // The user's entry is published again on a done action; it is not a second finish.
             if action.user_entered_at.is_some() && previous.is_none() && !created {
-                self.user_entered.fetch_add(1, Ordering::Relaxed);
+                self.user_entered.inc();
+                if let Some(at) = action.user_entered_at {
+                    self.phase(action, "user_entered", at);
+                }
             } else {
-                self.finished[finished_slot(action.state, action.error_code)]
-                    .fetch_add(1, Ordering::Relaxed);
+                self.finished
+                    .get_or_create(&FinishedLabels {
+                        state: action.state.as_str(),
+                        error_code: action.error_code.map_or("", ErrorCode::as_str),
+                    })
+                    .inc();
+                if action.state == ActionState::Done
+                    && let Some(at) = action.completed_at
+                {
+                    self.phase(action, "applied", at);
+                }
             }
         } else {
             open.insert(action.id.clone(), action.state);
         }
     }
 
-    /// The Prometheus text exposition format (version 0.0.4).
+    /// The registry in the OpenMetrics text format.
     pub fn render(&self) -> String {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::new();
-        header(
-            &mut out,
-            "droidfleet_actions_created_total",
-            "Remote actions created, by kind.",
-            "counter",
-        );
-        for kind in KINDS {
-            line(
-                &mut out,
-                "droidfleet_actions_created_total",
-                &[("kind", kind.as_str())],
-                get(&self.created[kind_slot(kind)]),
-            );
-        }
-        header(
-            &mut out,
-            "droidfleet_actions_finished_total",
-            "Remote actions that reached a final state, by state and error code.",
-            "counter",
-        );
-        for state in ActionState::ALL.into_iter().filter(|s| s.is_final()) {
-            let codes = std::iter::once(None).chain(ErrorCode::ALL.into_iter().map(Some));
-            for code in codes {
-                let value = get(&self.finished[finished_slot(state, code)]);
-                // Most (state, code) pairs never happen; a zero series for each would drown
-                // the few that do. `done` with no code is always shown.
-                if value == 0 && !(state == ActionState::Done && code.is_none()) {
-                    continue;
-                }
-                line(
-                    &mut out,
-                    "droidfleet_actions_finished_total",
-                    &[
-                        ("state", state.as_str()),
-                        ("error_code", code.map_or("", ErrorCode::as_str)),
-                    ],
-                    value,
-                );
-            }
-        }
-        simple(
-            &mut out,
-            "droidfleet_actions_delivered_total",
-            "Actions whose command a device acknowledged.",
-            "counter",
-            get(&self.delivered),
-        );
-        simple(
-            &mut out,
-            "droidfleet_actions_user_entered_total",
-            "Done resets whose user then entered the new passcode.",
-            "counter",
-            get(&self.user_entered),
-        );
-        simple(
-            &mut out,
-            "droidfleet_devices_connected",
-            "Devices with an open Session stream.",
-            "gauge",
-            get(&self.devices_connected),
-        );
-        simple(
-            &mut out,
-            "droidfleet_sessions_opened_total",
-            "Device sessions opened.",
-            "counter",
-            get(&self.sessions_opened),
-        );
-        simple(
-            &mut out,
-            "droidfleet_metrics_missed_events_total",
-            "Change events the metrics missed by falling behind; counts above are low by at most this.",
-            "counter",
-            get(&self.missed_events),
-        );
-        header(
-            &mut out,
-            "droidfleet_admin_calls_total",
-            "Admin API calls, by operation (gRPC method) and result (gRPC status).",
-            "counter",
-        );
-        for ((method, status), value) in lock(&self.admin_calls).iter() {
-            line(
-                &mut out,
-                "droidfleet_admin_calls_total",
-                &[("operation", method), ("result", status)],
-                *value,
-            );
-        }
-        out
+        droidfleet_telemetry::encode(&self.registry)
     }
 }
 
-/// The operation label of a call to a method the AdminService does not define (the others are
-/// the admin operations, named exactly as the proto's methods).
-pub const OTHER_METHOD: &str = "other";
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-}
-
-fn simple(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
-    header(out, name, help, kind);
-    out.push_str(&format!("{name} {value}\n"));
-}
-
-fn line(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
-    let labels: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    out.push_str(&format!("{name}{{{}}} {value}\n", labels.join(",")));
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Serves `GET /metrics` with `render()`'s text on `listener` until `shutdown` resolves.
-///
-/// A deliberately minimal HTTP/1.1 responder (one request per connection, then close): a scraper
-/// needs nothing more, and it keeps an HTTP server framework out of the dependencies. The agent
-/// crate carries its own copy: the library never depends on the agent.
+/// Serves `GET /metrics` with `render()`'s text on `listener` until `shutdown` resolves, on the
+/// axum server both processes share.
 pub async fn serve_metrics<F>(
     listener: TcpListener,
     render: F,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
     F: Fn() -> String + Send + Sync + Clone + 'static,
 {
-    tokio::pin!(shutdown);
-    loop {
-        let (mut stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            _ = &mut shutdown => return Ok(()),
-        };
-        let render = render.clone();
-        tokio::spawn(async move {
-            // Bounded in size and time: a client that never finishes its request costs one task
-            // for at most five seconds.
-            let mut request = Vec::with_capacity(512);
-            let mut buffer = [0u8; 1024];
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while request.len() < 8192 && !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = stream.read(&mut buffer).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    request.extend_from_slice(&buffer[..n]);
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
-            let mut parts = line.split(|b| *b == b' ');
-            let response = match (parts.next(), parts.next()) {
-                (Some(b"GET"), Some(b"/metrics")) => {
-                    let body = render();
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                }
-                (Some(b"GET"), _) => {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_string()
-                }
-                _ => "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_string(),
-            };
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
+    droidfleet_telemetry::serve_metrics(listener, render, shutdown).await
 }
 
 /// Wraps the admin API's gRPC service and counts each call by method and status.
@@ -422,6 +447,7 @@ where
             .unwrap_or_default()
             .to_string();
         let metrics = self.metrics.clone();
+        let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
@@ -431,7 +457,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i32>().ok())
                 .map_or("ok", |code| grpc_code_name(tonic::Code::from_i32(code)));
-            metrics.admin_call(&method, status);
+            metrics.admin_call(&method, status, started.elapsed());
             Ok(response)
         })
     }
@@ -465,21 +491,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn admin_call_labels_come_from_the_proto_s_methods_only() {
+    fn an_unknown_method_is_one_label_value_not_a_new_one() {
         let metrics = ControlPlaneMetrics::default();
-        metrics.admin_call("ResetPasscode", "ok");
-        for i in 0..100 {
-            metrics.admin_call(&format!("Invented{i}"), "unimplemented");
-        }
+        metrics.admin_call("ResetPasscode", "ok", std::time::Duration::from_millis(3));
+        metrics.admin_call("NoSuchMethod", "unimplemented", std::time::Duration::ZERO);
+        metrics.admin_call("../../etc", "unimplemented", std::time::Duration::ZERO);
         let text = metrics.render();
+        assert!(text.contains(
+            "droidfleet_admin_calls_total{operation=\"ResetPasscode\",result=\"ok\"} 1\n"
+        ));
+        assert!(text.contains(
+            "droidfleet_admin_calls_total{operation=\"other\",result=\"unimplemented\"} 2\n"
+        ));
         assert!(
-            text.contains(r#"operation="ResetPasscode",result="ok"} 1"#),
+            !text.contains("NoSuchMethod") && !text.contains("etc"),
             "{text}"
         );
-        assert!(
-            text.contains(r#"operation="other",result="unimplemented"} 100"#),
-            "{text}"
-        );
-        assert!(!text.contains("Invented"), "{text}");
+        assert!(text.contains(
+            "droidfleet_admin_call_duration_seconds_bucket{le=\"0.005\",operation=\"ResetPasscode\"} 1\n"
+        ), "{text}");
     }
 }

@@ -15,7 +15,9 @@ use droidfleet_proto::v1::device_gateway_server::DeviceGatewayServer;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "droidfleet.db";
@@ -148,7 +150,7 @@ pub async fn serve_with_metrics(
     let reflection_v1 = reflection(tonic_reflection::server::Builder::configure()).build_v1()?;
     let reflection_v1alpha =
         reflection(tonic_reflection::server::Builder::configure()).build_v1alpha()?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let (incoming, acceptor) = accept_connections(listener);
     let sessions = control_plane.clone();
     let shutdown = async move {
         shutdown.await;
@@ -197,6 +199,7 @@ pub async fn serve_with_metrics(
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
+    acceptor.abort();
     let _ = stop_background.send(());
     let _ = background.await;
     if let Some((follower, server)) = metrics_tasks {
@@ -206,4 +209,51 @@ pub async fn serve_with_metrics(
         }
     }
     Ok(result?)
+}
+
+/// How long the accept loop waits after an accept that failed for a reason of this process's
+/// (no file descriptor left, no buffer memory), as axum and hyper do: long enough to cost no
+/// CPU, short enough that the server recovers within a second of descriptors freeing up.
+const ACCEPT_RETRY: Duration = Duration::from_secs(1);
+
+/// The gRPC listener's connections for tonic, accepted by a task of their own. tonic retries a
+/// failed accept at once, which under descriptor exhaustion (EMFILE: the connection stays in the
+/// backlog, so the listener stays readable) is a loop at 100 % CPU; here such a failure is
+/// logged and retried after [`ACCEPT_RETRY`]. A failure of the peer's (reset, aborted) is skipped.
+/// The task ends when the stream is dropped and the next accept returns, or when aborted.
+fn accept_connections(
+    listener: TcpListener,
+) -> (
+    ReceiverStream<std::io::Result<TcpStream>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (connections, incoming) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    // serve_with_incoming ignores the builder's tcp_nodelay.
+                    let _ = stream.set_nodelay(true);
+                    if connections.send(Ok(stream)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) if is_peer_error(&error) => {}
+                Err(error) => {
+                    tracing::error!(%error, "cannot accept a gRPC connection; retrying in 1 s");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
+            }
+        }
+    });
+    (ReceiverStream::new(incoming), acceptor)
+}
+
+/// An accept error that is the connecting peer's, not this process's.
+fn is_peer_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
 }

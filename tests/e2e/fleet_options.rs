@@ -184,13 +184,7 @@ async fn six_devices_on_two_connections_all_enroll() {
     })
     .await
     .expect("every device enrolls and connects in time");
-    assert_eq!(
-        fleet
-            .metrics()
-            .devices_connected
-            .load(std::sync::atomic::Ordering::Relaxed),
-        6
-    );
+    assert_eq!(fleet.metrics().devices_connected(), 6);
     let listed = admin.devices().await.unwrap();
     assert_eq!(listed.len(), 6, "the control plane knows all six devices");
 

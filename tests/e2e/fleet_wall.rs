@@ -51,7 +51,7 @@ async fn the_fleet_wall_follows_a_load_test_and_opens_each_device() {
         .args(["--devices", &devices, "--seed", "7", "--rate", "5"])
         // Users take a couple of seconds to type, so screens show their notification a while.
         .args(["--user-delay-ms", "2000", "--no-baselines"])
-        .args(["--console", "127.0.0.1:0", "--console-wait"])
+        .args(["--console", "127.0.0.1:0", "--wait"])
         .env_remove("DROIDFLEET_TOKEN_FILE")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

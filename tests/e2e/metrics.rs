@@ -13,11 +13,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One plain HTTP/1.1 GET; returns the status line and the body.
+/// One plain HTTP/1.1 GET on a connection the server then closes; returns the status line and
+/// the body.
 async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut response = String::new();
@@ -160,6 +163,10 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
         "droidfleet_admin_calls_total{operation=\"ResetPasscode\",result=\"ok\"} 1",
         "droidfleet_admin_calls_total{operation=\"ResetPasscode\",result=\"not_found\"} 1",
         "droidfleet_admin_calls_total{operation=\"RevealPasscode\",result=\"ok\"} 1",
+        "droidfleet_admin_call_duration_seconds_count{operation=\"ResetPasscode\"} 2",
+        "droidfleet_action_phase_seconds_count{kind=\"reset_passcode\",phase=\"delivered\"} 1",
+        "droidfleet_action_phase_seconds_count{kind=\"reset_passcode\",phase=\"applied\"} 1",
+        "droidfleet_action_phase_seconds_count{kind=\"reset_passcode\",phase=\"user_entered\"} 1",
     ];
     let control_plane_text = tokio::time::timeout(DEADLINE, async {
         loop {
@@ -187,6 +194,7 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
         "droidfleet_agent_commands_total{outcome=\"success\"} 1",
         "droidfleet_agent_commands_total{outcome=\"failure\"} 0",
         "droidfleet_agent_passcode_entries_total{result=\"accepted\"} 1",
+        "droidfleet_agent_command_duration_seconds_count{outcome=\"success\"} 1",
     ];
     assert_eq!(
         missing(&agent_text, &agent_expected),

@@ -209,9 +209,7 @@ impl Fleet {
             );
         }
         let metrics = Arc::new(AgentMetrics::default());
-        metrics
-            .devices_hosted
-            .store(slots.len() as u64, Ordering::Relaxed);
+        metrics.set_devices_hosted(slots.len());
         let fleet = Arc::new(Fleet {
             slots,
             pool,

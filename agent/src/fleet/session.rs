@@ -82,9 +82,7 @@ impl Fleet {
             // Dropping the sender ends the request stream, which closes the session cleanly.
             *lock(&slot.session) = None;
             if slot.connected.swap(false, Ordering::SeqCst) {
-                self.metrics
-                    .devices_connected
-                    .fetch_sub(1, Ordering::Relaxed);
+                self.metrics.session_closed();
                 self.announce(&slot);
             }
             let Some(outcome) = outcome else { return };
@@ -188,9 +186,7 @@ impl Fleet {
         Box::pin(self.open_session(slot, &tx)).await?;
         drop(connecting);
         if !slot.connected.swap(true, Ordering::SeqCst) {
-            self.metrics
-                .devices_connected
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.session_opened();
         }
         self.announce(slot);
         tracing::info!(device = %slot.name, device_id = %enrollment.device_id, "session open");
@@ -298,7 +294,7 @@ impl Fleet {
             tx.send(Box::new(message))
                 .await
                 .map_err(|_| SessionError::Closed)?;
-            self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+            self.metrics.report_sent();
         }
         *lock(&slot.session) = Some(tx.clone());
         Ok(())
@@ -397,6 +393,7 @@ impl Fleet {
         enrollment: &Enrollment,
         command: pb::SignedCommand,
     ) -> Result<(), SessionError> {
+        let arrived = std::time::Instant::now();
         let signature = command.signature.clone();
         // Acknowledge receipt first (the action becomes "active"), but only for a command that is
         // genuinely ours; the device model judges everything else.
@@ -416,7 +413,7 @@ impl Fleet {
                 }))
                 .await
                 .map_err(|_| SessionError::Closed)?;
-                self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+                self.metrics.report_sent();
             }
         }
         let rng = self.rng.clone();
@@ -436,11 +433,12 @@ impl Fleet {
                 ))
             })
             .await?;
-        self.metrics.command(match &result {
+        let outcome = match &result {
             Some(result) if result.success => CommandOutcome::Success,
             Some(_) => CommandOutcome::Failure,
             None => CommandOutcome::Ignored,
-        });
+        };
+        self.metrics.command(outcome, arrived.elapsed());
         let result = result.or_else(|| self.malformed(&body, &signature, enrollment));
         if let Some(result) = result {
             tracing::info!(device = %slot.name, command_id = %result.command_id, success = result.success, "command result");
@@ -451,7 +449,7 @@ impl Fleet {
             }))
             .await
             .map_err(|_| SessionError::Closed)?;
-            self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+            self.metrics.report_sent();
         }
         drop(turn);
         Ok(())
@@ -561,7 +559,7 @@ impl Fleet {
         let message = match session {
             Some(tx) => match tx.try_send(message) {
                 Ok(()) => {
-                    self.metrics.reports_sent.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.report_sent();
                     return;
                 }
                 Err(mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m)) => m,

@@ -30,12 +30,34 @@ impl Process {
         log: &Path,
         level: &str,
     ) -> Process {
+        Process::start_under(&[], args, ready_prefix, log, level)
+    }
+
+    /// As [`Process::start_logging`], started through `wrapper` (a command that execs the rest
+    /// of its arguments in its own process, such as `prlimit --nofile=N:N --`), so the child's
+    /// PID is `droidfleet`'s.
+    pub(crate) fn start_under(
+        wrapper: &[&str],
+        args: &[&str],
+        ready_prefix: &str,
+        log: &Path,
+        level: &str,
+    ) -> Process {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_droidfleet"))
+        let program = env!("CARGO_BIN_EXE_droidfleet");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        let mut child = command
             .args(args)
             .env("RUST_LOG", level)
             .stdin(Stdio::null())
@@ -75,6 +97,10 @@ impl Process {
             .unwrap();
         assert!(sent.success(), "kill -TERM failed: {sent}");
         self.child.wait().unwrap()
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL, and wait until it is gone.

@@ -114,9 +114,14 @@ pub struct LoadtestArgs {
     /// throughput and latency charts, a grid of device screens): http://ADDR/.
     #[arg(long, value_name = "ADDR")]
     pub(super) console: Option<std::net::SocketAddr>,
-    /// With --console: keep the wall up after the report is written, until Ctrl-C.
-    #[arg(long, requires = "console")]
-    pub(super) console_wait: bool,
+    /// Serve the Prometheus metrics of the fleet this run hosts (the agent's, as
+    /// `droidfleet-agent run --metrics-listen` serves them) on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub(super) metrics_listen: Option<std::net::SocketAddr>,
+    /// With --console or --metrics-listen: keep the wall and the metrics endpoint up after the
+    /// report is written, until Ctrl-C.
+    #[arg(long, alias = "console-wait")]
+    pub(super) wait: bool,
     /// Argon2 baseline: hashes per round (three rounds). Default: 10000 with the light preset,
     /// 40 with the realistic one (about a quarter of a second per round on two cores).
     #[arg(long, value_name = "N")]
@@ -203,6 +208,10 @@ impl LoadtestArgs {
                 ),
             )?;
         }
+        require(
+            !self.wait || self.console.is_some() || self.metrics_listen.is_some(),
+            "--wait: only with --console or --metrics-listen (there is nothing to keep up)".into(),
+        )?;
         require(
             self.echo_calls > 0,
             "--echo-calls 0: give at least 1".into(),

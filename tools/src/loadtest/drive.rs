@@ -8,6 +8,7 @@ use super::args::{ALL_AT_ONCE_CONCURRENCY, LoadtestArgs};
 use super::control_plane::ControlPlane;
 use super::error::LoadtestError;
 use super::measure::Snapshot;
+use super::metrics_endpoint::MetricsEndpoint;
 use super::model::{DevicePlan, Fault};
 use super::report::DeviceRecord;
 use super::resets::{request_reset, reset_all};
@@ -21,7 +22,6 @@ use droidfleet_proto::v1 as pb;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -89,6 +89,7 @@ pub(super) async fn drive(
     control_plane: &mut ControlPlane,
     deadline: Instant,
     wall: Option<Arc<Wall>>,
+    metrics: Option<&mut MetricsEndpoint>,
 ) -> Result<Run, LoadtestError> {
     let setup_started = Instant::now();
     let mut admins = Vec::new();
@@ -127,6 +128,9 @@ pub(super) async fn drive(
     })
     .await
     .map_err(LoadtestError::LoadFleet)?;
+    if let Some(endpoint) = metrics {
+        endpoint.serve(fleet.metrics().clone());
+    }
     if let Some(wall) = &wall {
         wall.attach_fleet(
             fleet.clone(),
@@ -238,8 +242,8 @@ async fn restart(
     control_plane.kill().await?;
     // The new process starts once every device has seen its session end, so the figure below
     // is the whole fleet's reconnection.
-    let gauge = &fleet.metrics().devices_connected;
-    let connected = || usize::try_from(gauge.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    let metrics = fleet.metrics();
+    let connected = || usize::try_from(metrics.devices_connected()).unwrap_or(usize::MAX);
     while connected() > 0 {
         if Instant::now() >= deadline {
             return Err(LoadtestError::DisconnectDeadline {
@@ -276,11 +280,11 @@ async fn wait_connected(
     devices: usize,
     deadline: Instant,
 ) -> Result<(), LoadtestError> {
-    let gauge = &fleet.metrics().devices_connected;
+    let metrics = fleet.metrics();
     let step = devices.div_ceil(10).max(1);
     let mut reported = 0;
     loop {
-        let connected = usize::try_from(gauge.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let connected = usize::try_from(metrics.devices_connected()).unwrap_or(usize::MAX);
         if connected / step > reported / step {
             eprintln!("connected: {connected}/{devices}");
             reported = connected;

@@ -25,6 +25,8 @@ pub enum LoadtestError {
     },
     #[error("cannot serialise the report")]
     ReportJson(#[source] serde_json::Error),
+    #[error("cannot write the HDR log of the latencies")]
+    HdrLog(#[source] super::report::HdrLogError),
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]
@@ -35,6 +37,12 @@ pub enum LoadtestError {
     Embedded(#[from] EmbeddedError),
     #[error("the fleet wall (--console): cannot listen on {address}")]
     WallListen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the metrics endpoint (--metrics-listen): cannot listen on {address}")]
+    MetricsListen {
         address: std::net::SocketAddr,
         #[source]
         source: std::io::Error,

@@ -1,15 +1,38 @@
-//! What the load test measures: latency percentiles, the memory and CPU of this process and of
+//! What the load test measures: latency percentiles (on `hdrhistogram`), the memory and CPU of this process and of
 //! a control plane running as its own process (read from `/proc`, so Linux only; elsewhere those
 //! figures are absent), and the scheduler lag that tells whether the load generator itself was
 //! the bottleneck.
 
 use super::control_plane::ControlPlane;
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Count and nearest-rank percentiles of a set of samples, in milliseconds.
+/// The highest latency a histogram holds, in microseconds (an hour); a longer one is recorded as
+/// an hour. With [`SIGNIFICANT_DIGITS`] this fixes each histogram's memory (tens of KiB) whatever
+/// the run's length or the number of samples.
+const HIGHEST_US: u64 = 3_600_000_000;
+/// Every figure to 3 significant digits: a value is reported within 0.1 % of what was recorded.
+pub(super) const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A latency histogram in microseconds (the unit of the HDR log next to report.json).
+pub(super) fn latency_histogram() -> Histogram<u64> {
+    // The bounds are constants hdrhistogram accepts (1 ≤ low, high ≥ 2·low, 3 digits).
+    Histogram::new_with_bounds(1, HIGHEST_US, SIGNIFICANT_DIGITS)
+        .expect("constant histogram bounds are valid")
+}
+
+/// Records `ms` milliseconds in a [`latency_histogram`].
+pub(super) fn record_ms(histogram: &mut Histogram<u64>, ms: f64) {
+    if ms.is_finite() && ms >= 0.0 {
+        histogram.saturating_record((ms * 1000.0).round() as u64);
+    }
+}
+
+/// Count and percentiles (HdrHistogram's: the smallest recorded value with at least p of the
+/// samples at or below it, to 3 significant digits), in milliseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
 pub(super) struct Percentiles {
     pub count: usize,
@@ -20,23 +43,18 @@ pub(super) struct Percentiles {
 }
 
 impl Percentiles {
-    pub(super) fn of(samples: &[f64]) -> Percentiles {
-        let mut sorted: Vec<f64> = samples.iter().copied().filter(|v| v.is_finite()).collect();
-        sorted.sort_by(f64::total_cmp);
-        // Nearest rank: the smallest sample with at least p of the samples at or below it.
-        let rank = |p: f64| -> f64 {
-            if sorted.is_empty() {
-                return 0.0;
-            }
-            let k = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            sorted[k - 1]
-        };
+    /// Of a [`latency_histogram`].
+    pub(super) fn of(histogram: &Histogram<u64>) -> Percentiles {
+        if histogram.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
         Percentiles {
-            count: sorted.len(),
-            p50: rank(0.50),
-            p90: rank(0.90),
-            p99: rank(0.99),
-            max: sorted.last().copied().unwrap_or(0.0),
+            count: usize::try_from(histogram.len()).unwrap_or(usize::MAX),
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            max: ms(histogram.max()),
         }
     }
 }
@@ -136,14 +154,14 @@ pub(super) const LAG_WARN_MS: f64 = 50.0;
 /// means the measured latencies include the generator's own queueing.
 pub(super) struct LagProbe {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Vec<f64>>,
+    task: tokio::task::JoinHandle<Histogram<u64>>,
 }
 
 impl LagProbe {
     pub(super) fn start() -> LagProbe {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
-            let mut lags_ms = Vec::new();
+            let mut lags = latency_histogram();
             let mut due = Instant::now() + LAG_TICK;
             // Bounded: stops when told, and the load test always tells it.
             loop {
@@ -152,18 +170,21 @@ impl LagProbe {
                     _ = stopped.changed() => break,
                 }
                 let now = Instant::now();
-                lags_ms.push(now.saturating_duration_since(due).as_secs_f64() * 1000.0);
+                record_ms(
+                    &mut lags,
+                    now.saturating_duration_since(due).as_secs_f64() * 1000.0,
+                );
                 due = now + LAG_TICK;
             }
-            lags_ms
+            lags
         });
         LagProbe { stop, task }
     }
 
-    /// Stops the probe and returns every lag it saw, in milliseconds.
-    pub(super) async fn finish(self) -> Vec<f64> {
+    /// Stops the probe and returns the lags it saw.
+    pub(super) async fn finish(self) -> Histogram<u64> {
         let _ = self.stop.send(true);
-        self.task.await.unwrap_or_default()
+        self.task.await.unwrap_or_else(|_| latency_histogram())
     }
 }
 
@@ -171,16 +192,43 @@ impl LagProbe {
 mod tests {
     use super::*;
 
+    fn of(samples_ms: &[f64]) -> Percentiles {
+        let mut histogram = latency_histogram();
+        for &ms in samples_ms {
+            record_ms(&mut histogram, ms);
+        }
+        Percentiles::of(&histogram)
+    }
+
+    /// Within 0.1 % (3 significant digits) of `expected`.
+    fn close(actual: f64, expected: f64) -> bool {
+        (actual - expected).abs() <= expected * 0.001
+    }
+
     #[test]
-    fn nearest_rank_percentiles() {
+    fn percentiles_to_three_significant_digits() {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
-        let p = Percentiles::of(&samples);
-        assert_eq!(
-            (p.count, p.p50, p.p90, p.p99, p.max),
-            (100, 50.0, 90.0, 99.0, 100.0)
-        );
-        assert_eq!(Percentiles::of(&[]).count, 0);
-        assert_eq!(Percentiles::of(&[7.0]).p99, 7.0);
+        let p = of(&samples);
+        assert_eq!(p.count, 100);
+        for (actual, expected) in [(p.p50, 50.0), (p.p90, 90.0), (p.p99, 99.0), (p.max, 100.0)] {
+            assert!(close(actual, expected), "{actual} for {expected}");
+        }
+        assert_eq!(of(&[]), Percentiles::default());
+        assert!(close(of(&[7.0]).p99, 7.0));
+        // Sub-millisecond values keep their digits; a value past an hour is held as an hour.
+        assert!(close(of(&[0.123]).p50, 0.123));
+        assert!(close(of(&[1e9]).max, 3_600_000.0));
+    }
+
+    #[test]
+    fn a_histogram_does_not_grow_with_its_samples() {
+        let mut histogram = latency_histogram();
+        let empty = histogram.distinct_values();
+        for i in 0..1_000_000u32 {
+            record_ms(&mut histogram, f64::from(i % 60_000));
+        }
+        assert_eq!(histogram.distinct_values(), empty);
+        assert_eq!(histogram.len(), 1_000_000);
     }
 
     #[test]

@@ -29,7 +29,8 @@
 //!   `baseline.rs`: the echo and Argon2 baselines.
 //! - `report/`: the records and figures (`mod.rs`), their assembly (`build.rs`), the table
 //!   (`table.rs`) and the HTML page (`html.rs`).
-//! - `wall/`: the live fleet wall of `--console ADDR`, sampled from the run while it goes.
+//! - `wall/`: the live fleet wall of `--console ADDR`, sampled from the run while it goes;
+//!   `metrics_endpoint.rs`: the fleet's Prometheus metrics on `--metrics-listen ADDR`.
 //! - `error.rs`: [`LoadtestError`], for the run and for one device's reset.
 
 mod answers;
@@ -39,6 +40,7 @@ mod control_plane;
 mod drive;
 mod error;
 mod measure;
+mod metrics_endpoint;
 mod model;
 mod progress;
 mod report;
@@ -63,6 +65,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     let digest = model::decision_digest(&plans);
     let ticks = measure::clock_ticks_per_second();
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let own_start = Snapshot::take_own();
     let deadline = started + Duration::from_secs(args.deadline);
     let lag = LagProbe::start();
@@ -102,12 +105,21 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
         }
         None => None,
     };
+    let mut metrics = match args.metrics_listen {
+        Some(address) => {
+            let endpoint = metrics_endpoint::MetricsEndpoint::bind(address).await?;
+            println!("agent metrics on http://{}/metrics", endpoint.address);
+            Some(endpoint)
+        }
+        None => None,
+    };
     let outcome = drive::drive(
         &args,
         plans,
         &mut control_plane,
         deadline,
         wall.as_ref().map(|w| w.wall.clone()),
+        metrics.as_mut(),
     )
     .await;
     // Sampled before it stops: a stopped process has no figures.
@@ -148,7 +160,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
             total_s,
         },
         run,
-        &lags,
+        lags,
         [own_start, control_plane_start, own_end, control_plane_end],
         baselines,
     );
@@ -157,22 +169,38 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     let json = serde_json::to_vec_pretty(&report).map_err(LoadtestError::ReportJson)?;
     write(&json_path, json)?;
     write(&html_path, report.html())?;
+    let hdr_log = report.hdr_log(started_at).map_err(LoadtestError::HdrLog)?;
+    write(&args.report_dir.join(report::HDR_LOG), hdr_log)?;
     print!("{}", report.table());
     println!(
-        "\nreport: {} and {}",
+        "\nreport: {} and {} (latency histograms: {})",
         json_path.display(),
-        html_path.display()
+        html_path.display(),
+        report::HDR_LOG
     );
-    if let Some(server) = wall {
+    if let Some(server) = &wall {
         server.wall.set_phase(wall::Phase::Finished);
-        if args.console_wait {
+    }
+    if args.wait {
+        if let Some(server) = &wall {
             println!(
                 "the fleet wall stays on http://{}/ until Ctrl-C",
                 server.address
             );
-            droidfleet_agent::cli::shutdown_signal().await;
         }
+        if let Some(endpoint) = &metrics {
+            println!(
+                "the agent metrics stay on http://{}/metrics until Ctrl-C",
+                endpoint.address
+            );
+        }
+        droidfleet_agent::cli::shutdown_signal().await;
+    }
+    if let Some(server) = wall {
         server.stop().await;
+    }
+    if let Some(endpoint) = metrics {
+        endpoint.stop().await;
     }
     if !report.completed {
         return Err(LoadtestError::DeadlineReached {

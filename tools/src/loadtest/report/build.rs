@@ -10,6 +10,7 @@ use crate::loadtest::args::LoadtestArgs;
 use crate::loadtest::baseline::{Argon2Baseline, EchoBaseline};
 use crate::loadtest::drive::Run;
 use crate::loadtest::measure::{self, LAG_TICK, Percentiles, ProcessSample, Snapshot};
+use hdrhistogram::Histogram;
 use serde_json::json;
 use std::collections::BTreeMap;
 use tokio::time::Instant;
@@ -74,18 +75,18 @@ fn faults_injected(metrics: &str) -> BTreeMap<String, u64> {
 }
 
 /// The report of a run: `snapshots` are this process and the control plane's at the start and
-/// the end, `lags` the scheduler lag probe's samples, `baselines` the echo and Argon2 ones.
+/// the end, `lags` the scheduler lag probe's histogram, `baselines` the echo and Argon2 ones.
 pub(in crate::loadtest) fn build(
     args: &LoadtestArgs,
     setting: Setting,
     run: Run,
-    lags: &[f64],
+    lags: Histogram<u64>,
     [own_start, control_plane_start, own_end, control_plane_end]: [Snapshot; 4],
     baselines: Option<(EchoBaseline, Argon2Baseline)>,
 ) -> Report {
     let embedded = setting.mode == "embedded";
     let (ticks, ticks_source) = setting.ticks;
-    let lag = Percentiles::of(lags);
+    let lag = Percentiles::of(&lags);
     let mut warnings: Vec<String> = lag_warning(&lag).into_iter().collect();
     let unexpected = run.devices.iter().filter(|d| !d.as_expected()).count();
     if unexpected > 0 {
@@ -366,6 +367,7 @@ pub(in crate::loadtest) fn build(
             tick_ms: LAG_TICK.as_millis() as u64,
             stats: lag,
             saturated: lag.p99 > measure::LAG_WARN_MS,
+            histogram: lags,
         },
         warnings,
         notes,

@@ -1,7 +1,8 @@
 //! The report as one self-contained HTML page whose charts are inline SVG drawn by `plotters`
 //! (viewable offline: no script, no font, no network reference).
 
-use super::{Report, phase_samples};
+use super::Report;
+use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 
@@ -112,8 +113,8 @@ impl Report {
                 );
             }
             page.push_str("</table>\n");
-            for (_, description, samples) in phase_samples(&self.devices) {
-                page.push_str(&histogram_svg(description, &samples));
+            for phase in &self.latency_ms {
+                page.push_str(&histogram_svg(phase.description, &phase.histogram));
                 page.push('\n');
             }
 
@@ -201,25 +202,35 @@ fn escape(text: &str) -> String {
 const CHART: (u32, u32) = (900, 300);
 
 /// A histogram of `samples` (ms) in at most 40 bins of whole milliseconds.
-fn histogram_svg(title: &str, samples: &[f64]) -> String {
+/// A latency histogram (microseconds) drawn in about 40 bins of whole milliseconds.
+fn histogram_svg(title: &str, histogram: &Histogram<u64>) -> String {
     let mut svg = String::new();
-    let max = samples.iter().copied().fold(0.0, f64::max);
+    let ms = |us: u64| us as f64 / 1000.0;
+    let max = if histogram.is_empty() {
+        0.0
+    } else {
+        ms(histogram.max())
+    };
     let width = (max / 40.0).ceil().max(1.0);
     let bins = ((max / width).floor() as usize) + 1;
-    let mut counts = vec![0u32; bins];
-    for s in samples {
-        counts[((s / width).floor() as usize).min(bins - 1)] += 1;
+    let mut counts = vec![0u64; bins];
+    for value in histogram.iter_recorded() {
+        let at = ms(value.value_iterated_to());
+        counts[((at / width).floor() as usize).min(bins - 1)] += value.count_at_value();
     }
     let top = counts.iter().copied().max().unwrap_or(0).max(1);
     let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
         let root = SVGBackend::with_string(&mut svg, CHART).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{title}, n={}", samples.len()), ("sans-serif", 16))
+            .caption(
+                format!("{title}, n={}", histogram.len()),
+                ("sans-serif", 16),
+            )
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(50)
-            .build_cartesian_2d(0.0..(bins as f64 * width), 0u32..top + top / 10 + 1)?;
+            .build_cartesian_2d(0.0..(bins as f64 * width), 0u64..top + top / 10 + 1)?;
         chart
             .configure_mesh()
             .x_desc("milliseconds")

@@ -6,6 +6,9 @@
 //! Nothing here ever holds a passcode or a token: the records carry decisions, states, error
 //! codes and timestamps only.
 //!
+//! The latency figures are HdrHistograms (3 significant digits, fixed memory); `latency.hlog`
+//! next to report.json is their interval log, for HdrHistogram's own tools.
+//!
 //! This file holds the report's data and the figures derived from the device records;
 //! `build.rs` assembles a report from a run, `table.rs` writes the table (and the lines the page
 //! shares), `html.rs` the page.
@@ -17,10 +20,16 @@ mod table;
 pub(super) use build::{Setting, build};
 
 use super::baseline::{Argon2Baseline, EchoBaseline};
-use super::measure::{LAG_WARN_MS, Percentiles};
+use super::measure::{self, LAG_WARN_MS, Percentiles};
 use super::model::{DevicePlan, Fault, Prediction};
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogWriterBuilder, IntervalLogWriterError, Tag,
+};
+use hdrhistogram::serialization::{V2DeflateSerializeError, V2DeflateSerializer};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 /// One device: what was decided for it and what happened to its measured reset.
 #[derive(Clone, Debug, Serialize)]
@@ -129,6 +138,9 @@ pub(super) struct PhaseLatency {
     pub description: &'static str,
     #[serde(flatten)]
     pub stats: Percentiles,
+    /// The samples, in microseconds, for the HDR log.
+    #[serde(skip)]
+    pub histogram: Histogram<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -225,6 +237,9 @@ pub(super) struct Lag {
     #[serde(flatten)]
     pub stats: Percentiles,
     pub saturated: bool,
+    /// The samples, in microseconds, for the HDR log.
+    #[serde(skip)]
+    pub histogram: Histogram<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -286,6 +301,42 @@ pub(super) struct Report {
     pub decision_digest: String,
     /// Every device's decisions and timestamps; empty with --connect-only.
     pub devices: Vec<DeviceRecord>,
+}
+
+/// The HDR log's file name, next to report.json.
+pub(super) const HDR_LOG: &str = "latency.hlog";
+
+/// Why the HDR log could not be written.
+pub(super) type HdrLogError = IntervalLogWriterError<V2DeflateSerializeError>;
+
+impl Report {
+    /// The latency histograms as an HdrHistogram interval log, the format of the Java
+    /// implementation's `HistogramLogWriter` that `HistogramLogProcessor`, HdrHistogram's other
+    /// ports and its plotters read: one interval per reset phase and one for the scheduler lag,
+    /// each tagged with its name and spanning the run from `started`; values in microseconds
+    /// (the max column in milliseconds).
+    pub(super) fn hdr_log(&self, started: SystemTime) -> Result<Vec<u8>, HdrLogError> {
+        let mut log = Vec::new();
+        let mut serializer = V2DeflateSerializer::new();
+        let mut writer = IntervalLogWriterBuilder::new()
+            .add_comment("droidfleet loadtest latencies, in microseconds, one interval per tag")
+            .with_start_time(started)
+            .with_base_time(started)
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(&mut log, &mut serializer)?;
+        let span = Duration::from_secs_f64(self.durations.total_s.max(0.0));
+        let lag = ("scheduler_lag", &self.scheduler_lag_ms.histogram);
+        for (tag, histogram) in self
+            .latency_ms
+            .iter()
+            .map(|p| (p.phase, &p.histogram))
+            .chain([lag])
+        {
+            writer.write_histogram(histogram, Duration::ZERO, span, Tag::new(tag))?;
+        }
+        drop(writer);
+        Ok(log)
+    }
 }
 
 /// The phases of a reset, and how to measure each from a device's record (`None`: the device
@@ -350,28 +401,24 @@ const PHASES: [(&str, &str, PhaseFn); 6] = [
 /// Index of requested → applied in [`PHASES`]: the headline latency.
 pub(super) const HEADLINE_PHASE: usize = 2;
 
-fn phase_samples(devices: &[DeviceRecord]) -> Vec<(&'static str, &'static str, Vec<f64>)> {
+pub(super) fn latencies(devices: &[DeviceRecord]) -> Vec<PhaseLatency> {
     PHASES
         .iter()
-        .map(|(name, description, measure)| {
-            let samples = devices
+        .map(|(phase, description, measure)| {
+            let mut histogram = measure::latency_histogram();
+            for ms in devices
                 .iter()
                 .filter(|d| d.state == "done" && d.delivered_at_ms > 0 && d.completed_at_ms > 0)
                 .filter_map(measure)
-                .map(|ms| ms as f64)
-                .collect();
-            (*name, *description, samples)
-        })
-        .collect()
-}
-
-pub(super) fn latencies(devices: &[DeviceRecord]) -> Vec<PhaseLatency> {
-    phase_samples(devices)
-        .into_iter()
-        .map(|(phase, description, samples)| PhaseLatency {
-            phase,
-            description,
-            stats: Percentiles::of(&samples),
+            {
+                measure::record_ms(&mut histogram, ms as f64);
+            }
+            PhaseLatency {
+                phase,
+                description,
+                stats: Percentiles::of(&histogram),
+                histogram,
+            }
         })
         .collect()
 }

@@ -22,7 +22,6 @@ use droidfleet_agent::clock::{Clock, SystemClock};
 use droidfleet_agent::fleet::{Fleet, Screen};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -167,7 +166,7 @@ impl Wall {
         let connected = self
             .fleet
             .get()
-            .map(|f| f.metrics().devices_connected.load(Ordering::Relaxed))
+            .map(|f| f.metrics().devices_connected())
             .unwrap_or(0);
         let mut states = BTreeMap::new();
         let (mut entered, mut unexpected, mut finished) = (0, 0, 0);
