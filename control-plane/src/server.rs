@@ -9,7 +9,7 @@ use crate::crypto::{CryptoError, KeyRing};
 use crate::grpc::{AdminApi, Gateway};
 use crate::metrics::ControlPlaneMetrics;
 use crate::service::{Config, ControlPlane, ServiceError};
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{SqliteStore, Store, StoreError};
 use droidfleet_proto::v1::admin_service_server::AdminServiceServer;
 use droidfleet_proto::v1::device_gateway_server::DeviceGatewayServer;
 use std::future::Future;
@@ -28,6 +28,17 @@ pub enum ServeError {
     DataDir {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error(
+        "refusing to start: key file(s) {} missing while {enrolled} device(s) are enrolled. New \
+         keys would make every enrolled device refuse its commands (they trust the old signing \
+         key) and leave every sealed escrow token and passcode unreadable. Restore the key files \
+         from a backup, or start over with an empty data directory.",
+        missing.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    MissingKeys {
+        missing: Vec<PathBuf>,
+        enrolled: usize,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -57,14 +68,25 @@ pub struct OpenedControlPlane {
     pub bootstrap_token_path: Option<PathBuf>,
 }
 
-/// Opens (or creates) the control plane's database and keys in `config.data_dir`.
+/// Opens (or creates) the control plane's database and keys in `config.data_dir`. Keys are made
+/// only while no device is enrolled: a missing key file with enrolled devices is
+/// [`ServeError::MissingKeys`].
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControlPlane, ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
     let store = SqliteStore::open(&config.data_dir.join(DATABASE_FILE)).await?;
-    let keys = KeyRing::load_or_create(&config.data_dir.join(KEYS_DIR))?;
+    let keys_dir = config.data_dir.join(KEYS_DIR);
+    let missing = KeyRing::missing_key_files(&keys_dir);
+    if !missing.is_empty() {
+        // Listing every device is costly on a large fleet, but happens only on this rare path.
+        let enrolled = store.list_devices(None).await?.len();
+        if enrolled > 0 {
+            return Err(ServeError::MissingKeys { missing, enrolled });
+        }
+    }
+    let keys = KeyRing::load_or_create(&keys_dir)?;
     let control_plane = Arc::new(ControlPlane::start(Arc::new(store), keys, clock, config).await?);
     let bootstrap_token_path = control_plane.bootstrap_admin().await?;
     Ok(OpenedControlPlane {
@@ -193,4 +215,70 @@ pub async fn serve_with_metrics(
         }
     }
     Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::model::Ownership;
+    use crate::store::{NewDevice, NewEnrollmentToken};
+
+    async fn enroll_one_device(data_dir: &std::path::Path) {
+        let store = SqliteStore::open(&data_dir.join(DATABASE_FILE))
+            .await
+            .unwrap();
+        let hash = crate::crypto::sha256(b"token");
+        store
+            .create_enrollment_token(NewEnrollmentToken {
+                hash,
+                max_uses: 1,
+                expires_at: 2_000_000_000_000,
+                created_by: "admin".into(),
+                group: crate::rbac::DEFAULT_GROUP.into(),
+            })
+            .await
+            .unwrap();
+        store
+            .enroll_device(
+                hash,
+                NewDevice {
+                    id: "dev_1".into(),
+                    display_name: "Phone".into(),
+                    ownership: Ownership::Byod,
+                    credential_hash: [1; 32],
+                    enrolled_at: 1_700_000_000_000,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_with_enrolled_devices_refuses_to_start_and_makes_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path());
+        drop(open(config.clone(), Arc::new(SystemClock)).await.unwrap());
+        enroll_one_device(dir.path()).await;
+        let seal_key = dir.path().join(KEYS_DIR).join("seal.key");
+        std::fs::remove_file(&seal_key).unwrap();
+        let error = match open(config, Arc::new(SystemClock)).await {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("started without its sealing key"),
+        };
+        assert!(error.contains("seal.key"), "{error}");
+        assert!(error.contains("1 device(s) are enrolled"), "{error}");
+        assert!(!seal_key.exists(), "a new sealing key was made");
+    }
+
+    #[tokio::test]
+    async fn without_enrolled_devices_missing_keys_are_made_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path());
+        drop(open(config.clone(), Arc::new(SystemClock)).await.unwrap());
+        let signing_key = dir.path().join(KEYS_DIR).join("command-signing.pk8");
+        std::fs::remove_file(&signing_key).unwrap();
+        drop(open(config, Arc::new(SystemClock)).await.unwrap());
+        assert!(signing_key.exists());
+    }
 }
