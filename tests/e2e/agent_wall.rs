@@ -33,20 +33,6 @@ async fn poll(wall: &Server, path: &str, what: &str, done: impl Fn(&Answer) -> b
     }
 }
 
-/// Clicks the grid's screen of `name`. The grid is redrawn on every sample, so a screen found
-/// just before a redraw is stale by the click: it is found again, until [`DEADLINE`].
-async fn open_tile(browser: &Browser, name: &str) {
-    let css = format!(r#"#screens a.screen[data-device="{name}"]"#);
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match browser.wait_for(&css).await.click().await {
-            Ok(()) => return,
-            Err(e) if e.is_stale_element_reference() && tokio::time::Instant::now() < until => {}
-            Err(e) => panic!("cannot click {css}: {e}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_agents_fleet_wall_shows_its_devices_and_a_lock() {
     let deployment = Deployment::new();
@@ -101,7 +87,9 @@ async fn the_agents_fleet_wall_shows_its_devices_and_a_lock() {
     // The device's page in a real browser, reached from its screen on the wall.
     let browser = Browser::start().await;
     browser.client.goto(&address).await.unwrap();
-    open_tile(&browser, "kiosk").await;
+    browser
+        .click(r#"#screens a.screen[data-device="kiosk"]"#)
+        .await;
     browser.wait_for("#device-screen").await;
     assert_eq!(browser.text("#device-name").await, "kiosk");
 

@@ -136,16 +136,30 @@ async fn the_fleet_wall_follows_a_load_test_and_opens_each_device() {
         .collect();
     assert_eq!(points.len(), 3, "throughput, p50 and p99");
     assert!(points[0] >= 2, "throughput has a line: {points:?}");
-    let tiles = browser
+    // The grid is redrawn on every sample, so its screens are read in one script and the
+    // fourth is clicked by name (found again if a redraw made it stale).
+    let names = browser
         .client
-        .find_all(Locator::Css("#screens a.screen"))
+        .execute(
+            "return Array.from(document.querySelectorAll('#screens a.screen'))\
+               .map(a => a.dataset.device)",
+            vec![],
+        )
         .await
         .unwrap();
-    assert_eq!(tiles.len(), 24);
+    let names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 24);
 
     // A screen opens its device.
-    let name = tiles[3].attr("data-device").await.unwrap().unwrap();
-    tiles[3].click().await.unwrap();
+    let name = names[3].to_string();
+    browser
+        .click(&format!(r#"#screens a.screen[data-device="{name}"]"#))
+        .await;
     browser.wait_for("#device-reset").await;
     assert_eq!(browser.text("#device-name").await, name);
     let record = records.iter().find(|r| r["name"] == name.as_str()).unwrap();

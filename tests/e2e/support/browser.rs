@@ -143,8 +143,19 @@ impl Browser {
             .is_empty()
     }
 
+    /// Clicks the element `css` matches, waiting for it first. Live pages (the walls) redraw
+    /// on every sample, so an element found just before a redraw is stale by the click: it is
+    /// found again, until the tests' deadline.
     pub(crate) async fn click(&self, css: &str) {
-        self.wait_for(css).await.click().await.unwrap();
+        let until = tokio::time::Instant::now() + super::DEADLINE;
+        loop {
+            match self.wait_for(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && tokio::time::Instant::now() < until => {
+                }
+                Err(e) => panic!("cannot click {css}: {e}"),
+            }
+        }
     }
 
     /// The page's HTML as the browser holds it now.

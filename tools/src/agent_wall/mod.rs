@@ -13,7 +13,7 @@
 
 mod page;
 
-use crate::wall::{Events, Timed};
+use crate::wall::{Events, HISTORY, RunningWall, TILES, Timed};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -23,16 +23,8 @@ use droidfleet_agent::fleet::{Fleet, Screen};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// How often the wall samples the fleet (and live pages redraw).
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// Samples the chart keeps: the last ten minutes.
-const HISTORY: usize = 600;
-/// Screens in the grid.
-const TILES: usize = 24;
 
 /// Host simulated Android devices that enroll with a control plane and take its commands.
 #[derive(Clone, Debug, clap::Args)]
@@ -81,7 +73,7 @@ pub async fn run(
                     source,
                 })?;
             println!("fleet wall on http://{address}/");
-            Some(WallServer::start(listener, agent.fleet().clone()))
+            Some(start_wall(listener, agent.fleet().clone()))
         }
         None => None,
     };
@@ -238,60 +230,22 @@ impl Wall {
     }
 }
 
-/// A running wall: stops with [`WallServer::stop`].
-struct WallServer {
-    stop: watch::Sender<bool>,
-    tasks: tokio::task::JoinSet<()>,
-}
-
-impl WallServer {
-    /// Serves the wall of `fleet` on `listener`; samples once a second.
-    fn start(listener: tokio::net::TcpListener, fleet: Arc<Fleet>) -> WallServer {
-        let wall = Arc::new(Wall::new(fleet));
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(sampler(wall.clone(), stopped.clone()));
-        let router = Router::new()
-            .route("/", get(page::wall))
-            .route("/live", get(live_wall))
-            .route("/devices/{name}", get(page::device))
-            .route("/devices/{name}/live", get(live_device))
-            .with_state(Served {
-                wall,
-                stopped: stopped.clone(),
-            });
-        tasks.spawn(crate::wall::serve(listener, router, stopped));
-        WallServer { stop, tasks }
-    }
-
-    /// Stops serving (live pages end) and waits until it has.
-    async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
-    }
+/// Serves the wall of `fleet` on `listener`; samples once a second.
+fn start_wall(listener: tokio::net::TcpListener, fleet: Arc<Fleet>) -> RunningWall {
+    let routes = Router::new()
+        .route("/", get(page::wall))
+        .route("/live", get(live_wall))
+        .route("/devices/{name}", get(page::device))
+        .route("/devices/{name}/live", get(live_device));
+    let mut history = Vec::new();
+    RunningWall::start(listener, Arc::new(Wall::new(fleet)), routes, move |wall| {
+        let snapshot = wall.sample(&mut history);
+        wall.latest.send_replace(Arc::new(snapshot));
+    })
 }
 
 /// What the wall's handlers share.
-#[derive(Clone)]
-struct Served {
-    wall: Arc<Wall>,
-    /// Turns true when the wall stops; live streams end then.
-    stopped: watch::Receiver<bool>,
-}
-
-/// Samples the fleet every [`SAMPLE_EVERY`] until stopped.
-async fn sampler(wall: Arc<Wall>, mut stopped: watch::Receiver<bool>) {
-    let mut history = Vec::new();
-    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stopped.wait_for(|s| *s) => return,
-        }
-        let snapshot = wall.sample(&mut history);
-        wall.latest.send_replace(Arc::new(snapshot));
-    }
-}
+type Served = crate::wall::Served<Wall>;
 
 async fn live_wall(State(served): State<Served>) -> Events {
     crate::wall::follow(&served.wall.latest, &served.stopped, page::live)

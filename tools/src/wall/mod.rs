@@ -2,8 +2,9 @@
 //! --console`): serving a wall the console's way, live panels redrawn on every sample, the
 //! charts, and a device's screen drawn small (a grid tile) or in full (its page).
 //!
-//! Layout: this file serves a wall and follows its samples; `chart.rs` draws a line chart;
-//! `screen.rs` draws a device's screen. Each wall keeps its own samples and pages.
+//! Layout: this file runs a wall (its sampler and its server, stopped together) and follows its
+//! samples; `chart.rs` draws a line chart; `screen.rs` draws a device's screen. Each wall keeps
+//! its own samples and pages.
 
 mod chart;
 mod screen;
@@ -15,9 +16,81 @@ use axum::Router;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, WatchStream};
+
+/// How often a wall samples what it shows (and live pages redraw).
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Samples the charts keep: the last ten minutes.
+pub(crate) const HISTORY: usize = 600;
+/// Screens in a wall's grid.
+pub(crate) const TILES: usize = 24;
+
+/// What a wall's handlers share.
+pub(crate) struct Served<W> {
+    pub(crate) wall: Arc<W>,
+    /// Turns true when the wall stops; live streams end then.
+    pub(crate) stopped: watch::Receiver<bool>,
+}
+
+// Derived `Clone` would ask `W: Clone`; handlers only clone the `Arc`.
+impl<W> Clone for Served<W> {
+    fn clone(&self) -> Self {
+        Served {
+            wall: self.wall.clone(),
+            stopped: self.stopped.clone(),
+        }
+    }
+}
+
+/// A running wall: its sampler and its server, stopped together by [`RunningWall::stop`].
+pub(crate) struct RunningWall {
+    stop: watch::Sender<bool>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningWall {
+    /// Serves `routes` for `wall` on `listener` and calls `sample` every [`SAMPLE_EVERY`] until
+    /// stopped.
+    pub(crate) fn start<W>(
+        listener: tokio::net::TcpListener,
+        wall: Arc<W>,
+        routes: Router<Served<W>>,
+        mut sample: impl FnMut(&W) + Send + 'static,
+    ) -> RunningWall
+    where
+        W: Send + Sync + 'static,
+    {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        let sampled = wall.clone();
+        let mut sampler_stopped = stopped.clone();
+        tasks.spawn(async move {
+            let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = sampler_stopped.wait_for(|s| *s) => return,
+                }
+                sample(&sampled);
+            }
+        });
+        let router = routes.with_state(Served {
+            wall,
+            stopped: stopped.clone(),
+        });
+        tasks.spawn(serve(listener, router, stopped));
+        RunningWall { stop, tasks }
+    }
+
+    /// Stops serving (live pages end) and sampling, and waits until both have.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
 
 /// A live panel's stream of redraws.
 pub(crate) type Events =
@@ -25,7 +98,7 @@ pub(crate) type Events =
 
 /// Serves `router` (with the console's assets and security headers) on `listener` until
 /// `stopped` turns true.
-pub(crate) async fn serve(
+async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     mut stopped: watch::Receiver<bool>,

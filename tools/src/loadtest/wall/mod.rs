@@ -14,7 +14,7 @@ mod page;
 
 use super::error::LoadtestError;
 use super::report::DeviceRecord;
-use crate::wall::Events;
+use crate::wall::{Events, HISTORY, RunningWall, TILES};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -24,16 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// How often the wall samples the run (and live pages redraw).
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// Samples the charts keep: the last ten minutes.
-const HISTORY: usize = 600;
-/// Screens in the grid.
-const TILES: usize = 24;
 
 /// Where the run stands, as the wall's top bar says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,8 +252,7 @@ impl Wall {
 pub(super) struct WallServer {
     pub(super) wall: Arc<Wall>,
     pub(super) address: SocketAddr,
-    stop: watch::Sender<bool>,
-    tasks: tokio::task::JoinSet<()>,
+    running: RunningWall,
 }
 
 impl WallServer {
@@ -277,58 +268,34 @@ impl WallServer {
             .local_addr()
             .map_err(|source| LoadtestError::WallListen { address, source })?;
         let wall = Arc::new(Wall::new(devices));
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(sampler(wall.clone(), stopped.clone()));
-        let router = Router::new()
+        let routes = Router::new()
             .route("/", get(page::wall))
             .route("/live", get(live_wall))
             .route("/devices/{name}", get(page::device))
-            .route("/devices/{name}/live", get(live_device))
-            .with_state(Served {
-                wall: wall.clone(),
-                stopped: stopped.clone(),
-            });
-        tasks.spawn(crate::wall::serve(listener, router, stopped));
+            .route("/devices/{name}/live", get(live_device));
+        let mut history = Vec::new();
+        let mut previous_ms = SystemClock.now_ms();
+        let running = RunningWall::start(listener, wall.clone(), routes, move |wall| {
+            let now_ms = SystemClock.now_ms();
+            let snapshot = wall.sample(&mut history, previous_ms, now_ms);
+            previous_ms = now_ms;
+            wall.latest.send_replace(Arc::new(snapshot));
+        });
         Ok(WallServer {
             wall,
             address,
-            stop,
-            tasks,
+            running,
         })
     }
 
     /// Stops serving (live pages end) and waits until it has.
-    pub(super) async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+    pub(super) async fn stop(self) {
+        self.running.stop().await;
     }
 }
 
 /// What the wall's handlers share.
-#[derive(Clone)]
-struct Served {
-    wall: Arc<Wall>,
-    /// Turns true when the wall stops; live streams end then.
-    stopped: watch::Receiver<bool>,
-}
-
-/// Samples the run every [`SAMPLE_EVERY`] until stopped.
-async fn sampler(wall: Arc<Wall>, mut stopped: watch::Receiver<bool>) {
-    let mut history = Vec::new();
-    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
-    let mut previous_ms = SystemClock.now_ms();
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stopped.wait_for(|s| *s) => return,
-        }
-        let now_ms = SystemClock.now_ms();
-        let snapshot = wall.sample(&mut history, previous_ms, now_ms);
-        previous_ms = now_ms;
-        wall.latest.send_replace(Arc::new(snapshot));
-    }
-}
+type Served = crate::wall::Served<Wall>;
 
 /// Redraws `render(snapshot)` on every sample until the wall stops or the page goes away.
 fn follow<R>(served: &Served, render: R) -> Events
