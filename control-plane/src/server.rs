@@ -8,8 +8,9 @@ use crate::clock::Clock;
 use crate::crypto::{CryptoError, KeyRing};
 use crate::grpc::{AdminApi, Gateway};
 use crate::metrics::ControlPlaneMetrics;
-use crate::service::{Config, ControlPlane, ServiceError};
+use crate::service::{Config, ControlPlane, ServiceError, TlsSource};
 use crate::store::{SqliteStore, Store, StoreError};
+use droidfleet_proto::tls::{ServerTls, TlsError};
 use droidfleet_proto::v1::admin_service_server::AdminServiceServer;
 use droidfleet_proto::v1::device_gateway_server::DeviceGatewayServer;
 use std::future::Future;
@@ -21,6 +22,9 @@ use tokio::net::TcpListener;
 pub const DATABASE_FILE: &str = "droidfleet.db";
 /// The key files' directory inside the data directory.
 pub const KEYS_DIR: &str = "keys";
+/// The TLS folder inside the data directory: the control plane's CA (`ca.pem`, what admins give
+/// as `--ca-file`) and server certificate.
+pub const TLS_DIR: &str = "tls";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -40,12 +44,16 @@ pub enum ServeError {
         missing: Vec<PathBuf>,
         enrolled: usize,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Service(#[from] ServiceError),
+    #[error("cannot read the listener's address: {source}")]
+    Listener { source: std::io::Error },
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("gRPC reflection: {0}")]
@@ -66,10 +74,12 @@ pub struct OpenedControlPlane {
     pub control_plane: Arc<ControlPlane>,
     /// Set on first start: where the bootstrap admin's token was written.
     pub bootstrap_token_path: Option<PathBuf>,
+    /// The TLS identity to serve with; `None` only with [`TlsSource::Plaintext`].
+    pub tls: Option<Arc<ServerTls>>,
 }
 
-/// Opens (or creates) the control plane's database and keys in `config.data_dir`. Keys are made
-/// only while no device is enrolled: a missing key file with enrolled devices is
+/// Opens (or creates) the control plane's database, keys and TLS identity in `config.data_dir`.
+/// Keys are made only while no device is enrolled: a missing key file with enrolled devices is
 /// [`ServeError::MissingKeys`].
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControlPlane, ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
@@ -87,39 +97,72 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControl
         }
     }
     let keys = KeyRing::load_or_create(&keys_dir)?;
-    let control_plane = Arc::new(ControlPlane::start(Arc::new(store), keys, clock, config).await?);
+    let tls = match &config.tls {
+        TlsSource::Generated { extra_names } => {
+            let mut names = droidfleet_proto::tls::loopback_names();
+            names.extend(extra_names.iter().cloned());
+            Some(ServerTls::load_or_create(
+                &config.data_dir.join(TLS_DIR),
+                &names,
+            )?)
+        }
+        TlsSource::Files { cert, key } => Some(ServerTls::from_files(cert, key)?),
+        TlsSource::Plaintext => None,
+    };
+    let control_plane = ControlPlane::start(Arc::new(store), keys, clock, config)
+        .await?
+        .with_enrollment_pin(tls.as_ref().map(|tls| tls.ca_fingerprint().to_string()));
+    let control_plane = Arc::new(control_plane);
     let bootstrap_token_path = control_plane.bootstrap_admin().await?;
     Ok(OpenedControlPlane {
         control_plane,
         bootstrap_token_path,
+        tls: tls.map(Arc::new),
     })
 }
 
 /// Where and what [`serve_with_metrics`] serves as Prometheus metrics.
 pub struct MetricsEndpoint {
-    /// Plain HTTP; `GET /metrics` answers.
+    /// Plain HTTP, so a loopback address only; `GET /metrics` answers.
     pub listener: TcpListener,
     /// Fed while the server runs; the caller may keep a clone to read it.
     pub metrics: Arc<ControlPlaneMetrics>,
 }
 
-/// Serves the device gateway and the admin API on `listener` until `shutdown` resolves.
+/// Serves the device gateway and the admin API on `listener` until `shutdown` resolves: over TLS
+/// with `tls`, else in plaintext, which only a loopback listener may serve.
 pub async fn serve(
     control_plane: Arc<ControlPlane>,
+    tls: Option<Arc<ServerTls>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    serve_with_metrics(control_plane, listener, None, shutdown).await
+    serve_with_metrics(control_plane, tls, listener, None, shutdown).await
 }
 
 /// As [`serve`], and with `metrics` given, also counts what happens and serves the counts on
 /// `metrics.listener` until `shutdown` resolves.
 pub async fn serve_with_metrics(
     control_plane: Arc<ControlPlane>,
+    tls: Option<Arc<ServerTls>>,
     listener: TcpListener,
     metrics: Option<MetricsEndpoint>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    if tls.is_none() {
+        let address = listener
+            .local_addr()
+            .map_err(|source| ServeError::Listener { source })?;
+        droidfleet_proto::tls::check_plaintext_address(address)?;
+    }
+    if let Some(endpoint) = &metrics {
+        // The metrics endpoint speaks plain HTTP: it is served on loopback only.
+        let address = endpoint
+            .listener
+            .local_addr()
+            .map_err(|source| ServeError::Listener { source })?;
+        droidfleet_proto::tls::check_plaintext_address(address)?;
+    }
     // One shutdown future, several things to stop: the metrics tasks watch this flag.
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -188,7 +231,11 @@ pub async fn serve_with_metrics(
         ),
         None => (Some(admin), None),
     };
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let result = builder
         // Thousands of device sessions share few connections; h2's default connection window
         // makes it answer ENHANCE_YOUR_CALM long before that.
         .initial_connection_window_size(Some(64 * 1024 * 1024))

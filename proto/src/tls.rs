@@ -30,7 +30,8 @@ use tokio_rustls::rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme
 use tonic::transport::{ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 /// File names inside the control plane's TLS folder.
-const CA_CERT_FILE: &str = "ca.pem";
+/// The CA certificate (public): what an admin's `--ca-file` points at.
+pub const CA_CERT_FILE: &str = "ca.pem";
 const CA_KEY_FILE: &str = "ca.key";
 const SERVER_CERT_FILE: &str = "server.pem";
 const SERVER_KEY_FILE: &str = "server.key";
@@ -80,6 +81,18 @@ pub enum TlsError {
          flag to use TLS"
     )]
     PlaintextNotLoopback(SocketAddr),
+    #[error("not a server address (expected https://HOST:PORT or http://HOST:PORT): {0:?}")]
+    BadAddress(String),
+    #[error(
+        "{0} uses TLS but no CA to trust was given (an admin gives --ca-file, a device learns it \
+         from its enrollment token)"
+    )]
+    NoPin(String),
+    #[error(
+        "{0}: plaintext (http://) is allowed only to a loopback host; use https:// to reach \
+         another host"
+    )]
+    PlaintextNotLoopbackHost(String),
 }
 
 /// The SHA-256 digest of a CA certificate (DER), written as 43 base64url characters: what a
@@ -100,6 +113,11 @@ impl CaFingerprint {
     pub fn of_ca_pem(pem: &str, path: &Path) -> Result<CaFingerprint, TlsError> {
         let certificates = certificates_from_pem(pem, path)?;
         Ok(CaFingerprint::of_der(&certificates[0]))
+    }
+
+    /// The fingerprint of the CA in the PEM file at `path` (an admin's `--ca-file`).
+    pub fn of_ca_file(path: &Path) -> Result<CaFingerprint, TlsError> {
+        CaFingerprint::of_ca_pem(&read(path)?, path)
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -283,6 +301,54 @@ pub fn pinned_endpoint(endpoint: Endpoint, pin: CaFingerprint) -> Result<Endpoin
         provider: Arc::new(rustls::crypto::ring::default_provider()),
     });
     Ok(endpoint.tls_config_with_verifier(ClientTlsConfig::new(), verifier)?)
+}
+
+/// A client endpoint for a droidfleet server at `address`: `https://…` verified against the CA
+/// with fingerprint `pin` (which it then needs), or `http://…` in plaintext, allowed only to a
+/// loopback host (`localhost` or a loopback IP), where a pin is not used.
+pub fn client_endpoint(address: &str, pin: Option<CaFingerprint>) -> Result<Endpoint, TlsError> {
+    let endpoint = Endpoint::from_shared(address.to_string())
+        .map_err(|_| TlsError::BadAddress(address.to_string()))?;
+    let uri = endpoint.uri();
+    match uri.scheme_str() {
+        Some("https") => {
+            let pin = pin.ok_or_else(|| TlsError::NoPin(address.to_string()))?;
+            pinned_endpoint(endpoint, pin)
+        }
+        Some("http") => {
+            let host = uri.host().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(endpoint)
+            } else {
+                Err(TlsError::PlaintextNotLoopbackHost(address.to_string()))
+            }
+        }
+        _ => Err(TlsError::BadAddress(address.to_string())),
+    }
+}
+
+/// The names the control plane's own server certificate is made for, besides any the user adds:
+/// the loopback ones.
+pub fn loopback_names() -> Vec<String> {
+    ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// The secret part of an enrollment token, which is what the control plane stores a hash of:
+/// the token without its `.<CA fingerprint>` suffix, or the whole token when it has none (a
+/// control plane serving plaintext issues tokens without one).
+pub fn enrollment_token_secret(token: &str) -> &str {
+    match token.rsplit_once('.') {
+        Some((secret, ca)) if !secret.is_empty() && ca.parse::<CaFingerprint>().is_ok() => secret,
+        _ => token,
+    }
 }
 
 /// An enrollment token as handed to a device: `<secret>.<CA fingerprint>`, so the device pins
@@ -650,5 +716,34 @@ mod tests {
         let tls = ServerTls::load_or_create(&folder.path().join("tls"), &localhost()).unwrap();
         let printed = format!("{tls:?}");
         assert!(!printed.contains("PRIVATE KEY"), "{printed}");
+    }
+
+    #[test]
+    fn clients_use_tls_with_a_pin_or_plaintext_to_loopback_only() {
+        let pin = CaFingerprint::of_der(b"ca");
+        assert!(client_endpoint("https://127.0.0.1:7300", Some(pin)).is_ok());
+        let error = client_endpoint("https://127.0.0.1:7300", None).unwrap_err();
+        assert!(error.to_string().contains("no CA to trust"), "{error}");
+        for loopback in ["http://127.0.0.1:1", "http://localhost:1", "http://[::1]:1"] {
+            assert!(client_endpoint(loopback, None).is_ok(), "{loopback}");
+        }
+        let error = client_endpoint("http://10.0.0.1:7300", Some(pin)).unwrap_err();
+        assert!(
+            error.to_string().contains("only to a loopback host"),
+            "{error}"
+        );
+        assert!(matches!(
+            client_endpoint("ftp://127.0.0.1:1", None),
+            Err(TlsError::BadAddress(_))
+        ));
+    }
+
+    #[test]
+    fn the_stored_secret_of_a_token_is_the_part_before_its_ca() {
+        let ca = CaFingerprint::of_der(b"ca");
+        let token = enrollment_token("dfe_abc", ca);
+        assert_eq!(enrollment_token_secret(&token), "dfe_abc");
+        assert_eq!(enrollment_token_secret("dfe_abc"), "dfe_abc");
+        assert_eq!(enrollment_token_secret("dfe_a.b"), "dfe_a.b");
     }
 }

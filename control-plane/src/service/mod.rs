@@ -63,6 +63,20 @@ pub struct Config {
     pub purge_interval: std::time::Duration,
     /// How often the background task expires commands past their time-to-live.
     pub expiry_interval: std::time::Duration,
+    /// Where the server's TLS identity comes from (its own CA in the data directory by default).
+    pub tls: TlsSource,
+}
+
+/// Where the control plane's TLS identity comes from.
+#[derive(Clone, Debug)]
+pub enum TlsSource {
+    /// Its own CA and server certificate in `<data_dir>/tls`, made on first start; the server
+    /// certificate names the loopback names and these.
+    Generated { extra_names: Vec<String> },
+    /// The user's certificate chain (ending with the CA devices pin) and its key.
+    Files { cert: PathBuf, key: PathBuf },
+    /// No TLS, for tests and experiments on one machine: serving refuses a non-loopback listener.
+    Plaintext,
 }
 
 impl Config {
@@ -71,6 +85,9 @@ impl Config {
             data_dir: data_dir.into(),
             purge_interval: std::time::Duration::from_secs(60),
             expiry_interval: std::time::Duration::from_secs(1),
+            tls: TlsSource::Generated {
+                extra_names: Vec::new(),
+            },
         }
     }
 }
@@ -117,6 +134,10 @@ pub struct ControlPlane {
     purge_runs: watch::Sender<u64>,
     /// Set when the server stops, so device sessions end instead of holding shutdown open.
     stopping: watch::Sender<bool>,
+    /// The fingerprint of the CA the server's certificate chains to, as text, appended to every
+    /// enrollment token (`<secret>.<fingerprint>`) so a device pins it before it sends anything;
+    /// `None` when serving plaintext. The gRPC edge strips it from the tokens devices send.
+    enrollment_pin: Option<String>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -150,7 +171,14 @@ impl ControlPlane {
             principals: Mutex::new(PrincipalCache::default()),
             purge_runs: watch::channel(0).0,
             stopping: watch::channel(false).0,
+            enrollment_pin: None,
         })
+    }
+
+    /// Sets the CA fingerprint enrollment tokens carry (see [`crate::server::open`]).
+    pub(crate) fn with_enrollment_pin(mut self, pin: Option<String>) -> ControlPlane {
+        self.enrollment_pin = pin;
+        self
     }
 
     pub fn config(&self) -> &Config {
