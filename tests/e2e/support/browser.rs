@@ -122,15 +122,24 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element matches {css} in time: {e}"))
     }
 
-    /// The text of the element `css` matches (which must exist now).
+    /// The text of the element `css` matches (which must exist now). On a live page the element
+    /// may be redrawn between finding and reading it: it is then found again, until the tests'
+    /// deadline.
     pub(crate) async fn text(&self, css: &str) -> String {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element matches {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        let until = tokio::time::Instant::now() + super::DEADLINE;
+        loop {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no element matches {css}: {e}"));
+            match element.text().await {
+                Ok(text) => return text,
+                Err(e) if e.is_stale_element_reference() && tokio::time::Instant::now() < until => {
+                }
+                Err(e) => panic!("cannot read the text of {css}: {e}"),
+            }
+        }
     }
 
     /// Whether any element matches `css` now.

@@ -90,26 +90,14 @@ pub(super) async fn device(
 ) -> Result<Markup, (StatusCode, Markup)> {
     let snapshot = served.wall.latest.borrow().clone();
     if !served.wall.known.contains(&name) {
-        let body = html! {
-            section.card.refusal {
-                h1 { "Not found" }
-                p { "This agent hosts no device named " code { (name) } "." }
-                p { a href="/" { "Back to the wall" } }
-            }
-        };
-        return Err((
-            StatusCode::NOT_FOUND,
-            layout::page("Not found", bar(&snapshot), body),
+        return Err(crate::wall::unknown_device(
+            "This agent",
+            &name,
+            bar(&snapshot),
         ));
     }
-    let main = html! {
-        p.crumbs { a href="/" { "Fleet wall" } " › " (name) }
-        h1 #device-name { (name) }
-        section #device data-live={ "/devices/" (name) "/live" } {
-            (device_live(&served.wall, &name))
-        }
-    };
-    Ok(layout::page(&name, bar(&snapshot), main))
+    let live = device_live(&served.wall, &name);
+    Ok(crate::wall::device_page(&name, bar(&snapshot), live))
 }
 
 /// The live part of a device's page: its screen in full, read when drawn.

@@ -13,7 +13,10 @@ pub(crate) use chart::{Timed, chart};
 pub(crate) use screen::{screen_card, screen_tile};
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use droidfleet_console::layout;
+use maud::{Markup, html};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +30,30 @@ pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 pub(crate) const HISTORY: usize = 600;
 /// Screens in a wall's grid.
 pub(crate) const TILES: usize = 24;
+
+/// A device's page on a wall: crumbs back to the wall, its name, and `live`, the part redrawn
+/// from `/devices/<name>/live` on every sample. `bar` is the wall's status bar.
+pub(crate) fn device_page(name: &str, bar: Markup, live: Markup) -> Markup {
+    let main = html! {
+        p.crumbs { a href="/" { "Fleet wall" } " › " (name) }
+        h1 #device-name { (name) }
+        section #device data-live={ "/devices/" (name) "/live" } { (live) }
+    };
+    layout::page(name, bar, main)
+}
+
+/// The answer for a device the wall does not show: 404, naming it. `host` says who would host it
+/// ("This agent", "This run").
+pub(crate) fn unknown_device(host: &str, name: &str, bar: Markup) -> (StatusCode, Markup) {
+    let body = html! {
+        section.card.refusal {
+            h1 { "Not found" }
+            p { (host) " hosts no device named " code { (name) } "." }
+            p { a href="/" { "Back to the wall" } }
+        }
+    };
+    (StatusCode::NOT_FOUND, layout::page("Not found", bar, body))
+}
 
 /// What a wall's handlers share.
 pub(crate) struct Served<W> {
