@@ -6,7 +6,7 @@ use clap::Parser;
 use droidfleet_agent::cli::shutdown_signal;
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::limits::Limits;
-use droidfleet_control_plane::service::Config;
+use droidfleet_control_plane::service::{Config, TlsSource};
 use droidfleet_tools::{admin, agent_wall, conformance, demo, flow, loadtest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,23 +66,42 @@ struct ServeArgs {
     /// Address for the device gateway and the admin API.
     #[arg(long, default_value = "127.0.0.1:7300")]
     listen: SocketAddr,
-    /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`); off when not given.
+    /// Where to serve Prometheus metrics (plain HTTP, `GET /metrics`, loopback only); off when
+    /// not given.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
     /// Serve the web console (sign in with an admin token) on this address; off when not given.
     #[arg(long)]
     console: Option<SocketAddr>,
-    /// Serve the console over HTTPS with this certificate chain (PEM); needs --console-tls-key.
+    /// Serve the console over HTTPS with this certificate chain (PEM) rather than the control
+    /// plane's own certificate; needs --console-tls-key.
     #[arg(long, requires = "console_tls_key", requires = "console")]
     console_tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --console-tls-cert.
     #[arg(long, requires = "console_tls_cert")]
     console_tls_key: Option<PathBuf>,
-    /// Holds the database, the keys, and on first start the bootstrap admin token.
+    /// Holds the database, the keys, the TLS folder (`tls/ca.pem` is what admins and devices
+    /// trust) and on first start the bootstrap admin token.
     #[arg(long, default_value = "droidfleet-data", env = "DROIDFLEET_DATA_DIR")]
     data_dir: PathBuf,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Serve TLS with this certificate chain (PEM) instead of the control plane's own CA; the
+    /// chain's last certificate is the CA devices pin. Needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "insecure_plaintext")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A host name or IP address devices and admins reach this control plane by, added to the
+    /// server certificate the control plane makes (loopback names are always in it). Repeatable;
+    /// takes effect when the server certificate is made (delete `tls/server.*` to remake it).
+    #[arg(long = "tls-name", conflicts_with_all = ["tls_cert", "insecure_plaintext"])]
+    tls_names: Vec<String>,
+    /// Serve without TLS (everything in clear text). For tests on one machine: refused unless
+    /// --listen is a loopback address.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 /// The gRPC listener's abuse limits (`droidfleet_control_plane::limits::Limits` says why each).
@@ -176,11 +195,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(droidfleet_console::TlsConfig::from_pem_files(cert, key)?),
         _ => None,
     };
-    let config = Config {
-        limits: args.limits.limits(),
-        ..Config::new(&args.data_dir)
+    let mut config = Config::new(&args.data_dir);
+    config.limits = args.limits.limits();
+    config.tls = match (args.insecure_plaintext, args.tls_cert, args.tls_key) {
+        (true, _, _) => {
+            droidfleet_proto::tls::check_plaintext_address(args.listen)?;
+            TlsSource::Plaintext
+        }
+        (false, Some(cert), Some(key)) => TlsSource::Files { cert, key },
+        (false, _, _) => TlsSource::Generated {
+            extra_names: args.tls_names,
+        },
     };
     let opened = droidfleet_control_plane::server::open(config, Arc::new(SystemClock)).await?;
+    match &opened.tls {
+        Some(tls) => println!("TLS: devices and admins pin CA {}", tls.ca_fingerprint()),
+        None => println!("TLS: off (--insecure-plaintext)"),
+    }
     if let Some(path) = &opened.bootstrap_token_path {
         println!(
             "first start: the bootstrap admin's token is in {}",
@@ -223,6 +254,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
+    // The console serves HTTPS with the user's certificate, else with the control plane's own;
+    // plain HTTP only with --insecure-plaintext, on loopback.
+    let console_tls = match (console_tls, &opened.tls, args.console) {
+        (Some(tls), _, _) => Some(tls),
+        (None, Some(tls), _) => {
+            let (chain, key) = tls.chain_and_key_pem();
+            Some(droidfleet_console::TlsConfig::from_pem(
+                chain.as_bytes(),
+                key.as_bytes(),
+            )?)
+        }
+        (None, None, Some(addr)) => {
+            droidfleet_proto::tls::check_plaintext_address(addr)?;
+            None
+        }
+        (None, None, None) => None,
+    };
     let console = match args.console {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -250,6 +298,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("control plane listening on {}", listener.local_addr()?);
     let served = droidfleet_control_plane::server::serve_with_metrics(
         opened.control_plane,
+        opened.tls,
         listener,
         metrics,
         until_stopped(),

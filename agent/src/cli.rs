@@ -30,10 +30,11 @@ impl Argon2Preset {
 /// Host simulated Android devices that enroll with a control plane and take its commands.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
-    /// The control plane's address.
+    /// The control plane's address: https:// (its CA pinned from the enrollment token), or
+    /// http:// to a control plane serving --insecure-plaintext on loopback.
     #[arg(
         long,
-        default_value = "http://127.0.0.1:7300",
+        default_value = "https://127.0.0.1:7300",
         env = "DROIDFLEET_CONTROL_PLANE"
     )]
     pub control_plane: String,
@@ -74,7 +75,8 @@ pub struct RunArgs {
     /// Each device waits a seeded random delay in [0, R) ms before its first connection.
     #[arg(long, value_name = "R", default_value_t = 0)]
     pub ramp_up_ms: u64,
-    /// Serve Prometheus metrics on http://ADDR/metrics (off unless given).
+    /// Serve Prometheus metrics on http://ADDR/metrics (plain HTTP: loopback only; off unless
+    /// given).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
     /// Where each device's state file lives; a restarted agent picks its devices up from here.
@@ -92,7 +94,8 @@ pub struct RunArgs {
     /// device has enrolled.
     #[arg(long, env = "DROIDFLEET_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,
-    /// Where the device harness (the test's view of each device's screen) listens.
+    /// Where the device harness (the test's view of each device's screen) listens: plaintext, so
+    /// a loopback address only.
     #[arg(long, default_value = "127.0.0.1:7301")]
     pub harness_listen: SocketAddr,
     /// Cost of the devices' passcode hashing.
@@ -131,6 +134,8 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Plaintext(#[from] droidfleet_proto::tls::TlsError),
     #[error("--devices {0}: {1}")]
     Devices(usize, String),
     #[error("cannot reach the harness at {address}: {source}")]
@@ -257,6 +262,11 @@ impl LoadedAgent {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), RunError> {
         let LoadedAgent { fleet, args } = self;
+        // The harness and the metrics speak plaintext: never beyond this machine.
+        droidfleet_proto::tls::check_plaintext_address(args.harness_listen)?;
+        if let Some(addr) = args.metrics_listen {
+            droidfleet_proto::tls::check_plaintext_address(addr)?;
+        }
         let metrics_listener = match args.metrics_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)

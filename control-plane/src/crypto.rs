@@ -49,6 +49,17 @@ impl std::fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
+    /// The key files [`KeyRing::load_or_create`] would have to make in `dir`: on a control plane
+    /// with enrolled devices, making any of them would cut those devices off, so the caller
+    /// refuses to start instead.
+    pub fn missing_key_files(dir: &Path) -> Vec<PathBuf> {
+        [SEAL_KEY_FILE, SIGNING_KEY_FILE]
+            .iter()
+            .map(|name| dir.join(name))
+            .filter(|path| !path.exists())
+            .collect()
+    }
+
     /// Loads the keys from `dir`, creating them (and `dir`, mode 0700) on first start.
     pub fn load_or_create(dir: &Path) -> Result<KeyRing, CryptoError> {
         let rng = SystemRandom::new();

@@ -8,8 +8,9 @@ use crate::clock::Clock;
 use crate::crypto::{CryptoError, KeyRing};
 use crate::grpc::{AdminApi, Gateway, OversizeIsExhausted};
 use crate::metrics::ControlPlaneMetrics;
-use crate::service::{Config, ControlPlane, ServiceError};
-use crate::store::{SqliteStore, StoreError};
+use crate::service::{Config, ControlPlane, ServiceError, TlsSource};
+use crate::store::{SqliteStore, Store, StoreError};
+use droidfleet_proto::tls::{ServerTls, TlsError};
 use droidfleet_proto::v1::admin_service_server::AdminServiceServer;
 use droidfleet_proto::v1::device_gateway_server::DeviceGatewayServer;
 use std::future::Future;
@@ -23,6 +24,9 @@ use tokio_stream::wrappers::ReceiverStream;
 pub const DATABASE_FILE: &str = "droidfleet.db";
 /// The key files' directory inside the data directory.
 pub const KEYS_DIR: &str = "keys";
+/// The TLS folder inside the data directory: the control plane's CA (`ca.pem`, what admins give
+/// as `--ca-file`) and server certificate.
+pub const TLS_DIR: &str = "tls";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -31,12 +35,27 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "refusing to start: key file(s) {} missing while {enrolled} device(s) are enrolled. New \
+         keys would make every enrolled device refuse its commands (they trust the old signing \
+         key) and leave every sealed escrow token and passcode unreadable. Restore the key files \
+         from a backup, or start over with an empty data directory.",
+        missing.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    MissingKeys {
+        missing: Vec<PathBuf>,
+        enrolled: usize,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Service(#[from] ServiceError),
+    #[error("cannot read the listener's address: {source}")]
+    Listener { source: std::io::Error },
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("gRPC reflection: {0}")]
@@ -57,9 +76,13 @@ pub struct OpenedControlPlane {
     pub control_plane: Arc<ControlPlane>,
     /// Set on first start: where the bootstrap admin's token was written.
     pub bootstrap_token_path: Option<PathBuf>,
+    /// The TLS identity to serve with; `None` only with [`TlsSource::Plaintext`].
+    pub tls: Option<Arc<ServerTls>>,
 }
 
-/// Opens (or creates) the control plane's database and keys in `config.data_dir`.
+/// Opens (or creates) the control plane's database, keys and TLS identity in `config.data_dir`.
+/// Keys are made only while no device is enrolled: a missing key file with enrolled devices is
+/// [`ServeError::MissingKeys`].
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControlPlane, ServeError> {
     // Only the control plane's own user may look into its state (0700).
     std::fs::create_dir_all(&config.data_dir)
@@ -69,40 +92,82 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControl
             source,
         })?;
     let store = SqliteStore::open(&config.data_dir.join(DATABASE_FILE)).await?;
-    let keys = KeyRing::load_or_create(&config.data_dir.join(KEYS_DIR))?;
-    let control_plane = Arc::new(ControlPlane::start(Arc::new(store), keys, clock, config).await?);
+    let keys_dir = config.data_dir.join(KEYS_DIR);
+    let missing = KeyRing::missing_key_files(&keys_dir);
+    if !missing.is_empty() {
+        // Listing every device is costly on a large fleet, but happens only on this rare path.
+        let enrolled = store.list_devices(None).await?.len();
+        if enrolled > 0 {
+            return Err(ServeError::MissingKeys { missing, enrolled });
+        }
+    }
+    let keys = KeyRing::load_or_create(&keys_dir)?;
+    let tls = match &config.tls {
+        TlsSource::Generated { extra_names } => {
+            let mut names = droidfleet_proto::tls::loopback_names();
+            names.extend(extra_names.iter().cloned());
+            Some(ServerTls::load_or_create(
+                &config.data_dir.join(TLS_DIR),
+                &names,
+            )?)
+        }
+        TlsSource::Files { cert, key } => Some(ServerTls::from_files(cert, key)?),
+        TlsSource::Plaintext => None,
+    };
+    let control_plane = ControlPlane::start(Arc::new(store), keys, clock, config)
+        .await?
+        .with_enrollment_pin(tls.as_ref().map(|tls| tls.ca_fingerprint().to_string()));
+    let control_plane = Arc::new(control_plane);
     let bootstrap_token_path = control_plane.bootstrap_admin().await?;
     Ok(OpenedControlPlane {
         control_plane,
         bootstrap_token_path,
+        tls: tls.map(Arc::new),
     })
 }
 
 /// Where and what [`serve_with_metrics`] serves as Prometheus metrics.
 pub struct MetricsEndpoint {
-    /// Plain HTTP; `GET /metrics` answers.
+    /// Plain HTTP, so a loopback address only; `GET /metrics` answers.
     pub listener: TcpListener,
     /// Fed while the server runs; the caller may keep a clone to read it.
     pub metrics: Arc<ControlPlaneMetrics>,
 }
 
-/// Serves the device gateway and the admin API on `listener` until `shutdown` resolves.
+/// Serves the device gateway and the admin API on `listener` until `shutdown` resolves: over TLS
+/// with `tls`, else in plaintext, which only a loopback listener may serve.
 pub async fn serve(
     control_plane: Arc<ControlPlane>,
+    tls: Option<Arc<ServerTls>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    serve_with_metrics(control_plane, listener, None, shutdown).await
+    serve_with_metrics(control_plane, tls, listener, None, shutdown).await
 }
 
 /// As [`serve`], and with `metrics` given, also counts what happens and serves the counts on
 /// `metrics.listener` until `shutdown` resolves.
 pub async fn serve_with_metrics(
     control_plane: Arc<ControlPlane>,
+    tls: Option<Arc<ServerTls>>,
     listener: TcpListener,
     metrics: Option<MetricsEndpoint>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    if tls.is_none() {
+        let address = listener
+            .local_addr()
+            .map_err(|source| ServeError::Listener { source })?;
+        droidfleet_proto::tls::check_plaintext_address(address)?;
+    }
+    if let Some(endpoint) = &metrics {
+        // The metrics endpoint speaks plain HTTP: it is served on loopback only.
+        let address = endpoint
+            .listener
+            .local_addr()
+            .map_err(|source| ServeError::Listener { source })?;
+        droidfleet_proto::tls::check_plaintext_address(address)?;
+    }
     // One shutdown future, several things to stop: the metrics tasks watch this flag.
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -179,7 +244,11 @@ pub async fn serve_with_metrics(
         ),
         None => (Some(admin), None),
     };
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let result = builder
         // Thousands of device sessions share few connections; h2's default connection window
         // makes it answer ENHANCE_YOUR_CALM long before that.
         .initial_connection_window_size(Some(64 * 1024 * 1024))
@@ -256,4 +325,70 @@ fn is_peer_error(error: &std::io::Error) -> bool {
         error.kind(),
         ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::model::Ownership;
+    use crate::store::{NewDevice, NewEnrollmentToken};
+
+    async fn enroll_one_device(data_dir: &std::path::Path) {
+        let store = SqliteStore::open(&data_dir.join(DATABASE_FILE))
+            .await
+            .unwrap();
+        let hash = crate::crypto::sha256(b"token");
+        store
+            .create_enrollment_token(NewEnrollmentToken {
+                hash,
+                max_uses: 1,
+                expires_at: 2_000_000_000_000,
+                created_by: "admin".into(),
+                group: crate::rbac::DEFAULT_GROUP.into(),
+            })
+            .await
+            .unwrap();
+        store
+            .enroll_device(
+                hash,
+                NewDevice {
+                    id: "dev_1".into(),
+                    display_name: "Phone".into(),
+                    ownership: Ownership::Byod,
+                    credential_hash: [1; 32],
+                    enrolled_at: 1_700_000_000_000,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_with_enrolled_devices_refuses_to_start_and_makes_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path());
+        drop(open(config.clone(), Arc::new(SystemClock)).await.unwrap());
+        enroll_one_device(dir.path()).await;
+        let seal_key = dir.path().join(KEYS_DIR).join("seal.key");
+        std::fs::remove_file(&seal_key).unwrap();
+        let error = match open(config, Arc::new(SystemClock)).await {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("started without its sealing key"),
+        };
+        assert!(error.contains("seal.key"), "{error}");
+        assert!(error.contains("1 device(s) are enrolled"), "{error}");
+        assert!(!seal_key.exists(), "a new sealing key was made");
+    }
+
+    #[tokio::test]
+    async fn without_enrolled_devices_missing_keys_are_made_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(dir.path());
+        drop(open(config.clone(), Arc::new(SystemClock)).await.unwrap());
+        let signing_key = dir.path().join(KEYS_DIR).join("command-signing.pk8");
+        std::fs::remove_file(&signing_key).unwrap();
+        drop(open(config, Arc::new(SystemClock)).await.unwrap());
+        assert!(signing_key.exists());
+    }
 }

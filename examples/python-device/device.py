@@ -441,9 +441,19 @@ class Device:
     async def run(self):
         import grpc
 
-        target = self.args.gateway.removeprefix("http://")
+        if self.args.gateway.startswith("https://"):
+            # TLS: the control plane's certificate must chain to its CA (its tls/ca.pem), the
+            # only root this channel trusts.
+            if not self.args.ca_file:
+                sys.exit("an https:// gateway needs --ca-file (the control plane's tls/ca.pem)")
+            with open(self.args.ca_file, "rb") as file:
+                credentials = grpc.ssl_channel_credentials(root_certificates=file.read())
+            channel = grpc.aio.secure_channel(self.args.gateway.removeprefix("https://"), credentials)
+        else:
+            # Plaintext: only the conformance kit on loopback serves it.
+            channel = grpc.aio.insecure_channel(self.args.gateway.removeprefix("http://"))
         backoff = 0.1
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with channel:
             while True:
                 established = False
                 try:
@@ -463,6 +473,7 @@ def main():
     parser = argparse.ArgumentParser(description="A droidfleet.v1 COSU device in Python")
     parser.add_argument("--gateway", help="the control plane's gateway, such as 127.0.0.1:7400")
     parser.add_argument("--enrollment-token", help="the token to enroll with")
+    parser.add_argument("--ca-file", help="with an https:// gateway: the control plane's CA certificate (PEM)")
     parser.add_argument("--state-dir", default="python-device-state", help="where the device keeps its state")
     parser.add_argument("--name", default="python-kiosk", help="the display name to enroll with")
     parser.add_argument("--generate-only", action="store_true", help="generate the stubs and exit")

@@ -17,7 +17,7 @@ use crate::support::{Admin, RawDevice, open_session};
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::metrics::ControlPlaneMetrics;
 use droidfleet_control_plane::server::{DATABASE_FILE, MetricsEndpoint};
-use droidfleet_control_plane::service::Config;
+use droidfleet_control_plane::service::{Config, TlsSource};
 use droidfleet_proto::codec::SmallBufferCodec;
 use droidfleet_proto::v1 as pb;
 use std::net::SocketAddr;
@@ -49,6 +49,9 @@ impl Served {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(data_dir.path());
         config.limits.hello_timeout = HELLO_TIMEOUT;
+        // The attacks are on the gRPC listener's limits, the same with or without TLS (which
+        // tests/e2e/transport.rs covers); these clients speak plain text on loopback.
+        config.tls = TlsSource::Plaintext;
         let opened = droidfleet_control_plane::server::open(config, Arc::new(SystemClock))
             .await
             .unwrap();
@@ -61,6 +64,7 @@ impl Served {
         let mut stopped = stopped.clone();
         let server = tokio::spawn(droidfleet_control_plane::server::serve_with_metrics(
             opened.control_plane,
+            None,
             listener,
             Some(MetricsEndpoint {
                 listener: metrics_listener,

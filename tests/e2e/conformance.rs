@@ -28,6 +28,7 @@ async fn our_control_plane_passes_the_full_control_plane_suite() {
     let options = ControlPlaneSuiteOptions {
         gateway: control_plane.address.clone(),
         admin: control_plane.address.clone(),
+        ca: None,
         token: Token::new(control_plane.admin_token()),
         capabilities: Capabilities {
             implementation: Some("droidfleet control plane".into()),

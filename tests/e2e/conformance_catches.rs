@@ -27,6 +27,7 @@ async fn control_plane_with(bug: Bug, cases: &[&str], caught: &str) {
     let options = ControlPlaneSuiteOptions {
         gateway,
         admin: control_plane.address.clone(),
+        ca: None,
         token: Token::new(control_plane.admin_token()),
         capabilities: Capabilities {
             remote_lock: true,

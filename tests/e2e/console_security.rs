@@ -79,7 +79,8 @@ async fn sign_in(server: &Server, token: &str) -> (String, Answer) {
 
 #[tokio::test]
 async fn no_secret_reaches_an_address_a_log_or_a_page_that_does_not_show_it() {
-    let served = serve(&[]);
+    // Plaintext on loopback, so this test reads what the console sends as it is.
+    let served = serve(&["--insecure-plaintext"]);
     let grpc = format!("http://{}", served.process.address);
     let mut admin = Admin::connect(&grpc, Some(served.token.clone())).await;
     let enrollment = admin.enrollment_token(1, "").await;

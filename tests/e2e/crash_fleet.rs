@@ -12,6 +12,7 @@
 
 use crate::support::{Admin, DEADLINE, Deployment, pin_policy};
 use droidfleet_agent::seeded::SplitMix64;
+use droidfleet_proto::tls::CaFingerprint;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
 use std::collections::{BTreeMap, HashMap};
@@ -74,11 +75,12 @@ where
 /// created.
 async fn request_resets(
     address: String,
+    ca: CaFingerprint,
     token: String,
     ids: Vec<String>,
     requested: Arc<AtomicUsize>,
 ) -> Vec<String> {
-    let mut admin = Admin::connect(&address, Some(token)).await;
+    let mut admin = Admin::connect_pinned(&address, Some(ca), Some(token)).await;
     let mut created = Vec::new();
     for id in ids {
         loop {
@@ -174,6 +176,7 @@ async fn two_thousand_resets_at_full_speed_survive_three_control_plane_kills_exa
     for share in ids.chunks(DEVICES.div_ceil(REQUESTERS)) {
         requesters.spawn(request_resets(
             deployment.address(),
+            deployment.ca(),
             admin.token.clone().unwrap(),
             share.to_vec(),
             requested.clone(),

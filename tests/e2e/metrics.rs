@@ -53,7 +53,9 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
             .unwrap();
     let admin_token = std::fs::read_to_string(opened.bootstrap_token_path.unwrap()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
+    // Over TLS, as `droidfleet serve` serves by default: the admin and the devices pin its CA.
+    let ca = opened.tls.as_ref().unwrap().ca_fingerprint();
+    let address = format!("https://{}", listener.local_addr().unwrap());
     let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cp_metrics_addr = metrics_listener.local_addr().unwrap();
     let cp_metrics = Arc::new(ControlPlaneMetrics::default());
@@ -62,6 +64,7 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
     let mut server_stopped = stopped.clone();
     let server = tokio::spawn(droidfleet_control_plane::server::serve_with_metrics(
         opened.control_plane,
+        opened.tls,
         listener,
         Some(MetricsEndpoint {
             listener: metrics_listener,
@@ -71,7 +74,8 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
             let _ = server_stopped.wait_for(|s| *s).await;
         },
     ));
-    let mut admin = Admin::connect(&address, Some(admin_token.trim().to_string())).await;
+    let mut admin =
+        Admin::connect_pinned(&address, Some(ca), Some(admin_token.trim().to_string())).await;
     let enrollment_token = admin.enrollment_token(1, "").await;
 
     // The agent, with its metrics endpoint.

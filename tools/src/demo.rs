@@ -111,7 +111,8 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let address = control_plane.address.clone();
     println!("Control plane started on {address} (database in a temporary folder).");
 
-    let admin = Client::connect(&address, &control_plane.admin_token).await?;
+    let admin =
+        Client::connect(&address, Some(control_plane.ca), &control_plane.admin_token).await?;
     let enrollment = admin
         .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
             max_uses: 5,
@@ -141,7 +142,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(fleet.clone().run(stopped));
 
-    let outcome = play(&fleet, &admin, &address).await;
+    let outcome = play(&fleet, &admin).await;
     let _ = stop.send(true);
     let _ = agent.await;
     control_plane.stop().await;
@@ -150,7 +151,7 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
     Ok(())
 }
 
-async fn play(fleet: &Arc<Fleet>, admin: &Client, address: &str) -> Result<(), DemoError> {
+async fn play(fleet: &Arc<Fleet>, admin: &Client) -> Result<(), DemoError> {
     println!("\n1. Enrolling one device of each type and setting up their users");
     let mut ids = Vec::new();
     for device in &DEVICES {
@@ -230,7 +231,7 @@ async fn play(fleet: &Arc<Fleet>, admin: &Client, address: &str) -> Result<(), D
         })
         .await?
         .bearer_token;
-    let reader = Client::connect(address, &Token::new(&reader_token)).await?;
+    let reader = admin.with_token(&Token::new(&reader_token))?;
     let refused = match reader
         .reset_passcode(pb::ResetPasscodeRequest {
             device_id: cosu.clone(),

@@ -6,6 +6,7 @@ use crate::admin::{AdminError, Token};
 use droidfleet_control_plane::clock::Clock;
 use droidfleet_control_plane::server::ServeError;
 use droidfleet_control_plane::service::Config;
+use droidfleet_proto::tls::CaFingerprint;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ pub enum EmbeddedError {
     Open(#[source] ServeError),
     #[error("the control plane's fresh data directory has no bootstrap admin token")]
     NoBootstrapToken,
+    #[error("the embedded control plane has no TLS identity")]
+    NoTls,
     #[error("cannot listen on {LOOPBACK_ANY_PORT}")]
     Listen(#[source] std::io::Error),
     #[error(transparent)]
@@ -29,8 +32,10 @@ pub enum EmbeddedError {
 
 /// A running embedded control plane.
 pub(crate) struct EmbeddedControlPlane {
-    /// Its admin API and device gateway, `http://127.0.0.1:<port>`.
+    /// Its admin API and device gateway, `https://127.0.0.1:<port>`.
     pub(crate) address: String,
+    /// The CA its certificate chains to, which its clients pin.
+    pub(crate) ca: CaFingerprint,
     /// The bootstrap admin's token, read from the file the fresh control plane wrote.
     pub(crate) admin_token: Token,
     stop: watch::Sender<bool>,
@@ -54,8 +59,10 @@ impl EmbeddedControlPlane {
         let listener = tokio::net::TcpListener::bind(LOOPBACK_ANY_PORT)
             .await
             .map_err(EmbeddedError::Listen)?;
+        let tls = opened.tls.clone().ok_or(EmbeddedError::NoTls)?;
+        let ca = tls.ca_fingerprint();
         let address = format!(
-            "http://{}",
+            "https://{}",
             listener.local_addr().map_err(EmbeddedError::Listen)?
         );
         let (stop, mut stopped) = watch::channel(false);
@@ -63,15 +70,20 @@ impl EmbeddedControlPlane {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(error) =
-                droidfleet_control_plane::server::serve(opened.control_plane, listener, shutdown)
-                    .await
+            if let Err(error) = droidfleet_control_plane::server::serve(
+                opened.control_plane,
+                Some(tls),
+                listener,
+                shutdown,
+            )
+            .await
             {
                 tracing::error!(%error, "the embedded control plane stopped");
             }
         });
         Ok(EmbeddedControlPlane {
             address,
+            ca,
             admin_token: Token::from_file(&token_path)?,
             stop,
             server,

@@ -30,6 +30,7 @@ use crate::device::{
 use crate::faults::FaultDice;
 use crate::metrics::{AgentMetrics, EntryResult};
 use crate::seeded::SplitMix64;
+use droidfleet_proto::tls::CaFingerprint;
 use droidfleet_proto::v1 as pb;
 use ring::rand::SystemRandom;
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// At most this many devices enroll or open their session at once (see [`Fleet::connecting`]).
 const MAX_CONNECTING: usize = 256;
@@ -109,6 +110,8 @@ pub struct Fleet {
     slots: BTreeMap<String, Arc<Slot>>,
     /// The HTTP/2 connections the devices share (see [`FleetConfig::connections`]).
     pool: Vec<Channel>,
+    /// The control plane CA the connections pin; a handed re-enrollment token must name it.
+    pin: Option<CaFingerprint>,
     /// Bounds the devices enrolling or opening a session at once. A fleet starting all at once
     /// would otherwise queue every enrollment in the connection's buffer together, and the
     /// control plane would see a burst no real fleet makes; on both sides the burst's short-lived
@@ -138,11 +141,47 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
+/// The CA the fleet pins: the one its enrollment token names, or the one its devices pinned when
+/// they enrolled (kept in the state directory); both must agree. `None` when the token carries
+/// none and nothing was pinned (a control plane serving plaintext on loopback).
+fn pinned_ca(config: &FleetConfig) -> Result<Option<CaFingerprint>, FleetError> {
+    let from_token = match &config.enrollment_token {
+        Some(token) if token.contains('.') => Some(
+            droidfleet_proto::tls::split_enrollment_token(token)
+                .map_err(FleetError::Token)?
+                .1,
+        ),
+        _ => None,
+    };
+    let Some(dir) = &config.state_dir else {
+        return Ok(from_token);
+    };
+    match (from_token, state_file::pinned_ca(dir)?) {
+        (Some(token), Some((pinned, path))) if token != pinned => Err(FleetError::OtherCa {
+            token: token.to_string(),
+            pinned: pinned.to_string(),
+            path,
+        }),
+        (Some(token), None) => {
+            state_file::save_pinned_ca(dir, token)?;
+            Ok(Some(token))
+        }
+        (_, pinned) => Ok(from_token.or(pinned.map(|(ca, _)| ca))),
+    }
+}
+
 impl Fleet {
     /// Loads each device's state (or creates the device) and prepares the connection. Nothing is
     /// sent until [`Fleet::run`].
     pub async fn load(config: FleetConfig) -> Result<Arc<Fleet>, FleetError> {
-        let endpoint = Endpoint::from_shared(config.control_plane.clone())
+        if let Some(dir) = &config.state_dir {
+            state_file::create_dir(dir)?;
+        }
+        let pin = pinned_ca(&config)?;
+        if pin.is_none() && config.control_plane.starts_with("https://") {
+            return Err(FleetError::NoPinnedCa(config.control_plane.clone()));
+        }
+        let endpoint = droidfleet_proto::tls::client_endpoint(&config.control_plane, pin)
             .map_err(|e| FleetError::Address(config.control_plane.clone(), e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
@@ -152,9 +191,6 @@ impl Fleet {
         // the fleet, since an unused connection would only cost a socket.
         let pool_size = config.connections.clamp(1, config.devices.len().max(1));
         let pool: Vec<Channel> = (0..pool_size).map(|_| endpoint.connect_lazy()).collect();
-        if let Some(dir) = &config.state_dir {
-            state_file::create_dir(dir)?;
-        }
         let rng = Arc::new(SystemRandom::new());
         let mut slots = BTreeMap::new();
         let mut names: Vec<&DeviceSpec> = config.devices.iter().collect();
@@ -213,6 +249,7 @@ impl Fleet {
         let fleet = Arc::new(Fleet {
             slots,
             pool,
+            pin,
             connecting: tokio::sync::Semaphore::new(MAX_CONNECTING),
             config,
             rng,
@@ -384,6 +421,17 @@ impl Fleet {
         token: EnrollmentToken,
     ) -> Result<(), FleetError> {
         let slot = self.slot(name)?;
+        if let Some(pin) = self.pin {
+            let (_, ca) = droidfleet_proto::tls::split_enrollment_token(token.expose())
+                .map_err(FleetError::Token)?;
+            if ca != pin {
+                return Err(FleetError::OtherCa {
+                    token: ca.to_string(),
+                    pinned: pin.to_string(),
+                    path: self.config.state_dir.clone().unwrap_or_default(),
+                });
+            }
+        }
         lock(&self.handed_tokens).insert(name.to_string(), token);
         slot.online_changed.notify_waiters();
         Ok(())
@@ -546,4 +594,72 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{Build, KdfParams, Ownership};
+    use droidfleet_proto::tls::enrollment_token;
+
+    fn config(state_dir: &std::path::Path, token: Option<String>) -> FleetConfig {
+        FleetConfig {
+            control_plane: "https://127.0.0.1:1".into(),
+            state_dir: Some(state_dir.to_path_buf()),
+            enrollment_token: token,
+            kdf: KdfParams::LIGHT,
+            devices: vec![DeviceSpec {
+                name: "kiosk".into(),
+                ownership: Ownership::Cosu,
+                build: Build::default(),
+            }],
+            clock: Arc::new(crate::clock::SystemClock),
+            connections: 1,
+            faults: Default::default(),
+        }
+    }
+
+    fn error_text(result: Result<Arc<Fleet>, FleetError>) -> String {
+        match result {
+            Ok(_) => panic!("the fleet loaded"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pin_comes_from_the_token_then_from_the_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CaFingerprint::of_der(b"the control plane's CA");
+        let fleet = Fleet::load(config(dir.path(), Some(enrollment_token("dfe_a", ca))))
+            .await
+            .unwrap();
+        assert_eq!(fleet.pin, Some(ca));
+        // Restarted without a token: the pin kept beside the state files.
+        let fleet = Fleet::load(config(dir.path(), None)).await.unwrap();
+        assert_eq!(fleet.pin, Some(ca));
+        // A token naming another CA is for another control plane.
+        let other = CaFingerprint::of_der(b"another CA");
+        let error = error_text(
+            Fleet::load(config(dir.path(), Some(enrollment_token("dfe_b", other)))).await,
+        );
+        assert!(error.contains("for another control plane"), "{error}");
+        let error = error_text(
+            fleet
+                .hand_re_enrollment_token(
+                    "kiosk",
+                    EnrollmentToken::new(enrollment_token("dfe_c", other)),
+                )
+                .map(|()| fleet.clone()),
+        );
+        assert!(error.contains("for another control plane"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn tls_without_a_known_ca_and_tokens_without_one_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = error_text(Fleet::load(config(dir.path(), None)).await);
+        assert!(error.contains("no CA to pin is known"), "{error}");
+        let error = error_text(Fleet::load(config(dir.path(), Some("dfe_a.b".into()))).await);
+        assert!(error.contains("carries no CA fingerprint"), "{error}");
+    }
 }

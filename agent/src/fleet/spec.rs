@@ -33,6 +33,23 @@ pub enum FleetError {
     },
     #[error("invalid control plane address {0:?}: {1}")]
     Address(String, String),
+    #[error(
+        "{0} uses TLS, and no CA to pin is known: give an enrollment token from that control \
+         plane (it carries the CA's fingerprint), or use the state directory the devices \
+         enrolled with"
+    )]
+    NoPinnedCa(String),
+    #[error(
+        "the enrollment token is for another control plane: it pins CA {token}, while these \
+         devices enrolled with CA {pinned} (from {path})"
+    )]
+    OtherCa {
+        token: String,
+        pinned: String,
+        path: PathBuf,
+    },
+    #[error("the enrollment token: {0}")]
+    Token(#[source] droidfleet_proto::tls::TlsError),
     #[error("device {0:?} is not enrolled and no enrollment token was given (--enrollment-token)")]
     NoEnrollmentToken(String),
     #[error("invalid device name {0:?}: use 1 to 64 letters, digits, '-' or '_'")]

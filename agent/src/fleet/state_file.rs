@@ -4,6 +4,7 @@
 
 use super::spec::{DeviceSpec, FleetError};
 use crate::device::{Device, KdfParams, PersistedDevice};
+use droidfleet_proto::tls::CaFingerprint;
 use ring::rand::SystemRandom;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,41 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn private_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
+}
+
+/// The file in the state directory holding the fingerprint of the control plane's CA the devices
+/// pinned when they enrolled, so a restarted agent without a token pins it again.
+const PINNED_CA_FILE: &str = "control-plane-ca.fingerprint";
+
+/// The CA fingerprint the devices in `dir` pinned, if they did.
+pub(super) fn pinned_ca(dir: &Path) -> Result<Option<(CaFingerprint, PathBuf)>, FleetError> {
+    let path = dir.join(PINNED_CA_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse() {
+            Ok(ca) => Ok(Some((ca, path))),
+            Err(error) => Err(FleetError::CorruptState {
+                name: String::new(),
+                path,
+                problem: format!("{error}"),
+            }),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FleetError::StateFile {
+            name: String::new(),
+            path,
+            source,
+        }),
+    }
+}
+
+/// Records the CA fingerprint the devices in `dir` pin from now on.
+pub(super) fn save_pinned_ca(dir: &Path, ca: CaFingerprint) -> Result<(), FleetError> {
+    let path = dir.join(PINNED_CA_FILE);
+    std::fs::write(&path, format!("{ca}\n")).map_err(|source| FleetError::StateFile {
+        name: String::new(),
+        path,
+        source,
+    })
 }
 
 /// The device `spec` as its state file in `dir` left it, or a factory-fresh one when it has no

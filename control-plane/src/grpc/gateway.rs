@@ -40,7 +40,10 @@ impl DeviceGateway for Gateway {
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         let request = request.into_inner();
         let ownership = ownership_from_pb(request.ownership, "ownership")?;
-        let token = BearerToken::new(request.enrollment_token);
+        // Only the secret is stored: the CA fingerprint after it was for the device to pin.
+        let token = BearerToken::new(
+            droidfleet_proto::tls::enrollment_token_secret(&request.enrollment_token).to_string(),
+        );
         let (device, credential) = self
             .control_plane
             .enroll(&token, ownership, &request.display_name)

@@ -128,18 +128,18 @@ impl ControlPlane {
         caller
             .grants
             .authorize_group(&group, &[Permission::EnrollmentCreate])?;
-        let token = BearerToken::new(self.keys.new_credential("dfe_")?);
+        let secret = BearerToken::new(self.keys.new_credential("dfe_")?);
         let expires_at = self.now() + ttl;
         self.store
             .create_enrollment_token(NewEnrollmentToken {
-                hash: sha256(token.expose().as_bytes()),
+                hash: sha256(secret.expose().as_bytes()),
                 max_uses,
                 expires_at,
                 created_by: caller.name.clone(),
                 group: group.clone(),
             })
             .await?;
-        Ok((token, expires_at, max_uses, group))
+        Ok((self.handed_token(&secret), expires_at, max_uses, group))
     }
 
     /// Starts the explicit re-enrollment of a known device: revokes its credential now (ending
@@ -152,7 +152,7 @@ impl ControlPlane {
     ) -> Result<(BearerToken, Millis), ServiceError> {
         let ttl = check_enrollment_ttl(ttl)?;
         let device = self.device_for(caller, device_id, &RE_ENROLL).await?;
-        let token = BearerToken::new(self.keys.new_credential("dfe_")?);
+        let secret = BearerToken::new(self.keys.new_credential("dfe_")?);
         // A credential nobody is ever given: the device's old one stops matching at once.
         let revoked = BearerToken::new(self.keys.new_credential("dfd_")?);
         let expires_at = self.now() + ttl;
@@ -161,7 +161,7 @@ impl ControlPlane {
                 &device.id,
                 sha256(revoked.expose().as_bytes()),
                 NewEnrollmentToken {
-                    hash: sha256(token.expose().as_bytes()),
+                    hash: sha256(secret.expose().as_bytes()),
                     max_uses: 1,
                     expires_at,
                     created_by: caller.name.clone(),
@@ -171,11 +171,21 @@ impl ControlPlane {
             .await?;
         // The commit ended the device's open session.
         tracing::info!(device_id = %device.id, by = %caller.name, "device credential revoked for re-enrollment");
-        Ok((token, expires_at))
+        Ok((self.handed_token(&secret), expires_at))
+    }
+
+    /// The enrollment token as handed out: its secret, then the CA fingerprint the device pins
+    /// (when serving TLS). Only the secret's hash is stored.
+    fn handed_token(&self, secret: &BearerToken) -> BearerToken {
+        match &self.enrollment_pin {
+            Some(pin) => BearerToken::new(format!("{}.{pin}", secret.expose())),
+            None => secret.clone(),
+        }
     }
 
     /// Enrolls a device: returns it and its session credential. A re-enrollment token gives a
-    /// known device its id back.
+    /// known device its id back. `enrollment_token` is the token's secret, without the CA
+    /// fingerprint the device pinned.
     pub(crate) async fn enroll(
         &self,
         enrollment_token: &BearerToken,

@@ -66,6 +66,20 @@ pub struct Config {
     pub expiry_interval: std::time::Duration,
     /// The listener's abuse limits (the gateway reads its Hello timeout here).
     pub limits: crate::limits::Limits,
+    /// Where the server's TLS identity comes from (its own CA in the data directory by default).
+    pub tls: TlsSource,
+}
+
+/// Where the control plane's TLS identity comes from.
+#[derive(Clone, Debug)]
+pub enum TlsSource {
+    /// Its own CA and server certificate in `<data_dir>/tls`, made on first start; the server
+    /// certificate names the loopback names and these.
+    Generated { extra_names: Vec<String> },
+    /// The user's certificate chain (ending with the CA devices pin) and its key.
+    Files { cert: PathBuf, key: PathBuf },
+    /// No TLS, for tests and experiments on one machine: serving refuses a non-loopback listener.
+    Plaintext,
 }
 
 impl Config {
@@ -75,6 +89,9 @@ impl Config {
             purge_interval: std::time::Duration::from_secs(60),
             expiry_interval: std::time::Duration::from_secs(1),
             limits: crate::limits::Limits::default(),
+            tls: TlsSource::Generated {
+                extra_names: Vec::new(),
+            },
         }
     }
 }
@@ -121,6 +138,10 @@ pub struct ControlPlane {
     purge_runs: watch::Sender<u64>,
     /// Set when the server stops, so device sessions end instead of holding shutdown open.
     stopping: watch::Sender<bool>,
+    /// The fingerprint of the CA the server's certificate chains to, as text, appended to every
+    /// enrollment token (`<secret>.<fingerprint>`) so a device pins it before it sends anything;
+    /// `None` when serving plaintext. The gRPC edge strips it from the tokens devices send.
+    enrollment_pin: Option<String>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -154,7 +175,14 @@ impl ControlPlane {
             principals: Mutex::new(PrincipalCache::default()),
             purge_runs: watch::channel(0).0,
             stopping: watch::channel(false).0,
+            enrollment_pin: None,
         })
+    }
+
+    /// Sets the CA fingerprint enrollment tokens carry (see [`crate::server::open`]).
+    pub(crate) fn with_enrollment_pin(mut self, pin: Option<String>) -> ControlPlane {
+        self.enrollment_pin = pin;
+        self
     }
 
     pub fn config(&self) -> &Config {

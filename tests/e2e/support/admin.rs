@@ -3,6 +3,7 @@
 //! policies they assign.
 
 use super::DEADLINE;
+use droidfleet_proto::tls::CaFingerprint;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::admin_service_client::AdminServiceClient;
 use tonic::transport::Channel;
@@ -17,8 +18,18 @@ pub(crate) struct Admin {
 }
 
 impl Admin {
+    /// A client of a control plane serving plaintext on loopback (`http://`).
     pub(crate) async fn connect(address: &str, token: Option<String>) -> Admin {
-        let channel = tonic::transport::Endpoint::from_shared(address.to_string())
+        Admin::connect_pinned(address, None, token).await
+    }
+
+    /// A client of `address`, pinning the CA `ca` when it is `https://`.
+    pub(crate) async fn connect_pinned(
+        address: &str,
+        ca: Option<CaFingerprint>,
+        token: Option<String>,
+    ) -> Admin {
+        let channel = droidfleet_proto::tls::client_endpoint(address, ca)
             .unwrap()
             .connect()
             .await

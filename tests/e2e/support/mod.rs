@@ -15,6 +15,8 @@
 //!   each with one bug) that the conformance kit must catch.
 //! - `console`: [`Console`], the web console served in this process over a test's control plane.
 //! - `http`: a bare HTTP client (plain or TLS), for status codes, cookies and headers.
+//! - `relay`: [`Relay`], a TCP proxy that records every byte it forwards, as an observer on the
+//!   network path would.
 
 mod admin;
 pub(crate) mod broken;
@@ -24,6 +26,7 @@ mod console;
 pub(crate) mod http;
 mod process;
 mod raw_device;
+mod relay;
 mod world;
 
 pub(crate) use admin::{Admin, password_policy, pin_policy};
@@ -31,6 +34,7 @@ pub(crate) use browser::Browser;
 pub(crate) use console::Console;
 pub(crate) use process::{Deployment, Process};
 pub(crate) use raw_device::{RawDevice, hello, hello_on, open_session};
+pub(crate) use relay::{Relay, socket_address};
 pub(crate) use world::{Embedded, World};
 
 use std::time::Duration;

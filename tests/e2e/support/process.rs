@@ -3,6 +3,7 @@
 //! an agent that survive each other's restarts.
 
 use super::Admin;
+use droidfleet_proto::tls::CaFingerprint;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -143,7 +144,7 @@ impl Deployment {
     }
 
     pub(crate) fn address(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
     /// `droidfleet serve` on the deployment's port and data directory (`cp/`), logging to
@@ -203,6 +204,16 @@ impl Deployment {
     /// The bootstrap admin of the deployment's control plane.
     pub(crate) async fn admin(&self) -> Admin {
         let token = std::fs::read_to_string(self.path("cp").join("bootstrap-admin.token")).unwrap();
-        Admin::connect(&self.address(), Some(token.trim().to_string())).await
+        Admin::connect_pinned(
+            &self.address(),
+            Some(self.ca()),
+            Some(token.trim().to_string()),
+        )
+        .await
+    }
+
+    /// The CA the control plane made on its first start (`cp/tls/ca.pem`), which its clients pin.
+    pub(crate) fn ca(&self) -> CaFingerprint {
+        CaFingerprint::of_ca_file(&self.path("cp").join("tls").join("ca.pem")).unwrap()
     }
 }

@@ -12,7 +12,8 @@ use super::admin::Admin;
 use droidfleet_agent::device::{Build, KdfParams, Ownership};
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
 use droidfleet_control_plane::clock::{Clock, ManualClock, SystemClock};
-use droidfleet_control_plane::service::{Config, ControlPlane};
+use droidfleet_control_plane::service::{Config, ControlPlane, TlsSource};
+use droidfleet_proto::tls::CaFingerprint;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
 use std::sync::Arc;
@@ -25,8 +26,11 @@ pub(crate) struct World {
     pub(crate) control_plane: Arc<ControlPlane>,
     /// The control plane's clock; tests advance it past TTLs and retention periods.
     pub(crate) clock: ManualClock,
-    /// The control plane's admin API and device gateway, `http://127.0.0.1:<port>`.
+    /// The control plane's admin API and device gateway, `http://127.0.0.1:<port>`, or `https://`
+    /// when a test's `tune` asked for TLS.
     pub(crate) address: String,
+    /// The CA the control plane's certificate chains to, when it serves TLS.
+    pub(crate) ca: Option<CaFingerprint>,
     /// The bootstrap admin.
     pub(crate) admin: Admin,
     /// The agent's DeviceHarness, where the tests play the user; replaced when the agent restarts.
@@ -89,9 +93,23 @@ impl World {
         devices: &[(&str, Ownership, Build)],
         tune: impl FnOnce(&mut Config),
     ) -> World {
+        World::start_via(devices, tune, str::to_string).await
+    }
+
+    /// As [`World::start_builds`], with the agent reaching the control plane at the address
+    /// `gateway` gives for the control plane's own (a test's relay, say) from the start: its
+    /// enrollment goes there too.
+    pub(crate) async fn start_via(
+        devices: &[(&str, Ownership, Build)],
+        tune: impl FnOnce(&mut Config),
+        gateway: impl FnOnce(&str) -> String,
+    ) -> World {
         let data_dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(SystemClock.now());
         let mut config = Config::new(data_dir.path());
+        // Plaintext on loopback, explicitly: these tests look at what crosses the gateway (their
+        // proxies); TLS itself is tested with `droidfleet serve` processes and the tools.
+        config.tls = TlsSource::Plaintext;
         tune(&mut config);
         let opened = droidfleet_control_plane::server::open(config, Arc::new(clock.clone()))
             .await
@@ -100,19 +118,22 @@ impl World {
             .unwrap()
             .trim()
             .to_string();
+        let ca = opened.tls.as_ref().map(|tls| tls.ca_fingerprint());
+        let scheme = if ca.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
+        let address = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut server_stop = stopped.clone();
         let control_plane = opened.control_plane.clone();
         tokio::spawn(droidfleet_control_plane::server::serve(
             opened.control_plane,
+            opened.tls,
             listener,
             async move {
                 let _ = server_stop.wait_for(|s| *s).await;
             },
         ));
-        let mut admin = Admin::connect(&address, Some(token)).await;
+        let mut admin = Admin::connect_pinned(&address, ca, Some(token)).await;
         let enrollment_token = admin
             .enrollment_token(devices.len().max(1) as u32, "")
             .await;
@@ -125,12 +146,18 @@ impl World {
                 build: *build,
             })
             .collect();
-        let (fleet, harness, harness_address, agent) =
-            launch_agent(&address, agent_dir.path(), &enrollment_token, &devices).await;
+        let (fleet, harness, harness_address, agent) = launch_agent(
+            &gateway(&address),
+            agent_dir.path(),
+            &enrollment_token,
+            &devices,
+        )
+        .await;
         let mut world = World {
             control_plane,
             clock,
             address,
+            ca,
             admin,
             harness,
             harness_address,
@@ -181,6 +208,13 @@ impl World {
     /// Starts the agent with its devices talking to `gateway` (a proxy, say) instead of the
     /// control plane's own address, and waits until every device is connected.
     pub(crate) async fn start_agent_at(&mut self, gateway: &str) {
+        self.start_agent_detached_at(gateway).await;
+        self.wait_all_connected().await;
+    }
+
+    /// Starts the agent with its devices talking to `gateway`, without waiting for them to
+    /// connect (a test's impostor, say, which they must refuse).
+    pub(crate) async fn start_agent_detached_at(&mut self, gateway: &str) {
         assert!(self.agent.is_none(), "stop the agent first");
         let (fleet, harness, harness_address, agent) = launch_agent(
             gateway,
@@ -193,7 +227,17 @@ impl World {
         self.harness = harness;
         self.harness_address = harness_address;
         self.agent = Some(agent);
-        self.wait_all_connected().await;
+    }
+
+    /// The token the agent's devices enrolled with.
+    pub(crate) fn enrollment_token(&self) -> &str {
+        &self.enrollment_token
+    }
+
+    /// The state file of the agent's device `name`, as JSON (it holds the device credential).
+    pub(crate) fn agent_state(&self, name: &str) -> serde_json::Value {
+        let path = self.agent_dir.path().join(format!("{name}.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }
 
     /// Runs `droidfleet admin …` against the world's control plane as the bootstrap admin;
@@ -203,10 +247,23 @@ impl World {
         &self,
         args: &[&str],
     ) -> impl std::future::Future<Output = (bool, String, String)> + Send + 'static {
+        self.cli_at(&self.address, args)
+    }
+
+    /// As [`World::cli`], with the CLI reaching the control plane at `server` (a relay, say).
+    pub(crate) fn cli_at(
+        &self,
+        server: &str,
+        args: &[&str],
+    ) -> impl std::future::Future<Output = (bool, String, String)> + Send + 'static {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"));
+        command.arg("admin").args(["--server", server]);
+        if self.ca.is_some() {
+            command
+                .arg("--ca-file")
+                .arg(self.data_dir.path().join("tls").join("ca.pem"));
+        }
         command
-            .arg("admin")
-            .args(["--server", &self.address])
             .args(args)
             .env("DROIDFLEET_TOKEN", self.admin.token.as_deref().unwrap())
             .env_remove("DROIDFLEET_TOKEN_FILE");
@@ -416,18 +473,19 @@ pub(crate) struct Embedded {
 impl Embedded {
     pub(crate) async fn start() -> Embedded {
         let data_dir = tempfile::tempdir().unwrap();
-        let opened = droidfleet_control_plane::server::open(
-            Config::new(data_dir.path()),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap();
+        let mut config = Config::new(data_dir.path());
+        // Plaintext on loopback, explicitly, as for [`World`].
+        config.tls = TlsSource::Plaintext;
+        let opened = droidfleet_control_plane::server::open(config, Arc::new(SystemClock))
+            .await
+            .unwrap();
         let admin_token = std::fs::read_to_string(opened.bootstrap_token_path.unwrap()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (stop, mut stopped) = watch::channel(false);
         let server = tokio::spawn(droidfleet_control_plane::server::serve(
             opened.control_plane,
+            opened.tls,
             listener,
             async move {
                 let _ = stopped.wait_for(|s| *s).await;

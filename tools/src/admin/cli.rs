@@ -1,7 +1,7 @@
 //! `droidfleet admin …`: the admin API from the command line, one subcommand per RPC, with
 //! human or JSON output.
 
-use super::client::{AdminError, Client, Token};
+use super::client::{AdminError, Client, Token, trusted_ca};
 use super::format::{
     action_details, action_json, action_line, audit_event_json, audit_event_line, device_details,
     device_json, device_line, principal_json, principal_line, role_json, role_line, time,
@@ -16,10 +16,15 @@ pub struct AdminArgs {
     #[arg(
         long,
         global = true,
-        default_value = "http://127.0.0.1:7300",
+        default_value = "https://127.0.0.1:7300",
         env = "DROIDFLEET_SERVER"
     )]
     server: String,
+    /// The control plane's CA certificate (its `<data-dir>/tls/ca.pem`), the only CA the
+    /// connection trusts. Default: `tls/ca.pem` beside --token-file when there is one, else in
+    /// $DROIDFLEET_DATA_DIR (default droidfleet-data). Not used for an http:// server.
+    #[arg(long, global = true, env = "DROIDFLEET_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// File holding your bearer token (the first admin's is written by `droidfleet serve`).
     #[arg(long, global = true, env = "DROIDFLEET_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -241,7 +246,12 @@ enum ComplexityArg {
 
 pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
     let token = Token::resolve(args.token.as_deref(), args.token_file.as_deref())?;
-    let client = Client::connect(&args.server, &token).await?;
+    let ca = trusted_ca(
+        &args.server,
+        args.ca_file.as_deref(),
+        args.token_file.as_deref(),
+    )?;
+    let client = Client::connect(&args.server, ca, &token).await?;
     let output = args.output;
     let value = match args.command {
         AdminCommand::Devices { group } => {

@@ -2,6 +2,7 @@
 //! read from a file), then one method per admin RPC, each error naming the RPC that failed.
 
 use crate::causes::with_causes;
+use droidfleet_proto::tls::{CA_CERT_FILE, CaFingerprint, TlsError};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::admin_service_client::AdminServiceClient;
 use std::error::Error as _;
@@ -11,17 +12,13 @@ use std::path::{Path, PathBuf};
 use tonic::Status;
 use tonic::metadata::errors::InvalidMetadataValue;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// What went wrong talking to the admin API. No variant carries a token.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("invalid server address {server:?}")]
-    Address {
-        server: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot reach the control plane at {server}")]
     Connect {
         server: String,
@@ -115,15 +112,47 @@ impl fmt::Debug for Client {
     }
 }
 
+/// The CA a client of `server` pins: for an `https://` server, the one in `ca_file`, else in
+/// `tls/ca.pem` beside `token_file` (the bootstrap token sits in the control plane's data
+/// directory) when that exists, else in `$DROIDFLEET_DATA_DIR/tls/ca.pem` (default
+/// `droidfleet-data`); none for a plaintext `http://` server.
+pub fn trusted_ca(
+    server: &str,
+    ca_file: Option<&Path>,
+    token_file: Option<&Path>,
+) -> Result<Option<CaFingerprint>, AdminError> {
+    if !server.starts_with("https://") {
+        return Ok(None);
+    }
+    let beside = |token_file: &Path| {
+        token_file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("tls")
+            .join(CA_CERT_FILE)
+    };
+    let path = match (ca_file, token_file) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(token_file)) if beside(token_file).exists() => beside(token_file),
+        (None, _) => PathBuf::from(
+            std::env::var_os("DROIDFLEET_DATA_DIR").unwrap_or_else(|| "droidfleet-data".into()),
+        )
+        .join("tls")
+        .join(CA_CERT_FILE),
+    };
+    Ok(Some(CaFingerprint::of_ca_file(&path)?))
+}
+
 impl Client {
-    /// Connects to the control plane at `server` (such as `http://127.0.0.1:7300`); every call
-    /// then carries `token`.
-    pub async fn connect(server: &str, token: &Token) -> Result<Client, AdminError> {
-        let channel = Endpoint::from_shared(server.to_string())
-            .map_err(|source| AdminError::Address {
-                server: server.to_string(),
-                source,
-            })?
+    /// Connects to the control plane at `server` (such as `https://127.0.0.1:7300`, whose
+    /// certificate must chain to the CA with fingerprint `ca`; or `http://` to a loopback one
+    /// serving plaintext); every call then carries `token`.
+    pub async fn connect(
+        server: &str,
+        ca: Option<CaFingerprint>,
+        token: &Token,
+    ) -> Result<Client, AdminError> {
+        let channel = droidfleet_proto::tls::client_endpoint(server, ca)?
             .connect()
             .await
             .map_err(|source| AdminError::Connect {
@@ -136,6 +165,16 @@ impl Client {
         Ok(Client {
             admin: AdminServiceClient::new(channel),
             bearer,
+        })
+    }
+
+    /// A client over the same connection that calls as the holder of `token`.
+    pub fn with_token(&self, token: &Token) -> Result<Client, AdminError> {
+        Ok(Client {
+            admin: self.admin.clone(),
+            bearer: format!("Bearer {}", token.0)
+                .parse()
+                .map_err(AdminError::TokenCharacters)?,
         })
     }
 
@@ -559,7 +598,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_control_plane_is_named() {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
-        let error = Client::connect("http://127.0.0.1:1", &Token::new("secret-token"))
+        let error = Client::connect("http://127.0.0.1:1", None, &Token::new("secret-token"))
             .await
             .unwrap_err();
         let text = with_causes(&error);
@@ -568,11 +607,11 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("secret-token") && !format!("{error:?}").contains("secret-token"));
-        let error = Client::connect("not a url", &Token::new("t"))
+        let error = Client::connect("not a url", None, &Token::new("t"))
             .await
             .unwrap_err();
         assert!(
-            error.to_string().contains("invalid server address"),
+            error.to_string().contains("not a server address"),
             "{error}"
         );
     }

@@ -10,4 +10,4 @@ mod client;
 pub(crate) mod format;
 
 pub use cli::{AdminArgs, run};
-pub use client::{AdminError, Client, Token};
+pub use client::{AdminError, Client, Token, trusted_ca};

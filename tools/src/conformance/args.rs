@@ -64,7 +64,7 @@ pub struct CommonArgs {
 
 #[derive(clap::Args)]
 pub struct ControlPlaneArgs {
-    /// The control plane's device gateway, e.g. http://127.0.0.1:7300.
+    /// The control plane's device gateway, e.g. https://127.0.0.1:7300.
     #[arg(long, value_name = "URL")]
     pub target: String,
     /// Its admin API, if not at --target.
@@ -76,6 +76,10 @@ pub struct ControlPlaneArgs {
     /// A file holding an admin's bearer token, such as the bootstrap admin's.
     #[arg(long, env = "DROIDFLEET_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// With an https:// --target: the control plane's CA certificate (default: tls/ca.pem
+    /// beside --token-file, else in $DROIDFLEET_DATA_DIR).
+    #[arg(long, env = "DROIDFLEET_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -143,7 +147,13 @@ pub async fn run(args: ConformanceArgs) -> Result<(), ConformanceError> {
                 return Ok(());
             }
             let token = Token::resolve(args.token.as_deref(), args.token_file.as_deref())?;
+            let ca = crate::admin::trusted_ca(
+                &args.target,
+                args.ca_file.as_deref(),
+                args.token_file.as_deref(),
+            )?;
             let options = ControlPlaneSuiteOptions {
+                ca,
                 admin: args.admin.clone().unwrap_or_else(|| args.target.clone()),
                 gateway: args.target.clone(),
                 token,

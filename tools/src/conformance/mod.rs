@@ -41,6 +41,9 @@ use std::path::PathBuf;
 pub enum ConformanceError {
     #[error("no case matches --case {0:?} (see --list)")]
     NoSuchCase(String),
+    /// The kit's own gateway speaks plaintext (a device under test has no CA to pin yet).
+    #[error("the kit's gateway: {0}")]
+    Plaintext(#[from] droidfleet_proto::tls::TlsError),
     #[error("no case has the tag {0:?} (see --list)")]
     NoSuchTag(String),
     #[error("the selection (--case, --tag, --skip, --quick) leaves no case to run")]

@@ -199,6 +199,10 @@ struct RunArgs {
     /// With --control-plane: an admin's token; it needs Roles.Manage when flows act as roles.
     #[arg(long, env = "DROIDFLEET_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// With an https:// --control-plane: its CA certificate (default: tls/ca.pem beside
+    /// --token-file, else in $DROIDFLEET_DATA_DIR).
+    #[arg(long, env = "DROIDFLEET_CA_FILE", requires = "control_plane")]
+    ca_file: Option<PathBuf>,
     /// With --control-plane: the running agent's device harness, e.g. http://127.0.0.1:7301.
     #[arg(long, requires = "control_plane")]
     harness: Option<String>,
@@ -241,6 +245,7 @@ async fn run_flows(args: RunArgs) -> Result<(), FlowError> {
     let target = match (&args.control_plane, &args.token_file, &args.harness) {
         (Some(control_plane), Some(token_file), Some(harness)) => Target::External {
             control_plane: control_plane.clone(),
+            ca: crate::admin::trusted_ca(control_plane, args.ca_file.as_deref(), Some(token_file))?,
             token: Token::from_file(token_file)?,
             harness: harness.clone(),
         },

@@ -10,6 +10,7 @@ use crate::embedded::EmbeddedControlPlane;
 use droidfleet_agent::device::{KdfParams, Ownership};
 use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
 use droidfleet_control_plane::clock::{Clock, ManualClock, SystemClock};
+use droidfleet_proto::tls::CaFingerprint;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
 use std::collections::BTreeMap;
@@ -30,6 +31,8 @@ pub(crate) enum Target {
     /// `token`) and a running agent whose harness is at `harness`.
     External {
         control_plane: String,
+        /// The CA the control plane's certificate chains to (none for plaintext).
+        ca: Option<CaFingerprint>,
         token: Token,
         harness: String,
     },
@@ -57,8 +60,6 @@ pub(crate) struct Stage {
     pub(crate) roles: BTreeMap<String, RoleActor>,
     /// Each flow device's id at the control plane.
     pub(crate) device_ids: BTreeMap<String, String>,
-    /// The control plane's admin API, for the principals' clients.
-    address: String,
     /// What the runner started, stopped with the stage.
     embedded: Option<EmbeddedRun>,
 }
@@ -86,10 +87,11 @@ impl Stage {
             Target::Embedded { kdf } => Stage::embedded(flow, *kdf).await?,
             Target::External {
                 control_plane,
+                ca,
                 token,
                 harness,
             } => {
-                let admin = Client::connect(control_plane, token).await?;
+                let admin = Client::connect(control_plane, *ca, token).await?;
                 let harness = DeviceHarnessClient::connect(harness.clone())
                     .await
                     .map_err(|source| FlowError::Harness {
@@ -102,7 +104,6 @@ impl Stage {
                     clock: None,
                     roles: BTreeMap::new(),
                     device_ids: BTreeMap::new(),
-                    address: control_plane.clone(),
                     embedded: None,
                 }
             }
@@ -119,7 +120,12 @@ impl Stage {
         let control_plane =
             EmbeddedControlPlane::start(&dir.path().join("control-plane"), Arc::new(clock.clone()))
                 .await?;
-        let admin = Client::connect(&control_plane.address, &control_plane.admin_token).await?;
+        let admin = Client::connect(
+            &control_plane.address,
+            Some(control_plane.ca),
+            &control_plane.admin_token,
+        )
+        .await?;
         let enrollment = admin
             .create_enrollment_token(pb::CreateEnrollmentTokenRequest {
                 max_uses: flow.devices.len().max(1) as u32,
@@ -177,7 +183,6 @@ impl Stage {
             clock: Some(clock),
             roles: BTreeMap::new(),
             device_ids: BTreeMap::new(),
-            address: control_plane.address.clone(),
             embedded: Some(EmbeddedRun {
                 control_plane,
                 stop,
@@ -336,7 +341,7 @@ impl Stage {
                 ..Default::default()
             })
             .await?;
-        let client = Client::connect(&self.address, &Token::new(&created.bearer_token)).await?;
+        let client = self.admin.with_token(&Token::new(&created.bearer_token))?;
         self.roles
             .insert(role.to_string(), RoleActor { principal, client });
         Ok(())

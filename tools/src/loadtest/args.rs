@@ -80,6 +80,10 @@ pub struct LoadtestArgs {
     /// With --control-plane URL: a file holding an admin's bearer token.
     #[arg(long, env = "DROIDFLEET_TOKEN_FILE")]
     pub(super) token_file: Option<PathBuf>,
+    /// With an https:// --control-plane URL: its CA certificate (default: tls/ca.pem beside
+    /// --token-file, else in $DROIDFLEET_DATA_DIR).
+    #[arg(long, env = "DROIDFLEET_CA_FILE")]
+    pub(super) ca_file: Option<PathBuf>,
     /// The whole run must end within this many seconds (a run of 100,000 devices needs more
     /// than the default).
     #[arg(long, default_value_t = 120)]

@@ -16,6 +16,7 @@
 use super::error::LoadtestError;
 use droidfleet_agent::device::crypto::run_passcode_kdf;
 use droidfleet_agent::device::{KdfParams, Passcode};
+use droidfleet_proto::tls::{ServerTls, client_endpoint};
 use droidfleet_proto::v1::EchoMessage;
 use droidfleet_proto::v1::echo_client::EchoClient;
 use droidfleet_proto::v1::echo_server::{Echo, EchoServer};
@@ -77,16 +78,23 @@ pub(super) async fn echo(
     concurrency: usize,
     calls: usize,
 ) -> Result<EchoBaseline, LoadtestError> {
+    // Over TLS like the control plane, with a CA and certificate made for this run, so the
+    // ratio against the control plane compares like with like.
+    let tls_dir = tempfile::tempdir().map_err(LoadtestError::EchoListen)?;
+    let tls = ServerTls::load_or_create(tls_dir.path(), &droidfleet_proto::tls::loopback_names())
+        .map_err(LoadtestError::EchoTls)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(LoadtestError::EchoListen)?;
     let address = format!(
-        "http://{}",
+        "https://{}",
         listener.local_addr().map_err(LoadtestError::EchoListen)?
     );
     let (stop, mut stopped) = watch::channel(false);
     let server = tokio::spawn(
         tonic::transport::Server::builder()
+            .tls_config(tls.server_config())
+            .map_err(LoadtestError::EchoConnect)?
             .tcp_nodelay(true)
             .add_service(EchoServer::new(Echoer))
             .serve_with_incoming_shutdown(
@@ -100,8 +108,8 @@ pub(super) async fn echo(
         // Connected before the clock starts, so a round times calls, not handshakes.
         let mut clients = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
-            let channel = tonic::transport::Endpoint::from_shared(address.clone())
-                .map_err(LoadtestError::EchoConnect)?
+            let channel = client_endpoint(&address, Some(tls.ca_fingerprint()))
+                .map_err(LoadtestError::EchoTls)?
                 .connect()
                 .await
                 .map_err(LoadtestError::EchoConnect)?;

@@ -7,6 +7,7 @@ use super::measure::{self, ProcessSample};
 use crate::admin::Token;
 use crate::embedded::EmbeddedControlPlane;
 use droidfleet_control_plane::clock::SystemClock;
+use droidfleet_proto::tls::{CA_CERT_FILE, CaFingerprint};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,7 +40,7 @@ impl FromStr for Target {
             }
             other => Err(format!(
                 "{other:?}: give embedded, spawn, or the URL of a running control plane \
-                 (http://HOST:PORT)"
+                 (https://HOST:PORT)"
             )),
         }
     }
@@ -63,6 +64,8 @@ const READY_LINE: &str = "control plane listening on ";
 /// A control plane the run can reach, and how to stop it if the run started it.
 pub(super) struct ControlPlane {
     pub address: String,
+    /// The CA its certificate chains to (none for a plaintext `http://` one).
+    pub ca: Option<CaFingerprint>,
     pub admin_token: Token,
     /// The control plane's own process when it is not this one (spawned, or external with
     /// `--control-plane-pid`): its resources are sampled from `/proc/<pid>`.
@@ -135,7 +138,7 @@ impl ControlPlane {
         };
         let listen = self
             .address
-            .strip_prefix("http://")
+            .strip_prefix("https://")
             .unwrap_or(&self.address)
             .to_string();
         let (restarted, pid, _) = spawn_on(data_dir, log, &listen).await?;
@@ -150,6 +153,7 @@ impl ControlPlane {
 pub(super) async fn start(
     target: &Target,
     token_file: Option<&Path>,
+    ca_file: Option<&Path>,
     pid: Option<u32>,
     dir: &Path,
     log: &Path,
@@ -164,6 +168,7 @@ pub(super) async fn start(
                 )
             })?;
             let admin_token = Token::from_file(path)?;
+            let ca = crate::admin::trusted_ca(address, ca_file, Some(path))?;
             if let Some(pid) = pid {
                 measure::sample(Some(pid)).ok_or_else(|| {
                     LoadtestError::InvalidOption(format!(
@@ -173,6 +178,7 @@ pub(super) async fn start(
             }
             Ok(ControlPlane {
                 address: address.clone(),
+                ca,
                 admin_token,
                 pid,
                 running: Running::External,
@@ -191,6 +197,7 @@ async fn embedded(dir: &Path) -> Result<ControlPlane, LoadtestError> {
         EmbeddedControlPlane::start(&dir.join("control-plane"), Arc::new(SystemClock)).await?;
     Ok(ControlPlane {
         address: embedded.address.clone(),
+        ca: Some(embedded.ca),
         admin_token: embedded.admin_token.clone(),
         pid: None,
         running: Running::Embedded(embedded),
@@ -203,9 +210,12 @@ async fn spawn(dir: &Path, log: &Path) -> Result<ControlPlane, LoadtestError> {
     let data_dir = dir.join("control-plane");
     let (child, pid, address) = spawn_on(&data_dir, log, LOOPBACK_ANY_PORT).await?;
     let admin_token = Token::from_file(&data_dir.join("bootstrap-admin.token"))?;
+    let ca = CaFingerprint::of_ca_file(&data_dir.join("tls").join(CA_CERT_FILE))
+        .map_err(crate::admin::AdminError::from)?;
     tracing::info!(pid, %address, "spawned control plane listening");
     Ok(ControlPlane {
-        address: format!("http://{address}"),
+        address: format!("https://{address}"),
+        ca: Some(ca),
         admin_token,
         pid: Some(pid),
         running: Running::Child {
@@ -295,7 +305,7 @@ mod tests {
         );
         let e = "127.0.0.1:7300".parse::<Target>().unwrap_err();
         assert!(
-            e.contains("embedded, spawn") && e.contains("http://"),
+            e.contains("embedded, spawn") && e.contains("https://"),
             "{e}"
         );
     }

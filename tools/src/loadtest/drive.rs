@@ -94,7 +94,14 @@ pub(super) async fn drive(
     let setup_started = Instant::now();
     let mut admins = Vec::new();
     for _ in 0..ADMIN_CONNECTIONS {
-        admins.push(Client::connect(&control_plane.address, &control_plane.admin_token).await?);
+        admins.push(
+            Client::connect(
+                &control_plane.address,
+                control_plane.ca,
+                &control_plane.admin_token,
+            )
+            .await?,
+        );
     }
     let enrollment = admins[0]
         .create_enrollment_token(pb::CreateEnrollmentTokenRequest {

@@ -129,6 +129,8 @@ pub enum LoadtestError {
     EchoListen(#[source] std::io::Error),
     #[error("echo baseline: cannot connect to its own server")]
     EchoConnect(#[source] tonic::transport::Error),
+    #[error("echo baseline: TLS for the echo server")]
+    EchoTls(#[source] droidfleet_proto::tls::TlsError),
     #[error("echo baseline: a call failed")]
     EchoCall(#[source] tonic::Status),
     #[error("Argon2 baseline: a hash failed")]

@@ -91,6 +91,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     let mut control_plane = control_plane::start(
         &args.control_plane,
         args.token_file.as_deref(),
+        args.ca_file.as_deref(),
         args.control_plane_pid,
         work.path(),
         &args.report_dir.join("control-plane.log"),

@@ -20,6 +20,7 @@ use super::runner::{self, Case, Outcome, SuiteContext, fail};
 use super::select::Selection;
 use super::transcript::{self, Transcript};
 use crate::admin::{Client, Token};
+use droidfleet_proto::tls::CaFingerprint;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
 use raw::RawDevice;
@@ -32,6 +33,8 @@ pub struct ControlPlaneSuiteOptions {
     pub gateway: String,
     /// Its admin API (usually the same address).
     pub admin: String,
+    /// The CA its certificate chains to, for an `https://` gateway and admin API.
+    pub ca: Option<CaFingerprint>,
     /// An admin's bearer token with every permission the cases use (the bootstrap admin's).
     pub token: Token,
     pub capabilities: Capabilities,
@@ -54,13 +57,14 @@ pub async fn run_control_plane_suite(
 ) -> Result<Report, ConformanceError> {
     let catalogue: Vec<_> = cases().map(|c| c.info).collect();
     let selected = options.selection.apply(&catalogue)?;
-    let admin = Client::connect(&options.admin, &options.token).await?;
+    let admin = Client::connect(&options.admin, options.ca, &options.token).await?;
     // Fails early, and clearly, on a wrong token or a control plane without the admin API.
     admin.list_roles().await?;
     let started_at_ms = super::device::now_ms();
     let started = Instant::now();
     let mut context = CpCtx {
         gateway: options.gateway.clone(),
+        ca: options.ca,
         admin,
         capabilities: options.capabilities.clone(),
         transcript: Transcript::default(),
@@ -85,6 +89,8 @@ pub async fn run_control_plane_suite(
 /// The control plane under test as the kit reaches it.
 pub(crate) struct CpCtx {
     gateway: String,
+    /// Pinned by every connection to the gateway.
+    ca: Option<CaFingerprint>,
     admin: Client,
     capabilities: Capabilities,
     transcript: Transcript,
@@ -136,9 +142,13 @@ impl CpCtx {
     pub(crate) async fn gateway_client(
         &self,
     ) -> Result<DeviceGatewayClient<tonic::transport::Channel>, Outcome> {
-        DeviceGatewayClient::connect(self.gateway.clone())
+        let endpoint = droidfleet_proto::tls::client_endpoint(&self.gateway, self.ca)
+            .map_err(|e| fail(format!("the gateway's address: {e}")))?;
+        let channel = endpoint
+            .connect()
             .await
-            .map_err(|e| fail(format!("cannot reach the gateway at {}: {e}", self.gateway)))
+            .map_err(|e| fail(format!("cannot reach the gateway at {}: {e}", self.gateway)))?;
+        Ok(DeviceGatewayClient::new(channel))
     }
 
     /// Enrolls a raw device of `ownership`.

@@ -61,6 +61,7 @@ pub async fn run_device_suite(
     let address = listener
         .local_addr()
         .map_err(|source| ConformanceError::Listen { source })?;
+    droidfleet_proto::tls::check_plaintext_address(address)?;
     let transcript = Transcript::default();
     let (shared, events) = Shared::new(options.enrollment_token.clone(), transcript.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

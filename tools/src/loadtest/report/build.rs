@@ -244,8 +244,8 @@ pub(in crate::loadtest) fn build(
     if baselines.is_some() {
         notes.push(
             "Baselines, measured after the run on the same machine, median of three rounds. \
-             Echo: a bare tonic unary call to an in-process server on loopback, over as many \
-             HTTP/2 connections and with as many calls in flight as the load generator's admin \
+             Echo: a bare tonic unary call to an in-process server on loopback over TLS (as the \
+             control plane serves), over as many HTTP/2 connections and with as many calls in flight as the load generator's admin \
              clients. Argon2: the agent's passcode KDF with this run's parameters on every core \
              at once. Argon2 bound = hashes/s ÷ Argon2id runs per reset that ended done (from \
              this run's decisions: the reset wraps the new passcode, the user enters it, a typo \
