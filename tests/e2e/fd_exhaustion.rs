@@ -5,6 +5,7 @@
 //! once the connections close, the waiting scrape is answered and both endpoints serve again.
 
 use crate::support::{DEADLINE, Process};
+use droidfleet_proto::tls::{CaFingerprint, client_endpoint};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -196,12 +197,12 @@ async fn metrics_recover_after_descriptor_exhaustion_without_a_busy_loop() {
     assert_eq!(fresh.scrape(&metrics).await, (200, true));
     fresh.close().await;
     drop(grpc_waiting);
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", control_plane.address))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+    let ca = CaFingerprint::of_ca_file(&data.join("tls").join("ca.pem")).unwrap();
+    let channel = client_endpoint(&format!("https://{}", control_plane.address), Some(ca))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let serving = health
         .check(tonic_health::pb::HealthCheckRequest::default())

@@ -131,8 +131,9 @@ async fn both_endpoints_parse_during_a_load_test_and_count_what_the_report_count
         .arg("loadtest")
         .args([
             "--control-plane",
-            &format!("http://{}", control_plane.address),
+            &format!("https://{}", control_plane.address),
         ])
+        // The CA to pin is found next to the token file (the data folder's tls/ca.pem).
         .arg("--token-file")
         .arg(data.join("bootstrap-admin.token"))
         .arg("--report-dir")

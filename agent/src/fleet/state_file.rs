@@ -56,10 +56,10 @@ pub(super) fn pinned_ca(dir: &Path) -> Result<Option<(CaFingerprint, PathBuf)>, 
     }
 }
 
-/// Records the CA fingerprint the devices in `dir` pin from now on.
+/// Records the CA fingerprint the devices in `dir` pin from now on (0600, like every state file).
 pub(super) fn save_pinned_ca(dir: &Path, ca: CaFingerprint) -> Result<(), FleetError> {
     let path = dir.join(PINNED_CA_FILE);
-    std::fs::write(&path, format!("{ca}\n")).map_err(|source| FleetError::StateFile {
+    write_atomically(&path, format!("{ca}\n").as_bytes()).map_err(|source| FleetError::StateFile {
         name: String::new(),
         path,
         source,
@@ -147,10 +147,12 @@ fn path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.json"))
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file.
+/// Replaces `path` with `bytes` (0600) so that a crash leaves either the old or the new file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
