@@ -133,18 +133,7 @@ async fn two_thousand_resets_at_full_speed_survive_three_control_plane_kills_exa
     let devices: Vec<String> = (0..DEVICES).map(|i| format!("cosu:d{i:03}")).collect();
     let mut control_plane = Some(deployment.control_plane());
     let mut admin = deployment.admin().await;
-    let request = admin.request(pb::CreateEnrollmentTokenRequest {
-        max_uses: DEVICES as u32,
-        ttl_seconds: 600,
-        ..Default::default()
-    });
-    let enrollment = admin
-        .client
-        .create_enrollment_token(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .enrollment_token;
+    let enrollment = admin.enrollment_token(DEVICES as u32, "").await;
     let agent = deployment.agent(&enrollment, &devices);
 
     // Every device enrolled and its reset token escrowed.

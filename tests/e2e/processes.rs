@@ -66,18 +66,7 @@ async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
     let devices = ["cosu:kiosk".to_string()];
     let control_plane = deployment.control_plane();
     let mut admin = deployment.admin().await;
-    let request = admin.request(pb::CreateEnrollmentTokenRequest {
-        max_uses: 1,
-        ttl_seconds: 600,
-        ..Default::default()
-    });
-    let enrollment = admin
-        .client
-        .create_enrollment_token(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .enrollment_token;
+    let enrollment = admin.enrollment_token(1, "").await;
 
     let agent = deployment.agent(&enrollment, &devices);
     let mut device = harness(&agent).await;
@@ -182,18 +171,7 @@ async fn sigterm_stops_both_processes_gracefully() {
     let deployment = Deployment::new();
     let control_plane = deployment.control_plane();
     let mut admin = deployment.admin().await;
-    let request = admin.request(pb::CreateEnrollmentTokenRequest {
-        max_uses: 1,
-        ttl_seconds: 600,
-        ..Default::default()
-    });
-    let enrollment = admin
-        .client
-        .create_enrollment_token(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .enrollment_token;
+    let enrollment = admin.enrollment_token(1, "").await;
     let agent = deployment.agent(&enrollment, &["cosu:kiosk".to_string()]);
     let mut device = harness(&agent).await;
     wait_connected(&mut device).await;
