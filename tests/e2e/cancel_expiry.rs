@@ -3,12 +3,10 @@
 //! and others are given a 2 s time-to-live. No action ends canceled or expired while its device
 //! applied the passcode, and the admin can always reveal the passcode the device holds.
 
-use crate::support::{DEADLINE, Embedded, pin_policy};
-use droidfleet_agent::device::{EntryOutcome, KdfParams, Passcode, Scope};
+use crate::support::{DEADLINE, Embedded, Kiosks, pin_policy};
+use droidfleet_agent::device::{EntryOutcome, Passcode, Scope};
 use droidfleet_agent::faults::FaultConfig;
-use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
 use droidfleet_proto::v1 as pb;
-use std::sync::Arc;
 
 const DEVICES: usize = 8;
 
@@ -22,32 +20,16 @@ async fn no_passcode_is_lost_to_cancel_or_expiry_under_message_delays() {
     let mut admin = control_plane.admin().await;
     let enrollment_token = admin.enrollment_token(DEVICES as u32, "").await;
     let faults: FaultConfig = "delay=1:2500ms".parse().unwrap();
-    let devices: Vec<DeviceSpec> = (0..DEVICES)
-        .map(|i| format!("cosu:kiosk-{i}").parse().unwrap())
-        .collect();
-    let fleet = Fleet::load(FleetConfig {
-        control_plane: control_plane.address.clone(),
-        state_dir: None,
-        enrollment_token: Some(enrollment_token),
-        kdf: KdfParams::LIGHT,
-        devices: devices.clone(),
-        clock: Arc::new(droidfleet_agent::clock::SystemClock),
-        connections: 2,
-        faults: faults.with_seed(11),
-    })
-    .await
-    .unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let agent = tokio::spawn(fleet.clone().run(stopped));
-    let mut changes = fleet.screen_changes();
+    let kiosks = Kiosks::start(
+        &control_plane.address,
+        enrollment_token,
+        DEVICES,
+        faults,
+        11,
+    )
+    .await;
+    let (fleet, devices) = (&kiosks.fleet, &kiosks.devices);
     let enrolled = |name: &str| fleet.screen(name).unwrap().device_id;
-    tokio::time::timeout(DEADLINE, async {
-        while devices.iter().any(|d| enrolled(&d.name).is_none()) {
-            let _ = changes.recv().await;
-        }
-    })
-    .await
-    .expect("every device enrolls despite the delays");
 
     let mut runs = tokio::task::JoinSet::new();
     for (index, spec) in devices.iter().enumerate() {
@@ -144,8 +126,7 @@ async fn no_passcode_is_lost_to_cancel_or_expiry_under_message_delays() {
             .any(|(state, late)| { *state == pb::ActionState::Expired || *late }),
         "no 2 s reset outlived its time-to-live: {outcomes:?}"
     );
-    stop.send(true).unwrap();
-    agent.await.unwrap();
+    kiosks.stop().await;
     control_plane.stop().await;
 }
 

@@ -4,12 +4,10 @@
 //! (a lost one is sent again on the device's next session). The agent counts each kind of fault
 //! it injected, so the run proves the faults happened.
 
-use crate::support::{DEADLINE, Embedded, pin_policy};
-use droidfleet_agent::device::{EntryOutcome, KdfParams, Passcode, Scope};
+use crate::support::{Embedded, Kiosks, pin_policy};
+use droidfleet_agent::device::{EntryOutcome, Passcode, Scope};
 use droidfleet_agent::faults::FaultConfig;
-use droidfleet_agent::fleet::{DeviceSpec, Fleet, FleetConfig};
 use droidfleet_proto::v1 as pb;
-use std::sync::Arc;
 
 const DEVICES: usize = 12;
 
@@ -33,33 +31,9 @@ async fn resets_survive_delayed_duplicated_and_lost_messages() {
     let faults: FaultConfig = "delay=0.2:40ms,duplicate=0.15,drop=0.06,disconnect=0.06"
         .parse()
         .unwrap();
-    let devices: Vec<DeviceSpec> = (0..DEVICES)
-        .map(|i| format!("cosu:kiosk-{i}").parse().unwrap())
-        .collect();
-    let fleet = Fleet::load(FleetConfig {
-        control_plane: address.clone(),
-        state_dir: None,
-        enrollment_token: Some(enrollment_token),
-        kdf: KdfParams::LIGHT,
-        devices: devices.clone(),
-        clock: Arc::new(droidfleet_agent::clock::SystemClock),
-        connections: 2,
-        faults: faults.with_seed(5),
-    })
-    .await
-    .unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let agent = tokio::spawn(fleet.clone().run(stopped));
-
-    let mut changes = fleet.screen_changes();
+    let kiosks = Kiosks::start(&address, enrollment_token, DEVICES, faults, 5).await;
+    let (fleet, devices) = (&kiosks.fleet, &kiosks.devices);
     let enrolled = |name: &str| fleet.screen(name).unwrap().device_id;
-    tokio::time::timeout(DEADLINE, async {
-        while devices.iter().any(|d| enrolled(&d.name).is_none()) {
-            let _ = changes.recv().await;
-        }
-    })
-    .await
-    .expect("every device enrolls despite the faults");
 
     for (index, spec) in devices.iter().enumerate() {
         let id = enrolled(&spec.name).unwrap();
@@ -101,7 +75,6 @@ async fn resets_survive_delayed_duplicated_and_lost_messages() {
     for kind in ["delay", "duplicate", "drop", "disconnect"] {
         assert!(injected(&metrics, kind) > 0, "no {kind} fault was injected");
     }
-    stop.send(true).unwrap();
-    agent.await.unwrap();
+    kiosks.stop().await;
     control_plane.stop().await;
 }
