@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use droidfleet_agent::cli::shutdown_signal;
+use droidfleet_agent::cli::{LogFormat, init_logging, shutdown_signal};
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::limits::Limits;
 use droidfleet_control_plane::service::{Config, TlsSource};
@@ -22,6 +22,10 @@ use std::sync::Arc;
                   (or `droidfleet agent run ...`), then `droidfleet admin ...`."
 )]
 struct Cli {
+    /// How log lines are written to stderr: text for people, json (one object per line, with
+    /// every span's fields) for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -163,13 +167,7 @@ fn main() -> anyhow::Result<()> {
             | Command::Flow(_)
             | Command::Conformance(_)
     );
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| if quiet { "warn" } else { "info" }.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match cli.command {

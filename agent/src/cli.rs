@@ -349,3 +349,32 @@ pub async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// How a binary writes its log lines (`--log-format`), to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event for people: time, level, the spans with their fields, the message.
+    #[default]
+    Text,
+    /// One JSON object per line for log pipelines: `timestamp`, `level`, `fields` (with
+    /// `message`), `target`, and `spans`, each span's fields (`action_id`, `trace_id`, …) with
+    /// its `name`.
+    Json,
+}
+
+/// Sets up the process's logging: `RUST_LOG` if set (an `EnvFilter` directive), else
+/// `default_level`, in `format`, to stderr. Call once, first thing. Text is coloured only on a
+/// terminal, so a log file holds the plain `field=value` a grep finds.
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_level.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(false).init(),
+    }
+}

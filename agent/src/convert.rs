@@ -5,6 +5,7 @@ use crate::device::{
     Ownership, Passcode, PasscodePolicy, PasscodeType, Scope, StoreStatus, TokenState,
 };
 use droidfleet_proto::v1 as pb;
+use droidfleet_telemetry::traceparent::TraceParent;
 use prost::Message;
 
 pub(crate) fn ownership_to_pb(ownership: Ownership) -> pb::Ownership {
@@ -145,6 +146,7 @@ pub(crate) fn command_result_to_pb(result: &CommandResult) -> pb::CommandResult 
         error_code,
         reason,
         completed_at_ms: result.completed_at_ms,
+        traceparent: String::new(),
     }
 }
 
@@ -173,6 +175,7 @@ pub fn decode_command(body: &[u8]) -> Option<Command> {
         },
     };
     Some(Command {
+        traceparent: TraceParent::parse(&body.traceparent).ok(),
         command_id: body.command_id,
         device_id: body.device_id,
         sequence: body.sequence,

@@ -6,6 +6,10 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version, about = "Simulated Android devices for droidfleet", long_about = None)]
 struct Cli {
+    /// How log lines are written to stderr: text for people, json (one object per line, with
+    /// every span's fields) for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: droidfleet_agent::cli::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,13 +25,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    droidfleet_agent::cli::init_logging(cli.log_format, "info");
+    match cli.command {
         Command::Run(args) => {
             droidfleet_agent::cli::run(*args, droidfleet_agent::cli::shutdown_signal()).await?
         }

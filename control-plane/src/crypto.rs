@@ -155,6 +155,13 @@ impl KeyRing {
         Ok(format!("{prefix}{}", hex(&bytes)))
     }
 
+    /// `N` random bytes (trace and span ids).
+    pub fn random<const N: usize>(&self) -> Result<[u8; N], CryptoError> {
+        let mut bytes = [0u8; N];
+        self.rng.fill(&mut bytes).map_err(|_| CryptoError::Random)?;
+        Ok(bytes)
+    }
+
     pub fn rng(&self) -> &SystemRandom {
         &self.rng
     }

@@ -4,6 +4,7 @@
 //! live above it, in `action.rs` (which event moves which state) and `rbac.rs` (who holds what).
 
 use crate::clock::Millis;
+use droidfleet_telemetry::traceparent::TraceParent;
 use std::fmt;
 
 /// How a device is enrolled; decides which credential store a reset may target.
@@ -352,6 +353,19 @@ pub struct Action {
     pub sent_at: Option<Millis>,
     /// Until when RevealPasscode may show the passcode; `None` when none is stored.
     pub passcode_visible_until: Option<Millis>,
+    /// The W3C trace context the command carries to the device and every log line about the
+    /// action names (its trace id); `None` only for actions stored before actions had one.
+    pub traceparent: Option<TraceParent>,
+}
+
+impl Action {
+    /// The trace id its log lines carry (32 hex digits), empty for an action without a trace.
+    pub fn trace_id(&self) -> String {
+        self.traceparent
+            .as_ref()
+            .map(TraceParent::trace_id_hex)
+            .unwrap_or_default()
+    }
 }
 
 /// A principal (an admin or a service account) and its role assignments.

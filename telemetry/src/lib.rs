@@ -1,10 +1,14 @@
-//! What the control plane and the agent share to be observed: the `/metrics` HTTP server.
+//! What the control plane and the agent share to be observed: the `/metrics` HTTP server and
+//! W3C `traceparent` values.
 //!
 //! Layout: `lib.rs` serves `/metrics`: each process keeps its own `prometheus-client` registry
 //! (the control plane's `metrics` module, the agent's `metrics` module) and hands
 //! [`serve_metrics`] a closure that encodes it; the HTTP side (accepting, keep-alive, parsing,
-//! accept errors) is axum's.
+//! accept errors) is axum's. [`traceparent`] parses and formats W3C Trace Context values, which
+//! tie one reset's log lines together across the admin client, the control plane and the device.
 #![forbid(unsafe_code)]
+
+pub mod traceparent;
 
 use axum::Router;
 use axum::http::{StatusCode, header};

@@ -269,6 +269,7 @@ async fn a_device_s_failure_reason_is_kept_printable_only() {
             error_code: pb::ErrorCode::StoreMissing as i32,
             reason: hostile.into(),
             completed_at_ms: 1,
+            traceparent: String::new(),
         }))
         .await;
     session.close().await;

@@ -283,6 +283,7 @@ fn table(f: &Fixture) -> Vec<Row> {
             error_code: pb::ErrorCode::TokenMismatch as i32,
             reason,
             completed_at_ms: 1,
+            traceparent: String::new(),
         })
     };
     let event = |kind: i32, scope: i32, command_id: &str| {
@@ -298,6 +299,7 @@ fn table(f: &Fixture) -> Vec<Row> {
     let ack = |id: &str| {
         Body::Ack(pb::CommandAck {
             command_id: id.to_string(),
+            traceparent: String::new(),
         })
     };
 

@@ -88,6 +88,7 @@ async fn one_device_credential_cannot_open_receive_or_report_for_another_device(
     for body in [
         pb::device_message::Body::Ack(pb::CommandAck {
             command_id: b_action.action_id.clone(),
+            traceparent: String::new(),
         }),
         pb::device_message::Body::Result(pb::CommandResult {
             command_id: b_action.action_id.clone(),
@@ -101,6 +102,7 @@ async fn one_device_credential_cannot_open_receive_or_report_for_another_device(
             error_code: pb::ErrorCode::TokenMismatch as i32,
             reason: "forged".into(),
             completed_at_ms: 1,
+            traceparent: String::new(),
         }),
         user_event(&b_action.action_id),
     ] {

@@ -44,5 +44,6 @@ mod recording_relay;
 mod remote_lock;
 mod reset_flow;
 mod token_freshness;
+mod trace_context;
 mod transport;
 mod versions;

@@ -149,6 +149,7 @@ async fn api_level_refusals_end_the_action_not_supported() {
             error_code: pb::ErrorCode::ApiLevel as i32,
             reason: "this Android version cannot run the command".into(),
             completed_at_ms: 1,
+            traceparent: String::new(),
         }))
         .await;
     let ended = world.admin.wait_final(&action.action_id).await;

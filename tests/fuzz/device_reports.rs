@@ -43,6 +43,7 @@ fn seeds() -> Vec<Vec<u8>> {
         }),
         Body::Ack(pb::CommandAck {
             command_id: "act-1".into(),
+            traceparent: String::new(),
         }),
         Body::Result(pb::CommandResult {
             command_id: "act-1".into(),
@@ -50,6 +51,7 @@ fn seeds() -> Vec<Vec<u8>> {
             error_code: 0,
             reason: String::new(),
             completed_at_ms: 1_700_000_000_000,
+            traceparent: String::new(),
         }),
         Body::Result(pb::CommandResult {
             command_id: "act-2".into(),
@@ -57,6 +59,7 @@ fn seeds() -> Vec<Vec<u8>> {
             error_code: pb::ErrorCode::TokenMismatch as i32,
             reason: "the escrow token does not match".into(),
             completed_at_ms: 1_700_000_000_000,
+            traceparent: String::new(),
         }),
         Body::UserEvent(pb::UserEvent {
             kind: pb::user_event::Kind::NewPasscodeEntered as i32,

@@ -61,6 +61,7 @@ fn seeds(keys: &Ed25519KeyPair) -> Vec<Vec<u8>> {
                 flags: vec![pb::ResetFlag::RequireEntry as i32],
             },
         )),
+        traceparent: String::new(),
     };
     let lock = pb::CommandBody {
         command_id: "c9".into(),
@@ -70,6 +71,7 @@ fn seeds(keys: &Ed25519KeyPair) -> Vec<Vec<u8>> {
         kind: Some(pb::command_body::Kind::RemoteLock(pb::RemoteLockCommand {
             scope: pb::CredentialScope::WorkProfile as i32,
         })),
+        traceparent: String::new(),
     };
     let bodies = [
         reset(pb::CredentialScope::Device, "9146", 1),

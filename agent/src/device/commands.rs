@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use droidfleet_telemetry::traceparent::TraceParent;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,10 @@ pub struct Command {
     pub sequence: u64,
     pub not_after_ms: u64,
     pub kind: CommandKind,
+    /// The W3C trace the command belongs to (`CommandBody.traceparent`), for the runtime's log
+    /// lines and answers; `None` when absent or malformed (it never fails a command). The model
+    /// does not read it.
+    pub traceparent: Option<TraceParent>,
 }
 
 #[derive(Clone, Debug)]
@@ -306,6 +311,7 @@ mod tests {
     fn reset(id: &str, sequence: u64, token: &EscrowToken) -> Command {
         Command {
             command_id: id.into(),
+            traceparent: None,
             device_id: "dev-1".into(),
             sequence,
             not_after_ms: NOW + 600_000,
@@ -444,6 +450,7 @@ mod tests {
         let mut f = fixture();
         let lock = |id: &str, sequence| Command {
             command_id: id.into(),
+            traceparent: None,
             device_id: "dev-1".into(),
             sequence,
             not_after_ms: NOW + 1,
@@ -528,6 +535,7 @@ mod tests {
     fn remote_lock(id: &str, sequence: u64, scope: Scope) -> Command {
         Command {
             command_id: id.into(),
+            traceparent: None,
             device_id: "dev-1".into(),
             sequence,
             not_after_ms: NOW + 600_000,

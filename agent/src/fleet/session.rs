@@ -24,13 +24,15 @@ use crate::faults::{Direction, FaultAction};
 use crate::metrics::CommandOutcome;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
-use ring::rand::SystemRandom;
+use droidfleet_telemetry::traceparent::TraceParent;
+use ring::rand::{SecureRandom, SystemRandom};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 /// Sent in every Hello, so the control plane knows which agent build a device runs.
 const AGENT_VERSION: &str = concat!("droidfleet-agent ", env!("CARGO_PKG_VERSION"));
@@ -276,8 +278,10 @@ impl Fleet {
                 .command_result(&entry.command_id)
                 .map(command_result_to_pb);
             if let Some(result) = stored {
+                // The trace went with the first answer; a repeat carries none (it is optional).
                 let ack = pb::CommandAck {
                     command_id: entry.command_id.clone(),
+                    traceparent: String::new(),
                 };
                 backlog.push(pb::DeviceMessage {
                     body: Some(pb::device_message::Body::Ack(ack)),
@@ -393,11 +397,36 @@ impl Fleet {
         enrollment: &Enrollment,
         command: pb::SignedCommand,
     ) -> Result<(), SessionError> {
+        // Every log line about the command carries its action id and, once the signature
+        // verified, the trace id the admin's request started.
+        let span = tracing::info_span!(
+            "command",
+            device = %slot.name,
+            action_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        self.answer_command(slot, tx, enrollment, command)
+            .instrument(span)
+            .await
+    }
+
+    async fn answer_command(
+        &self,
+        slot: &Arc<Slot>,
+        tx: &mpsc::Sender<Box<pb::DeviceMessage>>,
+        enrollment: &Enrollment,
+        command: pb::SignedCommand,
+    ) -> Result<(), SessionError> {
         let arrived = std::time::Instant::now();
         let signature = command.signature.clone();
+        // The command's trace, continued by a span of this device; only from a body whose
+        // signature verifies.
+        let mut trace: Option<TraceParent> = None;
         // Acknowledge receipt first (the action becomes "active"), but only for a command that is
         // genuinely ours; the device model judges everything else.
         if let Some(decoded) = decode_command(&command.body) {
+            tracing::Span::current()
+                .record("action_id", tracing::field::display(&decoded.command_id));
             let key = ring::signature::UnparsedPublicKey::new(
                 &ring::signature::ED25519,
                 &enrollment.command_public_key,
@@ -405,8 +434,16 @@ impl Fleet {
             if decoded.device_id == enrollment.device_id
                 && key.verify(&command.body, &command.signature).is_ok()
             {
+                trace = decoded
+                    .traceparent
+                    .map(|parent| parent.child(span_id(&self.rng)));
+                if let Some(trace) = &trace {
+                    tracing::Span::current()
+                        .record("trace_id", tracing::field::display(trace.trace_id_hex()));
+                }
                 let ack = pb::CommandAck {
                     command_id: decoded.command_id.clone(),
+                    traceparent: trace_text(trace.as_ref()),
                 };
                 tx.send(Box::new(pb::DeviceMessage {
                     body: Some(pb::device_message::Body::Ack(ack)),
@@ -441,11 +478,11 @@ impl Fleet {
         self.metrics.command(outcome, arrived.elapsed());
         let result = result.or_else(|| self.malformed(&body, &signature, enrollment));
         if let Some(result) = result {
-            tracing::info!(device = %slot.name, command_id = %result.command_id, success = result.success, "command result");
+            tracing::info!(success = result.success, "command result");
+            let mut answer = command_result_to_pb(&result);
+            answer.traceparent = trace_text(trace.as_ref());
             tx.send(Box::new(pb::DeviceMessage {
-                body: Some(pb::device_message::Body::Result(command_result_to_pb(
-                    &result,
-                ))),
+                body: Some(pb::device_message::Body::Result(answer)),
             }))
             .await
             .map_err(|_| SessionError::Closed)?;
@@ -705,4 +742,17 @@ fn rand_u16(rng: &SystemRandom) -> u16 {
     let mut bytes = [0u8; 2];
     let _ = ring::rand::SecureRandom::fill(rng, &mut bytes);
     u16::from_le_bytes(bytes)
+}
+
+/// A new span id of this device; all zeros (a failed random source) is made valid by
+/// [`TraceParent::child`].
+fn span_id(rng: &SystemRandom) -> [u8; 8] {
+    let mut id = [0u8; 8];
+    let _ = rng.fill(&mut id);
+    id
+}
+
+/// A report's optional `traceparent`: empty when the command carried none.
+fn trace_text(trace: Option<&TraceParent>) -> String {
+    trace.map(TraceParent::to_string).unwrap_or_default()
 }

@@ -13,6 +13,7 @@ use crate::service::{
 use crate::store::AuthenticatedPrincipal;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::admin_service_server::AdminService;
+use droidfleet_telemetry::traceparent::{TRACEPARENT_KEY, TraceParent, TraceParentError};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_stream::Stream;
@@ -72,6 +73,22 @@ fn action_note(action: &Action, detail: String) -> AuditNote {
         action_id: Some(action.id.clone()),
         detail,
     }
+}
+
+/// The caller's W3C trace context (`traceparent` metadata). A missing or malformed one starts a
+/// new trace, as W3C Trace Context asks of a receiver: tracing never fails a request, and a
+/// malformed value is logged with what is wrong with it.
+fn traceparent(metadata: &tonic::metadata::MetadataMap) -> Option<TraceParent> {
+    let value = metadata.get(TRACEPARENT_KEY)?;
+    let parsed = match value.to_str() {
+        Ok(text) => TraceParent::parse(text),
+        Err(_) => Err(TraceParentError::Format),
+    };
+    parsed
+        .inspect_err(
+            |error| tracing::warn!(%error, "ignored a malformed traceparent; starting a new trace"),
+        )
+        .ok()
 }
 
 /// An optional text field: empty means unset.
@@ -397,6 +414,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ResetPasscodeRequest>,
     ) -> Result<Response<pb::Action>, Status> {
+        let traceparent = traceparent(request.metadata());
         self.call(
             request,
             Operation::ResetPasscode,
@@ -408,6 +426,7 @@ impl AdminService for AdminApi {
                     new_passcode: (!r.new_passcode.is_empty())
                         .then(|| Passcode::new(r.new_passcode)),
                     ttl: ttl(r.ttl_seconds),
+                    traceparent,
                 };
                 let chosen = request.new_passcode.is_some();
                 let action = cp.reset_passcode(&caller, request).await?;
@@ -431,6 +450,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RemoteLockRequest>,
     ) -> Result<Response<pb::Action>, Status> {
+        let traceparent = traceparent(request.metadata());
         self.call(
             request,
             Operation::RemoteLock,
@@ -440,6 +460,7 @@ impl AdminService for AdminApi {
                     device_id: r.device_id,
                     scope: optional_scope_from_pb(r.scope, "scope")?,
                     ttl: ttl(r.ttl_seconds),
+                    traceparent,
                 };
                 let action = cp.remote_lock(&caller, request).await?;
                 let detail = format!(

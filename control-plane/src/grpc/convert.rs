@@ -8,6 +8,7 @@ use crate::model::{
 use crate::secret::EscrowToken;
 use crate::service::{DeviceReport, ServiceError};
 use droidfleet_proto::v1 as pb;
+use droidfleet_telemetry::traceparent::TraceParent;
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument {
@@ -308,6 +309,7 @@ pub fn action_to_pb(action: &Action) -> pb::Action {
         not_after_ms: action.not_after,
         passcode_visible_until_ms: action.passcode_visible_until.unwrap_or(0),
         sent_at_ms: action.sent_at.unwrap_or(0),
+        trace_id: action.trace_id(),
     }
 }
 
@@ -367,6 +369,17 @@ pub fn hello_stores_from_pb(hello: &pb::Hello) -> Result<Vec<StoreStatus>, Servi
 
 /// A device's session message (other than its Hello) as a domain report; a malformed one is
 /// INVALID_ARGUMENT naming its field.
+/// A device's optional `traceparent` in a report: `None` when empty. A malformed one is logged
+/// and ignored, as W3C Trace Context asks of a receiver: tracing never fails a device's report.
+fn reported_trace(field: &'static str, value: &str) -> Option<TraceParent> {
+    if value.is_empty() {
+        return None;
+    }
+    TraceParent::parse(value)
+        .inspect_err(|error| tracing::warn!(field, %error, "ignored a malformed traceparent"))
+        .ok()
+}
+
 pub fn device_report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport, ServiceError> {
     use pb::device_message::Body;
     let invalid = |field: &'static str, problem: &str| ServiceError::InvalidArgument {
@@ -388,6 +401,7 @@ pub fn device_report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport,
             token: EscrowToken::new(update.token),
         },
         Some(Body::Ack(ack)) => DeviceReport::Ack {
+            device_trace: reported_trace("ack.traceparent", &ack.traceparent),
             command_id: ack.command_id,
         },
         Some(Body::Result(result)) => {
@@ -423,6 +437,7 @@ pub fn device_report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport,
                 },
             };
             DeviceReport::Result {
+                device_trace: reported_trace("result.traceparent", &result.traceparent),
                 command_id: result.command_id,
                 success: result.success,
                 error,

@@ -236,6 +236,11 @@ async fn send_commands(
             sequence,
             not_after_ms: command.action.not_after,
             kind: Some(kind),
+            traceparent: command
+                .action
+                .traceparent
+                .map(|trace| trace.to_string())
+                .unwrap_or_default(),
         };
         let mut bytes = body.encode_to_vec();
         drop(body);
@@ -244,7 +249,7 @@ async fn send_commands(
             body: std::mem::take(&mut bytes),
             signature,
         };
-        tracing::info!(device_id = %device.id, action_id = %command.action.id, sequence, "command sent");
+        tracing::info!(device_id = %device.id, action_id = %command.action.id, trace_id = %command.action.trace_id(), sequence, "command sent");
         send(tx, pb::control_message::Body::Command(message)).await?;
         highest = highest.max(sequence);
     }

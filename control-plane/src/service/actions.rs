@@ -13,6 +13,7 @@ use crate::passcode_gen;
 use crate::rbac;
 use crate::secret::Passcode;
 use crate::store::{ActionUpdate, AuthenticatedPrincipal, NewAction, StoreError};
+use droidfleet_telemetry::traceparent::TraceParent;
 
 /// How long a reset's passcode stays revealable (Intune shows it for seven days).
 pub(super) const PASSCODE_VISIBLE_FOR: Millis = 7 * DAY;
@@ -27,6 +28,8 @@ pub(crate) struct ResetRequest {
     pub(crate) new_passcode: Option<Passcode>,
     /// `None` means [`DEFAULT_COMMAND_TTL`](super::validation::DEFAULT_COMMAND_TTL).
     pub(crate) ttl: Option<Millis>,
+    /// The caller's trace (its `traceparent` metadata); `None` starts a new one.
+    pub(crate) traceparent: Option<TraceParent>,
 }
 
 /// A request to lock a credential store, already parsed from the wire.
@@ -37,6 +40,8 @@ pub(crate) struct LockRequest {
     pub(crate) scope: Option<Scope>,
     /// `None` means [`DEFAULT_COMMAND_TTL`](super::validation::DEFAULT_COMMAND_TTL).
     pub(crate) ttl: Option<Millis>,
+    /// The caller's trace (its `traceparent` metadata); `None` starts a new one.
+    pub(crate) traceparent: Option<TraceParent>,
 }
 
 impl ControlPlane {
@@ -124,6 +129,7 @@ impl ControlPlane {
             error_code: None,
             reason: String::new(),
             sealed_passcode,
+            traceparent: self.continue_trace(request.traceparent)?,
         };
         self.start_action(action, refusal).await
     }
@@ -168,8 +174,18 @@ impl ControlPlane {
             error_code: None,
             reason: String::new(),
             sealed_passcode: None,
+            traceparent: self.continue_trace(request.traceparent)?,
         };
         self.start_action(action, refusal).await
+    }
+
+    /// The trace a new action belongs to: the caller's, continued by a span of the control plane,
+    /// or a new one when the caller sent none.
+    fn continue_trace(&self, caller: Option<TraceParent>) -> Result<TraceParent, ServiceError> {
+        Ok(match caller {
+            Some(caller) => caller.child(self.keys.random()?),
+            None => TraceParent::new_root(self.keys.random()?),
+        })
     }
 
     /// Stores a new action: pending (it becomes the device's next command) or, when a rule is not
@@ -188,6 +204,7 @@ impl ControlPlane {
         let action = self.store.create_action(action).await?;
         tracing::info!(
             action_id = %action.id,
+            trace_id = %action.trace_id(),
             device_id = %action.device_id,
             kind = action.kind.as_str(),
             scope = %action.scope,
@@ -313,7 +330,7 @@ impl ControlPlane {
             .transition_action(action_id, from, to, update, self.now())
             .await?;
         if let Some(action) = &changed {
-            tracing::info!(action_id = %action.id, device_id = %action.device_id, state = %action.state, "action state changed");
+            tracing::info!(action_id = %action.id, trace_id = %action.trace_id(), device_id = %action.device_id, state = %action.state, "action state changed");
         }
         Ok(changed)
     }

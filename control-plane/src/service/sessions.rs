@@ -11,6 +11,7 @@ use crate::clock::Millis;
 use crate::model::{Action, ActionKind, ActionState, Device, ErrorCode, Scope, StoreStatus};
 use crate::secret::{EscrowToken, Passcode};
 use crate::store::{ActionUpdate, StoreError};
+use droidfleet_telemetry::traceparent::TraceParent;
 use std::sync::Arc;
 
 /// A command to send to a device, with everything the gateway needs to encode and sign it.
@@ -46,9 +47,13 @@ pub enum DeviceReport {
     },
     Ack {
         command_id: String,
+        /// The device's span of the command's trace, when it traces.
+        device_trace: Option<TraceParent>,
     },
     Result {
         command_id: String,
+        /// As in `Ack`.
+        device_trace: Option<TraceParent>,
         success: bool,
         error: Option<(ErrorCode, String)>,
         completed_at: Millis,
@@ -192,7 +197,7 @@ impl ControlPlane {
                         .keys
                         .open(&sealed_token, &token_context(device_id, action.scope))?;
                     if self.token_is_stale(device_id, action.scope, &token) {
-                        tracing::info!(device_id, action_id = %action.id, "command held until the device's newer escrow token arrives");
+                        tracing::info!(device_id, action_id = %action.id, trace_id = %action.trace_id(), "command held until the device's newer escrow token arrives");
                         break;
                     }
                     let passcode = self.keys.open(&sealed_passcode, &action.id)?;
@@ -284,10 +289,14 @@ impl ControlPlane {
                 tracing::info!(device_id = %device.id, scope = %scope, "escrow token stored");
                 return Ok(Some(ack));
             }
-            DeviceReport::Ack { command_id } => {
+            DeviceReport::Ack {
+                command_id,
+                device_trace,
+            } => {
                 let action = self
                     .own_action(device, "ack.command_id", &command_id)
                     .await?;
+                log_device_span(&action, device_trace);
                 let update = ActionUpdate {
                     delivered_at: Some(now),
                     ..ActionUpdate::default()
@@ -300,6 +309,7 @@ impl ControlPlane {
                 success,
                 error,
                 completed_at,
+                device_trace,
             } => {
                 if let Some((_, reason)) = &error
                     && reason.len() > MAX_REASON_LEN
@@ -312,6 +322,7 @@ impl ControlPlane {
                 let action = self
                     .own_action(device, "result.command_id", &command_id)
                     .await?;
+                log_device_span(&action, device_trace);
                 // PROTOCOL.md CP-ACK-2: a device acknowledges every command it accepts before
                 // answering it, so a result for a command still pending is out of order. Only
                 // the refusals of a command the device could not accept come without an ack.
@@ -396,6 +407,7 @@ impl ControlPlane {
                         },
                         other => other.into(),
                     })?;
+                tracing::info!(action_id = %action.id, trace_id = %action.trace_id(), device_id = %device.id, "the user entered the new passcode");
             }
             DeviceReport::StoreWiped { scope } => {
                 if !device.has_store(scope) {
@@ -468,4 +480,17 @@ pub(crate) fn token_fingerprint(token: &[u8]) -> [u8; 8] {
     let mut fingerprint = [0u8; 8];
     fingerprint.copy_from_slice(&digest[..8]);
     fingerprint
+}
+
+/// Links the device's span of an action's trace to the action in the log: the device continues
+/// the trace the command carried, under a span id of its own.
+fn log_device_span(action: &Action, device_trace: Option<TraceParent>) {
+    if let Some(device_trace) = device_trace {
+        tracing::debug!(
+            action_id = %action.id,
+            trace_id = %device_trace.trace_id_hex(),
+            device_span_id = %device_trace.parent_id_hex(),
+            "device answered in its span"
+        );
+    }
 }

@@ -22,6 +22,7 @@ use crate::model::{
     PasscodePolicy, Principal, Role, RoleAssignment, Scope, StoreStatus,
 };
 use crate::rbac::Grants;
+use droidfleet_telemetry::traceparent::TraceParent;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -106,6 +107,8 @@ pub struct NewAction {
     pub reason: String,
     /// The new passcode, sealed, with how long it may be revealed.
     pub sealed_passcode: Option<(Vec<u8>, Millis)>,
+    /// The trace the action belongs to, continued by the control plane.
+    pub traceparent: TraceParent,
 }
 
 /// Fields a state transition sets alongside the new state. `None` leaves a field as it is.

@@ -431,6 +431,7 @@ impl BrokenGateway {
                     out.push(pb::DeviceMessage {
                         body: Some(Body::Ack(pb::CommandAck {
                             command_id: result.command_id.clone(),
+                            traceparent: String::new(),
                         })),
                     });
                 }
@@ -440,6 +441,7 @@ impl BrokenGateway {
                     out.push(pb::DeviceMessage {
                         body: Some(Body::Ack(pb::CommandAck {
                             command_id: result.command_id.clone(),
+                            traceparent: String::new(),
                         })),
                     });
                 }

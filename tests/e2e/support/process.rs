@@ -150,18 +150,27 @@ impl Deployment {
     /// `droidfleet serve` on the deployment's port and data directory (`cp/`), logging to
     /// `cp.log`.
     pub(crate) fn control_plane(&self) -> Process {
+        self.control_plane_with(&[], "info")
+    }
+
+    /// As [`Deployment::control_plane`], with more `droidfleet serve` arguments
+    /// (`--log-format json`), logging at `level` (a `RUST_LOG` value).
+    pub(crate) fn control_plane_with(&self, extra: &[&str], level: &str) -> Process {
         let listen = format!("127.0.0.1:{}", self.port);
         let data = self.path("cp");
-        Process::start(
-            &[
-                "serve",
-                "--listen",
-                &listen,
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
+        let mut args = vec![
+            "serve",
+            "--listen",
+            &listen,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        Process::start_logging(
+            &args,
             "control plane listening on ",
             &self.path("cp.log"),
+            level,
         )
     }
 

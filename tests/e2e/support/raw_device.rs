@@ -205,6 +205,7 @@ impl RawSession {
     pub(crate) async fn ack(&self, command_id: &str) {
         self.send(pb::device_message::Body::Ack(pb::CommandAck {
             command_id: command_id.to_string(),
+            traceparent: String::new(),
         }))
         .await;
     }
@@ -224,6 +225,7 @@ impl RawSession {
                 "test device says no".into()
             },
             completed_at_ms: 1,
+            traceparent: String::new(),
         }))
         .await;
     }

@@ -5,6 +5,8 @@ use crate::causes::with_causes;
 use droidfleet_proto::tls::{CA_CERT_FILE, CaFingerprint, TlsError};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::admin_service_client::AdminServiceClient;
+use droidfleet_telemetry::traceparent::{TRACEPARENT_KEY, TraceParent};
+use ring::rand::{SecureRandom, SystemRandom};
 use std::error::Error as _;
 use std::fmt;
 use std::future::Future;
@@ -322,7 +324,7 @@ impl Client {
         request: pb::ResetPasscodeRequest,
     ) -> Result<pb::Action, AdminError> {
         self.call("ResetPasscode", request, |mut admin, request| async move {
-            admin.reset_passcode(request).await
+            admin.reset_passcode(with_new_trace(request)).await
         })
         .await
     }
@@ -332,7 +334,7 @@ impl Client {
         request: pb::RemoteLockRequest,
     ) -> Result<pb::Action, AdminError> {
         self.call("RemoteLock", request, |mut admin, request| async move {
-            admin.remote_lock(request).await
+            admin.remote_lock(with_new_trace(request)).await
         })
         .await
     }
@@ -547,6 +549,20 @@ impl Client {
         .await?;
         Ok(())
     }
+}
+
+/// `request` as the start of a new W3C trace: a `traceparent` the control plane stores with the
+/// action it starts and hands on to the device, whose trace id the answered action names.
+fn with_new_trace<T>(mut request: tonic::Request<T>) -> tonic::Request<T> {
+    let mut random = [0u8; 24];
+    // A failed random source leaves zeros, which `new_root` still makes a valid (if not unique)
+    // trace: tracing never fails the call.
+    let _ = SystemRandom::new().fill(&mut random);
+    let traceparent = TraceParent::new_root(random).to_string();
+    if let Ok(value) = traceparent.parse() {
+        request.metadata_mut().insert(TRACEPARENT_KEY, value);
+    }
+    request
 }
 
 fn action_request(action_id: &str) -> pb::GetActionRequest {

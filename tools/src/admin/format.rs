@@ -159,6 +159,9 @@ pub(crate) fn action_details(action: &pb::Action) -> String {
             time(action.created_at_ms)
         ),
     ];
+    if !action.trace_id.is_empty() {
+        lines.push(format!("  trace {}", action.trace_id));
+    }
     if !action.reason.is_empty() {
         lines.push(format!("  reason: {}", action.reason));
     }
@@ -250,6 +253,7 @@ pub(crate) fn action_json(action: &pb::Action) -> Value {
         "user_entered_at": time(action.user_entered_at_ms),
         "not_after": time(action.not_after_ms),
         "passcode_visible_until": time(action.passcode_visible_until_ms),
+        "trace_id": (!action.trace_id.is_empty()).then_some(&action.trace_id),
     })
 }
 

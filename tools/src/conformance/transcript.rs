@@ -274,6 +274,7 @@ mod tests {
                     flags: vec![pb::ResetFlag::RequireEntry as i32],
                 },
             )),
+            traceparent: String::new(),
         };
         let signed = pb::SignedCommand {
             body: body.encode_to_vec(),

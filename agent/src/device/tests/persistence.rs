@@ -120,6 +120,7 @@ fn debug_output_holds_no_secret() {
     assert!(shown.contains("<redacted>"));
     let command = Command {
         command_id: "c".into(),
+        traceparent: None,
         device_id: "d".into(),
         sequence: 1,
         not_after_ms: 0,

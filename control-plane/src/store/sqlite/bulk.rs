@@ -247,8 +247,8 @@ async fn create_actions(
         connection,
         "INSERT INTO actions (id, device_id, kind, scope, state, error_code, reason,
                               requested_by, created_at, updated_at, not_after, sequence,
-                              passcode_visible_until)
-         SELECT ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, next_sequence + ?, ? FROM devices
+                              passcode_visible_until, traceparent)
+         SELECT ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, next_sequence + ?, ?, ? FROM devices
          WHERE id = ? AND NOT EXISTS (SELECT 1 FROM actions WHERE actions.id = ?)
          RETURNING id, sequence;",
         &rows,
@@ -265,6 +265,7 @@ async fn create_actions(
             args.add(db_time(a.not_after))?;
             args.add(*offset)?;
             args.add(a.sealed_passcode.as_ref().map(|(_, until)| db_time(*until)))?;
+            args.add(a.traceparent.to_string())?;
             args.add(a.device_id.as_str())?;
             args.add(a.id.as_str())
         },
@@ -362,6 +363,7 @@ async fn create_actions(
             sequence,
             sent_at: None,
             passcode_visible_until: visible_until,
+            traceparent: Some(action.traceparent),
         };
         let change = Change::ActionCreated(OpenCommand {
             action: created.clone(),

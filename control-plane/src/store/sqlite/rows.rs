@@ -9,6 +9,7 @@ use crate::model::{
     TokenState,
 };
 use crate::store::StoreError;
+use droidfleet_telemetry::traceparent::TraceParent;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
@@ -297,7 +298,7 @@ macro_rules! action_select {
     () => {
         "SELECT a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
                 a.requested_by, a.created_at, a.updated_at, a.delivered_at, a.completed_at,
-                a.user_entered_at, a.not_after, a.sequence, a.sent_at,
+                a.user_entered_at, a.not_after, a.sequence, a.sent_at, a.traceparent,
                 p.visible_until AS passcode_visible_until
          FROM actions a LEFT JOIN action_passcodes p ON p.action_id = a.id"
     };
@@ -310,6 +311,7 @@ pub(super) fn action_from_row(row: &SqliteRow) -> Result<Action, StoreError> {
     let state: String = row.try_get("state")?;
     let error_code: Option<String> = row.try_get("error_code")?;
     let sequence: Option<i64> = row.try_get("sequence")?;
+    let traceparent: Option<String> = row.try_get("traceparent")?;
     Ok(Action {
         id: row.try_get("id")?,
         device_id: row.try_get("device_id")?,
@@ -331,6 +333,9 @@ pub(super) fn action_from_row(row: &SqliteRow) -> Result<Action, StoreError> {
             .map(|s| u64::try_from(s).map_err(|_| StoreError::Corrupt("negative sequence".into())))
             .transpose()?,
         sent_at: opt_time_from_db(row.try_get("sent_at")?, "sent_at")?,
+        traceparent: traceparent
+            .map(|text| TraceParent::parse(&text).map_err(|_| corrupt("traceparent", &text)))
+            .transpose()?,
         passcode_visible_until: opt_time_from_db(
             row.try_get("passcode_visible_until")?,
             "visible_until",
@@ -351,6 +356,7 @@ macro_rules! action_returning {
                     actions.completed_at AS completed_at,
                     actions.user_entered_at AS user_entered_at, actions.not_after AS not_after,
                     actions.sequence AS sequence, actions.sent_at AS sent_at,
+                    actions.traceparent AS traceparent,
                     (SELECT p.visible_until FROM action_passcodes p WHERE p.action_id = actions.id)
                         AS passcode_visible_until"
     };
@@ -363,7 +369,7 @@ macro_rules! open_command_select {
     () => {
         "SELECT a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
                 a.requested_by, a.created_at, a.updated_at, a.delivered_at, a.completed_at,
-                a.user_entered_at, a.not_after, a.sequence, a.sent_at,
+                a.user_entered_at, a.not_after, a.sequence, a.sent_at, a.traceparent,
                 p.visible_until AS passcode_visible_until, p.sealed AS sealed_passcode
          FROM actions a LEFT JOIN action_passcodes p ON p.action_id = a.id
          WHERE a.state IN ('pending', 'active')"

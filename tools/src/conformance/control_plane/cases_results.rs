@@ -547,6 +547,7 @@ async fn other_device(ctx: &mut CpCtx) -> CaseResult {
             "an ack",
             pb::device_message::Body::Ack(pb::CommandAck {
                 command_id: id.clone(),
+                traceparent: String::new(),
             }),
         ),
         (
@@ -571,6 +572,7 @@ async fn other_device(ctx: &mut CpCtx) -> CaseResult {
             "an ack for a command that does not exist",
             pb::device_message::Body::Ack(pb::CommandAck {
                 command_id: "no-such-command".into(),
+                traceparent: String::new(),
             }),
         ),
     ];

@@ -186,6 +186,7 @@ impl RawSession {
     pub(crate) async fn ack(&self, command_id: &str) {
         self.send(pb::device_message::Body::Ack(pb::CommandAck {
             command_id: command_id.to_string(),
+            traceparent: String::new(),
         }))
         .await;
     }
@@ -200,6 +201,7 @@ impl RawSession {
                 .map(|_| "the conformance kit's raw device says no".to_string())
                 .unwrap_or_default(),
             completed_at_ms: super::super::device::now_ms(),
+            traceparent: String::new(),
         }))
         .await;
     }

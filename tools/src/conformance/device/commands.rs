@@ -266,6 +266,7 @@ mod tests {
             sequence: 4,
             not_after_ms: 1_700_000_000_000,
             kind: Some(reset(pb::CredentialScope::Device, "860273", vec![1; 32])),
+            traceparent: String::new(),
         };
         let bytes = non_canonical(&body);
         assert_ne!(bytes, body.encode_to_vec());

@@ -520,6 +520,7 @@ impl DeviceCtx {
             sequence,
             not_after_ms: now_ms() + 600_000,
             kind: Some(kind),
+            traceparent: String::new(),
         }
     }
 

@@ -57,6 +57,36 @@ async fn sequences_are_allocated_per_device_for_commands_only() {
 }
 
 #[tokio::test]
+async fn an_action_keeps_its_traceparent_through_every_read_and_change() {
+    let f = fixture().await;
+    let s = &f.store;
+    enroll(s, "dev_a", 1).await;
+    let mut new = new_action("a1", "dev_a", ActionState::Pending);
+    new.traceparent =
+        TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let created = s.create_action(new.clone()).await.unwrap();
+    assert_eq!(created.traceparent, Some(new.traceparent));
+    assert_eq!(created.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    let read = s.get_action("a1").await.unwrap().unwrap();
+    assert_eq!(read.traceparent, Some(new.traceparent));
+    let changed = s
+        .transition_action(
+            "a1",
+            &[ActionState::Pending],
+            ActionState::Active,
+            ActionUpdate::default(),
+            T0 + 1,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.traceparent, Some(new.traceparent));
+    let state = s.session_state().await.unwrap();
+    let open = &state[0].open_commands[0].action;
+    assert_eq!(open.traceparent, Some(new.traceparent));
+}
+
+#[tokio::test]
 async fn actions_are_listed_and_transitioned_by_compare_and_set() {
     let f = fixture().await;
     let s = &f.store;

@@ -19,6 +19,7 @@ use crate::model::{
 };
 use crate::rbac;
 use crate::store::{ActionUpdate, NewAction, NewDevice, NewEnrollmentToken, Store, StoreError};
+use droidfleet_telemetry::traceparent::TraceParent;
 use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use std::collections::BTreeSet;
@@ -111,6 +112,7 @@ fn new_action(id: &str, device_id: &str, state: ActionState) -> NewAction {
         error_code: None,
         reason: String::new(),
         sealed_passcode: None,
+        traceparent: TraceParent::new_root([id.len() as u8; 24]),
     }
 }
 
