@@ -10,6 +10,7 @@ use super::error::LoadtestError;
 use super::measure::Snapshot;
 use super::metrics_endpoint::MetricsEndpoint;
 use super::model::{DevicePlan, Fault};
+use super::progress::{self, Progress};
 use super::report::DeviceRecord;
 use super::resets::{request_reset, reset_all};
 use super::wall::{Phase, Wall};
@@ -288,18 +289,16 @@ async fn wait_connected(
     deadline: Instant,
 ) -> Result<(), LoadtestError> {
     let metrics = fleet.metrics();
-    let step = devices.div_ceil(10).max(1);
-    let mut reported = 0;
+    let progress = Progress::new(&progress::group(), "connect", "connected", devices);
     loop {
         let connected = usize::try_from(metrics.devices_connected()).unwrap_or(usize::MAX);
-        if connected / step > reported / step {
-            eprintln!("connected: {connected}/{devices}");
-            reported = connected;
-        }
+        progress.set(connected.min(devices));
         if connected >= devices {
+            progress.finish();
             return Ok(());
         }
         if Instant::now() >= deadline {
+            progress.finish();
             return Err(LoadtestError::ConnectDeadline { connected, devices });
         }
         tokio::time::sleep(CONNECT_POLL).await;

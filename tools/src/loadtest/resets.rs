@@ -19,7 +19,7 @@ use droidfleet_agent::device::{EntryOutcome, Passcode, Scope};
 use droidfleet_proto::v1 as pb;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -80,9 +80,15 @@ pub(super) async fn reset_all(
     if let Some(wall) = &shared.wall {
         wall.attach_records(records.clone());
     }
-    let progress = progress::Progress::new("resets", shared.plans.len());
-    let (bar_stop, bar_stopped) = watch::channel(false);
-    let bar = progress.spawn_bar(bar_stopped);
+    let bars = progress::group();
+    let progress = progress::Progress::new(&bars, "resets", "finished", shared.plans.len());
+    // The entries expected: every reset predicted to end done has a user who types the passcode.
+    let expected_entries = shared
+        .plans
+        .iter()
+        .filter(|plan| plan.prediction().error_code.is_none())
+        .count();
+    let entries = progress::Progress::new(&bars, "user entries", "recorded", expected_entries);
     let mut max_issue_lag = Duration::ZERO;
 
     let all = async {
@@ -105,9 +111,10 @@ pub(super) async fn reset_all(
                 None => None,
             };
             let (s, records, progress) = (shared.clone(), records.clone(), progress.clone());
+            let entries = entries.clone();
             tasks.spawn(async move {
                 let _permit = permit;
-                let outcome = reset_one(&s, index, &records).await;
+                let outcome = reset_one(&s, index, &records, &entries).await;
                 let mut all = records.lock().expect("records lock");
                 let record = &mut all[index];
                 if let Err(problem) = outcome {
@@ -122,8 +129,8 @@ pub(super) async fn reset_all(
     // On the deadline the unfinished tasks are dropped with `all` (a JoinSet aborts its tasks),
     // and their records keep the last state seen.
     let completed = tokio::time::timeout_at(deadline, all).await.is_ok();
-    let _ = bar_stop.send(true);
-    let _ = bar.await;
+    progress.finish();
+    entries.finish();
     let mut records = records.lock().expect("records lock").clone();
     if !completed {
         for record in records.iter_mut().filter(|r| {
@@ -146,6 +153,7 @@ async fn reset_one(
     s: &Shared,
     index: usize,
     records: &Mutex<Vec<DeviceRecord>>,
+    entries: &progress::Progress,
 ) -> Result<(), LoadtestError> {
     let plan = &s.plans[index];
     let admin = s.admin(index);
@@ -236,6 +244,7 @@ async fn reset_one(
     if last.user_entered_at_ms == 0 {
         return Err(LoadtestError::EntryNotRecorded);
     }
+    entries.advance(true);
     Ok(())
 }
 
