@@ -20,13 +20,16 @@
 //! - `actions.rs`: passcode reset and remote lock, the action history, cancel and reveal, and the
 //!   state transitions the other files apply.
 //! - `sessions.rs`: a connected device: its Hello, what it reports, which commands it is sent.
-//! - `roles.rs`: roles, principals and their role assignments, and the bootstrap admin.
+//! - `roles.rs`: roles, principals and their role assignments.
+//! - `admin_tokens.rs`: admin tokens' lifecycle (time-to-live, rotation, revocation) and the
+//!   bootstrap admin's token.
 //! - `background.rs`: the passcode purge and command expiry loops.
 //! - `validation.rs`: the checks of incoming fields, and their limits.
 //! - `error.rs`: [`ServiceError`] and the one table of its status codes.
 
 mod access;
 mod actions;
+mod admin_tokens;
 mod background;
 mod device_meta;
 mod devices;
@@ -38,6 +41,10 @@ mod validation;
 
 pub(crate) use access::{AuditNote, Operation};
 pub(crate) use actions::{LockRequest, ResetRequest, scope_words};
+pub(crate) use admin_tokens::Rotation;
+pub use admin_tokens::{
+    AdminTokenPolicy, DEFAULT_ADMIN_TOKEN_TTL, MAX_ADMIN_TOKEN_TTL, MAX_ROTATION_GRACE,
+};
 pub(crate) use devices::{DeviceSearch, EnrollmentTokenRequest};
 pub use error::ServiceError;
 pub(crate) use error::StatusCode;
@@ -68,6 +75,8 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// Where the server's TLS identity comes from (its own CA in the data directory by default).
     pub tls: TlsSource,
+    /// How long admin tokens live.
+    pub admin_tokens: AdminTokenPolicy,
 }
 
 /// Where the control plane's TLS identity comes from.
@@ -92,11 +101,13 @@ impl Config {
             tls: TlsSource::Generated {
                 extra_names: Vec::new(),
             },
+            admin_tokens: AdminTokenPolicy::default(),
         }
     }
 }
 
-/// Where the bootstrap admin's token was written on first start.
+/// Where the bootstrap admin's token is written (on first start, and when no valid token could
+/// manage roles any more).
 pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap-admin.token";
 pub const BOOTSTRAP_PRINCIPAL: &str = "admin";
 
