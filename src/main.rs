@@ -144,6 +144,12 @@ struct LimitArgs {
     /// Streams a client may open and reset before they were accepted (HTTP/2 rapid reset).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_pending_reset_streams)]
     max_pending_reset_streams: usize,
+    /// Watch streams one admin principal may hold open at once; more is RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_watches_per_principal)]
+    max_watches_per_principal: usize,
+    /// How long one watch stream may stay open; it ends DEADLINE_EXCEEDED after.
+    #[arg(long, value_name = "DURATION", default_value_t = Limits::default().max_watch_lifetime.into())]
+    max_watch_lifetime: humantime::Duration,
 }
 
 fn millis(ms: u64) -> humantime::Duration {
@@ -179,6 +185,8 @@ impl LimitArgs {
             keepalive_interval: self.keepalive_interval.into(),
             keepalive_timeout: self.keepalive_timeout.into(),
             max_pending_reset_streams: self.max_pending_reset_streams,
+            max_watches_per_principal: self.max_watches_per_principal,
+            max_watch_lifetime: self.max_watch_lifetime.into(),
         }
     }
 }

@@ -204,12 +204,17 @@ impl AdminService for AdminApi {
             |r| Some(r.device_id.clone()),
             |cp, caller, r| async move {
                 // Follow before the first read, so no change in between is missed.
+                let slot = cp.open_watch(&caller.name)?;
+                let ends = watch_end(&cp);
                 let changes = cp.follow_devices(vec![r.device_id.clone()]);
                 let mut access = cp.follow_access();
                 let first = cp.device(&caller, &r.device_id).await?;
                 let id = first.id.clone();
                 let first = device_to_pb(&first, cp.is_online(&id));
                 let stream = async_stream(move |tx| async move {
+                    // Held while the stream lives; freed before a final error is sent, so a
+                    // client told its watch ended may open another at once.
+                    let slot = slot;
                     let mut caller = caller;
                     let mut last = first;
                     if tx.send(Ok(last.clone())).await.is_err() {
@@ -221,6 +226,11 @@ impl AdminService for AdminApi {
                             _ = tx.closed() => return,
                             error = cp.access_ended(&mut caller, Operation::WatchDevice, &mut access) => {
                                 let _ = tx.send(Err(error.into())).await;
+                                return;
+                            }
+                            () = tokio::time::sleep_until(ends) => {
+                                drop(slot);
+                                let _ = tx.send(Err(lifetime_over(&cp))).await;
                                 return;
                             }
                         }
@@ -257,11 +267,16 @@ impl AdminService for AdminApi {
             none,
             |cp, caller, r| async move {
                 // Follow before the first reads, so no change in between is missed.
+                let slot = cp.open_watch(&caller.name)?;
+                let ends = watch_end(&cp);
                 let changes = cp.follow_devices(r.device_ids.clone());
                 let mut access = cp.follow_access();
                 let first = cp.watched_devices(&caller, &r.device_ids)?;
                 let detail = format!("{} device(s)", first.len());
                 let stream = async_stream(move |tx| async move {
+                    // Held while the stream lives; freed before a final error is sent, so a
+                    // client told its watch ended may open another at once.
+                    let slot = slot;
                     let mut caller = caller;
                     for device in first {
                         let online = cp.is_online(&device.id);
@@ -275,6 +290,11 @@ impl AdminService for AdminApi {
                             _ = tx.closed() => return,
                             error = cp.access_ended(&mut caller, Operation::WatchDevices, &mut access) => {
                                 let _ = tx.send(Err(error.into())).await;
+                                return;
+                            }
+                            () = tokio::time::sleep_until(ends) => {
+                                drop(slot);
+                                let _ = tx.send(Err(lifetime_over(&cp))).await;
                                 return;
                             }
                         };
@@ -516,11 +536,16 @@ impl AdminService for AdminApi {
             |cp, caller, r| async move {
                 // Follow before reading, so no change between the read and the following is
                 // missed.
+                let slot = cp.open_watch(&caller.name)?;
+                let ends = watch_end(&cp);
                 let changes = cp.follow_actions(vec![r.action_id.clone()]);
                 let mut access = cp.follow_access();
                 let first = cp.action(&caller, &r.action_id).await?;
                 let note = action_note(&first, String::new());
                 let stream = async_stream(move |tx| async move {
+                    // Held while the stream lives; freed before a final error is sent, so a
+                    // client told its watch ended may open another at once.
+                    let slot = slot;
                     let mut caller = caller;
                     let mut last = first.clone();
                     if tx.send(Ok(action_to_pb(&last))).await.is_err() {
@@ -539,6 +564,11 @@ impl AdminService for AdminApi {
                             _ = tx.closed() => return,
                             error = cp.access_ended(&mut caller, Operation::WatchAction, &mut access) => {
                                 let _ = tx.send(Err(error.into())).await;
+                                return;
+                            }
+                            () = tokio::time::sleep_until(ends) => {
+                                drop(slot);
+                                let _ = tx.send(Err(lifetime_over(&cp))).await;
                                 return;
                             }
                         };
@@ -940,6 +970,19 @@ fn progress(action: &Action) -> (u8, bool, u64) {
 
 /// A stream fed by a task, so a handler can keep state across items without a hand-written
 /// `Stream` implementation.
+/// When a watch opened now must end (`Limits::max_watch_lifetime`).
+fn watch_end(cp: &ControlPlane) -> tokio::time::Instant {
+    tokio::time::Instant::now() + cp.config().limits.max_watch_lifetime
+}
+
+/// How a watch past its lifetime ends.
+fn lifetime_over(cp: &ControlPlane) -> Status {
+    Status::deadline_exceeded(format!(
+        "the watch reached its lifetime of {} s (--max-watch-lifetime); open it again",
+        cp.config().limits.max_watch_lifetime.as_secs_f64()
+    ))
+}
+
 fn async_stream<T, F, Fut>(producer: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
 where
     T: Send + 'static,

@@ -124,6 +124,28 @@ pub(crate) struct SessionSignals {
     pub(crate) revoked: Notify,
 }
 
+/// One open watch of a principal; dropping it (the stream ended) frees the slot.
+pub(crate) struct WatchSlot {
+    control_plane: Arc<ControlPlane>,
+    principal: String,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut watches = self
+            .control_plane
+            .watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = watches.get_mut(&self.principal) {
+            *open -= 1;
+            if *open == 0 {
+                watches.remove(&self.principal);
+            }
+        }
+    }
+}
+
 /// Authenticated principals by token hash, valid for one generation of the access rules.
 #[derive(Debug, Default)]
 struct PrincipalCache {
@@ -145,6 +167,8 @@ pub struct ControlPlane {
     hot: Arc<Hot>,
     /// Saves every admin call two reads of the principal tables.
     principals: Mutex<PrincipalCache>,
+    /// Open watch streams by principal, bounded by `Limits::max_watches_per_principal`.
+    watches: Mutex<HashMap<String, usize>>,
     /// Counts completed purge runs, so tests can wait for one instead of sleeping.
     purge_runs: watch::Sender<u64>,
     /// Set when the server stops, so device sessions end instead of holding shutdown open.
@@ -184,6 +208,7 @@ impl ControlPlane {
             config,
             hot,
             principals: Mutex::new(PrincipalCache::default()),
+            watches: Mutex::new(HashMap::new()),
             purge_runs: watch::channel(0).0,
             stopping: watch::channel(false).0,
             enrollment_pin: None,
@@ -221,6 +246,25 @@ impl ControlPlane {
     /// Follows the actions `action_ids`: each committed change of one is handed to the watch.
     pub(crate) fn follow_actions(&self, action_ids: Vec<String>) -> Watch<Action> {
         self.hot.action_watchers.watch(action_ids)
+    }
+
+    /// Takes one of `principal`'s watch slots for as long as the returned slot lives; refused
+    /// RESOURCE_EXHAUSTED when it already holds `Limits::max_watches_per_principal` open.
+    pub(crate) fn open_watch(self: &Arc<Self>, principal: &str) -> Result<WatchSlot, ServiceError> {
+        let limit = self.config.limits.max_watches_per_principal;
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        let open = watches.entry(principal.to_string()).or_insert(0);
+        if *open >= limit {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "this principal already holds {limit} watches open (--max-watches-per-principal); \
+                 close one first"
+            )));
+        }
+        *open += 1;
+        Ok(WatchSlot {
+            control_plane: self.clone(),
+            principal: principal.to_string(),
+        })
     }
 
     /// Follows the devices `device_ids`: the id of each one that changes (status, tokens,
