@@ -308,7 +308,12 @@ impl ControlPlane {
         changes: &mut tokio::sync::watch::Receiver<u64>,
     ) -> ServiceError {
         loop {
-            let until_expiry = caller.token.expires_at.saturating_sub(self.now());
+            // At most a day at a time: a far expiry is checked again rather than slept on whole.
+            let until_expiry = caller
+                .token
+                .expires_at
+                .saturating_sub(self.now())
+                .min(crate::clock::DAY);
             // The sender lives in the hot state, which outlives every caller of this.
             tokio::select! {
                 Ok(()) = changes.changed() => {}
