@@ -206,3 +206,14 @@ pub(crate) fn policy_refusal_to_pb(refusal: &PolicyRefusal) -> pb::PolicyRefusal
         reason: refusal.reason.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_model_signs_policies_in_the_protocols_domain() {
+        assert_eq!(
+            crate::device::crypto::POLICY_CONTEXT,
+            droidfleet_proto::signing::POLICY_CONTEXT
+        );
+    }
+}

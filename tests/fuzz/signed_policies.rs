@@ -7,7 +7,7 @@
 use crate::driver::fuzz;
 use droidfleet_agent::decode_policy;
 use droidfleet_agent::device::{
-    Build, Device, DeviceCredential, Enrollment, ErrorCode, KdfParams, Ownership,
+    Build, Device, DeviceCredential, Enrollment, ErrorCode, KdfParams, Ownership, Scope,
 };
 use droidfleet_proto::signing::{policy_signature_verifies, policy_signed_bytes};
 use droidfleet_proto::v1 as pb;
@@ -93,10 +93,7 @@ fn signed_policies() {
         };
         let genuine = policy_signature_verifies(&public, &policy.body, &signature);
         let mut device = device(&keys, &rng);
-        let before = device
-            .policy(droidfleet_agent::device::Scope::Device)
-            .unwrap()
-            .cloned();
+        let before = device.policy(Scope::Device).unwrap().cloned();
         match device.apply_signed_policy(&policy.body, &signature, decode_policy) {
             Ok(()) => {
                 assert!(genuine, "a policy without a valid signature was applied");
@@ -107,10 +104,7 @@ fn signed_policies() {
                     // DEV-POLICY-2: a policy whose signature does not verify changes nothing.
                     assert_eq!(refusal.code, ErrorCode::BadSignature, "{refusal:?}");
                 }
-                let after = device
-                    .policy(droidfleet_agent::device::Scope::Device)
-                    .unwrap()
-                    .cloned();
+                let after = device.policy(Scope::Device).unwrap().cloned();
                 assert_eq!(after, before, "a refused policy changed the store");
                 format!("refused {:?}, signed here {signed_here}", refusal.code)
             }

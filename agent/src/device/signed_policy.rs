@@ -56,8 +56,7 @@ impl Device {
                 "the device is not enrolled, so it has no key to verify policies".to_owned(),
             ));
         };
-        let signed = droidfleet_proto::signing::policy_signed_bytes(body);
-        if !crypto::verify_ed25519(&enrollment.command_public_key, &signed, signature) {
+        if !crypto::verify_policy_signature(&enrollment.command_public_key, body, signature) {
             return Err(refusal(
                 ErrorCode::BadSignature,
                 "the policy signature does not verify with the control plane's key".to_owned(),
@@ -109,9 +108,12 @@ impl Device {
 mod tests {
     use super::*;
     use crate::device::{Build, DeviceCredential, Enrollment, KdfParams, Ownership, PasscodeType};
-    use droidfleet_proto::signing::policy_signed_bytes;
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    fn policy_signed_bytes(body: &[u8]) -> Vec<u8> {
+        [crypto::POLICY_CONTEXT, body].concat()
+    }
 
     fn key(rng: &SystemRandom) -> Ed25519KeyPair {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(rng).unwrap();
