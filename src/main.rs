@@ -6,7 +6,9 @@ use clap::Parser;
 use droidfleet_agent::cli::shutdown_signal;
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::limits::Limits;
-use droidfleet_control_plane::service::{Config, TlsSource};
+use droidfleet_control_plane::service::{
+    AdminTokenPolicy, Config, DEFAULT_ADMIN_TOKEN_TTL, MAX_ADMIN_TOKEN_TTL, TlsSource,
+};
 use droidfleet_tools::{admin, agent_wall, conformance, demo, flow, loadtest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -86,6 +88,13 @@ struct ServeArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     limits: LimitArgs,
+    /// How long an admin token works when its request names no time-to-live (the bootstrap
+    /// token's too).
+    #[arg(long, value_name = "DURATION", default_value_t = millis(DEFAULT_ADMIN_TOKEN_TTL))]
+    admin_token_ttl: humantime::Duration,
+    /// The longest time-to-live a CreatePrincipal or RotatePrincipalToken may ask for.
+    #[arg(long, value_name = "DURATION", default_value_t = millis(MAX_ADMIN_TOKEN_TTL))]
+    max_admin_token_ttl: humantime::Duration,
     /// Serve TLS with this certificate chain (PEM) instead of the control plane's own CA; the
     /// chain's last certificate is the CA devices pin. Needs --tls-key.
     #[arg(long, requires = "tls_key", conflicts_with = "insecure_plaintext")]
@@ -135,6 +144,33 @@ struct LimitArgs {
     /// Streams a client may open and reset before they were accepted (HTTP/2 rapid reset).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_pending_reset_streams)]
     max_pending_reset_streams: usize,
+    /// Watch streams one admin principal may hold open at once; more is RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_watches_per_principal)]
+    max_watches_per_principal: usize,
+    /// How long one watch stream may stay open; it ends DEADLINE_EXCEEDED after.
+    #[arg(long, value_name = "DURATION", default_value_t = Limits::default().max_watch_lifetime.into())]
+    max_watch_lifetime: humantime::Duration,
+}
+
+fn millis(ms: u64) -> humantime::Duration {
+    std::time::Duration::from_millis(ms).into()
+}
+
+impl ServeArgs {
+    fn admin_tokens(&self) -> anyhow::Result<AdminTokenPolicy> {
+        let as_millis = |d: humantime::Duration| {
+            u64::try_from(std::time::Duration::from(d).as_millis()).unwrap_or(u64::MAX)
+        };
+        let policy = AdminTokenPolicy {
+            default_ttl: as_millis(self.admin_token_ttl),
+            max_ttl: as_millis(self.max_admin_token_ttl),
+        };
+        anyhow::ensure!(
+            policy.default_ttl >= 1_000 && policy.default_ttl <= policy.max_ttl,
+            "--admin-token-ttl must be at least 1s and at most --max-admin-token-ttl"
+        );
+        Ok(policy)
+    }
 }
 
 impl LimitArgs {
@@ -149,6 +185,8 @@ impl LimitArgs {
             keepalive_interval: self.keepalive_interval.into(),
             keepalive_timeout: self.keepalive_timeout.into(),
             max_pending_reset_streams: self.max_pending_reset_streams,
+            max_watches_per_principal: self.max_watches_per_principal,
+            max_watch_lifetime: self.max_watch_lifetime.into(),
         }
     }
 }
@@ -197,6 +235,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut config = Config::new(&args.data_dir);
     config.limits = args.limits.limits();
+    config.admin_tokens = args.admin_tokens()?;
     config.tls = match (args.insecure_plaintext, args.tls_cert, args.tls_key) {
         (true, _, _) => {
             droidfleet_proto::tls::check_plaintext_address(args.listen)?;
@@ -214,7 +253,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &opened.bootstrap_token_path {
         println!(
-            "first start: the bootstrap admin's token is in {}",
+            "no valid admin token could manage roles (first start, or all expired or revoked): \
+             a new bootstrap admin token is in {}",
             path.display()
         );
         println!(

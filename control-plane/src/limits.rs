@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-/// The limits, read by the server (transport settings), the gRPC services (message sizes) and
-/// the device gateway (the Hello timeout).
+/// The limits, read by the server (transport settings), the gRPC services (message sizes), the
+/// device gateway (the Hello timeout) and the admin API (watches).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// `--max-streams-per-connection`: HTTP/2 streams one connection may hold open at once
@@ -33,6 +33,13 @@ pub struct Limits {
     /// `--max-pending-reset-streams`: HTTP/2 streams a client may open and reset before the
     /// server accepted them; more is a rapid-reset flood and ends the connection.
     pub max_pending_reset_streams: usize,
+    /// `--max-watches-per-principal`: WatchDevice, WatchDevices and WatchAction streams one
+    /// admin principal may hold open at once; one more is refused RESOURCE_EXHAUSTED. Each holds
+    /// a task and a follower the control plane wakes on every change it follows.
+    pub max_watches_per_principal: usize,
+    /// `--max-watch-lifetime`: how long one watch may stay open; it then ends DEADLINE_EXCEEDED
+    /// and the client opens it again (with a token that is still valid).
+    pub max_watch_lifetime: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +54,8 @@ impl Default for Limits {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),
             max_pending_reset_streams: 20,
+            max_watches_per_principal: 64,
+            max_watch_lifetime: Duration::from_secs(3_600),
         }
     }
 }

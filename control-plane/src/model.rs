@@ -360,6 +360,60 @@ pub struct Principal {
     pub name: String,
     pub assignments: Vec<RoleAssignment>,
     pub created_at: Millis,
+    /// Its newest token's lifecycle (a listing shows when it expires or that it was revoked);
+    /// `None` only for a principal whose tokens were all pruned.
+    pub token: Option<AdminToken>,
+}
+
+/// An admin bearer token's lifecycle, never the token itself (the store keeps its SHA-256).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminToken {
+    pub issued_at: Millis,
+    /// Refused from then on: its time-to-live, brought forward by a rotation to the end of the
+    /// rotation's grace period.
+    pub expires_at: Millis,
+    /// Set by a revocation: refused at once, whatever its expiry.
+    pub revoked_at: Option<Millis>,
+    /// Set when a rotation replaced it; it still works until `expires_at` (the grace period).
+    pub rotated_at: Option<Millis>,
+}
+
+/// Why an admin token is refused, for an answer that says which without showing the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminTokenEnd {
+    Expired,
+    Revoked,
+    /// A rotation replaced it and its grace period is over.
+    Rotated,
+}
+
+impl AdminToken {
+    /// Why the token is refused at `now`, or `None` while it is valid.
+    pub fn ended(&self, now: Millis) -> Option<AdminTokenEnd> {
+        if self.revoked_at.is_some_and(|at| at <= now) {
+            return Some(AdminTokenEnd::Revoked);
+        }
+        if now >= self.expires_at {
+            return Some(match self.rotated_at {
+                Some(_) => AdminTokenEnd::Rotated,
+                None => AdminTokenEnd::Expired,
+            });
+        }
+        None
+    }
+}
+
+impl AdminTokenEnd {
+    /// The answer to a call with the token: which end it met, never the token.
+    pub fn message(self) -> &'static str {
+        match self {
+            AdminTokenEnd::Expired => "the bearer token expired; ask an admin to rotate it",
+            AdminTokenEnd::Revoked => "the bearer token was revoked",
+            AdminTokenEnd::Rotated => {
+                "the bearer token was replaced by a rotation and its grace period is over"
+            }
+        }
+    }
 }
 
 impl Principal {

@@ -8,12 +8,15 @@
 //! - oversize messages, to the admin API and on a device's session, are refused
 //!   RESOURCE_EXHAUSTED;
 //! - a session that never sends its Hello ends DEADLINE_EXCEEDED after the Hello timeout;
-//! - a device's failure reason with terminal escapes is recorded printable only.
+//! - a device's failure reason with terminal escapes is recorded printable only;
+//! - one principal opening watches: past [`WATCHES_PER_PRINCIPAL`] it is refused
+//!   RESOURCE_EXHAUSTED while other principals still watch and are served, and every watch ends
+//!   DEADLINE_EXCEEDED after [`WATCH_LIFETIME`], freeing its slot.
 //!
 //! Not covered here (see the report of issue 11): memory under many streams, half-open
-//! connections, dead watchers, rate limits.
+//! connections, rate limits.
 
-use crate::support::{Admin, RawDevice, open_session};
+use crate::support::{Admin, RawDevice, open_session, pin_policy};
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::metrics::ControlPlaneMetrics;
 use droidfleet_control_plane::server::{DATABASE_FILE, MetricsEndpoint};
@@ -34,6 +37,8 @@ const ANONYMOUS_CALLS: usize = 300;
 const DATABASE_GROWTH_BOUND: u64 = 64 * 1024;
 const INVENTED_METHODS: usize = 300;
 const HELLO_TIMEOUT: Duration = Duration::from_millis(300);
+const WATCHES_PER_PRINCIPAL: usize = 8;
+const WATCH_LIFETIME: Duration = Duration::from_secs(2);
 
 struct Served {
     address: String,
@@ -46,9 +51,15 @@ struct Served {
 
 impl Served {
     async fn start() -> Served {
+        Served::start_with(|_| {}).await
+    }
+
+    /// As [`Served::start`], with `tune` changing the configuration first.
+    async fn start_with(tune: impl FnOnce(&mut Config)) -> Served {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(data_dir.path());
         config.limits.hello_timeout = HELLO_TIMEOUT;
+        tune(&mut config);
         // The attacks are on the gRPC listener's limits, the same with or without TLS (which
         // tests/e2e/transport.rs covers); these clients speak plain text on loopback.
         config.tls = TlsSource::Plaintext;
@@ -278,4 +289,88 @@ async fn a_device_s_failure_reason_is_kept_printable_only() {
         failed.reason, "\u{fffd}[31mred\u{fffd}\u{fffd}INFO forged\u{fffd}txt.exe",
         "recorded, with every control and override character replaced"
     );
+}
+
+/// Opens a WatchDevice stream as `watcher` and reads its first message.
+async fn watch(
+    watcher: &Admin,
+    device_id: &str,
+) -> Result<tonic::Streaming<pb::Device>, tonic::Status> {
+    let request = watcher.request(pb::GetDeviceRequest {
+        device_id: device_id.to_string(),
+    });
+    let mut stream = watcher
+        .client
+        .clone()
+        .watch_device(request)
+        .await?
+        .into_inner();
+    stream.message().await?.expect("the device as it is now");
+    Ok(stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_s_watches_are_bounded_in_number_and_lifetime() {
+    let mut served = Served::start_with(|config| {
+        config.limits.max_watches_per_principal = WATCHES_PER_PRINCIPAL;
+        config.limits.max_watch_lifetime = WATCH_LIFETIME;
+    })
+    .await;
+    let token = served.admin.enrollment_token(1, "").await;
+    let device = RawDevice::enroll(&served.address, &token, pb::Ownership::Cosu, "watched").await;
+    served
+        .admin
+        .assign_policy(
+            &device.device_id,
+            pb::CredentialScope::Device,
+            pin_policy(6),
+        )
+        .await;
+    let watcher = served
+        .admin
+        .principal("watcher", &["Help Desk Operator"])
+        .await;
+    let bystander = served
+        .admin
+        .principal("bystander", &["Help Desk Operator"])
+        .await;
+
+    let opened = Instant::now();
+    let mut streams = Vec::new();
+    for _ in 0..WATCHES_PER_PRINCIPAL {
+        streams.push(watch(&watcher, &device.device_id).await.unwrap());
+    }
+    let refused = watch(&watcher, &device.device_id).await.err().unwrap();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("--max-watches-per-principal"),
+        "{refused:?}"
+    );
+    served
+        .admin_is_served("a principal's watches at their limit")
+        .await;
+    let mut bystanding = watch(&bystander, &device.device_id).await.unwrap();
+
+    // Every watch ends at its lifetime, the bystander's too, and frees its slot.
+    for stream in streams.iter_mut().chain([&mut bystanding]) {
+        let ended = tokio::time::timeout(5 * WATCH_LIFETIME, stream.message())
+            .await
+            .expect("the watch ends at its lifetime")
+            .unwrap_err();
+        assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+        assert!(
+            ended.message().contains("--max-watch-lifetime"),
+            "{ended:?}"
+        );
+    }
+    assert!(
+        opened.elapsed() >= WATCH_LIFETIME,
+        "ended before its lifetime"
+    );
+    let mut reopened = Vec::new();
+    for _ in 0..WATCHES_PER_PRINCIPAL {
+        reopened.push(watch(&watcher, &device.device_id).await.unwrap());
+    }
+    served.admin_is_served("watches reopened").await;
+    served.stop().await;
 }

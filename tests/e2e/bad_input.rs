@@ -36,6 +36,8 @@ enum Call {
     AssignRole(pb::RoleAssignmentRequest),
     UnassignRole(pb::RoleAssignmentRequest),
     DeletePrincipal(pb::DeletePrincipalRequest),
+    RotatePrincipalToken(pb::RotatePrincipalTokenRequest),
+    RevokePrincipalTokens(pb::RevokePrincipalTokensRequest),
     GetCaller(pb::GetCallerRequest),
     Enroll(pb::EnrollRequest),
     /// The test device's Session with these messages (normally a Hello first).
@@ -68,6 +70,8 @@ impl Call {
             Call::AssignRole(_) => "AssignRole",
             Call::UnassignRole(_) => "UnassignRole",
             Call::DeletePrincipal(_) => "DeletePrincipal",
+            Call::RotatePrincipalToken(_) => "RotatePrincipalToken",
+            Call::RevokePrincipalTokens(_) => "RevokePrincipalTokens",
             Call::GetCaller(_) => "GetCaller",
             Call::Enroll(_) => "Enroll",
             Call::Session(_) => "Session",
@@ -204,6 +208,14 @@ mod valid {
                 role: "Help Desk Operator".into(),
                 group: "north".into(),
             }],
+            token_ttl_seconds: 3_600,
+        }
+    }
+    pub(super) fn rotation() -> pb::RotatePrincipalTokenRequest {
+        pb::RotatePrincipalTokenRequest {
+            name: "table.principal".into(),
+            token_ttl_seconds: 3_600,
+            grace_seconds: 60,
         }
     }
     pub(super) fn assignment() -> pb::RoleAssignmentRequest {
@@ -417,6 +429,11 @@ fn table(f: &Fixture) -> Vec<Row> {
         row("UnassignRole", "group", "65 chars", Call::UnassignRole(with(valid::assignment(), |r| r.group = long_name.clone())), INVALID, "group"),
         row("DeletePrincipal", "name", "empty", Call::DeletePrincipal(pb::DeletePrincipalRequest { name: String::new() }), INVALID, "name"),
         row("DeletePrincipal", "name", "space", Call::DeletePrincipal(pb::DeletePrincipalRequest { name: "two words".into() }), INVALID, "name"),
+        row("CreatePrincipal", "token_ttl_seconds", "over 365 days", Call::CreatePrincipal(with(valid::principal(), |r| r.token_ttl_seconds = 366 * 86_400)), INVALID, "token_ttl_seconds"),
+        row("RotatePrincipalToken", "name", "space", Call::RotatePrincipalToken(with(valid::rotation(), |r| r.name = "two words".into())), INVALID, "name"),
+        row("RotatePrincipalToken", "token_ttl_seconds", "over 365 days", Call::RotatePrincipalToken(with(valid::rotation(), |r| r.token_ttl_seconds = 366 * 86_400)), INVALID, "token_ttl_seconds"),
+        row("RotatePrincipalToken", "grace_seconds", "over 7 days", Call::RotatePrincipalToken(with(valid::rotation(), |r| r.grace_seconds = 7 * 86_400 + 1)), INVALID, "grace_seconds"),
+        row("RevokePrincipalTokens", "name", "empty", Call::RevokePrincipalTokens(pb::RevokePrincipalTokensRequest { name: String::new() }), INVALID, "name"),
         // ---- DeviceGateway.Enroll
         row("Enroll", "enrollment_token", "empty", Call::Enroll(with(enroll(), |r| r.enrollment_token.clear())), INVALID, "enrollment_token"),
         row("Enroll", "enrollment_token", "10000 chars", Call::Enroll(with(enroll(), |r| r.enrollment_token = "t".repeat(10_000))), INVALID, "enrollment_token"),
@@ -506,6 +523,8 @@ async fn send(world: &World, fixture: &Fixture, call: Call) -> Result<(), tonic:
         Call::AssignRole(m) => unary!(assign_role, m),
         Call::UnassignRole(m) => unary!(unassign_role, m),
         Call::DeletePrincipal(m) => unary!(delete_principal, m),
+        Call::RotatePrincipalToken(m) => unary!(rotate_principal_token, m),
+        Call::RevokePrincipalTokens(m) => unary!(revoke_principal_tokens, m),
         Call::GetCaller(m) => unary!(get_caller, m),
         Call::Enroll(m) => fixture.device.client.clone().enroll(m).await.map(|_| ()),
         Call::Session(messages) => {
@@ -667,6 +686,8 @@ async fn every_rpc_refuses_bad_fields_by_name_and_writes_nothing() {
         "AssignRole",
         "UnassignRole",
         "DeletePrincipal",
+        "RotatePrincipalToken",
+        "RevokePrincipalTokens",
         "GetCaller",
         "Enroll",
         "Session",
@@ -719,6 +740,10 @@ async fn the_tables_valid_requests_pass() {
         Call::CreatePrincipal(valid::principal()),
         Call::AssignRole(valid::assignment()),
         Call::UnassignRole(valid::assignment()),
+        Call::RotatePrincipalToken(valid::rotation()),
+        Call::RevokePrincipalTokens(pb::RevokePrincipalTokensRequest {
+            name: "table.principal".into(),
+        }),
         Call::DeletePrincipal(pb::DeletePrincipalRequest {
             name: "table.principal".into(),
         }),

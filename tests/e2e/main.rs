@@ -11,6 +11,7 @@ mod support;
 
 mod abuse;
 mod admin_rules;
+mod admin_tokens;
 mod agent_wall;
 mod architecture;
 mod bad_input;

@@ -252,6 +252,7 @@ fn seeds() -> Vec<Vec<u8>> {
                     role: "Viewer".into(),
                     group: "lab".into(),
                 }],
+                token_ttl_seconds: 0,
             }
             .encode_to_vec()
         }),

@@ -8,7 +8,7 @@ use crate::model::{Action, AuditFilter, RoleAssignment};
 use crate::secret::Passcode;
 use crate::service::{
     AuditNote, ControlPlane, DeviceSearch, EnrollmentTokenRequest, LockRequest, Operation,
-    ResetRequest, ServiceError, scope_words,
+    ResetRequest, Rotation, ServiceError, scope_words,
 };
 use crate::store::AuthenticatedPrincipal;
 use droidfleet_proto::v1 as pb;
@@ -204,11 +204,18 @@ impl AdminService for AdminApi {
             |r| Some(r.device_id.clone()),
             |cp, caller, r| async move {
                 // Follow before the first read, so no change in between is missed.
+                let slot = cp.open_watch(&caller.name)?;
+                let ends = watch_end(&cp);
                 let changes = cp.follow_devices(vec![r.device_id.clone()]);
+                let mut access = cp.follow_access();
                 let first = cp.device(&caller, &r.device_id).await?;
                 let id = first.id.clone();
                 let first = device_to_pb(&first, cp.is_online(&id));
                 let stream = async_stream(move |tx| async move {
+                    // Held while the stream lives; freed before a final error is sent, so a
+                    // client told its watch ended may open another at once.
+                    let slot = slot;
+                    let mut caller = caller;
                     let mut last = first;
                     if tx.send(Ok(last.clone())).await.is_err() {
                         return;
@@ -217,6 +224,15 @@ impl AdminService for AdminApi {
                         tokio::select! {
                             _ = changes.next() => {}
                             _ = tx.closed() => return,
+                            error = cp.access_ended(&mut caller, Operation::WatchDevice, &mut access) => {
+                                let _ = tx.send(Err(error.into())).await;
+                                return;
+                            }
+                            () = tokio::time::sleep_until(ends) => {
+                                drop(slot);
+                                let _ = tx.send(Err(lifetime_over(&cp))).await;
+                                return;
+                            }
                         }
                         let next = match cp.device(&caller, &id).await {
                             Ok(device) => device_to_pb(&device, cp.is_online(&id)),
@@ -251,10 +267,17 @@ impl AdminService for AdminApi {
             none,
             |cp, caller, r| async move {
                 // Follow before the first reads, so no change in between is missed.
+                let slot = cp.open_watch(&caller.name)?;
+                let ends = watch_end(&cp);
                 let changes = cp.follow_devices(r.device_ids.clone());
+                let mut access = cp.follow_access();
                 let first = cp.watched_devices(&caller, &r.device_ids)?;
                 let detail = format!("{} device(s)", first.len());
                 let stream = async_stream(move |tx| async move {
+                    // Held while the stream lives; freed before a final error is sent, so a
+                    // client told its watch ended may open another at once.
+                    let slot = slot;
+                    let mut caller = caller;
                     for device in first {
                         let online = cp.is_online(&device.id);
                         if tx.send(Ok(device_to_pb(&device, online))).await.is_err() {
@@ -265,6 +288,15 @@ impl AdminService for AdminApi {
                         let mut changed = tokio::select! {
                             changed = changes.next() => changed,
                             _ = tx.closed() => return,
+                            error = cp.access_ended(&mut caller, Operation::WatchDevices, &mut access) => {
+                                let _ = tx.send(Err(error.into())).await;
+                                return;
+                            }
+                            () = tokio::time::sleep_until(ends) => {
+                                drop(slot);
+                                let _ = tx.send(Err(lifetime_over(&cp))).await;
+                                return;
+                            }
                         };
                         changed.sort_unstable();
                         changed.dedup();
@@ -504,10 +536,17 @@ impl AdminService for AdminApi {
             |cp, caller, r| async move {
                 // Follow before reading, so no change between the read and the following is
                 // missed.
+                let slot = cp.open_watch(&caller.name)?;
+                let ends = watch_end(&cp);
                 let changes = cp.follow_actions(vec![r.action_id.clone()]);
+                let mut access = cp.follow_access();
                 let first = cp.action(&caller, &r.action_id).await?;
                 let note = action_note(&first, String::new());
                 let stream = async_stream(move |tx| async move {
+                    // Held while the stream lives; freed before a final error is sent, so a
+                    // client told its watch ended may open another at once.
+                    let slot = slot;
+                    let mut caller = caller;
                     let mut last = first.clone();
                     if tx.send(Ok(action_to_pb(&last))).await.is_err() {
                         return;
@@ -523,6 +562,15 @@ impl AdminService for AdminApi {
                         let changed = tokio::select! {
                             changed = changes.next() => changed,
                             _ = tx.closed() => return,
+                            error = cp.access_ended(&mut caller, Operation::WatchAction, &mut access) => {
+                                let _ = tx.send(Err(error.into())).await;
+                                return;
+                            }
+                            () = tokio::time::sleep_until(ends) => {
+                                drop(slot);
+                                let _ = tx.send(Err(lifetime_over(&cp))).await;
+                                return;
+                            }
                         };
                         for next in changed {
                             // A change committed before the first read can still arrive after
@@ -696,8 +744,14 @@ impl AdminService for AdminApi {
                     .into_iter()
                     .map(|a| assignment(a.role, a.group))
                     .collect();
-                let (principal, token) =
-                    cp.create_principal(&r.name, &r.roles, &assignments).await?;
+                let (principal, token) = cp
+                    .create_principal(
+                        &r.name,
+                        &r.roles,
+                        &assignments,
+                        token_ttl_from_pb(r.token_ttl_seconds),
+                    )
+                    .await?;
                 let held: Vec<String> = principal
                     .assignments
                     .iter()
@@ -707,6 +761,7 @@ impl AdminService for AdminApi {
                     pb::CreatePrincipalResponse {
                         name: principal.name.clone(),
                         bearer_token: token.expose().to_string(),
+                        token_expires_at_ms: principal.token.map_or(0, |t| t.expires_at),
                     },
                     AuditNote::detail(format!(
                         "principal {:?} with roles {}",
@@ -800,6 +855,60 @@ impl AdminService for AdminApi {
         .await
     }
 
+    async fn rotate_principal_token(
+        &self,
+        request: Request<pb::RotatePrincipalTokenRequest>,
+    ) -> Result<Response<pb::RotatePrincipalTokenResponse>, Status> {
+        self.call(
+            request,
+            Operation::RotatePrincipalToken,
+            none,
+            |cp, caller, r| async move {
+                let rotation = Rotation {
+                    ttl: token_ttl_from_pb(r.token_ttl_seconds),
+                    grace: r.grace_seconds.saturating_mul(crate::clock::SECOND),
+                };
+                let (principal, token) = cp.rotate_admin_token(&caller, &r.name, rotation).await?;
+                let issued = principal.token.map_or(0, |t| t.issued_at);
+                let previous_end = issued.saturating_add(rotation.grace);
+                Ok((
+                    pb::RotatePrincipalTokenResponse {
+                        principal: Some(principal_to_pb(&principal)),
+                        bearer_token: token.expose().to_string(),
+                        token_expires_at_ms: principal.token.map_or(0, |t| t.expires_at),
+                        previous_tokens_end_at_ms: previous_end,
+                    },
+                    AuditNote::detail(format!(
+                        "principal {:?}: new token, old tokens end after {} s",
+                        principal.name, r.grace_seconds
+                    )),
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn revoke_principal_tokens(
+        &self,
+        request: Request<pb::RevokePrincipalTokensRequest>,
+    ) -> Result<Response<pb::RevokePrincipalTokensResponse>, Status> {
+        self.call(
+            request,
+            Operation::RevokePrincipalTokens,
+            none,
+            |cp, caller, r| async move {
+                let revoked = cp.revoke_admin_tokens(&caller, &r.name).await?;
+                Ok((
+                    pb::RevokePrincipalTokensResponse {
+                        revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+                    },
+                    AuditNote::detail(format!("principal {:?}: {revoked} token(s)", r.name)),
+                ))
+            },
+        )
+        .await
+    }
+
     async fn get_caller(
         &self,
         request: Request<pb::GetCallerRequest>,
@@ -861,6 +970,19 @@ fn progress(action: &Action) -> (u8, bool, u64) {
 
 /// A stream fed by a task, so a handler can keep state across items without a hand-written
 /// `Stream` implementation.
+/// When a watch opened now must end (`Limits::max_watch_lifetime`).
+fn watch_end(cp: &ControlPlane) -> tokio::time::Instant {
+    tokio::time::Instant::now() + cp.config().limits.max_watch_lifetime
+}
+
+/// How a watch past its lifetime ends.
+fn lifetime_over(cp: &ControlPlane) -> Status {
+    Status::deadline_exceeded(format!(
+        "the watch reached its lifetime of {} s (--max-watch-lifetime); open it again",
+        cp.config().limits.max_watch_lifetime.as_secs_f64()
+    ))
+}
+
 fn async_stream<T, F, Fut>(producer: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
 where
     T: Send + 'static,

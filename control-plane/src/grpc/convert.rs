@@ -349,7 +349,15 @@ pub fn principal_to_pb(principal: &Principal) -> pb::Principal {
                 group: a.group.clone().unwrap_or_default(),
             })
             .collect(),
+        token_issued_at_ms: principal.token.map_or(0, |t| t.issued_at),
+        token_expires_at_ms: principal.token.map_or(0, |t| t.expires_at),
+        token_revoked_at_ms: principal.token.and_then(|t| t.revoked_at).unwrap_or(0),
     }
+}
+
+/// A request's `token_ttl_seconds`: 0 is the server's default.
+pub fn token_ttl_from_pb(seconds: u64) -> Option<crate::clock::Millis> {
+    (seconds > 0).then(|| seconds.saturating_mul(crate::clock::SECOND))
 }
 
 /// The stores a Hello reports. PROTOCOL.md CP-SESSION-3: without the status of every store the

@@ -33,6 +33,7 @@ fn grpc_code(code: StatusCode) -> Code {
         StatusCode::Unauthenticated => Code::Unauthenticated,
         StatusCode::FailedPrecondition => Code::FailedPrecondition,
         StatusCode::AlreadyExists => Code::AlreadyExists,
+        StatusCode::ResourceExhausted => Code::ResourceExhausted,
         StatusCode::Internal => Code::Internal,
     }
 }
@@ -100,6 +101,10 @@ mod tests {
                 "FAILED_PRECONDITION",
             ),
             (ServiceError::AlreadyExists("role".into()), "ALREADY_EXISTS"),
+            (
+                ServiceError::ResourceExhausted("64 watches".into()),
+                "RESOURCE_EXHAUSTED",
+            ),
             (
                 ServiceError::Store(StoreError::Corrupt("bad row".into())),
                 "INTERNAL",

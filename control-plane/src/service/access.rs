@@ -12,7 +12,6 @@ use crate::rbac::{self, DeviceDenial, Visibility};
 use crate::secret::BearerToken;
 use crate::store::AuthenticatedPrincipal;
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 
 /// Every admin operation: its name in the audit log (the RPC's name) and the permissions a caller
 /// must hold somewhere before anything is looked at. A call about a device checks again, against
@@ -45,6 +44,8 @@ pub(crate) enum Operation {
     AssignRole,
     UnassignRole,
     DeletePrincipal,
+    RotatePrincipalToken,
+    RevokePrincipalTokens,
     GetCaller,
 }
 
@@ -79,7 +80,7 @@ pub(super) const REVEAL_PASSCODE: [Permission; 2] = [
 pub(super) const READ: [Permission; 1] = [Permission::ManagedDevicesRead];
 
 impl Operation {
-    pub(crate) const ALL: [Operation; 27] = [
+    pub(crate) const ALL: [Operation; 29] = [
         Operation::ListDevices,
         Operation::SearchDevices,
         Operation::GetDevice,
@@ -106,6 +107,8 @@ impl Operation {
         Operation::AssignRole,
         Operation::UnassignRole,
         Operation::DeletePrincipal,
+        Operation::RotatePrincipalToken,
+        Operation::RevokePrincipalTokens,
         Operation::GetCaller,
     ];
 
@@ -138,6 +141,8 @@ impl Operation {
             Operation::AssignRole => "AssignRole",
             Operation::UnassignRole => "UnassignRole",
             Operation::DeletePrincipal => "DeletePrincipal",
+            Operation::RotatePrincipalToken => "RotatePrincipalToken",
+            Operation::RevokePrincipalTokens => "RevokePrincipalTokens",
             Operation::GetCaller => "GetCaller",
         }
     }
@@ -178,6 +183,9 @@ impl Operation {
             | Operation::DeletePrincipal => &[Permission::RolesManage],
             // Anyone may ask who they are; a device named checks visibility like GetDevice.
             Operation::GetCaller => &[],
+            // Anyone may rotate or revoke their own tokens; another's needs Roles.Manage, checked
+            // once the principal named is known.
+            Operation::RotatePrincipalToken | Operation::RevokePrincipalTokens => &[],
         }
     }
 }
@@ -228,10 +236,31 @@ impl ControlPlane {
         if bearer.expose().len() > MAX_TOKEN_LEN {
             return Err(ServiceError::Unauthenticated("unknown bearer token"));
         }
-        let hash = sha256(bearer.expose().as_bytes());
+        self.authenticate_hash(sha256(bearer.expose().as_bytes()))
+            .await
+    }
+
+    /// The principal holding the token with this hash, while the token is valid: an expired,
+    /// revoked or rotated-out token is refused with a message saying which.
+    async fn authenticate_hash(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<AuthenticatedPrincipal, ServiceError> {
+        let principal = self.principal_by_token(hash).await?;
+        match principal.token.ended(self.now()) {
+            Some(end) => Err(ServiceError::Unauthenticated(end.message())),
+            None => Ok(principal),
+        }
+    }
+
+    /// The principal a token hash belongs to, valid or not, from the cache or the store.
+    async fn principal_by_token(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<AuthenticatedPrincipal, ServiceError> {
         // Read before the store, so a change of the access rules committed while the store is
         // read makes the cache refuse what was read.
-        let generation = self.hot.access_generation.load(Ordering::SeqCst);
+        let generation = *self.hot.access_generation.borrow();
         {
             let mut cache = self.principal_cache();
             if cache.generation != generation {
@@ -248,15 +277,56 @@ impl ControlPlane {
             .await?
             .ok_or(ServiceError::Unauthenticated("unknown bearer token"))?;
         let mut cache = self.principal_cache();
-        if cache.generation == generation
-            && self.hot.access_generation.load(Ordering::SeqCst) == generation
-        {
+        if cache.generation == generation && *self.hot.access_generation.borrow() == generation {
             if cache.by_token.len() >= MAX_CACHED_PRINCIPALS {
                 cache.by_token.clear();
             }
             cache.by_token.insert(hash, principal.clone());
         }
         Ok(principal)
+    }
+
+    /// Follows changes of the access rules (roles, assignments, admin tokens) for
+    /// [`ControlPlane::access_ended`]; marked changed already, so the first wait checks the
+    /// caller at once (a change committed since it was authenticated is not missed).
+    pub(crate) fn follow_access(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut changes = self.hot.access_generation.subscribe();
+        changes.mark_changed();
+        changes
+    }
+
+    /// Resolves, with the error to end the stream with, once `caller` may no longer hold a stream
+    /// of `operation` open: its token expired, was revoked or rotated out, or it lost what the
+    /// operation needs. Checked whenever the access rules change and when the token expires;
+    /// `caller` is kept up to date in between, so the stream's own checks (a device's group) use
+    /// the caller's current grants. `changes` comes from [`ControlPlane::follow_access`], made
+    /// before the stream starts and kept across calls, so no change is missed between them.
+    pub(crate) async fn access_ended(
+        &self,
+        caller: &mut AuthenticatedPrincipal,
+        operation: Operation,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> ServiceError {
+        loop {
+            // At most a day at a time: a far expiry is checked again rather than slept on whole.
+            let until_expiry = caller
+                .token
+                .expires_at
+                .saturating_sub(self.now())
+                .min(crate::clock::DAY);
+            // The sender lives in the hot state, which outlives every caller of this.
+            tokio::select! {
+                Ok(()) = changes.changed() => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(until_expiry)) => {}
+            }
+            match self.authenticate_hash(caller.token_hash).await {
+                Ok(principal) => match principal.grants.authorize_anywhere(operation.needs()) {
+                    Ok(()) => *caller = principal,
+                    Err(denied) => return denied.into(),
+                },
+                Err(error) => return error,
+            }
+        }
     }
 
     fn principal_cache(&self) -> std::sync::MutexGuard<'_, PrincipalCache> {

@@ -27,6 +27,9 @@ pub enum ServiceError {
     AlreadyExists(String),
     #[error("the enrollment token is unknown, used up or expired")]
     EnrollmentRefused,
+    /// A per-caller limit is reached (what, and the limit's setting).
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("storage: {0}")]
     Store(StoreError),
     #[error("crypto: {0}")]
@@ -78,6 +81,7 @@ impl ServiceError {
             ServiceError::Unauthenticated(_) => StatusCode::Unauthenticated,
             ServiceError::FailedPrecondition(_) => StatusCode::FailedPrecondition,
             ServiceError::AlreadyExists(_) => StatusCode::AlreadyExists,
+            ServiceError::ResourceExhausted(_) => StatusCode::ResourceExhausted,
             ServiceError::Store(_) | ServiceError::Crypto(_) => StatusCode::Internal,
         }
     }
@@ -93,6 +97,7 @@ pub(crate) enum StatusCode {
     Unauthenticated,
     FailedPrecondition,
     AlreadyExists,
+    ResourceExhausted,
     Internal,
 }
 
@@ -106,6 +111,7 @@ impl StatusCode {
             StatusCode::Unauthenticated => "UNAUTHENTICATED",
             StatusCode::FailedPrecondition => "FAILED_PRECONDITION",
             StatusCode::AlreadyExists => "ALREADY_EXISTS",
+            StatusCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
             StatusCode::Internal => "INTERNAL",
         }
     }

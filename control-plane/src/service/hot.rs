@@ -210,9 +210,10 @@ pub(crate) struct Hot {
     action_changes: broadcast::Sender<Action>,
     /// The id of every device that changed, for the metrics (sent only while someone listens).
     device_changes: broadcast::Sender<String>,
-    /// Bumped by every change to roles, principals or assignments, so the control plane's cache
-    /// of authenticated principals drops what it holds.
-    pub(crate) access_generation: std::sync::atomic::AtomicU64,
+    /// Bumped by every change to roles, principals, assignments or admin tokens, so the control
+    /// plane's cache of authenticated principals drops what it holds and open watches check
+    /// their caller again.
+    pub(crate) access_generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl Hot {
@@ -230,7 +231,7 @@ impl Hot {
             device_watchers: Arc::new(Watchers::default()),
             action_changes: broadcast::channel(4096).0,
             device_changes: broadcast::channel(4096).0,
-            access_generation: std::sync::atomic::AtomicU64::new(0),
+            access_generation: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -377,7 +378,7 @@ impl CommitObserver for Hot {
                 Change::ActionChanged(action) => self.action_changed(action),
                 Change::AccessChanged => {
                     self.access_generation
-                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        .send_modify(|generation| *generation += 1);
                 }
                 Change::Enrolled(_)
                 | Change::Status { .. }

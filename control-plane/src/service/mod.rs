@@ -20,13 +20,16 @@
 //! - `actions.rs`: passcode reset and remote lock, the action history, cancel and reveal, and the
 //!   state transitions the other files apply.
 //! - `sessions.rs`: a connected device: its Hello, what it reports, which commands it is sent.
-//! - `roles.rs`: roles, principals and their role assignments, and the bootstrap admin.
+//! - `roles.rs`: roles, principals and their role assignments.
+//! - `admin_tokens.rs`: admin tokens' lifecycle (time-to-live, rotation, revocation) and the
+//!   bootstrap admin's token.
 //! - `background.rs`: the passcode purge and command expiry loops.
 //! - `validation.rs`: the checks of incoming fields, and their limits.
 //! - `error.rs`: [`ServiceError`] and the one table of its status codes.
 
 mod access;
 mod actions;
+mod admin_tokens;
 mod background;
 mod device_meta;
 mod devices;
@@ -38,6 +41,10 @@ mod validation;
 
 pub(crate) use access::{AuditNote, Operation};
 pub(crate) use actions::{LockRequest, ResetRequest, scope_words};
+pub(crate) use admin_tokens::Rotation;
+pub use admin_tokens::{
+    AdminTokenPolicy, DEFAULT_ADMIN_TOKEN_TTL, MAX_ADMIN_TOKEN_TTL, MAX_ROTATION_GRACE,
+};
 pub(crate) use devices::{DeviceSearch, EnrollmentTokenRequest};
 pub use error::ServiceError;
 pub(crate) use error::StatusCode;
@@ -68,6 +75,8 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// Where the server's TLS identity comes from (its own CA in the data directory by default).
     pub tls: TlsSource,
+    /// How long admin tokens live.
+    pub admin_tokens: AdminTokenPolicy,
 }
 
 /// Where the control plane's TLS identity comes from.
@@ -92,11 +101,13 @@ impl Config {
             tls: TlsSource::Generated {
                 extra_names: Vec::new(),
             },
+            admin_tokens: AdminTokenPolicy::default(),
         }
     }
 }
 
-/// Where the bootstrap admin's token was written on first start.
+/// Where the bootstrap admin's token is written (on first start, and when no valid token could
+/// manage roles any more).
 pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap-admin.token";
 pub const BOOTSTRAP_PRINCIPAL: &str = "admin";
 
@@ -111,6 +122,28 @@ pub(crate) struct SessionSignals {
     pub(crate) replaced: Notify,
     /// The device's credential was revoked (re-enrollment); the session must end.
     pub(crate) revoked: Notify,
+}
+
+/// One open watch of a principal; dropping it (the stream ended) frees the slot.
+pub(crate) struct WatchSlot {
+    control_plane: Arc<ControlPlane>,
+    principal: String,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut watches = self
+            .control_plane
+            .watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = watches.get_mut(&self.principal) {
+            *open -= 1;
+            if *open == 0 {
+                watches.remove(&self.principal);
+            }
+        }
+    }
 }
 
 /// Authenticated principals by token hash, valid for one generation of the access rules.
@@ -134,6 +167,8 @@ pub struct ControlPlane {
     hot: Arc<Hot>,
     /// Saves every admin call two reads of the principal tables.
     principals: Mutex<PrincipalCache>,
+    /// Open watch streams by principal, bounded by `Limits::max_watches_per_principal`.
+    watches: Mutex<HashMap<String, usize>>,
     /// Counts completed purge runs, so tests can wait for one instead of sleeping.
     purge_runs: watch::Sender<u64>,
     /// Set when the server stops, so device sessions end instead of holding shutdown open.
@@ -173,6 +208,7 @@ impl ControlPlane {
             config,
             hot,
             principals: Mutex::new(PrincipalCache::default()),
+            watches: Mutex::new(HashMap::new()),
             purge_runs: watch::channel(0).0,
             stopping: watch::channel(false).0,
             enrollment_pin: None,
@@ -210,6 +246,25 @@ impl ControlPlane {
     /// Follows the actions `action_ids`: each committed change of one is handed to the watch.
     pub(crate) fn follow_actions(&self, action_ids: Vec<String>) -> Watch<Action> {
         self.hot.action_watchers.watch(action_ids)
+    }
+
+    /// Takes one of `principal`'s watch slots for as long as the returned slot lives; refused
+    /// RESOURCE_EXHAUSTED when it already holds `Limits::max_watches_per_principal` open.
+    pub(crate) fn open_watch(self: &Arc<Self>, principal: &str) -> Result<WatchSlot, ServiceError> {
+        let limit = self.config.limits.max_watches_per_principal;
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        let open = watches.entry(principal.to_string()).or_insert(0);
+        if *open >= limit {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "this principal already holds {limit} watches open (--max-watches-per-principal); \
+                 close one first"
+            )));
+        }
+        *open += 1;
+        Ok(WatchSlot {
+            control_plane: self.clone(),
+            principal: principal.to_string(),
+        })
     }
 
     /// Follows the devices `device_ids`: the id of each one that changes (status, tokens,

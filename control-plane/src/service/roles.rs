@@ -1,43 +1,14 @@
-//! Roles, principals and their role assignments (every group or one), and the bootstrap admin
-//! created on first start.
+//! Roles, principals and their role assignments (every group or one).
 
 use super::validation::{MAX_LIST_LEN, check_assignment};
-use super::{BOOTSTRAP_PRINCIPAL, BOOTSTRAP_TOKEN_FILE, ControlPlane, ServiceError};
-use crate::crypto::sha256;
+use super::{ControlPlane, ServiceError};
+use crate::clock::Millis;
 use crate::model::{Permission, Principal, Role, RoleAssignment};
 use crate::rbac;
 use crate::secret::BearerToken;
 use crate::store::AuthenticatedPrincipal;
-use std::path::PathBuf;
 
 impl ControlPlane {
-    /// On first start (no principal yet) creates the `admin` principal with the Administrator
-    /// role for every group and writes its token to a file only the owner can read; returns that
-    /// file's path.
-    pub(crate) async fn bootstrap_admin(&self) -> Result<Option<PathBuf>, ServiceError> {
-        if !self.store.list_principals().await?.is_empty() {
-            return Ok(None);
-        }
-        let token = BearerToken::new(self.keys.new_credential("dfa_")?);
-        self.store
-            .create_principal(
-                BOOTSTRAP_PRINCIPAL,
-                sha256(token.expose().as_bytes()),
-                &[RoleAssignment {
-                    role: rbac::ADMINISTRATOR.to_string(),
-                    group: None,
-                }],
-                self.now(),
-            )
-            .await?;
-        let path = self.config.data_dir.join(BOOTSTRAP_TOKEN_FILE);
-        crate::crypto::write_private_file(&path, format!("{}\n", token.expose()).as_bytes())
-            .map_err(|e| {
-                ServiceError::FailedPrecondition(format!("cannot write {}: {e}", path.display()))
-            })?;
-        Ok(Some(path))
-    }
-
     pub(crate) async fn roles(&self) -> Result<Vec<Role>, ServiceError> {
         Ok(self.store.list_roles().await?)
     }
@@ -71,12 +42,14 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Creates a principal with `roles` for every group plus `assignments`; returns its token.
+    /// Creates a principal with `roles` for every group plus `assignments`; returns its token,
+    /// which lives `token_ttl` (the policy's default when `None`).
     pub(crate) async fn create_principal(
         &self,
         name: &str,
         roles: &[String],
         assignments: &[RoleAssignment],
+        token_ttl: Option<Millis>,
     ) -> Result<(Principal, BearerToken), ServiceError> {
         rbac::validate_principal_name(name)
             .map_err(|problem| ServiceError::invalid("name", problem))?;
@@ -105,11 +78,8 @@ impl ControlPlane {
                 "a principal needs at least one role",
             ));
         }
-        let token = BearerToken::new(self.keys.new_credential("dfa_")?);
-        let principal = self
-            .store
-            .create_principal(name, sha256(token.expose().as_bytes()), &all, self.now())
-            .await?;
+        let (token, stored) = self.issue_admin_token(token_ttl)?;
+        let principal = self.store.create_principal(name, stored, &all).await?;
         tracing::info!(principal = %principal.name, "principal created");
         Ok((principal, token))
     }

@@ -18,8 +18,8 @@ pub use sqlite::SqliteStore;
 
 use crate::clock::Millis;
 use crate::model::{
-    Action, ActionKind, ActionState, AuditEvent, AuditFilter, Device, ErrorCode, Ownership,
-    PasscodePolicy, Principal, Role, RoleAssignment, Scope, StoreStatus,
+    Action, ActionKind, ActionState, AdminToken, AuditEvent, AuditFilter, Device, ErrorCode,
+    Ownership, PasscodePolicy, Principal, Role, RoleAssignment, Scope, StoreStatus,
 };
 use crate::rbac::Grants;
 use std::collections::BTreeSet;
@@ -176,11 +176,24 @@ pub struct ListedDevice {
     pub latest_action: Option<Action>,
 }
 
-/// A principal's name and role assignments, found by its token hash.
+/// A principal's name and role assignments, found by its token hash, with that token's
+/// lifecycle (the service decides whether it is still valid).
 #[derive(Clone, Debug)]
 pub struct AuthenticatedPrincipal {
     pub name: String,
     pub grants: Grants,
+    /// The token the call presented: its expiry, revocation, rotation.
+    pub token: AdminToken,
+    /// SHA-256 of that token, so a watch can look it up again when access rules change.
+    pub token_hash: [u8; 32],
+}
+
+/// An admin token to store: its hash and when it expires.
+#[derive(Clone, Copy, Debug)]
+pub struct NewAdminToken {
+    pub hash: [u8; 32],
+    pub issued_at: Millis,
+    pub expires_at: Millis,
 }
 
 /// A command of a device that still needs delivery or a result, with its sealed passcode (a
@@ -388,12 +401,12 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a custom role nobody holds (`BuiltInRole`, `RoleInUse`).
     async fn delete_role(&self, name: &str) -> Result<(), StoreError>;
     /// Creates a principal; duplicate assignments count once; an unknown role is `NotFound`.
+    /// Created at `token.issued_at`, with that token.
     async fn create_principal(
         &self,
         name: &str,
-        token_hash: [u8; 32],
+        token: NewAdminToken,
         assignments: &[RoleAssignment],
-        created_at: Millis,
     ) -> Result<Principal, StoreError>;
     async fn list_principals(&self) -> Result<Vec<Principal>, StoreError>;
     /// Adds an assignment (nothing changes if it exists); returns the principal after.
@@ -409,10 +422,32 @@ pub trait Store: Send + Sync + 'static {
         assignment: &RoleAssignment,
     ) -> Result<Principal, StoreError>;
     async fn delete_principal(&self, name: &str) -> Result<(), StoreError>;
+    /// The principal the token belongs to, with the token's lifecycle, even when it has ended
+    /// (the caller says why it is refused).
     async fn principal_by_token(
         &self,
         token_hash: [u8; 32],
     ) -> Result<Option<AuthenticatedPrincipal>, StoreError>;
+    /// Gives the principal the token `new`; each of its tokens still valid at `new.issued_at` is
+    /// marked rotated and ends at `old_tokens_end` at the latest. `NotFound` for an unknown one.
+    async fn rotate_admin_token(
+        &self,
+        principal: &str,
+        new: NewAdminToken,
+        old_tokens_end: Millis,
+    ) -> Result<Principal, StoreError>;
+    /// Revokes every token of the principal still valid at `now`; returns how many.
+    /// `NotFound` for an unknown principal.
+    async fn revoke_admin_tokens(&self, principal: &str, now: Millis) -> Result<u64, StoreError>;
+    /// When no principal holding Roles.Manage for every group has a token valid at
+    /// `token.issued_at`, makes sure `principal` exists and holds `role` for every group and gives
+    /// it `token`, in one write; returns whether it did.
+    async fn recover_admin(
+        &self,
+        principal: &str,
+        role: &str,
+        token: NewAdminToken,
+    ) -> Result<bool, StoreError>;
 
     // Audit.
     async fn append_audit(&self, event: AuditEvent) -> Result<(), StoreError>;

@@ -190,9 +190,25 @@ enum AdminCommand {
         /// Hold the roles for this device group only (default: every group).
         #[arg(long)]
         group: Option<String>,
+        /// How long the token works (default: the server's, 90 days unless configured).
+        #[arg(long, value_name = "DURATION")]
+        token_ttl: Option<humantime::Duration>,
     },
-    /// List principals and their role assignments.
+    /// List principals, their role assignments and when their token expires.
     Principals,
+    /// Issue a principal a new token (printed once) and end its old ones, at once or after
+    /// --grace. Your own name rotates your own token.
+    RotateToken {
+        name: String,
+        /// How long the new token works (default: the server's).
+        #[arg(long, value_name = "DURATION")]
+        token_ttl: Option<humantime::Duration>,
+        /// How long the old tokens keep working (default: they end at once; at most 7 days).
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<humantime::Duration>,
+    },
+    /// Revoke every token of a principal at once; its calls and open watches end.
+    RevokeTokens { name: String },
     /// Give a principal a role, for every device group or for one.
     AssignRole {
         principal: String,
@@ -515,11 +531,18 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
             }
             json!({"deleted_role": name})
         }
-        AdminCommand::CreatePrincipal { name, roles, group } => {
+        AdminCommand::CreatePrincipal {
+            name,
+            roles,
+            group,
+            token_ttl,
+        } => {
+            let token_ttl_seconds = token_ttl.map_or(0, seconds);
             let request = match group {
                 None => pb::CreatePrincipalRequest {
                     name,
                     roles,
+                    token_ttl_seconds,
                     ..Default::default()
                 },
                 Some(group) => pb::CreatePrincipalRequest {
@@ -531,6 +554,7 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
                             group: group.clone(),
                         })
                         .collect(),
+                    token_ttl_seconds,
                     ..Default::default()
                 },
             };
@@ -538,12 +562,54 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
             if output == Output::Human {
                 println!("{}", created.bearer_token);
                 eprintln!(
-                    "token of principal {:?}; it is shown only now",
-                    created.name
+                    "token of principal {:?}, expires {}; it is shown only now",
+                    created.name,
+                    time(created.token_expires_at_ms)
                 );
                 return Ok(());
             }
-            json!({"name": created.name, "bearer_token": created.bearer_token})
+            json!({
+                "name": created.name,
+                "bearer_token": created.bearer_token,
+                "token_expires_at": time(created.token_expires_at_ms),
+            })
+        }
+        AdminCommand::RotateToken {
+            name,
+            token_ttl,
+            grace,
+        } => {
+            let rotated = client
+                .rotate_principal_token(pb::RotatePrincipalTokenRequest {
+                    name: name.clone(),
+                    token_ttl_seconds: token_ttl.map_or(0, seconds),
+                    grace_seconds: grace.map_or(0, seconds),
+                })
+                .await?;
+            if output == Output::Human {
+                println!("{}", rotated.bearer_token);
+                eprintln!(
+                    "new token of principal {name:?}, expires {}; it is shown only now; \
+                     the old token(s) stop working {}",
+                    time(rotated.token_expires_at_ms),
+                    time(rotated.previous_tokens_end_at_ms)
+                );
+                return Ok(());
+            }
+            json!({
+                "name": name,
+                "bearer_token": rotated.bearer_token,
+                "token_expires_at": time(rotated.token_expires_at_ms),
+                "previous_tokens_end_at": time(rotated.previous_tokens_end_at_ms),
+            })
+        }
+        AdminCommand::RevokeTokens { name } => {
+            let revoked = client.revoke_principal_tokens(name.clone()).await?;
+            if output == Output::Human {
+                println!("{revoked} token(s) of principal {name:?} revoked");
+                return Ok(());
+            }
+            json!({"name": name, "revoked": revoked})
         }
         AdminCommand::Principals => {
             let principals = client.list_principals().await?;
@@ -645,4 +711,12 @@ async fn follow(
         println!("reason: {}", last.reason);
     }
     Ok(())
+}
+
+/// A duration as the API's whole seconds, rounded up so a sub-second value is not 0 (which means
+/// "the default").
+fn seconds(duration: humantime::Duration) -> u64 {
+    std::time::Duration::from(duration)
+        .as_millis()
+        .div_ceil(1000) as u64
 }

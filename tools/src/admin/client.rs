@@ -537,6 +537,31 @@ impl Client {
         .await
     }
 
+    pub async fn rotate_principal_token(
+        &self,
+        request: pb::RotatePrincipalTokenRequest,
+    ) -> Result<pb::RotatePrincipalTokenResponse, AdminError> {
+        self.call(
+            "RotatePrincipalToken",
+            request,
+            |mut admin, request| async move { admin.rotate_principal_token(request).await },
+        )
+        .await
+    }
+
+    /// Revokes every token of the principal; returns how many were still valid.
+    pub async fn revoke_principal_tokens(&self, name: String) -> Result<u32, AdminError> {
+        let request = pb::RevokePrincipalTokensRequest { name };
+        let revoked = self
+            .call(
+                "RevokePrincipalTokens",
+                request,
+                |mut admin, request| async move { admin.revoke_principal_tokens(request).await },
+            )
+            .await?;
+        Ok(revoked.revoked)
+    }
+
     pub async fn delete_principal(&self, name: String) -> Result<(), AdminError> {
         let request = pb::DeletePrincipalRequest { name };
         self.call(

@@ -199,7 +199,20 @@ fn assignment_text(assignment: &pb::RoleAssignment) -> String {
 
 pub(crate) fn principal_line(principal: &pb::Principal) -> String {
     let held: Vec<String> = principal.assignments.iter().map(assignment_text).collect();
-    format!("{}: {}", principal.name, held.join(", "))
+    format!(
+        "{}: {} (token {})",
+        principal.name,
+        held.join(", "),
+        token_text(principal)
+    )
+}
+
+/// The principal's newest token as a listing shows it: revoked, or when it expires.
+fn token_text(principal: &pb::Principal) -> String {
+    if principal.token_revoked_at_ms != 0 {
+        return format!("revoked {}", time(principal.token_revoked_at_ms));
+    }
+    format!("expires {}", time(principal.token_expires_at_ms))
 }
 
 pub(crate) fn device_json(device: &pb::Device) -> Value {
@@ -274,5 +287,9 @@ pub(crate) fn principal_json(principal: &pb::Principal) -> Value {
             "group": (!a.group.is_empty()).then_some(&a.group),
         })).collect::<Vec<_>>(),
         "created_at": time(principal.created_at_ms),
+        "token_issued_at": time(principal.token_issued_at_ms),
+        "token_expires_at": time(principal.token_expires_at_ms),
+        "token_revoked_at": (principal.token_revoked_at_ms != 0)
+            .then(|| time(principal.token_revoked_at_ms)),
     })
 }

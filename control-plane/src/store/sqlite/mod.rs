@@ -18,10 +18,11 @@
 //! Layout: this file opens the database; `writer.rs` is the group-commit writer and `bulk.rs`
 //! its statements for the per-message path's writes, a kind at a time; `queries.rs`
 //! implements the store, one write or read per method (`enrollment.rs` its enrollment,
-//! `device_search.rs` the paged device list); `rows.rs` converts between rows and domain values
+//! `device_search.rs` the paged device list, `admin_tokens.rs` admin tokens and their lifecycle); `rows.rs` converts between rows and domain values
 //! (column encodings, JSON shapes) and holds the reads several writes share; `tests/` runs it all
 //! against real database files.
 
+mod admin_tokens;
 mod bulk;
 mod device_search;
 mod enrollment;

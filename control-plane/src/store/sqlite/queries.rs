@@ -4,6 +4,9 @@
 //! tells the observer.
 
 use super::SqliteStore;
+use super::admin_tokens::{
+    insert_token, principal_by_token, recover, revoke, rotate, token_from_row,
+};
 use super::bulk::{BulkDone, BulkWrite};
 use super::enrollment::enroll;
 use super::rows::{
@@ -15,14 +18,13 @@ use super::rows::{
 use super::writer::Written;
 use crate::clock::Millis;
 use crate::model::{
-    Action, ActionState, AuditEvent, AuditFilter, Device, PasscodePolicy, Principal, Role,
-    RoleAssignment, Scope, StoreStatus,
+    Action, ActionState, AdminToken, AuditEvent, AuditFilter, Device, PasscodePolicy, Principal,
+    Role, RoleAssignment, Scope, StoreStatus,
 };
-use crate::rbac::{Grant, Grants};
 use crate::store::{
     ActionUpdate, AuthenticatedPrincipal, Change, CommitObserver, DeviceQuery, DeviceState,
-    Enrolled, ListedDevice, NewAction, NewDevice, NewEnrollmentToken, OpenCommand, Store,
-    StoreError,
+    Enrolled, ListedDevice, NewAction, NewAdminToken, NewDevice, NewEnrollmentToken, OpenCommand,
+    Store, StoreError,
 };
 use sqlx::{Row, SqliteConnection};
 use std::collections::{BTreeSet, HashMap};
@@ -620,9 +622,8 @@ impl Store for SqliteStore {
     async fn create_principal(
         &self,
         name: &str,
-        token_hash: [u8; 32],
+        token: NewAdminToken,
         assignments: &[RoleAssignment],
-        created_at: Millis,
     ) -> Result<Principal, StoreError> {
         let name = name.to_string();
         let assignments = assignments.to_vec();
@@ -649,26 +650,12 @@ impl Store for SqliteStore {
                         }
                         assigned.push(assignment);
                     }
-                    let inserted = sqlx::query(
-                        "INSERT INTO principals (name, token_hash, created_at) VALUES (?, ?, ?)",
-                    )
-                    .bind(&name)
-                    .bind(&token_hash[..])
-                    .bind(db_time(created_at))
-                    .execute(&mut *connection)
-                    .await;
-                    match inserted {
-                        Ok(_) => {}
-                        // The name was checked above, so the token is what collides; its hash
-                        // stays out of the message.
-                        Err(e) if is_unique_violation(&e) => {
-                            return Err(StoreError::AlreadyExists {
-                                kind: "principal token",
-                                name: String::new(),
-                            });
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                    sqlx::query("INSERT INTO principals (name, created_at) VALUES (?, ?)")
+                        .bind(&name)
+                        .bind(db_time(token.issued_at))
+                        .execute(&mut *connection)
+                        .await?;
+                    insert_token(connection, &name, &token).await?;
                     for assignment in &assigned {
                         sqlx::query(
                             "INSERT INTO role_assignments (principal, role, device_group)
@@ -683,7 +670,13 @@ impl Store for SqliteStore {
                     let principal = Principal {
                         name,
                         assignments: assigned,
-                        created_at,
+                        created_at: token.issued_at,
+                        token: Some(AdminToken {
+                            issued_at: token.issued_at,
+                            expires_at: token.expires_at,
+                            revoked_at: None,
+                            rotated_at: None,
+                        }),
                     };
                     Ok(Written::new(principal, vec![Change::AccessChanged]))
                 })
@@ -704,6 +697,7 @@ impl Store for SqliteStore {
                     name: row.try_get("name")?,
                     assignments: Vec::new(),
                     created_at: time_from_db(row.try_get("created_at")?, "created_at")?,
+                    token: None,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -712,7 +706,20 @@ impl Store for SqliteStore {
         )
         .fetch_all(&mut *tx)
         .await?;
+        // In issue order, so each principal ends with its newest.
+        let tokens = sqlx::query(
+            "SELECT principal, issued_at, expires_at, revoked_at, rotated_at
+             FROM admin_tokens ORDER BY rowid",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
+        for row in &tokens {
+            let principal: String = row.try_get("principal")?;
+            if let Some(p) = principals.iter_mut().find(|p| p.name == principal) {
+                p.token = Some(token_from_row(row)?);
+            }
+        }
         for row in &assignments {
             let principal: String = row.try_get("principal")?;
             if let Some(p) = principals.iter_mut().find(|p| p.name == principal) {
@@ -823,36 +830,47 @@ impl Store for SqliteStore {
         token_hash: [u8; 32],
     ) -> Result<Option<AuthenticatedPrincipal>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let name: Option<String> =
-            sqlx::query_scalar("SELECT name FROM principals WHERE token_hash = ?")
-                .bind(&token_hash[..])
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(name) = name else {
-            return Ok(None);
-        };
-        let rows = sqlx::query(
-            "SELECT r.name, r.permissions_json, r.built_in, ra.device_group
-             FROM role_assignments ra JOIN roles r ON r.name = ra.role
-             WHERE ra.principal = ? ORDER BY ra.rowid",
-        )
-        .bind(&name)
-        .fetch_all(&mut *tx)
-        .await?;
+        let principal = principal_by_token(&mut tx, token_hash).await?;
         tx.commit().await?;
-        let grants = rows
-            .iter()
-            .map(|row| {
-                Ok(Grant {
-                    role: role_from_row(row)?,
-                    group: row.try_get("device_group")?,
-                })
+        Ok(principal)
+    }
+
+    async fn rotate_admin_token(
+        &self,
+        principal: &str,
+        new: NewAdminToken,
+        old_tokens_end: Millis,
+    ) -> Result<Principal, StoreError> {
+        let principal = principal.to_string();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move { rotate(connection, &principal, new, old_tokens_end).await })
             })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(Some(AuthenticatedPrincipal {
-            name,
-            grants: Grants(grants),
-        }))
+            .await
+    }
+
+    async fn revoke_admin_tokens(&self, principal: &str, now: Millis) -> Result<u64, StoreError> {
+        let principal = principal.to_string();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move { revoke(connection, &principal, now).await })
+            })
+            .await
+    }
+
+    async fn recover_admin(
+        &self,
+        principal: &str,
+        role: &str,
+        token: NewAdminToken,
+    ) -> Result<bool, StoreError> {
+        let principal = principal.to_string();
+        let role = role.to_string();
+        self.writer
+            .write(false, move |connection| {
+                Box::pin(async move { recover(connection, &principal, &role, token).await })
+            })
+            .await
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<(), StoreError> {

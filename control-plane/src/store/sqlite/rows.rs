@@ -2,6 +2,7 @@
 //! text, policies and store statuses as JSON of a private, pinned shape), how a row becomes a
 //! domain value, and the reads and checks inside a transaction that several queries share.
 
+use super::admin_tokens::token_from_row;
 use crate::clock::Millis;
 use crate::model::{
     Action, ActionKind, ActionState, AuditEvent, Complexity, Device, ErrorCode, Ownership,
@@ -443,10 +444,18 @@ pub(super) async fn fetch_principal(
             })
         })
         .collect::<Result<_, StoreError>>()?;
+    let token = sqlx::query(
+        "SELECT issued_at, expires_at, revoked_at, rotated_at
+         FROM admin_tokens WHERE principal = ? ORDER BY rowid DESC LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(&mut *connection)
+    .await?;
     Ok(Some(Principal {
         name: name.to_string(),
         assignments,
         created_at: time_from_db(created_at, "created_at")?,
+        token: token.as_ref().map(token_from_row).transpose()?,
     }))
 }
 

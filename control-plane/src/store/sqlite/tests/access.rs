@@ -28,14 +28,13 @@ async fn roles_and_principals() {
     let alice = s
         .create_principal(
             "alice",
-            hash(1),
+            admin_token(1, T0),
             &[
                 everywhere(rbac::HELP_DESK_OPERATOR),
                 in_group("Reset Only", "north"),
                 in_group("Reset Only", "north"),
                 everywhere("Reset Only"),
             ],
-            T0,
         )
         .await
         .unwrap();
@@ -48,22 +47,22 @@ async fn roles_and_principals() {
         ]
     );
     assert_eq!(alice.role_names(), [rbac::HELP_DESK_OPERATOR, "Reset Only"]);
-    s.create_principal("bob", hash(2), &[], T0 + 1)
+    s.create_principal("bob", admin_token(2, T0 + 1), &[])
         .await
         .unwrap();
     assert!(matches!(
-        s.create_principal("alice", hash(3), &[], T0).await,
+        s.create_principal("alice", admin_token(3, T0), &[]).await,
         Err(StoreError::AlreadyExists {
             kind: "principal",
             ..
         })
     ));
-    match s.create_principal("carol", hash(1), &[], T0).await {
+    match s.create_principal("carol", admin_token(1, T0), &[]).await {
         Err(StoreError::AlreadyExists { name, .. }) => assert!(name.is_empty()),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        s.create_principal("dave", hash(4), &[everywhere("Nope")], T0)
+        s.create_principal("dave", admin_token(4, T0), &[everywhere("Nope")])
             .await,
         Err(StoreError::NotFound { kind: "role", name }) if name == "Nope"
     ));
@@ -112,10 +111,16 @@ async fn roles_and_principals() {
 async fn assignments_change_and_nobody_can_lock_roles_management_out() {
     let f = fixture().await;
     let s = &f.store;
-    s.create_principal("root", hash(1), &[everywhere(rbac::ADMINISTRATOR)], T0)
+    s.create_principal(
+        "root",
+        admin_token(1, T0),
+        &[everywhere(rbac::ADMINISTRATOR)],
+    )
+    .await
+    .unwrap();
+    s.create_principal("nora", admin_token(2, T0), &[])
         .await
         .unwrap();
-    s.create_principal("nora", hash(2), &[], T0).await.unwrap();
     let nora = s
         .assign_role("nora", &in_group(rbac::HELP_DESK_OPERATOR, "north"))
         .await
@@ -183,7 +188,7 @@ async fn assignments_change_and_nobody_can_lock_roles_management_out() {
         .await
         .unwrap();
     // A group-scoped Roles.Manage does not count.
-    s.create_principal("gina", hash(3), &[in_group("Managers", "north")], T0)
+    s.create_principal("gina", admin_token(3, T0), &[in_group("Managers", "north")])
         .await
         .unwrap();
     s.delete_principal("root").await.unwrap();
@@ -307,4 +312,94 @@ async fn audit_events_are_filtered_newest_first() {
     assert_eq!(oldest.detail, format!("event at {T0}"));
     assert!(events.windows(2).all(|w| w[0].id > w[1].id));
     assert_eq!(events[1].device_id, None);
+}
+
+#[tokio::test]
+async fn admin_tokens_rotate_with_a_grace_period_revoke_and_are_recovered() {
+    let f = fixture().await;
+    let s = &f.store;
+    // First start: nobody can manage roles, so the bootstrap principal is made.
+    assert!(
+        s.recover_admin("admin", rbac::ADMINISTRATOR, admin_token(1, T0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.recover_admin("admin", rbac::ADMINISTRATOR, admin_token(2, T0 + 1))
+            .await
+            .unwrap(),
+        "a valid token can manage roles: nothing to recover"
+    );
+    assert!(s.principal_by_token(hash(2)).await.unwrap().is_none());
+
+    s.create_principal(
+        "ops",
+        admin_token(3, T0),
+        &[everywhere(rbac::HELP_DESK_OPERATOR)],
+    )
+    .await
+    .unwrap();
+    let grace_end = T0 + 10 + 60_000;
+    let after = s
+        .rotate_admin_token("ops", admin_token(4, T0 + 10), grace_end)
+        .await
+        .unwrap();
+    let new = after.token.unwrap();
+    assert_eq!((new.issued_at, new.expires_at), (T0 + 10, T0 + 10 + DAY));
+    let old = s.principal_by_token(hash(3)).await.unwrap().unwrap().token;
+    assert_eq!((old.rotated_at, old.expires_at), (Some(T0 + 10), grace_end));
+    assert_eq!(
+        old.ended(grace_end - 1),
+        None,
+        "still inside its grace period"
+    );
+    assert_eq!(old.ended(grace_end), Some(AdminTokenEnd::Rotated));
+
+    assert_eq!(s.revoke_admin_tokens("ops", T0 + 20).await.unwrap(), 2);
+    for tag in [3, 4] {
+        let token = s
+            .principal_by_token(hash(tag))
+            .await
+            .unwrap()
+            .unwrap()
+            .token;
+        assert_eq!(token.ended(T0 + 20), Some(AdminTokenEnd::Revoked));
+    }
+    assert_eq!(s.revoke_admin_tokens("ops", T0 + 21).await.unwrap(), 0);
+    let listed = s.list_principals().await.unwrap();
+    assert_eq!(listed[1].token.unwrap().revoked_at, Some(T0 + 20));
+    assert!(matches!(
+        s.revoke_admin_tokens("nobody", T0).await,
+        Err(StoreError::NotFound {
+            kind: "principal",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.rotate_admin_token("nobody", admin_token(9, T0), T0).await,
+        Err(StoreError::NotFound {
+            kind: "principal",
+            ..
+        })
+    ));
+
+    // The bootstrap token expired: nobody can manage roles, so the next start recovers.
+    let token_1 = s.principal_by_token(hash(1)).await.unwrap().unwrap().token;
+    assert_eq!(token_1.ended(T0 + DAY), Some(AdminTokenEnd::Expired));
+    assert!(
+        s.recover_admin("admin", rbac::ADMINISTRATOR, admin_token(5, T0 + DAY))
+            .await
+            .unwrap()
+    );
+    let admin = s.principal_by_token(hash(5)).await.unwrap().unwrap();
+    assert_eq!(admin.name, "admin");
+    assert_eq!(admin.grants.authorize_anywhere(&Permission::ALL), Ok(()));
+    assert_eq!(
+        s.list_principals().await.unwrap()[0]
+            .token
+            .unwrap()
+            .issued_at,
+        T0 + DAY,
+        "a listing shows the newest token"
+    );
 }

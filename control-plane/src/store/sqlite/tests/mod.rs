@@ -13,12 +13,14 @@ use super::SqliteStore;
 use super::rows::{db_time, permissions_json};
 use crate::clock::{DAY, Millis};
 use crate::model::{
-    Action, ActionKind, ActionState, AuditEvent, AuditFilter, Complexity, Device, ErrorCode,
-    Ownership, PasscodePolicy, PasscodeType, Permission, Role, RoleAssignment, Scope, StoreStatus,
-    TokenState,
+    Action, ActionKind, ActionState, AdminTokenEnd, AuditEvent, AuditFilter, Complexity, Device,
+    ErrorCode, Ownership, PasscodePolicy, PasscodeType, Permission, Role, RoleAssignment, Scope,
+    StoreStatus, TokenState,
 };
 use crate::rbac;
-use crate::store::{ActionUpdate, NewAction, NewDevice, NewEnrollmentToken, Store, StoreError};
+use crate::store::{
+    ActionUpdate, NewAction, NewAdminToken, NewDevice, NewEnrollmentToken, Store, StoreError,
+};
 use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use std::collections::BTreeSet;
@@ -40,6 +42,15 @@ async fn fixture() -> Fixture {
         _dir: dir,
         path,
         store,
+    }
+}
+
+/// An admin token with hash `hash(tag)`, issued at `at`, living a day.
+fn admin_token(tag: u8, at: Millis) -> NewAdminToken {
+    NewAdminToken {
+        hash: hash(tag),
+        issued_at: at,
+        expires_at: at + DAY,
     }
 }
 
@@ -610,6 +621,14 @@ async fn a_database_of_schema_version_1_keeps_its_devices_and_roles() {
         "held for every group, as before"
     );
     assert_eq!(admin.grants.authorize_anywhere(&Permission::ALL), Ok(()));
+    // Its token now expires, 90 days after the migration (the default time-to-live).
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    assert_eq!(admin.token.revoked_at, None);
+    assert!(
+        (now + 89 * DAY..=now + 90 * DAY).contains(&admin.token.expires_at),
+        "{:?}",
+        admin.token
+    );
     let device = store.get_device("dev_old").await.unwrap().unwrap();
     assert_eq!(device.group, rbac::DEFAULT_GROUP);
     assert_eq!(
@@ -647,9 +666,8 @@ async fn data_survives_reopening_the_file() {
     let created = s.create_action(action).await.unwrap();
     s.create_principal(
         "alice",
-        hash(7),
+        admin_token(7, T0),
         &[in_group(rbac::SCHOOL_ADMINISTRATOR, "north")],
-        T0,
     )
     .await
     .unwrap();

@@ -41,9 +41,13 @@ async fn many_callers_share_commits_and_each_write_stays_atomic() {
     for i in 0..devices {
         enroll(s, &format!("dev_{i}"), i as u8 + 1).await;
     }
-    s.create_principal("root", hash(200), &[everywhere(rbac::ADMINISTRATOR)], T0)
-        .await
-        .unwrap();
+    s.create_principal(
+        "root",
+        admin_token(200, T0),
+        &[everywhere(rbac::ADMINISTRATOR)],
+    )
+    .await
+    .unwrap();
     // An action that ended at once: it takes no sequence number, only its id.
     let mut taken = new_action("taken", "dev_0", ActionState::Failed);
     taken.error_code = Some(ErrorCode::NoPasscodePolicy);
