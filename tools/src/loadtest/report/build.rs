@@ -252,10 +252,10 @@ pub(in crate::loadtest) fn build(
             "Admin calls per reset: ResetPasscode; WatchAction once the device has answered, \
              until the final state; RevealPasscode; WatchAction (until_user_entered) once the \
              user's entry has left the device, until the control plane records it. No reset is \
-             watched from its request on: the control plane wakes every open watch on every \
-             action change, so thousands of watches held through a backlog would be most of its \
-             work. When a device has answered, the load generator learns from the agent in its \
-             own process (one subscriber to the fleet's screen changes)."
+             watched from its request on: thousands of watches held open through a backlog \
+             would each cost the control plane memory and a wake-up per change of their \
+             action. When a device has answered, the load generator learns from the agent in \
+             its own process (one subscriber to the fleet's screen changes)."
                 .to_string(),
         );
     }
