@@ -122,9 +122,18 @@ impl Scenario {
             .collect()
     }
 
-    /// The figures this scenario reports: (label, how to read it from a report).
+    /// The figures this scenario reports: (label, how to read it from a report), the load
+    /// average around the run first.
     fn figures(self) -> Vec<(&'static str, Figure)> {
-        match self {
+        let load: [(&'static str, Figure); 2] = [
+            ("load average, 1 min, before the run", |r| {
+                r[LOAD_AVERAGE]["before"].as_f64()
+            }),
+            ("load average, 1 min, after the run", |r| {
+                r[LOAD_AVERAGE]["after"].as_f64()
+            }),
+        ];
+        let figures: Vec<(&'static str, Figure)> = match self {
             Scenario::Connect => vec![
                 ("connect time (s)", |r| r["durations"]["connect_s"].as_f64()),
                 ("control plane: KiB per device", |r| {
@@ -168,6 +177,18 @@ impl Scenario {
                 ("ratio: resets/s ÷ echo", |r| {
                     r["baselines"]["ratio_to_echo"].as_f64()
                 }),
+                ("streaming echo messages/s (one way)", |r| {
+                    r["baselines"]["stream_echo"]["messages_per_s"].as_f64()
+                }),
+                ("protocol ceiling, this load test (resets/s)", |r| {
+                    r["baselines"]["ceiling"]["resets_per_s"].as_f64()
+                }),
+                ("protocol ceiling, protocol's units only", |r| {
+                    r["baselines"]["ceiling"]["protocol_resets_per_s"].as_f64()
+                }),
+                ("ratio: resets/s ÷ ceiling", |r| {
+                    r["baselines"]["ceiling"]["ratio"].as_f64()
+                }),
                 ("ratio: done/s ÷ Argon2 bound", |r| {
                     r["baselines"]["ratio_to_argon2_bound"].as_f64()
                 }),
@@ -200,8 +221,23 @@ impl Scenario {
                     r["throughput"]["finished_per_s"].as_f64()
                 }),
             ],
-        }
+        };
+        load.into_iter().chain(figures).collect()
     }
+}
+
+/// Where the bench keeps, in each run's report, the machine's load around the run: the
+/// machine is shared, and a figure means little without it.
+const LOAD_AVERAGE: &str = "bench_load_average";
+
+/// The 1-minute load average from /proc/loadavg (None where there is none).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 type Figure = fn(&Value) -> Option<f64>;
@@ -276,8 +312,10 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     }))
 }
 
-/// One run of the release binary; its report, or why there is none.
+/// One run of the release binary; its report (with the load average before and after it), or
+/// why there is none.
 fn run_once(options: &[String], report_dir: &Path) -> Result<Value, String> {
+    let before = load_average();
     let output = Command::new(env!("CARGO_BIN_EXE_droidfleet"))
         .arg("loadtest")
         .args(options)
@@ -306,7 +344,14 @@ fn run_once(options: &[String], report_dir: &Path) -> Result<Value, String> {
             String::from_utf8_lossy(&output.stdout)
         ));
     }
-    let report = report?;
+    let mut report = report?;
+    let after = load_average();
+    eprintln!(
+        "load average (1 min): {} before the run, {} after",
+        before.map_or("n/a".into(), |l| l.to_string()),
+        after.map_or("n/a".into(), |l| l.to_string())
+    );
+    report[LOAD_AVERAGE] = serde_json::json!({ "before": before, "after": after });
     if report["unexpected"].as_u64().unwrap_or(0) > 0 {
         eprintln!(
             "note: {} device(s) did not end as injected; see {}",
@@ -384,7 +429,7 @@ fn main() -> ExitCode {
         options.repeat
     );
     println!(
-        "{:<42} {:>12} {:>12} {:>12}",
+        "{:<46} {:>12} {:>12} {:>12}",
         "figure", "median", "min", "max"
     );
     for (label, read) in options.scenario.figures() {
@@ -392,12 +437,12 @@ fn main() -> ExitCode {
         values.sort_by(f64::total_cmp);
         match (values.first(), values.last()) {
             (Some(min), Some(max)) => println!(
-                "{label:<42} {:>12} {:>12} {:>12}",
+                "{label:<46} {:>12} {:>12} {:>12}",
                 shown(median(&values)),
                 shown(*min),
                 shown(*max)
             ),
-            _ => println!("{label:<42} {:>12} {:>12} {:>12}", "n/a", "n/a", "n/a"),
+            _ => println!("{label:<46} {:>12} {:>12} {:>12}", "n/a", "n/a", "n/a"),
         }
     }
     if failures > 0 {

@@ -2,7 +2,8 @@
 
 use crate::device::{
     Command, CommandKind, CommandResult, Complexity, ErrorCode, EscrowToken, Notification,
-    Ownership, Passcode, PasscodePolicy, PasscodeType, Scope, StoreStatus, TokenState,
+    Ownership, Passcode, PasscodePolicy, PasscodeType, PolicyRefusal, PolicyUpdate, Scope,
+    StoreStatus, TokenState,
 };
 use droidfleet_proto::v1 as pb;
 use droidfleet_telemetry::traceparent::TraceParent;
@@ -182,4 +183,40 @@ pub fn decode_command(body: &[u8]) -> Option<Command> {
         not_after_ms: body.not_after_ms,
         kind,
     })
+}
+
+/// Decodes a signed policy's body (`droidfleet.v1.PolicyBody`); `None` when it is not a
+/// well-formed policy. [`device::Device::apply_signed_policy`] takes it as its decoder.
+pub fn decode_policy(body: &[u8]) -> Option<PolicyUpdate> {
+    let body = pb::PolicyBody::decode(body).ok()?;
+    let policy = match &body.policy {
+        Some(policy) => Some(policy_from_pb(policy)?),
+        None => None,
+    };
+    Some(PolicyUpdate {
+        device_id: body.device_id,
+        scope: scope_from_pb(body.scope)?,
+        policy,
+        version: body.version,
+    })
+}
+
+pub(crate) fn policy_refusal_to_pb(refusal: &PolicyRefusal) -> pb::PolicyRefusal {
+    pb::PolicyRefusal {
+        scope: refusal.scope.map_or(0, |scope| scope_to_pb(scope) as i32),
+        version: refusal.version,
+        error_code: error_code_to_pb(refusal.code) as i32,
+        reason: refusal.reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_model_signs_policies_in_the_protocols_domain() {
+        assert_eq!(
+            crate::device::crypto::POLICY_CONTEXT,
+            droidfleet_proto::signing::POLICY_CONTEXT
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - [`device`]: the device model, plain Rust with no I/O (credential stores, token lifecycle,
-//!   passcode policy, throttling, the lock screen, signed commands).
+//!   passcode policy, throttling, the lock screen, signed commands and policies).
 //! - [`fleet`]: the runtime hosting many devices: what it is given to host (`fleet/spec.rs`),
 //!   each device's Session with the control plane and the protobuf on it (`fleet/session.rs`),
 //!   the per-device state files (`fleet/state_file.rs`).
@@ -11,7 +11,8 @@
 //!   and break sessions, without the I/O.
 //! - [`harness`]: the `DeviceHarness` gRPC service through which a test plays the user.
 //! - `convert` (crate-private): protobuf ⇄ device model, at the gRPC edge; its
-//!   [`decode_command`] (a signed command's body) is public, for fuzzing and other hosts.
+//!   [`decode_command`] and [`decode_policy`] (the bodies of signed commands and policies) are
+//!   public, for fuzzing and other hosts.
 //! - [`seeded`]: SplitMix64 and `--mix`, the seeded load shapes shared with the load test.
 //! - [`metrics`]: Prometheus counters and the `GET /metrics` endpoint.
 //! - [`clock`]: the injected clock the devices read time from.
@@ -28,4 +29,4 @@ pub mod harness;
 pub mod metrics;
 pub mod seeded;
 
-pub use convert::decode_command;
+pub use convert::{decode_command, decode_policy};

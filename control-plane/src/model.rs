@@ -159,6 +159,9 @@ pub struct Device {
     pub stores: Vec<StoreStatus>,
     pub device_policy: Option<PasscodePolicy>,
     pub work_profile_policy: Option<PasscodePolicy>,
+    /// Counts the changes of either policy. Every signed policy carries it, so the device can
+    /// refuse an older one replayed to it (PROTOCOL.md CP-POLICY-3).
+    pub policy_version: u64,
     /// Stores for which an escrow token is held.
     pub escrowed_token_scopes: Vec<Scope>,
     /// The device group (from the enrollment token or a move), which role assignments can be

@@ -2,8 +2,9 @@
 """A minimal droidfleet.v1 device in Python, written from the .proto files and PROTOCOL.md alone.
 
 It plays one dedicated (COSU) Android device: it enrolls, keeps a Session open (reconnecting with
-backoff), escrows its reset token, verifies every command's Ed25519 signature over the exact body
-bytes it received, acknowledges what it accepts, and runs passcode resets and remote locks against
+backoff), escrows its reset token, verifies every command's and policy's Ed25519 signature over
+the exact body bytes it received (refusing forged, misrouted and replayed ones), acknowledges what
+it accepts, and runs passcode resets and remote locks against
 a small model of the device's lock screen, persisting its state before it reports anything. It has
 no DeviceHarness: a conformance run reports the cases that need one as not applicable.
 
@@ -194,6 +195,7 @@ class Device:
                 "locked": False,
                 "require_entry": None,
                 "policy": None,
+                "policy_version": None,
             },
             "commands": {},
             "highest_sequence": None,
@@ -323,21 +325,60 @@ class Device:
                 established = True
                 kind = message.WhichOneof("body")
                 if kind == "policy":
-                    self.apply_policy(message.policy)
+                    await self.apply_policy(message.policy)
                 elif kind == "command":
                     await self.run_command(message.command)
         finally:
             await self.outbound.put(None)
         return established
 
-    def apply_policy(self, update):
-        # DEV-POLICY-1: the whole policy of the store; unset removes it.
-        if update.scope != self.pb.CREDENTIAL_SCOPE_DEVICE:
+    async def apply_policy(self, signed):
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from google.protobuf.message import DecodeError
+
+        pb = self.pb
+        try:
+            body = self.gw.PolicyBody.FromString(signed.body)
+        except DecodeError:
+            body = None
+
+        async def refuse(code, reason):
+            # DEV-POLICY-2/3: the store keeps its policy; the labels come from the body if any.
+            refusal = self.gw.PolicyRefusal(
+                scope=body.scope if body is not None else 0,
+                version=body.version if body is not None else 0,
+                error_code=code,
+                reason=reason,
+            )
+            await self.send(self.gw.DeviceMessage(policy_refusal=refusal))
+
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.state["public_key"]))
+        try:
+            # DEV-POLICY-2: the policy prefix, then the exact bytes received.
+            key.verify(signed.signature, b"droidfleet.v1 policy\0" + signed.body)
+        except InvalidSignature:
+            await refuse(pb.ERROR_CODE_BAD_SIGNATURE, "the policy signature does not verify")
             return
-        if update.HasField("policy"):
-            self.store["policy"] = update.policy.SerializeToString().hex()
-        else:
-            self.store["policy"] = None
+        if body is None or body.scope == pb.CREDENTIAL_SCOPE_UNSPECIFIED:
+            await refuse(pb.ERROR_CODE_MALFORMED_COMMAND, "the body is not a policy this device knows")
+            return
+        if body.device_id != self.state["device_id"]:
+            await refuse(pb.ERROR_CODE_WRONG_DEVICE, "the policy is for another device")
+            return
+        if body.scope != pb.CREDENTIAL_SCOPE_DEVICE:
+            await refuse(pb.ERROR_CODE_STORE_MISSING, "this device has no work profile")
+            return
+        policy = body.policy.SerializeToString().hex() if body.HasField("policy") else None
+        applied = self.store.get("policy_version")
+        if applied is not None and (
+            body.version < applied or (body.version == applied and policy != self.store["policy"])
+        ):
+            await refuse(pb.ERROR_CODE_REPLAYED, f"policy version {body.version} is not newer than {applied}")
+            return
+        # DEV-POLICY-1: the whole policy of the store; unset removes it.
+        self.store["policy"] = policy
+        self.store["policy_version"] = body.version
         self.persist()
 
     # -- commands (DEV-CMD-*, DEV-ACK-1, DEV-RESET-*)

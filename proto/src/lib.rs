@@ -1,9 +1,10 @@
 //! The droidfleet.v1 protocol: generated messages, clients and servers, and the file descriptor
-//! set for gRPC reflection; and the TLS every listener and client shares. This is the only crate
-//! that knows protobuf.
+//! set for gRPC reflection; what the control plane's key signs; and the TLS every listener and
+//! client shares. This is the only crate that knows protobuf.
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod signing;
 pub mod tls;
 
 /// Package `droidfleet.v1`; see the `.proto` files under `proto/droidfleet/v1` for the contract.

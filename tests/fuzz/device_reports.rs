@@ -73,6 +73,12 @@ fn seeds() -> Vec<Vec<u8>> {
             scope: pb::CredentialScope::WorkProfile as i32,
             at_ms: 1_700_000_000_000,
         }),
+        Body::PolicyRefusal(pb::PolicyRefusal {
+            scope: pb::CredentialScope::Device as i32,
+            version: 3,
+            error_code: pb::ErrorCode::BadSignature as i32,
+            reason: "the policy signature does not verify".into(),
+        }),
     ];
     bodies
         .into_iter()
@@ -117,5 +123,6 @@ fn describe(report: &DeviceReport) -> String {
         }
         DeviceReport::NewPasscodeEntered { .. } => "new passcode entered".into(),
         DeviceReport::StoreWiped { scope } => format!("store wiped {scope:?}"),
+        DeviceReport::PolicyRefused { code, .. } => format!("policy refused, {code:?}"),
     }
 }

@@ -218,6 +218,20 @@ pub(crate) fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]
         .is_ok()
 }
 
+/// What the control plane's key signs ahead of a policy body (PROTOCOL.md CP-POLICY-3): the
+/// model knows the protocol's rules, not its crate, so a test at the gRPC edge (`convert.rs`)
+/// checks that this equals the proto crate's `signing::POLICY_CONTEXT`.
+pub const POLICY_CONTEXT: &[u8] = b"droidfleet.v1 policy\0";
+
+/// Whether `signature` is the control plane's signature of the policy body `body`: an Ed25519
+/// signature of [`POLICY_CONTEXT`] followed by `body`.
+pub(crate) fn verify_policy_signature(public_key: &[u8], body: &[u8], signature: &[u8]) -> bool {
+    let mut signed = Vec::with_capacity(POLICY_CONTEXT.len() + body.len());
+    signed.extend_from_slice(POLICY_CONTEXT);
+    signed.extend_from_slice(body);
+    verify_ed25519(public_key, &signed, signature)
+}
+
 /// Serde adapter that writes bytes as standard base64, which keeps persisted state compact and
 /// readable compared to JSON arrays of numbers.
 pub(crate) mod b64 {

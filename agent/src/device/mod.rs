@@ -35,6 +35,7 @@ mod lock_screen;
 pub mod policy;
 pub mod profile;
 pub mod secret;
+pub mod signed_policy;
 pub mod store;
 pub mod throttle;
 
@@ -52,6 +53,7 @@ pub(crate) use policy::PasscodeComplexity as Complexity;
 pub use policy::{PasscodeComplexity, PasscodePolicy, PasscodeType, PolicyViolation, Requirement};
 pub use profile::Profile;
 pub use secret::{DeviceCredential, EnrollmentToken, EscrowToken, Passcode, TokenError};
+pub use signed_policy::{PolicyRefusal, PolicyUpdate};
 pub use store::{PromptReason, ResetError, ResetOptions};
 
 use commands::CommandLog;

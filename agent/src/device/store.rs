@@ -68,6 +68,10 @@ pub(crate) struct PersistedStore {
     escrow: Option<SealedBox>,
     data: BTreeMap<String, SealedBox>,
     policy: Option<PasscodePolicy>,
+    /// The version of the signed policy that set `policy`. `None` until one came (and in state
+    /// files written before policies were signed), so the first may carry any version.
+    #[serde(default)]
+    policy_version: Option<u64>,
     failed_attempts: u32,
     last_failure_at_ms: u64,
     /// Command id of the reset whose new passcode the user has not entered yet.
@@ -194,6 +198,7 @@ impl CredentialStore {
                 escrow: None,
                 data: BTreeMap::new(),
                 policy: None,
+                policy_version: None,
                 failed_attempts: 0,
                 last_failure_at_ms: 0,
                 require_entry: None,
@@ -288,6 +293,17 @@ impl CredentialStore {
 
     pub(crate) fn set_policy(&mut self, policy: Option<PasscodePolicy>) {
         self.state.policy = policy;
+    }
+
+    /// The version of the signed policy the store applies, if one came.
+    pub(crate) fn policy_version(&self) -> Option<u64> {
+        self.state.policy_version
+    }
+
+    /// Applies a verified signed policy (the checks are [`super::Device::apply_signed_policy`]'s).
+    pub(crate) fn set_signed_policy(&mut self, policy: Option<PasscodePolicy>, version: u64) {
+        self.state.policy = policy;
+        self.state.policy_version = Some(version);
     }
 
     pub(crate) fn secret(&self) -> Option<&SyntheticSecret> {

@@ -325,16 +325,28 @@ impl Fleet {
                     }
                 }
             }
-            Some(pb::control_message::Body::Policy(update)) => {
-                let Some(scope) = scope_from_pb(update.scope) else {
-                    return Ok(());
-                };
-                let policy = update.policy.as_ref().and_then(policy_from_pb);
+            Some(pb::control_message::Body::Policy(policy)) => {
                 let applied = self
-                    .mutate(slot, move |device, _| device.set_policy(scope, policy))
-                    .await;
-                if let Err(error) = applied {
-                    tracing::warn!(device = %slot.name, %error, "policy not applied");
+                    .mutate(slot, move |device, _| {
+                        Ok(device.apply_signed_policy(
+                            &policy.body,
+                            &policy.signature,
+                            decode_policy,
+                        ))
+                    })
+                    .await?;
+                // PROTOCOL.md DEV-POLICY-2: the store keeps its policy, and the control plane
+                // hears why.
+                if let Err(refusal) = applied {
+                    tracing::warn!(device = %slot.name, code = ?refusal.code, reason = %refusal.reason, "policy refused");
+                    tx.send(Box::new(pb::DeviceMessage {
+                        body: Some(pb::device_message::Body::PolicyRefusal(
+                            policy_refusal_to_pb(&refusal),
+                        )),
+                    }))
+                    .await
+                    .map_err(|_| SessionError::Closed)?;
+                    self.metrics.report_sent();
                 }
             }
             None => {}

@@ -470,6 +470,20 @@ pub fn device_report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport,
             },
             _ => return Err(invalid("user_event.kind", "unknown kind")),
         },
+        Some(Body::PolicyRefusal(refusal)) => DeviceReport::PolicyRefused {
+            scope: match refusal.scope {
+                0 => None,
+                scope => Some(scope_from_pb(scope, "policy_refusal.scope")?),
+            },
+            version: refusal.version,
+            code: device_error_code_from_pb(refusal.error_code).ok_or_else(|| {
+                invalid(
+                    "policy_refusal.error_code",
+                    "is not a code a device reports (see PROTOCOL.md, error codes)",
+                )
+            })?,
+            reason: refusal.reason,
+        },
     })
 }
 

@@ -1,5 +1,5 @@
 //! `droidfleet.v1.DeviceGateway`: enrollment, and one Session stream per device. A session task
-//! sends the device its policies and every command that still needs a result, in sequence order,
+//! sends the device its signed policies and every command that still needs a result, in sequence order,
 //! then waits for reports from the device and for signals that something new is queued.
 
 use super::bearer_token;
@@ -196,11 +196,19 @@ async fn send_policies(
         scopes.push(Scope::WorkProfile);
     }
     for scope in scopes {
-        let update = pb::PolicyUpdate {
+        let body = pb::PolicyBody {
+            device_id: device.id.clone(),
             scope: scope_to_pb(scope) as i32,
             policy: device.policy(scope).map(policy_to_pb),
-        };
-        send(tx, pb::control_message::Body::Policy(update)).await?;
+            version: device.policy_version,
+        }
+        .encode_to_vec();
+        // PROTOCOL.md CP-POLICY-3: signed like a command, behind a prefix of its own.
+        let signature = control_plane
+            .keys()
+            .sign(&droidfleet_proto::signing::policy_signed_bytes(&body));
+        let policy = pb::SignedPolicy { body, signature };
+        send(tx, pb::control_message::Body::Policy(policy)).await?;
     }
     Ok(())
 }

@@ -421,6 +421,7 @@ mod tests {
             stores: Vec::new(),
             device_policy: None,
             work_profile_policy: None,
+            policy_version: 0,
             escrowed_token_scopes: Vec::new(),
             group: "default".into(),
             api_level: 34,

@@ -87,8 +87,10 @@ impl Index {
                 device_id,
                 scope,
                 policy,
+                version,
             } => {
                 if let Some(hot) = self.devices.get_mut(device_id) {
+                    hot.device.policy_version = *version;
                     match scope {
                         Scope::Device => hot.device.device_policy.clone_from(policy),
                         Scope::WorkProfile => hot.device.work_profile_policy.clone_from(policy),

@@ -65,6 +65,14 @@ pub enum DeviceReport {
     StoreWiped {
         scope: Scope,
     },
+    /// The device refused a signed policy and keeps the one it had (PROTOCOL.md DEV-POLICY-2).
+    PolicyRefused {
+        /// As the refused body named it, when it parsed.
+        scope: Option<Scope>,
+        version: u64,
+        code: ErrorCode,
+        reason: String,
+    },
 }
 
 impl ControlPlane {
@@ -417,6 +425,30 @@ impl ControlPlane {
                     ));
                 }
                 tracing::warn!(device_id = %device.id, scope = %scope, "device reports a wiped credential store");
+            }
+            DeviceReport::PolicyRefused {
+                scope,
+                version,
+                code,
+                reason,
+            } => {
+                if reason.len() > MAX_REASON_LEN {
+                    return Err(ServiceError::invalid(
+                        "policy_refusal.reason",
+                        format!("must be at most {MAX_REASON_LEN} bytes"),
+                    ));
+                }
+                // Nothing to record: the policy stays assigned and goes again on the next
+                // session. A refusal of a policy this control plane signed means a key or
+                // version mix-up an operator must see; any other means someone forged one.
+                tracing::warn!(
+                    device_id = %device.id,
+                    scope = scope.map(|s| s.to_string()),
+                    version,
+                    code = code.as_str(),
+                    reason = %printable(&reason),
+                    "device refused a policy"
+                );
             }
         }
         Ok(None)

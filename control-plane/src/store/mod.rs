@@ -239,6 +239,8 @@ pub enum Change {
         device_id: String,
         scope: Scope,
         policy: Option<PasscodePolicy>,
+        /// The device's policy version after this change.
+        version: u64,
     },
     EscrowToken {
         device_id: String,

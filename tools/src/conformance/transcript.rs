@@ -127,6 +127,13 @@ pub fn device_message(message: &pb::DeviceMessage) -> String {
             event.command_id,
             event.at_ms
         ),
+        Some(Body::PolicyRefusal(refusal)) => format!(
+            "PolicyRefusal scope={} version={} error_code={} reason={:?}",
+            scope(refusal.scope),
+            refusal.version,
+            error_code(refusal.error_code),
+            refusal.reason
+        ),
     }
 }
 
@@ -135,15 +142,25 @@ pub fn control_message(message: &pb::ControlMessage) -> String {
     use pb::control_message::Body;
     match &message.body {
         None => "ControlMessage with no body".into(),
-        Some(Body::Policy(update)) => format!(
-            "PolicyUpdate scope={} policy={}",
-            scope(update.scope),
-            update
-                .policy
-                .as_ref()
-                .map(policy)
-                .unwrap_or_else(|| "none".into())
-        ),
+        Some(Body::Policy(signed)) => {
+            let body = match pb::PolicyBody::decode(signed.body.as_slice()) {
+                Ok(body) => format!(
+                    "device_id={:?} scope={} version={} policy={}",
+                    body.device_id,
+                    scope(body.scope),
+                    body.version,
+                    body.policy
+                        .as_ref()
+                        .map(policy)
+                        .unwrap_or_else(|| "none".into())
+                ),
+                Err(_) => format!("<{} bytes that do not decode>", signed.body.len()),
+            };
+            format!(
+                "SignedPolicy {body} signature=<{} bytes>",
+                signed.signature.len()
+            )
+        }
         Some(Body::Command(signed)) => signed_command(signed),
         Some(Body::EscrowAck(ack)) => format!(
             "EscrowAck scope={} fingerprint={}",

@@ -5,6 +5,11 @@
 //!   port, driven by concurrent clients shaped like the load generator's admin calls (the same
 //!   number of HTTP/2 connections and calls in flight). A reset is several such calls plus the
 //!   device session's messages, durable writes and crypto, so it can only be slower;
+//! - a bare streaming echo: `droidfleet.v1.StreamEcho` on the same kind of server, one
+//!   long-lived bidirectional stream per simulated device (up to [`MAX_ECHO_STREAMS`]) over as
+//!   many shared HTTP/2 connections as the devices use, each stream sending a message and
+//!   awaiting its echo in turn: the rate at which a device Session's messages could travel if
+//!   nothing handled them;
 //! - Argon2-only: the agent's own passcode KDF (`run_passcode_kdf`) with the run's parameters on
 //!   every core at once. Each completed reset needs a known number of Argon2id runs on the
 //!   device, so hashes/s over runs per reset bounds the resets/s any control plane could reach
@@ -20,19 +25,26 @@ use droidfleet_proto::tls::{ServerTls, client_endpoint};
 use droidfleet_proto::v1::EchoMessage;
 use droidfleet_proto::v1::echo_client::EchoClient;
 use droidfleet_proto::v1::echo_server::{Echo, EchoServer};
+use droidfleet_proto::v1::stream_echo_client::StreamEchoClient;
+use droidfleet_proto::v1::stream_echo_server::{StreamEcho, StreamEchoServer};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::{Request, Response, Status};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 /// Rounds of each baseline; the reported figure is their median.
 pub(super) const ROUNDS: usize = 3;
 /// Bytes each echo call carries each way: about the size of an admin request naming an id.
 const ECHO_PAYLOAD_BYTES: usize = 64;
+/// Streams of the streaming echo at most: one per device up to this many, so the baseline of a
+/// 100,000-device run does not open 100,000 streams for a measurement of a few seconds.
+pub(super) const MAX_ECHO_STREAMS: usize = 10_000;
 
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct EchoBaseline {
@@ -44,6 +56,20 @@ pub(super) struct EchoBaseline {
     pub rounds_calls_per_s: Vec<f64>,
     /// Median of the rounds.
     pub calls_per_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct StreamEchoBaseline {
+    /// HTTP/2 connections the streams share (as many as the devices' `--connections`).
+    pub connections: usize,
+    /// Bidirectional streams open at once, each with one message in flight.
+    pub streams: usize,
+    /// Round trips per round (a message out and its echo back: two messages).
+    pub round_trips_per_round: usize,
+    /// Messages per second, one way (twice the round trips), of each round.
+    pub rounds_messages_per_s: Vec<f64>,
+    /// Median of the rounds.
+    pub messages_per_s: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -66,7 +92,22 @@ impl Echo for Echoer {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// Answers every message of a stream with itself, in order.
+struct StreamEchoer;
+
+#[tonic::async_trait]
+impl StreamEcho for StreamEchoer {
+    type EchoStream = Streaming<EchoMessage>;
+
+    async fn echo(
+        &self,
+        request: Request<Streaming<EchoMessage>>,
+    ) -> Result<Response<Self::EchoStream>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
+}
+
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
@@ -78,42 +119,12 @@ pub(super) async fn echo(
     concurrency: usize,
     calls: usize,
 ) -> Result<EchoBaseline, LoadtestError> {
-    // Over TLS like the control plane, with a CA and certificate made for this run, so the
-    // ratio against the control plane compares like with like.
-    let tls_dir = tempfile::tempdir().map_err(LoadtestError::EchoListen)?;
-    let tls = ServerTls::load_or_create(tls_dir.path(), &droidfleet_proto::tls::loopback_names())
-        .map_err(LoadtestError::EchoTls)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(LoadtestError::EchoListen)?;
-    let address = format!(
-        "https://{}",
-        listener.local_addr().map_err(LoadtestError::EchoListen)?
-    );
-    let (stop, mut stopped) = watch::channel(false);
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .tls_config(tls.server_config())
-            .map_err(LoadtestError::EchoConnect)?
-            .tcp_nodelay(true)
-            .add_service(EchoServer::new(Echoer))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                },
-            ),
-    );
+    let server = EchoServers::start().await?;
     let measured = async {
         // Connected before the clock starts, so a round times calls, not handshakes.
         let mut clients = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
-            let channel = client_endpoint(&address, Some(tls.ca_fingerprint()))
-                .map_err(LoadtestError::EchoTls)?
-                .connect()
-                .await
-                .map_err(LoadtestError::EchoConnect)?;
-            clients.push(EchoClient::new(channel));
+            clients.push(EchoClient::new(server.connect().await?));
         }
         let mut rounds = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
@@ -122,8 +133,7 @@ pub(super) async fn echo(
         Ok::<_, LoadtestError>(rounds)
     }
     .await;
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    server.stop().await;
     let rounds = measured?;
     Ok(EchoBaseline {
         connections: connections.max(1),
@@ -132,6 +142,160 @@ pub(super) async fn echo(
         calls_per_s: median(rounds.clone()),
         rounds_calls_per_s: rounds,
     })
+}
+
+/// `round_trips` echoes per round over `streams` bidirectional streams spread over
+/// `connections` HTTP/2 connections to an in-process server on 127.0.0.1, over TLS.
+pub(super) async fn stream_echo(
+    connections: usize,
+    streams: usize,
+    round_trips: usize,
+) -> Result<StreamEchoBaseline, LoadtestError> {
+    let (connections, streams) = (connections.max(1), streams.clamp(1, MAX_ECHO_STREAMS));
+    let server = EchoServers::start().await?;
+    let measured = async {
+        let mut clients = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            clients.push(StreamEchoClient::new(server.connect().await?));
+        }
+        // Every stream open before the clock starts, as a connected fleet's sessions are.
+        let mut open = Vec::with_capacity(streams);
+        for stream in 0..streams {
+            let (outbound, rx) = mpsc::channel(1);
+            let inbound = clients[stream % connections]
+                .clone()
+                .echo(ReceiverStream::new(rx))
+                .await
+                .map_err(LoadtestError::EchoCall)?
+                .into_inner();
+            open.push(EchoStream { outbound, inbound });
+        }
+        let mut rounds = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let (rate, back) = stream_echo_round(open, round_trips).await?;
+            open = back;
+            rounds.push(rate);
+        }
+        Ok::<_, LoadtestError>(rounds)
+    }
+    .await;
+    server.stop().await;
+    let rounds = measured?;
+    Ok(StreamEchoBaseline {
+        connections,
+        streams,
+        round_trips_per_round: round_trips,
+        messages_per_s: median(rounds.clone()),
+        rounds_messages_per_s: rounds,
+    })
+}
+
+/// One open stream of the streaming echo: what the caller sends, and what comes back.
+struct EchoStream {
+    outbound: mpsc::Sender<EchoMessage>,
+    inbound: Streaming<EchoMessage>,
+}
+
+/// One round: the streams share a counter of round trips left, so the round does exactly
+/// `round_trips`; gives the messages per second (one way) and the streams back for the next.
+async fn stream_echo_round(
+    open: Vec<EchoStream>,
+    round_trips: usize,
+) -> Result<(f64, Vec<EchoStream>), LoadtestError> {
+    let claimed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut streams = JoinSet::new();
+    for mut stream in open {
+        let claimed = claimed.clone();
+        streams.spawn(async move {
+            while claimed.fetch_add(1, Ordering::Relaxed) < round_trips {
+                let message = EchoMessage {
+                    payload: vec![0x5a; ECHO_PAYLOAD_BYTES],
+                };
+                stream
+                    .outbound
+                    .send(message)
+                    .await
+                    .map_err(|_| LoadtestError::EchoCall(Status::aborted("stream closed")))?;
+                stream
+                    .inbound
+                    .message()
+                    .await
+                    .map_err(LoadtestError::EchoCall)?
+                    .ok_or_else(|| LoadtestError::EchoCall(Status::aborted("stream ended")))?;
+            }
+            Ok::<_, LoadtestError>(stream)
+        });
+    }
+    let mut back = Vec::with_capacity(streams.len());
+    while let Some(stream) = streams.join_next().await {
+        back.push(stream??);
+    }
+    let messages = 2.0 * round_trips as f64;
+    Ok((messages / started.elapsed().as_secs_f64().max(1e-6), back))
+}
+
+/// The echo services on a loopback port over TLS, with a CA and certificate made for this
+/// measurement, so the ratios against the control plane compare like with like.
+struct EchoServers {
+    address: String,
+    tls: ServerTls,
+    /// Holds the CA and certificate files until the measurement ends.
+    _tls_dir: tempfile::TempDir,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl EchoServers {
+    async fn start() -> Result<EchoServers, LoadtestError> {
+        let tls_dir = tempfile::tempdir().map_err(LoadtestError::EchoListen)?;
+        let tls =
+            ServerTls::load_or_create(tls_dir.path(), &droidfleet_proto::tls::loopback_names())
+                .map_err(LoadtestError::EchoTls)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(LoadtestError::EchoListen)?;
+        let address = format!(
+            "https://{}",
+            listener.local_addr().map_err(LoadtestError::EchoListen)?
+        );
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .tls_config(tls.server_config())
+                .map_err(LoadtestError::EchoConnect)?
+                .tcp_nodelay(true)
+                .add_service(EchoServer::new(Echoer))
+                .add_service(StreamEchoServer::new(StreamEchoer))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    },
+                ),
+        );
+        Ok(EchoServers {
+            address,
+            tls,
+            _tls_dir: tls_dir,
+            stop,
+            task,
+        })
+    }
+
+    /// A new HTTP/2 connection to the servers, its TLS handshake done.
+    async fn connect(&self) -> Result<tonic::transport::Channel, LoadtestError> {
+        client_endpoint(&self.address, Some(self.tls.ca_fingerprint()))
+            .map_err(LoadtestError::EchoTls)?
+            .connect()
+            .await
+            .map_err(LoadtestError::EchoConnect)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
 }
 
 /// One round: the callers share a counter of calls left, so the round does exactly `calls`.
@@ -166,20 +330,42 @@ async fn echo_round(
 
 /// `hashes` Argon2id runs with `kdf` per round, spread over one blocking thread per core.
 pub(super) async fn argon2(kdf: KdfParams, hashes: usize) -> Result<Argon2Baseline, LoadtestError> {
+    // A fixed, made-up passcode: only the cost of the derivation matters here.
+    let passcode = Passcode::new("baseline-7391");
+    let salt = [0x17u8; droidfleet_agent::device::crypto::SALT_LEN];
+    let (threads, rounds) = on_every_core(hashes, move || {
+        run_passcode_kdf(kdf, &passcode, &salt)
+            .map(drop)
+            .map_err(LoadtestError::Argon2)
+    })
+    .await?;
+    Ok(Argon2Baseline {
+        threads,
+        hashes_per_round: hashes,
+        hashes_per_s: median(rounds.clone()),
+        rounds_hashes_per_s: rounds,
+    })
+}
+
+/// [`ROUNDS`] rounds of `ops` runs of `work` each, spread over one blocking thread per core
+/// (the threads share a counter of runs left, so a round does exactly `ops`): the threads, and
+/// each round's runs per second.
+pub(super) async fn on_every_core(
+    ops: usize,
+    work: impl Fn() -> Result<(), LoadtestError> + Send + Sync + 'static,
+) -> Result<(usize, Vec<f64>), LoadtestError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let work = Arc::new(work);
     let mut rounds = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let claimed = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut workers = JoinSet::new();
         for _ in 0..threads {
-            let claimed = claimed.clone();
+            let (claimed, work) = (claimed.clone(), work.clone());
             workers.spawn_blocking(move || {
-                // A fixed, made-up passcode: only the cost of the derivation matters here.
-                let passcode = Passcode::new("baseline-7391");
-                let salt = [0x17u8; droidfleet_agent::device::crypto::SALT_LEN];
-                while claimed.fetch_add(1, Ordering::Relaxed) < hashes {
-                    run_passcode_kdf(kdf, &passcode, &salt).map_err(LoadtestError::Argon2)?;
+                while claimed.fetch_add(1, Ordering::Relaxed) < ops {
+                    work()?;
                 }
                 Ok::<_, LoadtestError>(())
             });
@@ -187,14 +373,9 @@ pub(super) async fn argon2(kdf: KdfParams, hashes: usize) -> Result<Argon2Baseli
         while let Some(worker) = workers.join_next().await {
             worker??;
         }
-        rounds.push(hashes as f64 / started.elapsed().as_secs_f64().max(1e-6));
+        rounds.push(ops as f64 / started.elapsed().as_secs_f64().max(1e-6));
     }
-    Ok(Argon2Baseline {
-        threads,
-        hashes_per_round: hashes,
-        hashes_per_s: median(rounds.clone()),
-        rounds_hashes_per_s: rounds,
-    })
+    Ok((threads, rounds))
 }
 
 #[cfg(test)]
@@ -213,6 +394,10 @@ mod tests {
         let echo = echo(2, 8, 200).await.unwrap();
         assert_eq!(echo.rounds_calls_per_s.len(), ROUNDS);
         assert!(echo.calls_per_s > 0.0);
+        let streams = stream_echo(2, 16, 400).await.unwrap();
+        assert_eq!(streams.rounds_messages_per_s.len(), ROUNDS);
+        assert_eq!((streams.connections, streams.streams), (2, 16));
+        assert!(streams.messages_per_s > 0.0);
         let argon2 = argon2(KdfParams::LIGHT, 20).await.unwrap();
         assert_eq!(argon2.rounds_hashes_per_s.len(), ROUNDS);
         assert!(argon2.hashes_per_s > 0.0 && argon2.threads >= 1);

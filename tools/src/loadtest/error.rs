@@ -135,6 +135,11 @@ pub enum LoadtestError {
     EchoCall(#[source] tonic::Status),
     #[error("Argon2 baseline: a hash failed")]
     Argon2(#[source] CryptoError),
+    /// A unit of the protocol ceiling (`ceiling.rs`) could not be measured.
+    #[error("protocol ceiling: cannot measure {unit}")]
+    Unit { unit: &'static str },
+    #[error("protocol ceiling: the SQLite batched insert failed")]
+    UnitSqlite(#[source] sqlx::Error),
 
     /// The report is written, but not every reset ended in time.
     #[error(

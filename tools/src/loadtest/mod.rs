@@ -13,7 +13,8 @@
 //! agent, see `answers.rs`) and read its final state from the control plane, reboot the devices
 //! chosen to, play each user (a seeded delay, maybe a typo, then the new passcode) and wait
 //! until the control plane records the entry. Every wait is bounded by one global deadline.
-//! Then the baselines: a bare tonic echo and the agent's Argon2 on every core.
+//! Then the baselines: a bare tonic echo, unary and streaming, the agent's Argon2 on every core,
+//! and the other units of the protocol ceiling (Ed25519, AES-GCM, batched SQLite rows).
 //!
 //! Only public APIs are used: the server's `open`/`serve` (or the `serve` command), the admin
 //! gRPC API (through [`crate::admin::Client`]), and the agent's `Fleet` user operations.
@@ -26,7 +27,8 @@
 //!   `resets.rs`: the measured phase, one reset per device and its user; `answers.rs`: when a
 //!   device has answered, learned from the agent; `progress.rs`: progress on stderr.
 //! - `measure.rs`: latency percentiles, process samples, the scheduler lag probe;
-//!   `baseline.rs`: the echo and Argon2 baselines.
+//!   `baseline.rs`: the echo (unary and streaming) and Argon2 baselines; `ceiling.rs`: the work
+//!   one reset needs, each unit's cost measured in the run, and the resets/s they bound.
 //! - `report/`: the records and figures (`mod.rs`), their assembly (`build.rs`), the table
 //!   (`table.rs`) and the HTML page (`html.rs`).
 //! - `wall/`: the live fleet wall of `--console ADDR`, sampled from the run while it goes;
@@ -36,6 +38,7 @@
 mod answers;
 mod args;
 mod baseline;
+mod ceiling;
 mod control_plane;
 mod drive;
 mod error;
@@ -56,6 +59,13 @@ use measure::{LagProbe, Snapshot};
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Round trips per round of the streaming echo, per call of the unary one's (`--echo-calls`):
+/// each of up to 10,000 streams then makes a few round trips per round.
+const STREAM_ECHO_ROUND_TRIPS_PER_CALL: usize = 4;
+/// Runs per round of each crypto unit, per call of the unary echo: a few tens of milliseconds
+/// per round at the default 10,000.
+const CRYPTO_OPS_PER_CALL: usize = 2;
 
 /// Runs the load test `args` describe and writes its report; fails (after writing the partial
 /// report) when the deadline came before every reset ended.
@@ -139,15 +149,25 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
     let baselines = if args.no_baselines || args.connect_only {
         None
     } else {
-        eprintln!("measuring the baselines (tonic echo, Argon2 on every core)…");
+        eprintln!(
+            "measuring the baselines (tonic echo, unary and streaming; Argon2, Ed25519, AES-GCM \
+             on every core; batched SQLite rows)…"
+        );
         let in_flight = args
             .in_flight_limit()
             .unwrap_or(ALL_AT_ONCE_CONCURRENCY)
             .min(ALL_AT_ONCE_CONCURRENCY);
-        Some((
-            baseline::echo(ADMIN_CONNECTIONS, in_flight, args.echo_calls).await?,
-            baseline::argon2(args.argon2.params(), args.argon2_hashes()).await?,
-        ))
+        Some(report::Measured {
+            echo: baseline::echo(ADMIN_CONNECTIONS, in_flight, args.echo_calls).await?,
+            stream_echo: baseline::stream_echo(
+                args.connections,
+                args.devices,
+                args.echo_calls * STREAM_ECHO_ROUND_TRIPS_PER_CALL,
+            )
+            .await?,
+            argon2: baseline::argon2(args.argon2.params(), args.argon2_hashes()).await?,
+            units: ceiling::measure_units(args.echo_calls * CRYPTO_OPS_PER_CALL).await?,
+        })
     };
 
     let report = report::build(

@@ -4,8 +4,8 @@
 //!
 //! Each reset is watched (WatchAction) only once the device has answered it, learned from the
 //! agent (`answers.rs`), or once the user's entry has left the device, so each watch is short:
-//! the control plane wakes every open watch on every action change, and watches held from the
-//! request on would pile up by the thousand behind a backlog.
+//! watches held from the request on would pile up by the thousand behind a backlog, each
+//! holding memory and a stream on the control plane.
 
 use super::drive::Shared;
 use super::error::LoadtestError;

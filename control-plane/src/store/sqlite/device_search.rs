@@ -15,6 +15,7 @@ use std::collections::HashMap;
 /// The device columns `device_from_row` reads, and the id of the device's newest action.
 const DEVICE_PAGE_SELECT: &str = "SELECT d.id, d.display_name, d.ownership, d.enrolled_at, \
      d.last_seen, d.stores_json, d.device_policy_json, d.work_profile_policy_json, \
+     d.policy_version, \
      d.device_group, d.api_level, d.maker_profile, \
      (SELECT group_concat(e.scope, ',') FROM escrow_tokens e WHERE e.device_id = d.id) \
          AS escrow_scopes, \

@@ -120,6 +120,7 @@ pub(super) async fn enroll(
                     stores: Vec::new(),
                     device_policy: None,
                     work_profile_policy: None,
+                    policy_version: 0,
                     escrowed_token_scopes: Vec::new(),
                     group,
                     api_level: 0,

@@ -336,26 +336,33 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let json = policy.map(policy_to_json).transpose()?;
         let sql = match scope {
-            Scope::Device => "UPDATE devices SET device_policy_json = ? WHERE id = ?",
-            Scope::WorkProfile => "UPDATE devices SET work_profile_policy_json = ? WHERE id = ?",
+            Scope::Device => {
+                "UPDATE devices SET device_policy_json = ?, policy_version = policy_version + 1 \
+                 WHERE id = ? RETURNING policy_version"
+            }
+            Scope::WorkProfile => {
+                "UPDATE devices SET work_profile_policy_json = ?, \
+                 policy_version = policy_version + 1 WHERE id = ? RETURNING policy_version"
+            }
         };
         let device_id = device_id.to_string();
         let policy = policy.cloned();
         self.writer
             .write(false, move |connection| {
                 Box::pin(async move {
-                    let result = sqlx::query(sql)
+                    let version: Option<i64> = sqlx::query_scalar(sql)
                         .bind(json)
                         .bind(&device_id)
-                        .execute(&mut *connection)
+                        .fetch_optional(&mut *connection)
                         .await?;
-                    if result.rows_affected() == 0 {
+                    let Some(version) = version else {
                         return Err(device_not_found(&device_id));
-                    }
+                    };
                     let change = Change::Policy {
                         device_id,
                         scope,
                         policy,
+                        version: u64::try_from(version).unwrap_or(0),
                     };
                     Ok(Written::new((), vec![change]))
                 })

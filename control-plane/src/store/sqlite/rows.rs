@@ -255,7 +255,8 @@ macro_rules! device_select {
     () => {
         "SELECT d.id, d.display_name, d.ownership, d.enrolled_at, d.last_seen, d.stores_json,
                 d.credential_hash,
-                d.device_policy_json, d.work_profile_policy_json, d.device_group,
+                d.device_policy_json, d.work_profile_policy_json, d.policy_version,
+                d.device_group,
                 d.api_level, d.maker_profile,
                 (SELECT group_concat(e.scope, ',') FROM escrow_tokens e WHERE e.device_id = d.id)
                     AS escrow_scopes
@@ -285,6 +286,8 @@ pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
         stores: stores_from_json(&stores)?,
         device_policy: policy_from_json(row.try_get("device_policy_json")?)?,
         work_profile_policy: policy_from_json(row.try_get("work_profile_policy_json")?)?,
+        policy_version: u64::try_from(row.try_get::<i64, _>("policy_version")?)
+            .map_err(|_| corrupt("policy_version", "out of range"))?,
         escrowed_token_scopes,
         group: row.try_get("device_group")?,
         api_level: u32::try_from(row.try_get::<i64, _>("api_level")?)

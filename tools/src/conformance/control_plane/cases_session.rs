@@ -104,8 +104,8 @@ pub(super) static CASES: &[Case<CpCtx>] = &[
     Case {
         info: CaseInfo {
             id: "cp.policy.session_start",
-            title: "Every session starts with a policy per store, before any command",
-            requirements: &["CP-POLICY-1", "CP-DELIVERY-1"],
+            title: "Every session starts with a signed policy per store, before any command",
+            requirements: &["CP-POLICY-1", "CP-POLICY-3", "CP-DELIVERY-1"],
             tags: &["policy"],
             needs: &[],
             quick: true,
@@ -115,8 +115,8 @@ pub(super) static CASES: &[Case<CpCtx>] = &[
     Case {
         info: CaseInfo {
             id: "cp.policy.change",
-            title: "A changed policy reaches the open session before any later command",
-            requirements: &["CP-POLICY-2"],
+            title: "A changed policy reaches the open session, at a higher version, before any later command",
+            requirements: &["CP-POLICY-2", "CP-POLICY-3"],
             tags: &["policy"],
             needs: &[],
             quick: false,
@@ -425,7 +425,7 @@ async fn policy_at_start(ctx: &mut CpCtx) -> CaseResult {
                 pb::CredentialScope::Device as i32,
                 pb::CredentialScope::WorkProfile as i32
             ],
-        "before the first command the session carried PolicyUpdates for stores {scopes:?}; a \
+        "before the first command the session carried policies for stores {scopes:?}; a \
          BYOD device needs one for each of its two stores (CP-POLICY-1)"
     );
     let device_policy = policies
@@ -438,11 +438,11 @@ async fn policy_at_start(ctx: &mut CpCtx) -> CaseResult {
         .and_then(|p| p.policy);
     ensure!(
         device_policy.is_none(),
-        "the device store has no policy but its PolicyUpdate carries one"
+        "the device store has no policy but its SignedPolicy carries one"
     );
     ensure!(
         work_policy == Some(policy(pb::CredentialScope::WorkProfile)),
-        "the work profile's PolicyUpdate carries {work_policy:?}, not the assigned policy"
+        "the work profile's SignedPolicy carries {work_policy:?}, not the assigned policy"
     );
     ensure!(
         command.command_id == action.action_id,
@@ -461,6 +461,7 @@ async fn policy_change(ctx: &mut CpCtx) -> CaseResult {
         matches!(session.sync(&device, &ctx.admin).await?, Synced::Open),
         "the session did not open"
     );
+    let mut version = None;
     for min_length in [7, 8, 9] {
         let changed = pb::PasscodePolicy {
             min_length,
@@ -478,12 +479,19 @@ async fn policy_change(ctx: &mut CpCtx) -> CaseResult {
         ensure!(
             policies.last().and_then(|p| p.policy) == Some(changed),
             "the reset created after the policy changed to min_length {min_length} arrived \
-             before that policy's PolicyUpdate (CP-POLICY-2); updates seen before it: {:?}",
+             before that policy (CP-POLICY-2); policies seen before it: {:?}",
             policies
                 .iter()
                 .map(|p| p.policy.map(|p| p.min_length))
                 .collect::<Vec<_>>()
         );
+        let changed_version = policies.last().map(|p| p.version);
+        ensure!(
+            changed_version > version,
+            "the policy changed to min_length {min_length} came at version {changed_version:?}, \
+             not above {version:?}, the version of the policy before it (CP-POLICY-3)"
+        );
+        version = changed_version;
         session.ack(&command.command_id).await;
         session.result(&command.command_id, None).await;
     }

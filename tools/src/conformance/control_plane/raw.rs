@@ -3,7 +3,7 @@
 //! first messages, reads (or does not read) what the control plane sends, and says whatever the
 //! case wants. Everything it says and hears goes in the case's transcript.
 
-use super::super::runner::{Outcome, fail};
+use super::super::runner::{self, Outcome, fail};
 use super::super::transcript::{self, Transcript};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
@@ -137,6 +137,7 @@ impl RawDevice {
         };
         Ok(RawSession {
             device_id: self.device_id.clone(),
+            signing_key: self.signing_key.clone(),
             tx: Some(tx),
             inbound,
             read: VecDeque::new(),
@@ -149,6 +150,8 @@ impl RawDevice {
 /// One open session of a [`RawDevice`].
 pub(crate) struct RawSession {
     device_id: String,
+    /// The key from the device's enrollment, which must sign its policies (CP-POLICY-3).
+    signing_key: Vec<u8>,
     /// The device's side; `None` once hung up.
     tx: Option<mpsc::Sender<pb::DeviceMessage>>,
     inbound: tonic::Streaming<pb::ControlMessage>,
@@ -240,15 +243,18 @@ impl RawSession {
         }
     }
 
-    /// The next command (policy updates before it are returned too, in order).
+    /// The next command (the bodies of the policies before it are returned too, in order, each
+    /// checked to be signed for this device as CP-POLICY-3 says).
     pub(crate) async fn next_command(
         &mut self,
         what: &str,
-    ) -> Result<(Vec<pb::PolicyUpdate>, pb::CommandBody, pb::SignedCommand), Outcome> {
+    ) -> Result<(Vec<pb::PolicyBody>, pb::CommandBody, pb::SignedCommand), Outcome> {
         let mut policies = Vec::new();
         loop {
             match self.next(what).await?.body {
-                Some(pb::control_message::Body::Policy(update)) => policies.push(update),
+                Some(pb::control_message::Body::Policy(signed)) => {
+                    policies.push(self.verified_policy(&signed)?);
+                }
                 // CP-TOKEN-2: acknowledgements of escrows come between other messages; the
                 // escrow case reads them with [`RawSession::next_escrow_ack`].
                 Some(pb::control_message::Body::EscrowAck(_)) => {}
@@ -263,6 +269,32 @@ impl RawSession {
                 None => return Err(fail("the control plane sent a ControlMessage with no body")),
             }
         }
+    }
+
+    /// A policy's body, once its signature verifies with the enrollment's key over the policy
+    /// prefix and the body, and it names this device (CP-POLICY-3).
+    fn verified_policy(&self, signed: &pb::SignedPolicy) -> Result<pb::PolicyBody, Outcome> {
+        runner::ensure!(
+            droidfleet_proto::signing::policy_signature_verifies(
+                &self.signing_key,
+                &signed.body,
+                &signed.signature
+            ),
+            "a SignedPolicy's signature does not verify with the enrollment's key over \
+             \"droidfleet.v1 policy\\0\" and the body (CP-POLICY-3)"
+        );
+        let body = pb::PolicyBody::decode(signed.body.as_slice()).map_err(|e| {
+            fail(format!(
+                "a policy's body does not decode as PolicyBody: {e}"
+            ))
+        })?;
+        runner::ensure!(
+            body.device_id == self.device_id,
+            "a policy on {:?}'s session names device {:?} (CP-POLICY-3)",
+            self.device_id,
+            body.device_id
+        );
+        Ok(body)
     }
 
     /// The next escrow acknowledgement; other messages read meanwhile are kept, in order, for

@@ -1,5 +1,5 @@
 //! The commands the kit sends a device under test: bodies, their signatures (or forgeries), and
-//! the policies and passcodes the cases use.
+//! the policies (signed too) and passcodes the cases use.
 
 use super::super::transcript;
 use droidfleet_proto::v1 as pb;
@@ -52,6 +52,35 @@ impl SentCommand {
             body: self.body.clone(),
             signature: self.signature.clone(),
         })
+    }
+}
+
+/// A policy for `device_id`'s store `scope`, signed with `key` as a control plane signs one
+/// (PROTOCOL.md CP-POLICY-3).
+pub(crate) fn signed_policy(
+    key: &Ed25519KeyPair,
+    device_id: &str,
+    scope: i32,
+    policy: Option<pb::PasscodePolicy>,
+    version: u64,
+) -> pb::SignedPolicy {
+    let body = pb::PolicyBody {
+        device_id: device_id.to_string(),
+        scope,
+        policy,
+        version,
+    }
+    .encode_to_vec();
+    let signature = key
+        .sign(&droidfleet_proto::signing::policy_signed_bytes(&body))
+        .as_ref()
+        .to_vec();
+    pb::SignedPolicy { body, signature }
+}
+
+pub(crate) fn policy_message(policy: pb::SignedPolicy) -> pb::ControlMessage {
+    pb::ControlMessage {
+        body: Some(pb::control_message::Body::Policy(policy)),
     }
 }
 

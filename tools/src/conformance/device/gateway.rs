@@ -1,9 +1,10 @@
 //! The kit's own `DeviceGateway`: the control plane a device under test enrolls with and keeps
 //! its session to. It does what PROTOCOL.md asks of a control plane at the edges (enrollment,
-//! authentication, one PolicyUpdate per store after each Hello) and hands everything else, as
+//! authentication, one signed policy per store after each Hello) and hands everything else, as
 //! [`Event`]s in arrival order, to the cases, which decide what to send and judge what comes back.
 
 use super::super::transcript::{self, Transcript};
+use super::commands::{policy_message, signed_policy};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_server::DeviceGateway;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
@@ -64,6 +65,8 @@ pub(crate) struct GatewayState {
     pub(crate) refuse_sessions: u32,
     /// The policy of each store (`CredentialScope` value), sent after every Hello.
     pub(crate) policies: BTreeMap<i32, Option<pb::PasscodePolicy>>,
+    /// The version the policies are sent at: raised by every policy the kit changes.
+    pub(crate) policy_version: u64,
     next_session: u64,
     next_device: u64,
 }
@@ -166,7 +169,7 @@ impl DeviceGateway for KitGateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_string);
-        let (session, scopes, refused) = {
+        let (session, policies, refused) = {
             let mut state = shared.state();
             let Some(enrolled) = state.enrolled.clone() else {
                 return Err(Status::unauthenticated(
@@ -185,14 +188,21 @@ impl DeviceGateway for KitGateway {
                 state.refuse_sessions -= 1;
             }
             state.next_session += 1;
-            let scopes: Vec<(i32, Option<pb::PasscodePolicy>)> = stores_of(enrolled.ownership)
+            let policies: Vec<pb::SignedPolicy> = stores_of(enrolled.ownership)
                 .into_iter()
                 .map(|scope| {
                     let scope = scope as i32;
-                    (scope, state.policies.get(&scope).cloned().flatten())
+                    let policy = state.policies.get(&scope).cloned().flatten();
+                    signed_policy(
+                        &shared.key,
+                        &enrolled.device_id,
+                        scope,
+                        policy,
+                        state.policy_version,
+                    )
                 })
                 .collect();
-            (state.next_session, scopes, refused)
+            (state.next_session, policies, refused)
         };
         shared.emit(Event::SessionAttempt {
             at: Instant::now(),
@@ -232,15 +242,8 @@ impl DeviceGateway for KitGateway {
                         if let Some(tx) = policy_tx.take()
                             && is_hello
                         {
-                            for (scope, policy) in &scopes {
-                                let update = pb::ControlMessage {
-                                    body: Some(pb::control_message::Body::Policy(
-                                        pb::PolicyUpdate {
-                                            scope: *scope,
-                                            policy: *policy,
-                                        },
-                                    )),
-                                };
+                            for policy in &policies {
+                                let update = policy_message(policy.clone());
                                 shared
                                     .transcript
                                     .record("kit → device", transcript::control_message(&update));

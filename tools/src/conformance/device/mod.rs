@@ -6,9 +6,10 @@
 //! Layout: this file is the suite's context (the device as the kit sees it, sending commands,
 //! reading the device's messages in order); `gateway.rs` the kit's `DeviceGateway`;
 //! `commands.rs` the signed commands the kit builds; `harness.rs` the harness client;
-//! `cases_commands.rs` and `cases_reset.rs` the cases, listed in [`cases`].
+//! `cases_commands.rs`, `cases_policy.rs` and `cases_reset.rs` the cases, listed in [`cases`].
 
 mod cases_commands;
+mod cases_policy;
 mod cases_reset;
 mod commands;
 mod gateway;
@@ -46,7 +47,10 @@ pub struct DeviceSuiteOptions {
 
 /// Every case of the device suite, in the order a run takes them.
 pub(crate) fn cases() -> impl Iterator<Item = &'static Case<DeviceCtx>> {
-    cases_commands::CASES.iter().chain(cases_reset::CASES)
+    cases_commands::CASES
+        .iter()
+        .chain(cases_policy::CASES)
+        .chain(cases_reset::CASES)
 }
 
 /// Serves the kit's gateway on `listener`, waits for the device under test to enroll and
@@ -285,7 +289,10 @@ impl DeviceCtx {
             .into_iter()
             .map(|scope| (scope as i32, Some(commands::default_policy(scope))))
             .collect();
-        self.shared.state().policies = defaults;
+        let mut state = self.shared.state();
+        state.policies = defaults;
+        // New policies, so a new version: at the old one the device would refuse them.
+        state.policy_version += 1;
     }
 
     /// The open session's number.
@@ -492,20 +499,47 @@ impl DeviceCtx {
             .ok_or_else(|| fail("the kit's gateway stopped"))
     }
 
-    /// Sends a `PolicyUpdate` for `scope` and makes it the policy of later sessions too.
+    /// Sends `policy` for `scope`, signed at a new version, and makes it the policy of later
+    /// sessions too.
     pub(crate) async fn send_policy(
         &mut self,
         scope: pb::CredentialScope,
         policy: Option<pb::PasscodePolicy>,
     ) -> Result<(), Outcome> {
-        self.shared.state().policies.insert(scope as i32, policy);
-        self.send(pb::ControlMessage {
-            body: Some(pb::control_message::Body::Policy(pb::PolicyUpdate {
-                scope: scope as i32,
-                policy,
-            })),
-        })
-        .await
+        let version = {
+            let mut state = self.shared.state();
+            state.policies.insert(scope as i32, policy);
+            state.policy_version += 1;
+            state.policy_version
+        };
+        let signed = self.signed_policy(scope, policy, version);
+        self.send(commands::policy_message(signed)).await
+    }
+
+    /// `policy` for this device's `scope` at `version`, signed with the kit's key.
+    pub(crate) fn signed_policy(
+        &self,
+        scope: pb::CredentialScope,
+        policy: Option<pb::PasscodePolicy>,
+        version: u64,
+    ) -> pb::SignedPolicy {
+        commands::signed_policy(
+            &self.shared.key,
+            &self.device_id(),
+            scope as i32,
+            policy,
+            version,
+        )
+    }
+
+    /// The version and policy the kit last gave `scope`.
+    pub(crate) fn current_policy(
+        &self,
+        scope: pb::CredentialScope,
+    ) -> (u64, Option<pb::PasscodePolicy>) {
+        let state = self.shared.state();
+        let policy = state.policies.get(&(scope as i32)).cloned().flatten();
+        (state.policy_version, policy)
     }
 
     /// A command body for this device with the next id and sequence, valid for ten minutes.

@@ -1,13 +1,14 @@
 //! Assembling the report from what the run measured: per-process resources, the baselines'
 //! ratios, warnings, notes, and the figures derived from the device records.
 
+use super::Measured;
 use super::{
     Argon2Info, Baselines, DeviceRecord, Durations, Lag, ProcessResources, Report, Resources,
     RestartDurations, UNESCROWED, behaviour, delivered_after_completed, issue, lag_warning,
     latencies, outcomes, throughput,
 };
 use crate::loadtest::args::LoadtestArgs;
-use crate::loadtest::baseline::{Argon2Baseline, EchoBaseline};
+use crate::loadtest::ceiling;
 use crate::loadtest::drive::Run;
 use crate::loadtest::measure::{self, LAG_TICK, Percentiles, ProcessSample, Snapshot};
 use hdrhistogram::Histogram;
@@ -75,14 +76,14 @@ fn faults_injected(metrics: &str) -> BTreeMap<String, u64> {
 }
 
 /// The report of a run: `snapshots` are this process and the control plane's at the start and
-/// the end, `lags` the scheduler lag probe's histogram, `baselines` the echo and Argon2 ones.
+/// the end, `lags` the scheduler lag probe's histogram, `baselines` what the baselines measured.
 pub(in crate::loadtest) fn build(
     args: &LoadtestArgs,
     setting: Setting,
     run: Run,
     lags: Histogram<u64>,
     [own_start, control_plane_start, own_end, control_plane_end]: [Snapshot; 4],
-    baselines: Option<(EchoBaseline, Argon2Baseline)>,
+    baselines: Option<Measured>,
 ) -> Report {
     let embedded = setting.mode == "embedded";
     let (ticks, ticks_source) = setting.ticks;
@@ -147,7 +148,13 @@ pub(in crate::loadtest) fn build(
     let throughput = throughput(&run.devices);
     let latency_ms = latencies(&run.devices);
     let kdf = args.argon2.params();
-    let baselines = baselines.map(|(echo, argon2)| {
+    let baselines = baselines.map(|measured| {
+        let Measured {
+            echo,
+            stream_echo,
+            argon2,
+            units,
+        } = measured;
         let done: Vec<&DeviceRecord> = run.devices.iter().filter(|d| d.fully_done()).collect();
         let runs: u32 = done.iter().map(|d| d.argon2_runs).sum();
         let runs_per_reset = if done.is_empty() {
@@ -161,11 +168,22 @@ pub(in crate::loadtest) fn build(
             0.0
         };
         let ratio = |x: f64, of: f64| if of > 0.0 { x / of } else { 0.0 };
+        let ceiling = ceiling::ceiling(
+            &echo,
+            &stream_echo,
+            &units,
+            argon2.hashes_per_s,
+            runs_per_reset,
+            throughput.finished_per_s,
+        );
         Baselines {
             ratio_to_echo: ratio(throughput.finished_per_s, echo.calls_per_s),
             ratio_to_argon2_bound: ratio(throughput.done_per_s, bound),
             echo,
+            stream_echo,
             argon2,
+            units,
+            ceiling,
             argon2_runs_per_done_reset: runs_per_reset,
             argon2_bound_resets_per_s: bound,
         }
@@ -234,10 +252,10 @@ pub(in crate::loadtest) fn build(
             "Admin calls per reset: ResetPasscode; WatchAction once the device has answered, \
              until the final state; RevealPasscode; WatchAction (until_user_entered) once the \
              user's entry has left the device, until the control plane records it. No reset is \
-             watched from its request on: the control plane wakes every open watch on every \
-             action change, so thousands of watches held through a backlog would be most of its \
-             work. When a device has answered, the load generator learns from the agent in its \
-             own process (one subscriber to the fleet's screen changes)."
+             watched from its request on: thousands of watches held open through a backlog \
+             would each cost the control plane memory and a wake-up per change of their \
+             action. When a device has answered, the load generator learns from the agent in \
+             its own process (one subscriber to the fleet's screen changes)."
                 .to_string(),
         );
     }
@@ -245,8 +263,11 @@ pub(in crate::loadtest) fn build(
         notes.push(
             "Baselines, measured after the run on the same machine, median of three rounds. \
              Echo: a bare tonic unary call to an in-process server on loopback over TLS (as the \
-             control plane serves), over as many HTTP/2 connections and with as many calls in flight as the load generator's admin \
-             clients. Argon2: the agent's passcode KDF with this run's parameters on every core \
+             control plane serves), over as many HTTP/2 connections and with as many calls in \
+             flight as the load generator's admin clients. Streaming echo: one long-lived \
+             bidirectional stream per device (at most 10,000) over as many HTTP/2 connections \
+             as the devices share, over TLS, each stream sending a message and awaiting its echo \
+             in turn; counted in messages one way, as a device Session's messages travel. Argon2: the agent's passcode KDF with this run's parameters on every core \
              at once. Argon2 bound = hashes/s ÷ Argon2id runs per reset that ended done (from \
              this run's decisions: the reset wraps the new passcode, the user enters it, a typo \
              adds a wrong entry, a rebooted work-profile device adds the user's device PIN)."
@@ -260,6 +281,19 @@ pub(in crate::loadtest) fn build(
              came to the rate at which the devices' passcode hashing alone would saturate every \
              core; near 1 means Argon2 is the bottleneck, far below 1 means messaging, storage \
              or the load generator is."
+                .to_string(),
+        );
+        notes.push(
+            "Protocol ceiling: the units of work one reset needs (admin unary calls, session \
+             messages one way, Ed25519 signs and verifies, AES-256-GCM seals and opens, Argon2id \
+             runs, SQLite rows in batched commits), counted from the code as the least the path \
+             of a done reset performs, split into what the protocol needs and what this load \
+             test and agent add (RevealPasscode, two WatchActions and their audit rows, a second \
+             verify, typos and reboots); each unit's cost is 1 / its rate measured bare in this \
+             run, on every core where it can use them, and the costs add because the units share \
+             the cores. Ceiling = 1 / the sum: no implementation of this flow could pass it on \
+             this machine; the run's resets/s as a fraction of it is how much of the machine \
+             went to anything else (dispatch, copies, tasks, allocation, bookkeeping)."
                 .to_string(),
         );
     }

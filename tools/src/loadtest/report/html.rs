@@ -151,6 +151,38 @@ impl Report {
                     b.argon2.hashes_per_s,
                     b.ratio_to_argon2_bound
                 );
+                let _ = writeln!(
+                    page,
+                    "<p>Streaming echo: {:.0} messages/s one way ({} streams over {} connections; \
+                     rounds {}).</p>",
+                    b.stream_echo.messages_per_s,
+                    b.stream_echo.streams,
+                    b.stream_echo.connections,
+                    rounds(&b.stream_echo.rounds_messages_per_s)
+                );
+                let c = &b.ceiling;
+                let _ = writeln!(
+                    page,
+                    "<h2>Protocol ceiling</h2><p>{:.0} resets/s ({:.0} µs of the machine per \
+                     reset; the protocol's units alone: {:.0} resets/s); resets/s ÷ ceiling = \
+                     {:.4}.</p><table><tr><th>unit</th><th>measured by</th><th>cost</th>\
+                     <th>protocol per reset</th><th>added per reset</th><th>what was counted</th></tr>",
+                    c.resets_per_s, c.us_per_reset, c.protocol_resets_per_s, c.ratio
+                );
+                for unit in &c.units {
+                    let _ = writeln!(
+                        page,
+                        "<tr><td>{}</td><td>{}</td><td>{:.2} µs</td><td>{}</td><td>{:.2}</td>\
+                         <td>{}</td></tr>",
+                        escape(unit.unit),
+                        escape(unit.measured_by),
+                        unit.cost_us,
+                        unit.protocol_per_reset,
+                        unit.added_per_reset,
+                        escape(unit.counted)
+                    );
+                }
+                page.push_str("</table>\n");
             }
         }
 

@@ -19,7 +19,8 @@ mod table;
 
 pub(super) use build::{Setting, build};
 
-use super::baseline::{Argon2Baseline, EchoBaseline};
+use super::baseline::{Argon2Baseline, EchoBaseline, StreamEchoBaseline};
+use super::ceiling::{Ceiling, UnitBaselines};
 use super::measure::{self, LAG_WARN_MS, Percentiles};
 use super::model::{DevicePlan, Fault, Prediction};
 use hdrhistogram::Histogram;
@@ -216,11 +217,24 @@ pub(super) struct Resources {
     pub processes: Vec<ProcessResources>,
 }
 
+/// What the baselines measured after the run, before it is set against the run's figures.
+pub(super) struct Measured {
+    pub echo: EchoBaseline,
+    pub stream_echo: StreamEchoBaseline,
+    pub argon2: Argon2Baseline,
+    pub units: UnitBaselines,
+}
+
 /// The baselines and where the run stands against them.
 #[derive(Debug, Serialize)]
 pub(super) struct Baselines {
     pub echo: EchoBaseline,
+    pub stream_echo: StreamEchoBaseline,
     pub argon2: Argon2Baseline,
+    /// Ed25519, AES-GCM and SQLite: the ceiling's other units.
+    pub units: UnitBaselines,
+    /// The protocol ceiling: the work a reset needs, at the units' measured costs.
+    pub ceiling: Ceiling,
     /// Mean Argon2id runs per reset that ended done, from this run's decisions.
     pub argon2_runs_per_done_reset: f64,
     /// Argon2 hashes/s ÷ runs per done reset.

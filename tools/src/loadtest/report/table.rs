@@ -119,6 +119,34 @@ impl Report {
                     b.ratio_to_argon2_bound
                 ),
             ));
+            rows.push((
+                "streaming echo",
+                format!(
+                    "{:.0} messages/s one way ({} streams over {} connections)",
+                    b.stream_echo.messages_per_s, b.stream_echo.streams, b.stream_echo.connections
+                ),
+            ));
+            let c = &b.ceiling;
+            rows.push((
+                "protocol ceiling",
+                format!(
+                    "{:.0} resets/s ({:.0} µs of the machine per reset; the protocol's units \
+                     alone: {:.0} resets/s); resets/s ÷ ceiling = {:.4}",
+                    c.resets_per_s, c.us_per_reset, c.protocol_resets_per_s, c.ratio
+                ),
+            ));
+            for unit in &c.units {
+                rows.push((
+                    unit.unit,
+                    format!(
+                        "({} + {:.2}) per reset × {:.2} µs = {:.1} µs",
+                        unit.protocol_per_reset,
+                        unit.added_per_reset,
+                        unit.cost_us,
+                        (unit.protocol_per_reset + unit.added_per_reset) * unit.cost_us
+                    ),
+                ));
+            }
         }
         rows
     }

@@ -386,6 +386,8 @@ async fn devices_status_policies_and_escrow_tokens() {
     assert_eq!(device.display_name, "Phone dev_a");
     assert_eq!(device.work_profile_policy, Some(policy()));
     assert_eq!(device.device_policy, Some(pin));
+    // Each change of either policy raises the version a signed policy carries (CP-POLICY-3).
+    assert_eq!(device.policy_version, 2);
     assert_eq!(
         device.escrowed_token_scopes,
         vec![Scope::Device, Scope::WorkProfile]
@@ -400,6 +402,7 @@ async fn devices_status_policies_and_escrow_tokens() {
     let device = s.get_device("dev_a").await.unwrap().unwrap();
     assert_eq!(device.device_policy, None);
     assert!(device.work_profile_policy.is_some());
+    assert_eq!(device.policy_version, 3);
 
     let other = s.get_device("dev_b").await.unwrap().unwrap();
     assert!(other.stores.is_empty() && other.escrowed_token_scopes.is_empty());

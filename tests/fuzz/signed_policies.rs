@@ -1,0 +1,113 @@
+//! Signed policies as a device receives them: a `ControlMessage` off the wire, its policy's
+//! Ed25519 signature checked (behind the policy prefix) and its body decoded and applied by an
+//! enrolled device model. Inputs of even length have their policy body signed with the control
+//! plane's key, so the decoder and the rules after the signature check are reached; the others
+//! keep the signature they carry.
+
+use crate::driver::fuzz;
+use droidfleet_agent::decode_policy;
+use droidfleet_agent::device::{
+    Build, Device, DeviceCredential, Enrollment, ErrorCode, KdfParams, Ownership, Scope,
+};
+use droidfleet_proto::signing::{policy_signature_verifies, policy_signed_bytes};
+use droidfleet_proto::v1 as pb;
+use prost::Message;
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+const DEVICE_ID: &str = "dev-fuzz";
+
+/// The control plane's key, the same for every input so that corpus inputs mean the same.
+fn signing_key() -> Ed25519KeyPair {
+    Ed25519KeyPair::from_seed_unchecked(&[7; 32]).expect("a 32-byte seed is a key")
+}
+
+/// An enrolled kiosk (one store, the device's); a policy for the work profile it lacks is
+/// refused.
+fn device(keys: &Ed25519KeyPair, rng: &SystemRandom) -> Device {
+    let mut device = Device::new(
+        "fuzz".into(),
+        Ownership::Cosu,
+        Build::default(),
+        KdfParams::LIGHT,
+        rng,
+    );
+    device.set_enrollment(Enrollment {
+        device_id: DEVICE_ID.into(),
+        credential: DeviceCredential::new("cred"),
+        command_public_key: keys.public_key().as_ref().to_vec(),
+    });
+    device
+}
+
+fn seeds(keys: &Ed25519KeyPair) -> Vec<Vec<u8>> {
+    let body = |scope: pb::CredentialScope, min_length, version| pb::PolicyBody {
+        device_id: DEVICE_ID.into(),
+        scope: scope as i32,
+        policy: Some(pb::PasscodePolicy {
+            r#type: pb::PasscodeType::NumericComplex as i32,
+            min_length,
+            max_failed_attempts_before_wipe: 10,
+            ..pb::PasscodePolicy::default()
+        }),
+        version,
+    };
+    [
+        body(pb::CredentialScope::Device, 6, 1),
+        body(pb::CredentialScope::WorkProfile, 8, 2),
+    ]
+    .iter()
+    .map(|body| {
+        let body = body.encode_to_vec();
+        let signature = keys.sign(&policy_signed_bytes(&body)).as_ref().to_vec();
+        pb::ControlMessage {
+            body: Some(pb::control_message::Body::Policy(pb::SignedPolicy {
+                body,
+                signature,
+            })),
+        }
+        .encode_to_vec()
+    })
+    .collect()
+}
+
+#[test]
+fn signed_policies() {
+    let keys = signing_key();
+    let rng = SystemRandom::new();
+    let public = keys.public_key().as_ref().to_vec();
+    fuzz("signed_policies", seeds(&keys), |input| {
+        let Ok(message) = pb::ControlMessage::decode(input) else {
+            return "not a ControlMessage".into();
+        };
+        let Some(pb::control_message::Body::Policy(policy)) = message.body else {
+            return "not a policy".into();
+        };
+        let signed_here = input.len() % 2 == 0;
+        let signature = if signed_here {
+            keys.sign(&policy_signed_bytes(&policy.body))
+                .as_ref()
+                .to_vec()
+        } else {
+            policy.signature.clone()
+        };
+        let genuine = policy_signature_verifies(&public, &policy.body, &signature);
+        let mut device = device(&keys, &rng);
+        let before = device.policy(Scope::Device).unwrap().cloned();
+        match device.apply_signed_policy(&policy.body, &signature, decode_policy) {
+            Ok(()) => {
+                assert!(genuine, "a policy without a valid signature was applied");
+                format!("applied, signed here {signed_here}")
+            }
+            Err(refusal) => {
+                if !genuine {
+                    // DEV-POLICY-2: a policy whose signature does not verify changes nothing.
+                    assert_eq!(refusal.code, ErrorCode::BadSignature, "{refusal:?}");
+                }
+                let after = device.policy(Scope::Device).unwrap().cloned();
+                assert_eq!(after, before, "a refused policy changed the store");
+                format!("refused {:?}, signed here {signed_here}", refusal.code)
+            }
+        }
+    });
+}
