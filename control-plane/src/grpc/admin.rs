@@ -4,6 +4,7 @@
 
 use super::bearer_token;
 use super::convert::*;
+use super::watch::Watch;
 use crate::model::{Action, AuditFilter, RoleAssignment};
 use crate::secret::Passcode;
 use crate::service::{
@@ -221,37 +222,18 @@ impl AdminService for AdminApi {
             |r| Some(r.device_id.clone()),
             |cp, caller, r| async move {
                 // Follow before the first read, so no change in between is missed.
-                let slot = cp.open_watch(&caller.name)?;
-                let ends = watch_end(&cp);
+                let mut watch = Watch::open(&cp, caller, Operation::WatchDevice)?;
                 let changes = cp.follow_devices(vec![r.device_id.clone()]);
-                let mut access = cp.follow_access();
-                let first = cp.device(&caller, &r.device_id).await?;
+                let first = cp.device(watch.caller(), &r.device_id).await?;
                 let id = first.id.clone();
                 let first = device_to_pb(&first, cp.is_online(&id));
                 let stream = async_stream(move |tx| async move {
-                    // Held while the stream lives; freed before a final error is sent, so a
-                    // client told its watch ended may open another at once.
-                    let slot = slot;
-                    let mut caller = caller;
                     let mut last = first;
                     if tx.send(Ok(last.clone())).await.is_err() {
                         return;
                     }
-                    loop {
-                        tokio::select! {
-                            _ = changes.next() => {}
-                            _ = tx.closed() => return,
-                            error = cp.access_ended(&mut caller, Operation::WatchDevice, &mut access) => {
-                                let _ = tx.send(Err(error.into())).await;
-                                return;
-                            }
-                            () = tokio::time::sleep_until(ends) => {
-                                drop(slot);
-                                let _ = tx.send(Err(lifetime_over(&cp))).await;
-                                return;
-                            }
-                        }
-                        let next = match cp.device(&caller, &id).await {
+                    while watch.until(&tx, changes.next()).await.is_some() {
+                        let next = match cp.device(watch.caller(), &id).await {
                             Ok(device) => device_to_pb(&device, cp.is_online(&id)),
                             Err(e) => {
                                 let _ = tx.send(Err(e.into())).await;
@@ -284,41 +266,22 @@ impl AdminService for AdminApi {
             none,
             |cp, caller, r| async move {
                 // Follow before the first reads, so no change in between is missed.
-                let slot = cp.open_watch(&caller.name)?;
-                let ends = watch_end(&cp);
+                let mut watch = Watch::open(&cp, caller, Operation::WatchDevices)?;
                 let changes = cp.follow_devices(r.device_ids.clone());
-                let mut access = cp.follow_access();
-                let first = cp.watched_devices(&caller, &r.device_ids)?;
+                let first = cp.watched_devices(watch.caller(), &r.device_ids)?;
                 let detail = format!("{} device(s)", first.len());
                 let stream = async_stream(move |tx| async move {
-                    // Held while the stream lives; freed before a final error is sent, so a
-                    // client told its watch ended may open another at once.
-                    let slot = slot;
-                    let mut caller = caller;
                     for device in first {
                         let online = cp.is_online(&device.id);
                         if tx.send(Ok(device_to_pb(&device, online))).await.is_err() {
                             return;
                         }
                     }
-                    loop {
-                        let mut changed = tokio::select! {
-                            changed = changes.next() => changed,
-                            _ = tx.closed() => return,
-                            error = cp.access_ended(&mut caller, Operation::WatchDevices, &mut access) => {
-                                let _ = tx.send(Err(error.into())).await;
-                                return;
-                            }
-                            () = tokio::time::sleep_until(ends) => {
-                                drop(slot);
-                                let _ = tx.send(Err(lifetime_over(&cp))).await;
-                                return;
-                            }
-                        };
+                    while let Some(mut changed) = watch.until(&tx, changes.next()).await {
                         changed.sort_unstable();
                         changed.dedup();
                         for id in changed {
-                            let next = match cp.device(&caller, &id).await {
+                            let next = match cp.device(watch.caller(), &id).await {
                                 Ok(device) => device_to_pb(&device, cp.is_online(&id)),
                                 Err(e) => {
                                     let _ = tx.send(Err(e.into())).await;
@@ -557,17 +520,11 @@ impl AdminService for AdminApi {
             |cp, caller, r| async move {
                 // Follow before reading, so no change between the read and the following is
                 // missed.
-                let slot = cp.open_watch(&caller.name)?;
-                let ends = watch_end(&cp);
+                let mut watch = Watch::open(&cp, caller, Operation::WatchAction)?;
                 let changes = cp.follow_actions(vec![r.action_id.clone()]);
-                let mut access = cp.follow_access();
-                let first = cp.action(&caller, &r.action_id).await?;
+                let first = cp.action(watch.caller(), &r.action_id).await?;
                 let note = action_note(&first, String::new());
                 let stream = async_stream(move |tx| async move {
-                    // Held while the stream lives; freed before a final error is sent, so a
-                    // client told its watch ended may open another at once.
-                    let slot = slot;
-                    let mut caller = caller;
                     let mut last = first.clone();
                     if tx.send(Ok(action_to_pb(&last))).await.is_err() {
                         return;
@@ -580,18 +537,8 @@ impl AdminService for AdminApi {
                             && action.user_entered_at.is_none()
                     };
                     while !last.state.is_final() || awaits_entry(&last) {
-                        let changed = tokio::select! {
-                            changed = changes.next() => changed,
-                            _ = tx.closed() => return,
-                            error = cp.access_ended(&mut caller, Operation::WatchAction, &mut access) => {
-                                let _ = tx.send(Err(error.into())).await;
-                                return;
-                            }
-                            () = tokio::time::sleep_until(ends) => {
-                                drop(slot);
-                                let _ = tx.send(Err(lifetime_over(&cp))).await;
-                                return;
-                            }
+                        let Some(changed) = watch.until(&tx, changes.next()).await else {
+                            return;
                         };
                         for next in changed {
                             // A change committed before the first read can still arrive after
@@ -991,19 +938,6 @@ fn progress(action: &Action) -> (u8, bool, u64) {
 
 /// A stream fed by a task, so a handler can keep state across items without a hand-written
 /// `Stream` implementation.
-/// When a watch opened now must end (`Limits::max_watch_lifetime`).
-fn watch_end(cp: &ControlPlane) -> tokio::time::Instant {
-    tokio::time::Instant::now() + cp.config().limits.max_watch_lifetime
-}
-
-/// How a watch past its lifetime ends.
-fn lifetime_over(cp: &ControlPlane) -> Status {
-    Status::deadline_exceeded(format!(
-        "the watch reached its lifetime of {} s (--max-watch-lifetime); open it again",
-        cp.config().limits.max_watch_lifetime.as_secs_f64()
-    ))
-}
-
 fn async_stream<T, F, Fut>(producer: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
 where
     T: Send + 'static,

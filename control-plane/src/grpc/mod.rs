@@ -5,6 +5,7 @@ mod admin;
 pub mod convert;
 mod gateway;
 mod oversize;
+mod watch;
 
 pub use admin::AdminApi;
 pub use gateway::Gateway;
