@@ -7,5 +7,6 @@
 mod admin_requests;
 mod device_reports;
 mod driver;
+mod enrolled_kiosk;
 mod signed_commands;
 mod signed_policies;

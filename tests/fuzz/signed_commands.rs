@@ -4,39 +4,19 @@
 //! the rules after the signature check are reached; the others keep the signature they carry.
 
 use crate::driver::fuzz;
+use crate::enrolled_kiosk::{DEVICE_ID, enrolled_kiosk, signing_key};
 use droidfleet_agent::decode_command;
-use droidfleet_agent::device::{
-    Build, Device, DeviceCredential, Enrollment, ErrorCode, EscrowToken, KdfParams, Ownership,
-    Passcode, Scope,
-};
+use droidfleet_agent::device::{Device, ErrorCode, EscrowToken, Passcode, Scope};
 use droidfleet_proto::v1 as pb;
 use prost::Message;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 const NOW: u64 = 1_700_000_000_000;
-const DEVICE_ID: &str = "dev-fuzz";
 
-/// The control plane's key, the same for every input so that corpus inputs mean the same.
-fn signing_key() -> Ed25519KeyPair {
-    Ed25519KeyPair::from_seed_unchecked(&[7; 32]).expect("a 32-byte seed is a key")
-}
-
-/// An enrolled kiosk (one store, the device's) with a passcode and an active escrow token; a
-/// command for the work profile it lacks is refused.
+/// The enrolled kiosk with a passcode and an active escrow token.
 fn device(keys: &Ed25519KeyPair, rng: &SystemRandom) -> Device {
-    let mut device = Device::new(
-        "fuzz".into(),
-        Ownership::Cosu,
-        Build::default(),
-        KdfParams::LIGHT,
-        rng,
-    );
-    device.set_enrollment(Enrollment {
-        device_id: DEVICE_ID.into(),
-        credential: DeviceCredential::new("cred"),
-        command_public_key: keys.public_key().as_ref().to_vec(),
-    });
+    let mut device = enrolled_kiosk(keys, rng);
     device
         .set_escrow_token(Scope::Device, EscrowToken::new(vec![42; 32]))
         .expect("the store exists");

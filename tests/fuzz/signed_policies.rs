@@ -5,40 +5,14 @@
 //! keep the signature they carry.
 
 use crate::driver::fuzz;
+use crate::enrolled_kiosk::{DEVICE_ID, enrolled_kiosk, signing_key};
 use droidfleet_agent::decode_policy;
-use droidfleet_agent::device::{
-    Build, Device, DeviceCredential, Enrollment, ErrorCode, KdfParams, Ownership, Scope,
-};
+use droidfleet_agent::device::{ErrorCode, Scope};
 use droidfleet_proto::signing::{policy_signature_verifies, policy_signed_bytes};
 use droidfleet_proto::v1 as pb;
 use prost::Message;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
-
-const DEVICE_ID: &str = "dev-fuzz";
-
-/// The control plane's key, the same for every input so that corpus inputs mean the same.
-fn signing_key() -> Ed25519KeyPair {
-    Ed25519KeyPair::from_seed_unchecked(&[7; 32]).expect("a 32-byte seed is a key")
-}
-
-/// An enrolled kiosk (one store, the device's); a policy for the work profile it lacks is
-/// refused.
-fn device(keys: &Ed25519KeyPair, rng: &SystemRandom) -> Device {
-    let mut device = Device::new(
-        "fuzz".into(),
-        Ownership::Cosu,
-        Build::default(),
-        KdfParams::LIGHT,
-        rng,
-    );
-    device.set_enrollment(Enrollment {
-        device_id: DEVICE_ID.into(),
-        credential: DeviceCredential::new("cred"),
-        command_public_key: keys.public_key().as_ref().to_vec(),
-    });
-    device
-}
 
 fn seeds(keys: &Ed25519KeyPair) -> Vec<Vec<u8>> {
     let body = |scope: pb::CredentialScope, min_length, version| pb::PolicyBody {
@@ -92,7 +66,7 @@ fn signed_policies() {
             policy.signature.clone()
         };
         let genuine = policy_signature_verifies(&public, &policy.body, &signature);
-        let mut device = device(&keys, &rng);
+        let mut device = enrolled_kiosk(&keys, &rng);
         let before = device.policy(Scope::Device).unwrap().cloned();
         match device.apply_signed_policy(&policy.body, &signature, decode_policy) {
             Ok(()) => {
