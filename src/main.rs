@@ -5,6 +5,7 @@
 use clap::Parser;
 use droidfleet_agent::cli::{LogFormat, init_logging, shutdown_signal};
 use droidfleet_control_plane::clock::SystemClock;
+use droidfleet_control_plane::disk::DiskLimits;
 use droidfleet_control_plane::limits::Limits;
 use droidfleet_control_plane::service::{
     AdminTokenPolicy, Config, DEFAULT_ADMIN_TOKEN_TTL, MAX_ADMIN_TOKEN_TTL, TlsSource,
@@ -92,6 +93,8 @@ struct ServeArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    disk: DiskArgs,
     /// How long an admin token works when its request names no time-to-live (the bootstrap
     /// token's too).
     #[arg(long, value_name = "DURATION", default_value_t = millis(DEFAULT_ADMIN_TOKEN_TTL))]
@@ -154,6 +157,33 @@ struct LimitArgs {
     /// How long one watch stream may stay open; it ends DEADLINE_EXCEEDED after.
     #[arg(long, value_name = "DURATION", default_value_t = Limits::default().max_watch_lifetime.into())]
     max_watch_lifetime: humantime::Duration,
+}
+
+/// What the control plane keeps on disk (`droidfleet_control_plane::disk::DiskLimits` says why).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Disk limits")]
+struct DiskArgs {
+    /// Audit rows older than this are deleted (checked every minute).
+    #[arg(long, value_name = "DURATION", default_value_t = DiskLimits::default().audit_retention.into())]
+    audit_retention: humantime::Duration,
+    /// Past this many audit rows the oldest are deleted, whatever their age.
+    #[arg(long, value_name = "N", default_value_t = DiskLimits::default().audit_max_rows)]
+    audit_max_rows: u64,
+    /// Calls that add data (resets, locks, enrollments, tokens, principals, roles) are refused
+    /// RESOURCE_EXHAUSTED while the data folder's disk has less free space than this; 0 turns
+    /// the check off.
+    #[arg(long, value_name = "MIB", default_value_t = DiskLimits::default().disk_reserve_bytes / (1024 * 1024))]
+    disk_reserve_mib: u64,
+}
+
+impl DiskArgs {
+    fn limits(&self) -> DiskLimits {
+        DiskLimits {
+            audit_retention: self.audit_retention.into(),
+            audit_max_rows: self.audit_max_rows,
+            disk_reserve_bytes: self.disk_reserve_mib.saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 fn millis(ms: u64) -> humantime::Duration {
@@ -233,6 +263,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut config = Config::new(&args.data_dir);
     config.limits = args.limits.limits();
+    config.disk = args.disk.limits();
     config.admin_tokens = args.admin_tokens()?;
     config.tls = match (args.insecure_plaintext, args.tls_cert, args.tls_key) {
         (true, _, _) => {

@@ -3,7 +3,8 @@
 //! Layout (see ARCHITECTURE.md for the whole map), bottom up: each module uses only modules on
 //! the lines above its own (none on its own line), so the imports run one way.
 //! - Leaves: [`clock`] (injected time), [`secret`] (redacted secret types), [`crypto`] (keys on
-//!   disk, sealing, signing), [`limits`] (the listener's abuse limits and their defaults).
+//!   disk, sealing, signing), [`limits`] (the listener's abuse limits and their defaults),
+//!   [`disk`] (audit retention and the disk reserve).
 //! - Domain vocabulary, no I/O: [`model`] (devices, actions and their states, error codes,
 //!   permissions, roles, audit events).
 //! - Domain rules, no I/O: [`action`] (the action state machine), [`rbac`] (built-in roles and
@@ -18,6 +19,7 @@
 pub mod action;
 pub mod clock;
 pub mod crypto;
+pub mod disk;
 pub mod grpc;
 pub mod limits;
 pub mod metrics;

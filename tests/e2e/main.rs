@@ -27,6 +27,7 @@ mod demo;
 mod device_behaviour;
 mod device_identity;
 mod device_search;
+mod disk_limits;
 mod faults;
 mod fd_exhaustion;
 mod fleet_options;

@@ -151,6 +151,23 @@ impl Operation {
         Operation::ALL.into_iter().find(|o| o.name() == name)
     }
 
+    /// Whether the call adds rows to the store (beyond its audit row), so that it is refused
+    /// while free disk space is under the reserve. Updates and deletions are not: they finish
+    /// or undo what exists.
+    pub(crate) fn adds_data(self) -> bool {
+        matches!(
+            self,
+            Operation::CreateEnrollmentToken
+                | Operation::ReEnrollDevice
+                | Operation::ResetPasscode
+                | Operation::RemoteLock
+                | Operation::CreateRole
+                | Operation::CreatePrincipal
+                | Operation::AssignRole
+                | Operation::RotatePrincipalToken
+        )
+    }
+
     /// What the caller must hold somewhere for the call to be considered at all.
     pub(crate) fn needs(self) -> &'static [Permission] {
         match self {
@@ -362,6 +379,10 @@ impl ControlPlane {
         };
         let name = principal.name.clone();
         let outcome = match principal.grants.authorize_anywhere(operation.needs()) {
+            Ok(()) if operation.adds_data() => match self.check_disk_reserve() {
+                Ok(()) => body(principal).await,
+                Err(full) => Err(full),
+            },
             Ok(()) => body(principal).await,
             Err(denied) => Err(denied.into()),
         };

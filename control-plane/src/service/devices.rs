@@ -194,6 +194,7 @@ impl ControlPlane {
     ) -> Result<(Device, BearerToken), ServiceError> {
         check_credential_text("enrollment_token", enrollment_token)?;
         check_text("display_name", display_name, MAX_ID_LEN)?;
+        self.check_disk_reserve()?;
         let credential = BearerToken::new(self.keys.new_credential("dfd_")?);
         let device = NewDevice {
             id: self.keys.new_id("dev_")?,

@@ -23,7 +23,8 @@
 //! - `roles.rs`: roles, principals and their role assignments.
 //! - `admin_tokens.rs`: admin tokens' lifecycle (time-to-live, rotation, revocation) and the
 //!   bootstrap admin's token.
-//! - `background.rs`: the passcode purge and command expiry loops.
+//! - `background.rs`: the passcode purge, audit pruning and command expiry loops.
+//! - `retention.rs`: audit pruning and the disk reserve.
 //! - `validation.rs`: the checks of incoming fields, and their limits.
 //! - `error.rs`: [`ServiceError`] and the one table of its status codes.
 
@@ -35,6 +36,7 @@ mod device_meta;
 mod devices;
 mod error;
 mod hot;
+mod retention;
 mod roles;
 mod sessions;
 mod validation;
@@ -77,6 +79,8 @@ pub struct Config {
     pub tls: TlsSource,
     /// How long admin tokens live.
     pub admin_tokens: AdminTokenPolicy,
+    /// Audit retention and the free space kept on the data folder's disk.
+    pub disk: crate::disk::DiskLimits,
 }
 
 /// Where the control plane's TLS identity comes from.
@@ -102,6 +106,7 @@ impl Config {
                 extra_names: Vec::new(),
             },
             admin_tokens: AdminTokenPolicy::default(),
+            disk: crate::disk::DiskLimits::default(),
         }
     }
 }

@@ -457,4 +457,14 @@ pub trait Store: Send + Sync + 'static {
     // Audit.
     async fn append_audit(&self, event: AuditEvent) -> Result<(), StoreError>;
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Deletes the oldest audit rows: every row up to the newest one recorded before
+    /// `recorded_before`, and every row past the newest `keep_newest`, in turns of at most
+    /// `batch` rows so other writers wait little; returns how many went. Rows are appended in
+    /// time order, so "oldest" is by id.
+    async fn prune_audit(
+        &self,
+        recorded_before: Millis,
+        keep_newest: u64,
+        batch: u64,
+    ) -> Result<u64, StoreError>;
 }

@@ -884,6 +884,53 @@ impl Store for SqliteStore {
         self.writer.bulk(BulkWrite::Audit(event)).await.map(|_| ())
     }
 
+    async fn prune_audit(
+        &self,
+        recorded_before: Millis,
+        keep_newest: u64,
+        batch: u64,
+    ) -> Result<u64, StoreError> {
+        // Found on the read pool, so the writer is held only by the deletions themselves.
+        let past_age: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM audit WHERE at < ?")
+            .bind(db_time(recorded_before))
+            .fetch_one(&self.pool)
+            .await?;
+        let past_count: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?")
+                .bind(i64::try_from(keep_newest).unwrap_or(i64::MAX))
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(last) = past_age.max(past_count) else {
+            return Ok(0);
+        };
+        let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let mut pruned = 0;
+        // Bounded by the rows there were: each full turn deletes `batch` of them.
+        loop {
+            let deleted = self
+                .writer
+                .write(false, move |connection| {
+                    Box::pin(async move {
+                        let deleted = sqlx::query(
+                            "DELETE FROM audit WHERE id IN \
+                             (SELECT id FROM audit WHERE id <= ? ORDER BY id LIMIT ?)",
+                        )
+                        .bind(last)
+                        .bind(batch)
+                        .execute(&mut *connection)
+                        .await?
+                        .rows_affected();
+                        Ok(Written::new(deleted, Vec::new()))
+                    })
+                })
+                .await?;
+            pruned += deleted;
+            if deleted < batch.unsigned_abs() {
+                return Ok(pruned);
+            }
+        }
+    }
+
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         // The WHERE clause is assembled from fixed fragments only (every value is bound), so the
         // planner sees plain equality terms and can use the matching index.

@@ -403,3 +403,54 @@ async fn admin_tokens_rotate_with_a_grace_period_revoke_and_are_recovered() {
         "a listing shows the newest token"
     );
 }
+
+#[tokio::test]
+async fn audit_rows_are_pruned_oldest_first_by_age_and_by_count() {
+    let f = fixture().await;
+    let s = &f.store;
+    let event = |at: Millis| AuditEvent {
+        id: 0,
+        at,
+        principal: "alice".into(),
+        operation: "GetDevice".into(),
+        device_id: None,
+        action_id: None,
+        result: "ok".into(),
+        detail: String::new(),
+    };
+    for at in T0..T0 + 20 {
+        s.append_audit(event(at)).await.unwrap();
+    }
+    let kept = || async {
+        let all = AuditFilter {
+            limit: 1_000,
+            ..AuditFilter::default()
+        };
+        let mut times: Vec<Millis> = s
+            .list_audit(&all)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.at)
+            .collect();
+        times.sort_unstable();
+        times
+    };
+
+    // Nothing is old enough and the count is under the limit: nothing goes.
+    assert_eq!(s.prune_audit(T0, 100, 3).await.unwrap(), 0);
+    assert_eq!(kept().await.len(), 20);
+
+    // By age, in turns of 3: the rows recorded before T0 + 7 go, the rest stay.
+    assert_eq!(s.prune_audit(T0 + 7, 100, 3).await.unwrap(), 7);
+    assert_eq!(kept().await, (T0 + 7..T0 + 20).collect::<Vec<_>>());
+
+    // By count: only the newest 5 stay.
+    assert_eq!(s.prune_audit(T0, 5, 3).await.unwrap(), 8);
+    assert_eq!(kept().await, (T0 + 15..T0 + 20).collect::<Vec<_>>());
+
+    // New rows after pruning are appended and kept as usual.
+    s.append_audit(event(T0 + 20)).await.unwrap();
+    assert_eq!(s.prune_audit(T0, 6, 3).await.unwrap(), 0);
+    assert_eq!(kept().await, (T0 + 15..T0 + 21).collect::<Vec<_>>());
+}
