@@ -6,7 +6,7 @@ use clap::Parser;
 use droidfleet_agent::cli::{LogFormat, init_logging, shutdown_signal};
 use droidfleet_control_plane::clock::SystemClock;
 use droidfleet_control_plane::disk::DiskLimits;
-use droidfleet_control_plane::limits::Limits;
+use droidfleet_control_plane::limits::{Limits, Rate};
 use droidfleet_control_plane::service::{
     AdminTokenPolicy, Config, DEFAULT_ADMIN_TOKEN_TTL, MAX_ADMIN_TOKEN_TTL, TlsSource,
 };
@@ -139,6 +139,9 @@ struct LimitArgs {
     /// How long a call may take to answer (a stream, to start); DEADLINE_EXCEEDED after.
     #[arg(long, value_name = "DURATION", default_value_t = Limits::default().request_timeout.into())]
     request_timeout: humantime::Duration,
+    /// How long a new connection may take to complete TLS and send the HTTP/2 preface.
+    #[arg(long, value_name = "DURATION", default_value_t = Limits::default().handshake_timeout.into())]
+    handshake_timeout: humantime::Duration,
     /// How long a device may take to send its Hello once its session opened.
     #[arg(long, value_name = "DURATION", default_value_t = Limits::default().hello_timeout.into())]
     hello_timeout: humantime::Duration,
@@ -157,6 +160,23 @@ struct LimitArgs {
     /// How long one watch stream may stay open; it ends DEADLINE_EXCEEDED after.
     #[arg(long, value_name = "DURATION", default_value_t = Limits::default().max_watch_lifetime.into())]
     max_watch_lifetime: humantime::Duration,
+    /// Enroll calls one peer address may make a second, once its burst is spent.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().enroll_rate.per_second,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    enroll_rate: u32,
+    /// Enroll calls one peer address may make at once (a fleet behind one address enrolls in it).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().enroll_rate.burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    enroll_burst: u32,
+    /// Failed authentications one peer address may make a second, once its burst is spent; then
+    /// every call from it is refused RESOURCE_EXHAUSTED until it has one again.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().failed_auth_rate.per_second,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    failed_auth_rate: u32,
+    /// Failed authentications one peer address may make at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().failed_auth_rate.burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    failed_auth_burst: u32,
 }
 
 /// What the control plane keeps on disk (`droidfleet_control_plane::disk::DiskLimits` says why).
@@ -215,12 +235,21 @@ impl LimitArgs {
             max_admin_message_bytes: self.max_admin_message_bytes,
             max_header_list_bytes: self.max_header_list_bytes,
             request_timeout: self.request_timeout.into(),
+            handshake_timeout: self.handshake_timeout.into(),
             hello_timeout: self.hello_timeout.into(),
             keepalive_interval: self.keepalive_interval.into(),
             keepalive_timeout: self.keepalive_timeout.into(),
             max_pending_reset_streams: self.max_pending_reset_streams,
             max_watches_per_principal: self.max_watches_per_principal,
             max_watch_lifetime: self.max_watch_lifetime.into(),
+            enroll_rate: Rate {
+                per_second: self.enroll_rate,
+                burst: self.enroll_burst,
+            },
+            failed_auth_rate: Rate {
+                per_second: self.failed_auth_rate,
+                burst: self.failed_auth_burst,
+            },
         }
     }
 }

@@ -8,7 +8,8 @@
 //! - Domain vocabulary, no I/O: [`model`] (devices, actions and their states, error codes,
 //!   permissions, roles, audit events).
 //! - Domain rules, no I/O: [`action`] (the action state machine), [`rbac`] (built-in roles and
-//!   who may do what in which device group), [`passcode_gen`] (passcodes that satisfy a policy).
+//!   who may do what in which device group), [`passcode_gen`] (passcodes that satisfy a policy),
+//!   [`rate_limit`] (per-peer token buckets).
 //! - Storage edge: [`store`] (the `Store` trait, and SQLite through sqlx).
 //! - Use cases: [`service`] (`ControlPlane`: rules, audit, sessions' bookkeeping; no protobuf).
 //! - Observer: [`metrics`] (Prometheus counts fed by the use cases' change broadcasts).
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod passcode_gen;
+pub mod rate_limit;
 pub mod rbac;
 pub mod secret;
 pub mod server;

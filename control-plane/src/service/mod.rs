@@ -230,7 +230,7 @@ impl ControlPlane {
         &self.config
     }
 
-    fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         self.clock.now()
     }
 
