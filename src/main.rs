@@ -10,7 +10,7 @@ use droidfleet_control_plane::limits::{Limits, Rate};
 use droidfleet_control_plane::service::{
     AdminTokenPolicy, Config, DEFAULT_ADMIN_TOKEN_TTL, MAX_ADMIN_TOKEN_TTL, TlsSource,
 };
-use droidfleet_tools::{admin, agent_wall, conformance, demo, flow, loadtest};
+use droidfleet_tools::{admin, agent_wall, conformance, dashboard, demo, flow, loadtest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +56,8 @@ enum Command {
     /// Test any control plane or device that speaks droidfleet.v1 against PROTOCOL.md: the kit
     /// plays the other side; writes junit.xml, report.json and report.html.
     Conformance(conformance::ConformanceArgs),
+    /// Draw a Grafana dashboard's panels from Prometheus into one SVG (`dashboard render`).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -263,6 +265,7 @@ fn main() -> anyhow::Result<()> {
             | Command::Loadtest(_)
             | Command::Flow(_)
             | Command::Conformance(_)
+            | Command::Dashboard(_)
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = tokio::runtime::Runtime::new()?;
@@ -280,6 +283,7 @@ fn main() -> anyhow::Result<()> {
             Command::Loadtest(args) => Ok(loadtest::run(args).await?),
             Command::Flow(args) => Ok(flow::run(args).await?),
             Command::Conformance(args) => Ok(conformance::run(args).await?),
+            Command::Dashboard(args) => Ok(dashboard::run(args).await?),
         }
     })
 }
