@@ -24,6 +24,8 @@
 //! - `admin_tokens.rs`: admin tokens' lifecycle (time-to-live, rotation, revocation) and the
 //!   bootstrap admin's token.
 //! - `background.rs`: the passcode purge and command expiry loops.
+//! - `paging.rs`: every list's page sizes and its opaque page tokens, bound to the list and the
+//!   request's filters.
 //! - `validation.rs`: the checks of incoming fields, and their limits.
 //! - `error.rs`: [`ServiceError`] and the one table of its status codes.
 
@@ -35,6 +37,7 @@ mod device_meta;
 mod devices;
 mod error;
 mod hot;
+mod paging;
 mod roles;
 mod sessions;
 mod validation;
@@ -48,6 +51,7 @@ pub use admin_tokens::{
 pub(crate) use devices::{DeviceSearch, EnrollmentTokenRequest};
 pub use error::ServiceError;
 pub(crate) use error::StatusCode;
+pub(crate) use paging::PageRequest;
 pub use sessions::DeviceReport;
 pub(crate) use sessions::{CommandPayload, DeviceReply};
 
