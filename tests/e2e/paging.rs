@@ -403,13 +403,15 @@ async fn the_cli_follows_pages_and_prints_every_device_once() {
     for i in 0..12 {
         enrolled.push(enroll(&server, &token, &format!("tablet-{i:02}")).await);
     }
-    let cli = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"))
+    // A child process awaited, not waited for: the server answers it on this test's runtime.
+    let cli = async |args: &[&str]| {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"))
             .args(["admin", "--server", &server.address, "--page-size", "5"])
             .args(args)
             .env("DROIDFLEET_TOKEN", server.admin_token())
             .env_remove("DROIDFLEET_TOKEN_FILE")
             .output()
+            .await
             .unwrap();
         assert!(
             output.status.success(),
@@ -418,7 +420,7 @@ async fn the_cli_follows_pages_and_prints_every_device_once() {
         );
         String::from_utf8(output.stdout).unwrap()
     };
-    let listing = cli(&["devices"]);
+    let listing = cli(&["devices"]).await;
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(lines.len(), 12, "{listing}");
     for id in &enrolled {
@@ -435,7 +437,7 @@ async fn the_cli_follows_pages_and_prints_every_device_once() {
     assert_eq!(listings.len(), 3, "12 devices in pages of 5: {listings:?}");
 
     let json: serde_json::Value =
-        serde_json::from_str(&cli(&["--output", "json", "devices"])).unwrap();
+        serde_json::from_str(&cli(&["--output", "json", "devices"]).await).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 12);
     server.stop().await;
 }
