@@ -541,5 +541,4 @@ pub struct AuditFilter {
     pub operation: Option<String>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
-    pub limit: u32,
 }

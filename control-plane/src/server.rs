@@ -11,7 +11,7 @@ use crate::grpc::{
 };
 use crate::metrics::ControlPlaneMetrics;
 use crate::service::{Config, ControlPlane, ServiceError, TlsSource};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PageQuery, SqliteStore, Store, StoreError};
 use droidfleet_proto::tls::{ServerTls, TlsError};
 use droidfleet_proto::v1::admin_service_server::AdminServiceServer;
 use droidfleet_proto::v1::device_gateway_server::DeviceGatewayServer;
@@ -96,7 +96,11 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControl
     let missing = KeyRing::missing_key_files(&keys_dir);
     if !missing.is_empty() {
         // Listing every device is costly on a large fleet, but happens only on this rare path.
-        let enrolled = store.list_devices(None).await?.len();
+        let enrolled = store
+            .list_devices(None, &PageQuery::first(u32::MAX))
+            .await?
+            .items
+            .len();
         if enrolled > 0 {
             return Err(ServeError::MissingKeys { missing, enrolled });
         }

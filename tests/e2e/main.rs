@@ -38,6 +38,7 @@ mod loadtest;
 mod loadtest_metrics;
 mod metrics;
 mod move_device;
+mod paging;
 mod passcode_agreement;
 mod processes;
 mod python_device;

@@ -320,6 +320,19 @@ impl Fleet {
         self.slots.keys().map(String::as_str)
     }
 
+    /// The device names after `after` (all of them for `None`), in order: a page of the
+    /// harness's ListDevices starts here without walking the names before it.
+    pub fn names_after(&self, after: Option<&str>) -> impl Iterator<Item = &str> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(name) => Bound::Excluded(name),
+            None => Bound::Unbounded,
+        };
+        self.slots
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Each device's screen after each change to it, in the order of its changes.
     pub fn screen_changes(&self) -> broadcast::Receiver<Arc<Screen>> {
         self.screen_changes.subscribe()

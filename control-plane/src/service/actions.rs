@@ -4,6 +4,7 @@
 
 use super::access::{READ, REMOTE_LOCK, REVEAL_PASSCODE, task_permission};
 use super::device_meta::reset_api_level_refusal;
+use super::paging::{List, Listing, PageRequest, listing};
 use super::validation::{check_id, check_passcode_text, check_ttl};
 use super::{ControlPlane, ServiceError};
 use crate::action::ActionEvent;
@@ -228,17 +229,25 @@ impl ControlPlane {
         &self,
         caller: &AuthenticatedPrincipal,
         device_id: Option<&str>,
-    ) -> Result<Vec<Action>, ServiceError> {
-        match device_id {
+        page: &PageRequest,
+    ) -> Result<Listing<Action>, ServiceError> {
+        let filters = [device_id.unwrap_or("")];
+        let query = page.query(List::Actions, &filters)?;
+        let actions = match device_id {
             Some(device_id) => {
                 let device = self.device(caller, device_id).await?;
-                Ok(self.store.list_actions(Some(&device.id), None).await?)
+                self.store
+                    .list_actions(Some(&device.id), None, &query)
+                    .await?
             }
             None => {
                 let groups = Self::visible_groups(caller, None);
-                Ok(self.store.list_actions(None, groups.as_ref()).await?)
+                self.store
+                    .list_actions(None, groups.as_ref(), &query)
+                    .await?
             }
-        }
+        };
+        Ok(listing(List::Actions, &filters, actions))
     }
 
     pub(crate) async fn cancel_action(

@@ -25,6 +25,8 @@
 //!   bootstrap admin's token.
 //! - `background.rs`: the passcode purge, audit pruning and command expiry loops.
 //! - `retention.rs`: audit pruning and the disk reserve.
+//! - `paging.rs`: every list's page sizes and its opaque page tokens, bound to the list and the
+//!   request's filters.
 //! - `validation.rs`: the checks of incoming fields, and their limits.
 //! - `error.rs`: [`ServiceError`] and the one table of its status codes.
 
@@ -36,6 +38,7 @@ mod device_meta;
 mod devices;
 mod error;
 mod hot;
+mod paging;
 mod retention;
 mod roles;
 mod sessions;
@@ -50,6 +53,7 @@ pub use admin_tokens::{
 pub(crate) use devices::{DeviceSearch, EnrollmentTokenRequest};
 pub use error::ServiceError;
 pub(crate) use error::StatusCode;
+pub(crate) use paging::PageRequest;
 pub use sessions::DeviceReport;
 pub(crate) use sessions::{CommandPayload, DeviceReply};
 

@@ -34,6 +34,10 @@ pub struct AdminArgs {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
+    /// Items per page of the list commands, which follow every page to the end (0: the control
+    /// plane's default; it serves a larger size as its maximum).
+    #[arg(long, global = true, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    page_size: i32,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -160,6 +164,7 @@ enum AdminCommand {
         /// An RPC name such as ResetPasscode.
         #[arg(long)]
         operation: Option<String>,
+        /// At most this many events, the newest, over as many pages as that takes.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -267,7 +272,9 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
         args.ca_file.as_deref(),
         args.token_file.as_deref(),
     )?;
-    let client = Client::connect(&args.server, ca, &token).await?;
+    let client = Client::connect(&args.server, ca, &token)
+        .await?
+        .with_page_size(args.page_size);
     let output = args.output;
     let value = match args.command {
         AdminCommand::Devices { group } => {
@@ -476,15 +483,13 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
             operation,
             limit,
         } => {
-            let events = client
-                .list_audit_events(pb::ListAuditEventsRequest {
-                    device_id: device.unwrap_or_default(),
-                    principal: principal.unwrap_or_default(),
-                    operation: operation.unwrap_or_default(),
-                    limit,
-                    ..Default::default()
-                })
-                .await?;
+            let filter = pb::ListAuditEventsRequest {
+                device_id: device.unwrap_or_default(),
+                principal: principal.unwrap_or_default(),
+                operation: operation.unwrap_or_default(),
+                ..Default::default()
+            };
+            let events = client.list_audit_events(filter, limit as usize).await?;
             if output == Output::Human {
                 for event in &events {
                     println!("{}", audit_event_line(event));

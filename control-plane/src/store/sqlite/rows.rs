@@ -297,10 +297,10 @@ pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
 }
 
 /// The action columns; `passcode_visible_until` comes from the passcode row, so it is NULL as
-/// soon as the passcode is purged.
+/// soon as the passcode is purged. `row_key` is the row number that orders ListActions' pages.
 macro_rules! action_select {
     () => {
-        "SELECT a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
+        "SELECT a.rowid AS row_key, a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
                 a.requested_by, a.created_at, a.updated_at, a.delivered_at, a.completed_at,
                 a.user_entered_at, a.not_after, a.sequence, a.sent_at, a.traceparent,
                 p.visible_until AS passcode_visible_until

@@ -21,7 +21,7 @@ async fn roles_and_principals() {
         s.create_role(&custom).await,
         Err(StoreError::AlreadyExists { kind: "role", .. })
     ));
-    let roles = s.list_roles().await.unwrap();
+    let roles = s.list_roles(&PageQuery::first(1000)).await.unwrap().items;
     assert_eq!(roles.len(), 5);
     assert_eq!(roles.last(), Some(&custom));
 
@@ -69,7 +69,11 @@ async fn roles_and_principals() {
     // Nothing of a refused principal is left behind.
     assert!(s.principal_by_token(hash(4)).await.unwrap().is_none());
 
-    let principals = s.list_principals().await.unwrap();
+    let principals = s
+        .list_principals(&PageQuery::first(1000))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(principals.len(), 2);
     assert_eq!(principals[0], alice);
     assert_eq!(principals[1].name, "bob");
@@ -224,7 +228,13 @@ async fn assignments_change_and_nobody_can_lock_roles_management_out() {
         ..audit_only
     };
     s.update_role(&updated).await.unwrap();
-    assert!(s.list_roles().await.unwrap().contains(&updated));
+    assert!(
+        s.list_roles(&PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .contains(&updated)
+    );
     s.delete_role("Audit only").await.unwrap();
     assert!(matches!(
         s.delete_role("Audit only").await,
@@ -262,9 +272,10 @@ async fn audit_events_are_filtered_newest_first() {
     let ats = |filter: AuditFilter| {
         let s = s.clone();
         async move {
-            s.list_audit(&filter)
+            s.list_audit(&filter, &PageQuery::first(1000))
                 .await
                 .unwrap()
+                .items
                 .into_iter()
                 .map(|e| e.at - T0)
                 .collect::<Vec<_>>()
@@ -293,13 +304,18 @@ async fn audit_events_are_filtered_newest_first() {
         ..AuditFilter::default()
     };
     assert_eq!(ats(window).await, [2, 1]);
-    let limited = AuditFilter {
-        limit: 2,
-        ..AuditFilter::default()
-    };
-    assert_eq!(ats(limited).await, [3, 2]);
+    let limited = s
+        .list_audit(&AuditFilter::default(), &PageQuery::first(2))
+        .await
+        .unwrap();
+    let limited: Vec<Millis> = limited.items.iter().map(|e| e.at - T0).collect();
+    assert_eq!(limited, [3, 2]);
 
-    let events = s.list_audit(&AuditFilter::default()).await.unwrap();
+    let events = s
+        .list_audit(&AuditFilter::default(), &PageQuery::first(1000))
+        .await
+        .unwrap()
+        .items;
     let oldest = events.last().unwrap();
     assert_eq!(oldest.principal, "alice");
     assert_eq!(oldest.operation, "ResetPasscode");
@@ -366,7 +382,11 @@ async fn admin_tokens_rotate_with_a_grace_period_revoke_and_are_recovered() {
         assert_eq!(token.ended(T0 + 20), Some(AdminTokenEnd::Revoked));
     }
     assert_eq!(s.revoke_admin_tokens("ops", T0 + 21).await.unwrap(), 0);
-    let listed = s.list_principals().await.unwrap();
+    let listed = s
+        .list_principals(&PageQuery::first(1000))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(listed[1].token.unwrap().revoked_at, Some(T0 + 20));
     assert!(matches!(
         s.revoke_admin_tokens("nobody", T0).await,
@@ -395,7 +415,10 @@ async fn admin_tokens_rotate_with_a_grace_period_revoke_and_are_recovered() {
     assert_eq!(admin.name, "admin");
     assert_eq!(admin.grants.authorize_anywhere(&Permission::ALL), Ok(()));
     assert_eq!(
-        s.list_principals().await.unwrap()[0]
+        s.list_principals(&PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items[0]
             .token
             .unwrap()
             .issued_at,
@@ -422,14 +445,11 @@ async fn audit_rows_are_pruned_oldest_first_by_age_and_by_count() {
         s.append_audit(event(at)).await.unwrap();
     }
     let kept = || async {
-        let all = AuditFilter {
-            limit: 1_000,
-            ..AuditFilter::default()
-        };
         let mut times: Vec<Millis> = s
-            .list_audit(&all)
+            .list_audit(&AuditFilter::default(), &PageQuery::first(1_000))
             .await
             .unwrap()
+            .items
             .iter()
             .map(|e| e.at)
             .collect();
