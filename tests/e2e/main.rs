@@ -16,6 +16,7 @@ mod agent_wall;
 mod architecture;
 mod bad_input;
 mod cancel_expiry;
+mod cancel_request;
 mod conformance;
 mod conformance_catches;
 mod console;

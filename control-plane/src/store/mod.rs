@@ -126,6 +126,15 @@ pub struct ActionUpdate {
     /// The change applies only to a command never sent (cancel and outright expiry), checked in
     /// the same compare-and-set as the state, so it cannot race the session sending it.
     pub only_if_unsent: bool,
+    /// Records an admin's cancel request at this time and gives the signed cancel the device's
+    /// next sequence number; applies only to a command already sent with no request yet, checked
+    /// in the same compare-and-set (PROTOCOL.md CP-CANCEL-1).
+    pub request_cancel: Option<Millis>,
+    /// The device refused the cancel without answering the command: the command goes again in
+    /// the cancel's place on the next session.
+    pub withdraw_cancel: bool,
+    /// The device's reason for refusing the cancel.
+    pub cancel_refusal: Option<String>,
     /// Delete the sealed passcode in the same transaction (the action failed, so there is nothing
     /// worth revealing).
     pub purge_passcode: bool,
