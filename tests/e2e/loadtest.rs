@@ -377,6 +377,33 @@ fn connect_only_connects_the_fleet_measures_each_side_and_stops() {
     }
 }
 
+/// A fleet with more resets in flight than a person's admin may watch at once (the server's
+/// default `--max-watches-per-principal` is 64): the spawned control plane is started with room
+/// for one watch per device, so every reset is followed to its end.
+#[test]
+fn more_resets_in_flight_than_the_default_watch_limit_are_all_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = droidfleet_loadtest(
+        dir.path(),
+        &[
+            "--devices",
+            "100",
+            "--seed",
+            "5",
+            "--control-plane",
+            "spawn",
+            "--no-baselines",
+            "--deadline",
+            "120",
+        ],
+    );
+    assert_success(&output);
+    let report = read_report(dir.path());
+    assert_eq!(report["completed"], true);
+    assert_eq!(report["outcome_total"], 100);
+    assert_eq!(report["unexpected"], 0, "{:#}", report["behaviour"]);
+}
+
 /// A fleet of mixed Android versions and makers ends every device as its fault, version and
 /// profile predict: on `short-keyguard`, whose lock screen stops at 6 characters, a healthy
 /// work-profile device's reset to a generated 8-character password fails with a policy

@@ -108,6 +108,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
         args.control_plane_pid,
         work.path(),
         &args.report_dir.join("control-plane.log"),
+        control_plane::watches_needed(args.devices),
     )
     .await?;
     let control_plane_start = Snapshot::take(&control_plane);
