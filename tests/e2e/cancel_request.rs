@@ -195,7 +195,10 @@ async fn reset_and_cut(world: &mut World, id: &str, proxy: &CuttingGateway, lose
     tokio::time::timeout(crate::support::DEADLINE, cut)
         .await
         .expect("the proxy never lost the message");
-    assert_eq!(*proxy.lost.lock().unwrap(), [action.action_id.clone()]);
+    assert_eq!(
+        *proxy.lost.lock().unwrap(),
+        std::slice::from_ref(&action.action_id)
+    );
     action.action_id
 }
 
@@ -231,7 +234,10 @@ async fn a_cancel_that_reaches_a_device_before_its_command_is_accepted() {
 
     // The command never reached the device, the cancel went in its place, and nothing ran.
     let cancel_id = format!("{action_id}.cancel");
-    assert_eq!(*proxy.delivered.lock().unwrap(), [cancel_id.clone()]);
+    assert_eq!(
+        *proxy.delivered.lock().unwrap(),
+        std::slice::from_ref(&cancel_id)
+    );
     let screen = world.screen("kiosk").await;
     assert_eq!(screen.applied_commands.get(&action_id), None);
     assert_eq!(screen.applied_commands.get(&cancel_id), Some(&0));

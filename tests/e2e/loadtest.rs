@@ -570,7 +570,11 @@ fn assert_time_series(report: &Value, resets: u64, devices: u64) -> usize {
         }
     }
     assert!(with_latency > 0, "some second has latencies: {series:#}");
-    let peak = processes(report)[0]["peak_rss_kib"].as_u64().unwrap();
+    let load_generator = processes(report)
+        .iter()
+        .find(|p| p["role"].as_str().unwrap().ends_with("load generator"))
+        .unwrap();
+    let peak = load_generator["peak_rss_kib"].as_u64().unwrap();
     for rss in array("rss_kib") {
         let rss = rss.as_u64().unwrap();
         assert!(rss > 0 && rss <= peak, "RSS {rss} KiB, peak {peak} KiB");

@@ -312,7 +312,7 @@ impl Stage {
                     line: pos.line,
                     col: pos.col,
                     role: role.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         Ok(())
