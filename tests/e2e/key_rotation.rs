@@ -2,7 +2,8 @@
 //! `droidfleet serve` whose devices are enrolled and connected, then a restart. The devices
 //! follow the new signing key (told by the old one) and resets keep working; a passcode and an
 //! escrow token sealed before the sealing rotation still open after it; a device that missed two
-//! signing rotations while offline catches up on its next session.
+//! signing rotations while offline catches up on its next session; a device whose trusted key
+//! was thrown away refuses the new key's commands, naming both key ids.
 
 use crate::support::{DEADLINE, Deployment, Process, pin_policy};
 use droidfleet_proto::v1 as pb;
@@ -205,6 +206,80 @@ async fn rotated_keys_keep_enrolled_devices_and_sealed_secrets_working() {
             assert!(!text.contains(passcode.as_str()), "{log} holds a passcode");
         }
     }
+}
+
+/// The key ids in `keys rotate`'s line for `kind` ("signing" or "sealing"): before and after.
+fn rotated_ids(output: &str, kind: &str) -> (String, String) {
+    let line = output
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{kind} key rotated: ")))
+        .unwrap_or_else(|| panic!("no {kind} rotation in {output:?}"));
+    let (old, rest) = line.split_once(" -> ").expect("old -> new");
+    let new = rest.split_whitespace().next().expect("the new id");
+    (old.to_string(), new.to_string())
+}
+
+#[tokio::test]
+async fn a_device_whose_trusted_key_was_deleted_refuses_the_new_key_naming_both_ids() {
+    let deployment = Deployment::new();
+    let control_plane = deployment.control_plane();
+    let mut admin = deployment.admin().await;
+    let enrollment = admin.enrollment_token(1, "").await;
+    let agent = deployment.agent(&enrollment, &["cosu:kiosk".to_string()]);
+    let mut device = harness(&agent).await;
+    let id = wait_connected(&mut device).await.device_id;
+    device
+        .set_passcode(pb::SetPasscodeRequest {
+            name: "kiosk".into(),
+            scope: DEVICE as i32,
+            current_passcode: String::new(),
+            new_passcode: "2580".into(),
+        })
+        .await
+        .unwrap();
+    admin.wait_escrowed(&id, DEVICE).await;
+    admin.assign_policy(&id, DEVICE, pin_policy(6)).await;
+    let enrolled_key = trusted_key(&deployment);
+
+    // The operator rotates, then throws away the retired signing key: the restarted control
+    // plane has no key update the device would follow.
+    let (old_id, new_id) = rotated_ids(&rotate(&deployment, &["--signing"]), "signing");
+    assert_ne!(old_id, new_id);
+    let retired = deployment
+        .path("cp")
+        .join("keys")
+        .join(format!("command-signing-{old_id}.pk8"));
+    std::fs::remove_file(&retired).unwrap();
+    let status = tokio::task::spawn_blocking(move || control_plane.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "control plane: {status}");
+    let _control_plane = deployment.control_plane();
+    let mut admin = deployment.admin().await;
+    admin.wait_device(&id, |d| d.online).await;
+
+    // Signed with the new key, under the new key's id: the device refuses it and says which
+    // key it trusts, and nothing on the device changed.
+    let action = admin.reset(&id, DEVICE).await.unwrap();
+    let failed = admin.wait_final(&action.action_id).await;
+    assert_eq!(failed.state, pb::ActionState::Failed as i32, "{failed:?}");
+    assert_eq!(
+        failed.error_code,
+        pb::ErrorCode::BadSignature as i32,
+        "{failed:?}"
+    );
+    assert!(
+        failed.reason.contains(&format!(
+            "carries key id {new_id}, not {old_id}, the id of the key this device trusts"
+        )),
+        "the device's reason names both key ids: {:?}",
+        failed.reason
+    );
+    assert_eq!(trusted_key(&deployment), enrolled_key);
+    assert!(
+        enter(&mut device, "2580").await,
+        "the old passcode still unlocks"
+    );
 }
 
 #[test]
