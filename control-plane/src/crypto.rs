@@ -43,8 +43,9 @@ const SEAL_KEY_ID_CONTEXT: &[u8] = b"droidfleet.v1 seal key id\0";
 /// (the nonce first); [`KeyRing::open`] tries every key on it.
 const SEALED_MARKER: [u8; 2] = [0xdf, 0x01];
 
-/// How many bytes a key id has (signing and sealing keys alike).
-pub const KEY_ID_LEN: usize = droidfleet_proto::signing::KEY_ID_LEN;
+/// How many bytes a key id has (signing and sealing keys alike; PROTOCOL.md CP-KEY-1, checked
+/// against the protocol's at the gRPC edge).
+pub const KEY_ID_LEN: usize = 8;
 
 /// A key's id: names it in sealed values, signed messages and file names, never reveals it.
 pub type KeyId = [u8; KEY_ID_LEN];
@@ -343,12 +344,18 @@ fn sealing_key(path: &Path, bytes: &[u8]) -> Result<SealingKey, CryptoError> {
     let mut hashed = Zeroizing::new(Vec::with_capacity(SEAL_KEY_ID_CONTEXT.len() + bytes.len()));
     hashed.extend_from_slice(SEAL_KEY_ID_CONTEXT);
     hashed.extend_from_slice(bytes);
-    let mut id = [0u8; KEY_ID_LEN];
-    id.copy_from_slice(&sha256(&hashed)[..KEY_ID_LEN]);
     Ok(SealingKey {
-        id,
+        id: key_id_of(&hashed),
         key: LessSafeKey::new(key),
     })
+}
+
+/// A key id: the first [`KEY_ID_LEN`] bytes of the SHA-256 of `named` (a signing key's public
+/// key; a sealing key behind its label).
+fn key_id_of(named: &[u8]) -> KeyId {
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&sha256(named)[..KEY_ID_LEN]);
+    id
 }
 
 fn signing_key(path: &Path, pkcs8: &[u8]) -> Result<SigningKey, CryptoError> {
@@ -357,7 +364,7 @@ fn signing_key(path: &Path, pkcs8: &[u8]) -> Result<SigningKey, CryptoError> {
         what: "expected an Ed25519 PKCS#8 document",
     })?;
     Ok(SigningKey {
-        id: droidfleet_proto::signing::key_id(pair.public_key().as_ref()),
+        id: key_id_of(pair.public_key().as_ref()),
         pair,
     })
 }
@@ -622,7 +629,7 @@ mod tests {
         assert_eq!(hex(&reloaded.signing_key_id()), after);
         assert_eq!(
             reloaded.signing_key_id(),
-            droidfleet_proto::signing::key_id(reloaded.signing_public_key())
+            sha256(reloaded.signing_public_key())[..KEY_ID_LEN]
         );
         let verify = |public: &[u8], body: &[u8], signature: &[u8]| {
             ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
