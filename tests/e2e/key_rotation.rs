@@ -3,7 +3,8 @@
 //! follow the new signing key (told by the old one) and resets keep working; a passcode and an
 //! escrow token sealed before the sealing rotation still open after it; a device that missed two
 //! signing rotations while offline catches up on its next session; a device whose trusted key
-//! was thrown away refuses the new key's commands, naming both key ids.
+//! was thrown away refuses the new key's commands, naming both key ids; `droidfleet serve`
+//! missing a key file while a device is enrolled stops, naming the file, and makes no new key.
 
 use crate::support::{DEADLINE, Deployment, Process, pin_policy};
 use droidfleet_proto::v1 as pb;
@@ -280,6 +281,51 @@ async fn a_device_whose_trusted_key_was_deleted_refuses_the_new_key_naming_both_
         enter(&mut device, "2580").await,
         "the old passcode still unlocks"
     );
+}
+
+#[tokio::test]
+async fn serve_missing_a_key_file_with_an_enrolled_device_stops_naming_it() {
+    let deployment = Deployment::new();
+    let control_plane = deployment.control_plane();
+    let mut admin = deployment.admin().await;
+    let enrollment = admin.enrollment_token(1, "").await;
+    let agent = deployment.agent(&enrollment, &["cosu:kiosk".to_string()]);
+    wait_connected(&mut harness(&agent).await).await;
+    agent.kill();
+    let status = tokio::task::spawn_blocking(move || control_plane.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "control plane: {status}");
+
+    let keys = deployment.path("cp").join("keys");
+    for name in ["seal.key", "command-signing.pk8"] {
+        let path = keys.join(name);
+        let kept = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // A serve that started anyway would run until killed: bounded by the deadline.
+        let serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_droidfleet"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(deployment.path("cp"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let output = tokio::time::timeout(DEADLINE, serve.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("serve kept running without {name}"))
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "serve started without {name}");
+        assert!(
+            stderr.contains("refusing to start")
+                && stderr.contains(&path.display().to_string())
+                && stderr.contains("1 device(s) are enrolled"),
+            "{stderr}"
+        );
+        assert!(!path.exists(), "a new {name} was made");
+        std::fs::write(&path, kept).unwrap();
+    }
 }
 
 #[test]
