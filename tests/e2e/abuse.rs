@@ -229,14 +229,14 @@ async fn the_server_keeps_serving_admins_through_each_attack() {
     if let Some(pb::device_message::Body::Hello(hello)) = hello.body.as_mut() {
         hello.agent_version = "v".repeat(100 * 1024);
     }
-    let refused = open_session(&device.client, Some(&device.credential), vec![hello])
+    let refused = open_session(&device.client, Some(&device.key), vec![hello])
         .await
         .err()
         .expect("an oversize Hello is refused");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
 
     let started = Instant::now();
-    let silent = open_session(&device.client, Some(&device.credential), vec![])
+    let silent = open_session(&device.client, Some(&device.key), vec![])
         .await
         .err()
         .expect("a session without a Hello is ended");

@@ -10,10 +10,11 @@ use super::admin_tokens::{
 use super::bulk::{BulkDone, BulkWrite};
 use super::enrollment::enroll;
 use super::rows::{
-    action_from_row, action_select, actions_from_rows, audit_from_row, credential_hash_from_row,
-    db_time, device_from_row, device_not_found, device_select, ensure_someone_manages_roles,
-    fetch_principal, groups_json, is_unique_violation, open_command_select, permissions_json,
-    policy_to_json, principal_not_found, role_exists, role_from_row, role_not_found, time_from_db,
+    action_from_row, action_select, actions_from_rows, audit_from_row, db_time, device_from_row,
+    device_not_found, device_select, ensure_someone_manages_roles, fetch_principal, groups_json,
+    is_unique_violation, open_command_select, permissions_json, policy_to_json,
+    principal_not_found, public_key_from_row, role_exists, role_from_row, role_not_found,
+    time_from_db,
 };
 use super::writer::Written;
 use crate::clock::Millis;
@@ -78,7 +79,7 @@ impl Store for SqliteStore {
             let device = device_from_row(row)?;
             index.insert(device.id.clone(), states.len());
             states.push(DeviceState {
-                credential_hash: credential_hash_from_row(row)?,
+                public_key: public_key_from_row(row)?,
                 device,
                 escrow_tokens: Vec::new(),
                 open_commands: Vec::new(),
@@ -160,19 +161,16 @@ impl Store for SqliteStore {
     async fn reenroll_device(
         &self,
         device_id: &str,
-        revoked_credential_hash: [u8; 32],
         token: NewEnrollmentToken,
     ) -> Result<(), StoreError> {
         let device_id = device_id.to_string();
         self.writer
             .write(true, move |connection| {
                 Box::pin(async move {
-                    let revoked =
-                        sqlx::query("UPDATE devices SET credential_hash = ? WHERE id = ?")
-                            .bind(&revoked_credential_hash[..])
-                            .bind(&device_id)
-                            .execute(&mut *connection)
-                            .await?;
+                    let revoked = sqlx::query("UPDATE devices SET public_key = NULL WHERE id = ?")
+                        .bind(&device_id)
+                        .execute(&mut *connection)
+                        .await?;
                     if revoked.rows_affected() == 0 {
                         return Err(device_not_found(&device_id));
                     }
@@ -202,10 +200,7 @@ impl Store for SqliteStore {
                         }
                         Err(e) => return Err(e.into()),
                     }
-                    let change = Change::CredentialRevoked {
-                        device_id,
-                        credential_hash: revoked_credential_hash,
-                    };
+                    let change = Change::KeyRevoked { device_id };
                     Ok(Written::new((), vec![change]))
                 })
             })
@@ -246,17 +241,6 @@ impl Store for SqliteStore {
 
     async fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<ListedDevice>, StoreError> {
         self.search_device_page(query).await
-    }
-
-    async fn device_by_credential(
-        &self,
-        credential_hash: [u8; 32],
-    ) -> Result<Option<Device>, StoreError> {
-        let row = sqlx::query(concat!(device_select!(), " WHERE d.credential_hash = ?"))
-            .bind(&credential_hash[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(device_from_row).transpose()
     }
 
     async fn update_device_status(
