@@ -5,11 +5,12 @@
 use clap::Parser;
 use droidfleet_agent::cli::{LogFormat, init_logging, shutdown_signal};
 use droidfleet_control_plane::clock::SystemClock;
-use droidfleet_control_plane::limits::Limits;
+use droidfleet_control_plane::disk::DiskLimits;
+use droidfleet_control_plane::limits::{Limits, Rate};
 use droidfleet_control_plane::service::{
     AdminTokenPolicy, Config, DEFAULT_ADMIN_TOKEN_TTL, MAX_ADMIN_TOKEN_TTL, TlsSource,
 };
-use droidfleet_tools::{admin, agent_wall, conformance, demo, flow, loadtest};
+use droidfleet_tools::{admin, agent_wall, conformance, dashboard, demo, flow, loadtest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ enum Command {
     /// Test any control plane or device that speaks droidfleet.v1 against PROTOCOL.md: the kit
     /// plays the other side; writes junit.xml, report.json and report.html.
     Conformance(conformance::ConformanceArgs),
+    /// Draw a Grafana dashboard's panels from Prometheus into one SVG (`dashboard render`).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -92,6 +95,8 @@ struct ServeArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    disk: DiskArgs,
     /// How long an admin token works when its request names no time-to-live (the bootstrap
     /// token's too).
     #[arg(long, value_name = "DURATION", default_value_t = millis(DEFAULT_ADMIN_TOKEN_TTL))]
@@ -136,6 +141,9 @@ struct LimitArgs {
     /// How long a call may take to answer (a stream, to start); DEADLINE_EXCEEDED after.
     #[arg(long, value_name = "DURATION", default_value_t = Limits::default().request_timeout.into())]
     request_timeout: humantime::Duration,
+    /// How long a new connection may take to complete TLS and send the HTTP/2 preface.
+    #[arg(long, value_name = "DURATION", default_value_t = Limits::default().handshake_timeout.into())]
+    handshake_timeout: humantime::Duration,
     /// How long a device may take to send its Hello once its session opened.
     #[arg(long, value_name = "DURATION", default_value_t = Limits::default().hello_timeout.into())]
     hello_timeout: humantime::Duration,
@@ -154,6 +162,50 @@ struct LimitArgs {
     /// How long one watch stream may stay open; it ends DEADLINE_EXCEEDED after.
     #[arg(long, value_name = "DURATION", default_value_t = Limits::default().max_watch_lifetime.into())]
     max_watch_lifetime: humantime::Duration,
+    /// Enroll calls one peer address may make a second, once its burst is spent.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().enroll_rate.per_second,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    enroll_rate: u32,
+    /// Enroll calls one peer address may make at once (a fleet behind one address enrolls in it).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().enroll_rate.burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    enroll_burst: u32,
+    /// Failed authentications one peer address may make a second, once its burst is spent; then
+    /// every call from it is refused RESOURCE_EXHAUSTED until it has one again.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().failed_auth_rate.per_second,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    failed_auth_rate: u32,
+    /// Failed authentications one peer address may make at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().failed_auth_rate.burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    failed_auth_burst: u32,
+}
+
+/// What the control plane keeps on disk (`droidfleet_control_plane::disk::DiskLimits` says why).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Disk limits")]
+struct DiskArgs {
+    /// Audit rows older than this are deleted (checked every minute).
+    #[arg(long, value_name = "DURATION", default_value_t = DiskLimits::default().audit_retention.into())]
+    audit_retention: humantime::Duration,
+    /// Past this many audit rows the oldest are deleted, whatever their age.
+    #[arg(long, value_name = "N", default_value_t = DiskLimits::default().audit_max_rows)]
+    audit_max_rows: u64,
+    /// Calls that add data (resets, locks, enrollments, tokens, principals, roles) are refused
+    /// RESOURCE_EXHAUSTED while the data folder's disk has less free space than this; 0 turns
+    /// the check off.
+    #[arg(long, value_name = "MIB", default_value_t = DiskLimits::default().disk_reserve_bytes / (1024 * 1024))]
+    disk_reserve_mib: u64,
+}
+
+impl DiskArgs {
+    fn limits(&self) -> DiskLimits {
+        DiskLimits {
+            audit_retention: self.audit_retention.into(),
+            audit_max_rows: self.audit_max_rows,
+            disk_reserve_bytes: self.disk_reserve_mib.saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 fn millis(ms: u64) -> humantime::Duration {
@@ -185,12 +237,21 @@ impl LimitArgs {
             max_admin_message_bytes: self.max_admin_message_bytes,
             max_header_list_bytes: self.max_header_list_bytes,
             request_timeout: self.request_timeout.into(),
+            handshake_timeout: self.handshake_timeout.into(),
             hello_timeout: self.hello_timeout.into(),
             keepalive_interval: self.keepalive_interval.into(),
             keepalive_timeout: self.keepalive_timeout.into(),
             max_pending_reset_streams: self.max_pending_reset_streams,
             max_watches_per_principal: self.max_watches_per_principal,
             max_watch_lifetime: self.max_watch_lifetime.into(),
+            enroll_rate: Rate {
+                per_second: self.enroll_rate,
+                burst: self.enroll_burst,
+            },
+            failed_auth_rate: Rate {
+                per_second: self.failed_auth_rate,
+                burst: self.failed_auth_burst,
+            },
         }
     }
 }
@@ -204,6 +265,7 @@ fn main() -> anyhow::Result<()> {
             | Command::Loadtest(_)
             | Command::Flow(_)
             | Command::Conformance(_)
+            | Command::Dashboard(_)
     );
     init_logging(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = tokio::runtime::Runtime::new()?;
@@ -221,6 +283,7 @@ fn main() -> anyhow::Result<()> {
             Command::Loadtest(args) => Ok(loadtest::run(args).await?),
             Command::Flow(args) => Ok(flow::run(args).await?),
             Command::Conformance(args) => Ok(conformance::run(args).await?),
+            Command::Dashboard(args) => Ok(dashboard::run(args).await?),
         }
     })
 }
@@ -233,6 +296,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut config = Config::new(&args.data_dir);
     config.limits = args.limits.limits();
+    config.disk = args.disk.limits();
     config.admin_tokens = args.admin_tokens()?;
     config.tls = match (args.insecure_plaintext, args.tls_cert, args.tls_key) {
         (true, _, _) => {

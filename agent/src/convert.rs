@@ -132,6 +132,7 @@ pub(crate) fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
         ErrorCode::Replayed => pb::ErrorCode::Replayed,
         ErrorCode::Expired => pb::ErrorCode::Expired,
         ErrorCode::MalformedCommand => pb::ErrorCode::MalformedCommand,
+        ErrorCode::AlreadyAnswered => pb::ErrorCode::AlreadyAnswered,
         ErrorCode::Internal => pb::ErrorCode::Internal,
     }
 }
@@ -174,6 +175,12 @@ pub fn decode_command(body: &[u8]) -> Option<Command> {
         pb::command_body::Kind::RemoteLock(lock) => CommandKind::RemoteLock {
             scope: scope_from_pb(lock.scope)?,
         },
+        pb::command_body::Kind::Cancel(cancel) if !cancel.command_id.is_empty() => {
+            CommandKind::Cancel {
+                command_id: cancel.command_id,
+            }
+        }
+        pb::command_body::Kind::Cancel(_) => return None,
     };
     Some(Command {
         traceparent: TraceParent::parse(&body.traceparent).ok(),

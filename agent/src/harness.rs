@@ -3,6 +3,8 @@
 use crate::convert::*;
 use crate::device::{DeviceError, EnrollmentToken, EntryOutcome, Passcode, Refusal, Scope};
 use crate::fleet::{Fleet, FleetError, Screen};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_server::DeviceHarness;
 use std::pin::Pin;
@@ -48,6 +50,48 @@ fn name(value: &str) -> Result<&str, Status> {
     } else {
         Ok(value)
     }
+}
+
+/// ListDevices' page size when the request leaves it 0, and the largest page served.
+const DEFAULT_PAGE_SIZE: usize = 1000;
+const MAX_PAGE_SIZE: usize = 10_000;
+/// Begins every ListDevices page token (then the name of the page's last device), so a token of
+/// another list is refused instead of read as a name.
+const PAGE_TOKEN_TAG: &str = "harness\0";
+
+/// ListDevices' page size (AIP-158): 0 means the default, more than the maximum is clamped.
+fn page_size(value: i32) -> Result<usize, Status> {
+    match usize::try_from(value) {
+        Err(_) => Err(Status::invalid_argument(format!(
+            "page_size: must not be negative; 0 means the default of {DEFAULT_PAGE_SIZE}"
+        ))),
+        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
+        Ok(size) => Ok(size.min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// The device name a ListDevices page starts after; `None` for the first page.
+fn page_start(token: &str) -> Result<Option<String>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    // Never echoed: the token may be anything the caller sent.
+    let malformed = || {
+        Status::invalid_argument(
+            "page_token: is not a page token of ListDevices: send an earlier answer's \
+             next_page_token unchanged, or none for the first page",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| malformed())?;
+    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+    match text.strip_prefix(PAGE_TOKEN_TAG) {
+        Some(name) if !name.is_empty() => Ok(Some(name.to_string())),
+        _ => Err(malformed()),
+    }
+}
+
+fn page_token(last_name: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{PAGE_TOKEN_TAG}{last_name}"))
 }
 
 /// The refusal in words; while a throttle applies, also how long the user must wait, as a lock
@@ -112,11 +156,28 @@ type ScreenStream = Pin<Box<dyn Stream<Item = Result<pb::Screen, Status>> + Send
 impl DeviceHarness for Harness {
     async fn list_devices(
         &self,
-        _: Request<pb::HarnessListDevicesRequest>,
+        request: Request<pb::HarnessListDevicesRequest>,
     ) -> Result<Response<pb::HarnessListDevicesResponse>, Status> {
-        let devices = self
+        let request = request.into_inner();
+        let size = page_size(request.page_size)?;
+        let after = page_start(&request.page_token)?;
+        // One past the page tells whether another follows.
+        let mut names: Vec<&str> = self
             .fleet
-            .names()
+            .names_after(after.as_deref())
+            .take(size + 1)
+            .collect();
+        let next_page_token = if names.len() > size {
+            names.truncate(size);
+            names
+                .last()
+                .map(|name| page_token(name))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let devices = names
+            .into_iter()
             .map(|name| {
                 let screen = self.fleet.screen(name)?;
                 Ok(pb::HarnessDevice {
@@ -128,7 +189,10 @@ impl DeviceHarness for Harness {
                 })
             })
             .collect::<Result<_, FleetError>>()?;
-        Ok(Response::new(pb::HarnessListDevicesResponse { devices }))
+        Ok(Response::new(pb::HarnessListDevicesResponse {
+            devices,
+            next_page_token,
+        }))
     }
 
     async fn get_screen(

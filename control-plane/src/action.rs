@@ -4,11 +4,13 @@
 //! error codes are named in `model.rs`; this module says which event moves which state.
 //!
 //! A command handed to a device's session may be applied however late it arrives, so only one
-//! never sent is canceled (the compare-and-set also checks `sent_at`), and an expired command
+//! never sent is canceled outright (the compare-and-set also checks `sent_at`); a sent one gets a
+//! cancel request, a flag beside its state that the device answers: the action ends `canceled`
+//! only when the device reports it never ran the command ([`cancel_path`]). An expired command
 //! that was sent still takes the device's final report: a late success ends `done`, with the late
-//! arrival noted (PROTOCOL.md CP-DELIVERY-3, CP-DELIVERY-4).
+//! arrival noted (PROTOCOL.md CP-DELIVERY-3, CP-DELIVERY-4, CP-CANCEL-1).
 
-use crate::model::{ActionState, ErrorCode};
+use crate::model::{Action, ActionState, ErrorCode};
 
 /// Something that happens to an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,8 +23,10 @@ pub enum ActionEvent {
     Succeeded,
     /// The device reported failure.
     Failed(ErrorCode),
-    /// An admin canceled it.
+    /// An admin canceled it before it was sent.
     Canceled,
+    /// The device accepted the signed cancel of a sent command: it never ran it and never will.
+    CancelAccepted,
     /// Its not-after time passed.
     Expired,
 }
@@ -54,6 +58,8 @@ impl ActionEvent {
             ActionEvent::Failed(_) => (&[Pending, Active, Expired], Failed),
             // Once delivered, the device may already be running it; cancel is for pending only.
             ActionEvent::Canceled => (&[Pending], Canceled),
+            // The device's answer is the truth, as a late result's is after expiry.
+            ActionEvent::CancelAccepted => (&[Pending, Active, Expired], Canceled),
             ActionEvent::Expired => (&[Pending, Active], Expired),
         }
     }
@@ -66,6 +72,38 @@ impl ActionEvent {
         } else {
             Err(InvalidTransition { from, event: self })
         }
+    }
+}
+
+/// What an admin's cancel does to an action as it stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelPath {
+    /// Never sent: it ends `canceled` at once and is never sent.
+    Outright,
+    /// Sent, no result yet: a cancel request, which the device accepts or refuses.
+    Request,
+}
+
+/// Why a cancel cannot be asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CancelRefused {
+    #[error("it is {0} and can no longer be canceled")]
+    Final(ActionState),
+    #[error("a cancel was already requested; the device's answer decides")]
+    AlreadyRequested,
+}
+
+/// How an admin's cancel goes for `action` (PROTOCOL.md CP-DELIVERY-4, CP-CANCEL-1).
+pub fn cancel_path(action: &Action) -> Result<CancelPath, CancelRefused> {
+    if action.state.is_final() {
+        return Err(CancelRefused::Final(action.state));
+    }
+    if action.cancel_requested_at.is_some() {
+        return Err(CancelRefused::AlreadyRequested);
+    }
+    match (action.state, action.sent_at) {
+        (ActionState::Pending, None) => Ok(CancelPath::Outright),
+        _ => Ok(CancelPath::Request),
     }
 }
 
@@ -91,6 +129,13 @@ mod tests {
             ActionEvent::Canceled,
             ActionEvent::Expired,
         ];
+        for state in ActionState::ALL.into_iter().filter(|s| s.is_final()) {
+            assert_eq!(
+                ActionEvent::CancelAccepted.apply(state).is_ok(),
+                state == ActionState::Expired,
+                "{state} and an accepted cancel"
+            );
+        }
         let device_reports = [
             ActionEvent::Succeeded,
             ActionEvent::Failed(ErrorCode::TokenMismatch),
@@ -157,5 +202,72 @@ mod tests {
             ActionEvent::Failed(ErrorCode::ApiLevel).apply(ActionState::Pending),
             Ok(ActionState::NotSupported)
         );
+    }
+
+    fn action(state: ActionState, sent: bool, requested: bool) -> Action {
+        Action {
+            id: "act_1".into(),
+            device_id: "dev_1".into(),
+            kind: crate::model::ActionKind::ResetPasscode,
+            scope: crate::model::Scope::Device,
+            state,
+            error_code: None,
+            reason: String::new(),
+            requested_by: "admin".into(),
+            created_at: 1,
+            updated_at: 1,
+            delivered_at: None,
+            completed_at: None,
+            user_entered_at: None,
+            not_after: 10,
+            sequence: Some(1),
+            sent_at: sent.then_some(2),
+            cancel_requested_at: requested.then_some(3),
+            cancel_sequence: requested.then_some(2),
+            cancel_refusal: String::new(),
+            passcode_visible_until: Some(100),
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn only_a_command_never_sent_is_canceled_outright_and_a_sent_one_gets_a_request() {
+        use ActionState::*;
+        assert_eq!(
+            cancel_path(&action(Pending, false, false)),
+            Ok(CancelPath::Outright)
+        );
+        assert_eq!(
+            cancel_path(&action(Pending, true, false)),
+            Ok(CancelPath::Request)
+        );
+        assert_eq!(
+            cancel_path(&action(Active, true, false)),
+            Ok(CancelPath::Request)
+        );
+        assert_eq!(
+            cancel_path(&action(Active, true, true)),
+            Err(CancelRefused::AlreadyRequested)
+        );
+        for state in ActionState::ALL.into_iter().filter(|s| s.is_final()) {
+            assert_eq!(
+                cancel_path(&action(state, true, false)),
+                Err(CancelRefused::Final(state))
+            );
+        }
+    }
+
+    #[test]
+    fn an_accepted_cancel_ends_a_sent_command_canceled_even_after_expiry() {
+        for from in [
+            ActionState::Pending,
+            ActionState::Active,
+            ActionState::Expired,
+        ] {
+            assert_eq!(
+                ActionEvent::CancelAccepted.apply(from),
+                Ok(ActionState::Canceled)
+            );
+        }
     }
 }

@@ -5,6 +5,14 @@
 
 use std::time::Duration;
 
+/// A rate limit per peer address: `per_second` tokens a second, at most `burst` saved up
+/// (the rule is [`crate::rate_limit::PeerBuckets`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
 /// The limits, read by the server (transport settings), the gRPC services (message sizes), the
 /// device gateway (the Hello timeout) and the admin API (watches).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +31,10 @@ pub struct Limits {
     /// `--request-timeout`: how long a call may take to answer (for a stream, to start it: a
     /// Session's Hello included); DEADLINE_EXCEEDED after.
     pub request_timeout: Duration,
+    /// `--handshake-timeout`: how long a new connection may take to complete TLS and send the
+    /// HTTP/2 preface; it is closed after. Without it, a peer that sends nothing (or half a
+    /// ClientHello) holds a socket and a task for as long as it likes.
+    pub handshake_timeout: Duration,
     /// `--hello-timeout`: how long a device may take to send its Hello once its Session opened.
     pub hello_timeout: Duration,
     /// `--keepalive-interval`: how often the server pings an idle connection.
@@ -40,6 +52,15 @@ pub struct Limits {
     /// `--max-watch-lifetime`: how long one watch may stay open; it then ends DEADLINE_EXCEEDED
     /// and the client opens it again (with a token that is still valid).
     pub max_watch_lifetime: Duration,
+    /// `--enroll-rate` and `--enroll-burst`: Enroll calls one peer address may make (each a
+    /// database write and a credential); past them RESOURCE_EXHAUSTED. The burst is wide: a
+    /// simulated fleet, or many phones behind one carrier NAT, enrolls from one address.
+    pub enroll_rate: Rate,
+    /// `--failed-auth-rate` and `--failed-auth-burst`: failed authentications (an unknown or
+    /// ended admin token, device credential or enrollment token) one peer address may make; once
+    /// spent, every call from it that needs authentication is refused RESOURCE_EXHAUSTED before
+    /// any token is looked at, so guessing is slowed to the rate.
+    pub failed_auth_rate: Rate,
 }
 
 impl Default for Limits {
@@ -50,12 +71,21 @@ impl Default for Limits {
             max_admin_message_bytes: 1024 * 1024,
             max_header_list_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),
             max_pending_reset_streams: 20,
             max_watches_per_principal: 64,
             max_watch_lifetime: Duration::from_secs(3_600),
+            enroll_rate: Rate {
+                per_second: 100,
+                burst: 120_000,
+            },
+            failed_auth_rate: Rate {
+                per_second: 10,
+                burst: 1_000,
+            },
         }
     }
 }

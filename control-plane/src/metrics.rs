@@ -82,6 +82,39 @@ struct OperationLabel {
     operation: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+/// A per-peer rate limit, as the `limit` label of `droidfleet_rate_limited_total` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    /// `--enroll-rate`.
+    Enroll,
+    /// `--failed-auth-rate`.
+    FailedAuth,
+}
+
+impl RateLimit {
+    pub const ALL: [RateLimit; 2] = [RateLimit::Enroll, RateLimit::FailedAuth];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RateLimit::Enroll => "enroll",
+            RateLimit::FailedAuth => "failed_auth",
+        }
+    }
+
+    /// What the limit counts, for a refusal's message.
+    pub fn what(self) -> &'static str {
+        match self {
+            RateLimit::Enroll => "enrollments",
+            RateLimit::FailedAuth => "failed authentications",
+        }
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn phase_histogram() -> Histogram {
@@ -110,6 +143,7 @@ pub struct ControlPlaneMetrics {
     admin_call_duration: HistogramFamily<OperationLabel>,
     action_phases: HistogramFamily<PhaseLabels>,
     session_duration: Histogram,
+    rate_limited: Family<LimitLabel, Counter>,
     /// Bumped after each recorded event, so a reader can wait for the counts to move instead of
     /// polling.
     updates: tokio::sync::watch::Sender<u64>,
@@ -192,6 +226,17 @@ impl Default for ControlPlaneMetrics {
             "How long device Session streams stayed open",
             session_duration.clone(),
         );
+        let rate_limited = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "droidfleet_rate_limited",
+            "Calls refused by a per-peer rate limit (enroll, failed_auth)",
+            rate_limited.clone(),
+        );
+        for limit in RateLimit::ALL {
+            drop(rate_limited.get_or_create(&LimitLabel {
+                limit: limit.name(),
+            }));
+        }
         // Series a dashboard reads from the start, zero until something happens: a missing
         // series and a zero one look alike on a graph but not to `rate()` after the first event.
         for kind in KINDS {
@@ -223,6 +268,7 @@ impl Default for ControlPlaneMetrics {
             admin_call_duration,
             action_phases,
             session_duration,
+            rate_limited,
             updates: tokio::sync::watch::channel(0).0,
         }
     }
@@ -245,6 +291,16 @@ fn seconds_between(from: u64, to: u64) -> f64 {
 impl ControlPlaneMetrics {
     /// Counts an admin call to `method` (e.g. `ResetPasscode`) that ended with gRPC `status`
     /// after `elapsed`.
+    /// A call refused by `limit`.
+    pub fn rate_limited(&self, limit: RateLimit) {
+        self.rate_limited
+            .get_or_create(&LimitLabel {
+                limit: limit.name(),
+            })
+            .inc();
+        self.updates.send_modify(|n| *n += 1);
+    }
+
     pub fn admin_call(&self, method: &str, status: &'static str, elapsed: std::time::Duration) {
         let operation = operation_label(method);
         self.admin_calls

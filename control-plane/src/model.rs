@@ -280,11 +280,14 @@ pub enum ErrorCode {
     Replayed,
     Expired,
     MalformedCommand,
+    /// The device refused a cancel: it had already answered the command (PROTOCOL.md
+    /// DEV-CANCEL-1).
+    AlreadyAnswered,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::NoPasscodePolicy,
         ErrorCode::ScopeNotSupported,
         ErrorCode::NoEscrowedToken,
@@ -301,6 +304,7 @@ impl ErrorCode {
         ErrorCode::Replayed,
         ErrorCode::Expired,
         ErrorCode::MalformedCommand,
+        ErrorCode::AlreadyAnswered,
         ErrorCode::Internal,
     ];
 
@@ -322,6 +326,7 @@ impl ErrorCode {
             ErrorCode::Replayed => "replayed",
             ErrorCode::Expired => "expired",
             ErrorCode::MalformedCommand => "malformed_command",
+            ErrorCode::AlreadyAnswered => "already_answered",
             ErrorCode::Internal => "internal",
         }
     }
@@ -330,6 +335,9 @@ impl ErrorCode {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == text)
     }
 }
+
+/// What ends the command id of a signed cancel, after the canceled command's id.
+pub const CANCEL_SUFFIX: &str = ".cancel";
 
 /// One remote action and where it stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,6 +362,15 @@ pub struct Action {
     /// When the command was first handed to the device's session; `None` while it never was.
     /// Only a command never sent may be canceled or expire outright (PROTOCOL.md CP-DELIVERY-4).
     pub sent_at: Option<Millis>,
+    /// When an admin asked to cancel the command after it was sent; the device decides
+    /// (PROTOCOL.md CP-CANCEL-1). `None` while nobody did.
+    pub cancel_requested_at: Option<Millis>,
+    /// The sequence of the signed cancel that goes to the device in the command's place while the
+    /// request stands; `None` before a request and again once the device refused it without
+    /// answering the command (which then goes again on the next session).
+    pub cancel_sequence: Option<u64>,
+    /// Why the device refused the cancel, for a human (printable only); empty while it did not.
+    pub cancel_refusal: String,
     /// Until when RevealPasscode may show the passcode; `None` when none is stored.
     pub passcode_visible_until: Option<Millis>,
     /// The W3C trace context the command carries to the device and every log line about the
@@ -362,6 +379,12 @@ pub struct Action {
 }
 
 impl Action {
+    /// The id of the signed cancel of this action's command: the command's id and `.cancel`
+    /// (action ids never hold a dot).
+    pub fn cancel_command_id(&self) -> String {
+        format!("{}{CANCEL_SUFFIX}", self.id)
+    }
+
     /// The trace id its log lines carry (32 hex digits), empty for an action without a trace.
     pub fn trace_id(&self) -> String {
         self.traceparent
@@ -541,5 +564,4 @@ pub struct AuditFilter {
     pub operation: Option<String>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
-    pub limit: u32,
 }

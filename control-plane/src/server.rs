@@ -6,19 +6,19 @@
 
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, KeyRing};
-use crate::grpc::{AdminApi, Gateway, OversizeIsExhausted};
+use crate::grpc::{
+    AdminApi, Gateway, OversizeIsExhausted, PeerLimited, PeerLimits, accept_connections,
+};
 use crate::metrics::ControlPlaneMetrics;
 use crate::service::{Config, ControlPlane, ServiceError, TlsSource};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PageQuery, SqliteStore, Store, StoreError};
 use droidfleet_proto::tls::{ServerTls, TlsError};
 use droidfleet_proto::v1::admin_service_server::AdminServiceServer;
 use droidfleet_proto::v1::device_gateway_server::DeviceGatewayServer;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::net::TcpListener;
 
 /// The database file's name inside the data directory.
 pub const DATABASE_FILE: &str = "droidfleet.db";
@@ -96,7 +96,11 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControl
     let missing = KeyRing::missing_key_files(&keys_dir);
     if !missing.is_empty() {
         // Listing every device is costly on a large fleet, but happens only on this rare path.
-        let enrolled = store.list_devices(None).await?.len();
+        let enrolled = store
+            .list_devices(None, &PageQuery::first(u32::MAX))
+            .await?
+            .items
+            .len();
         if enrolled > 0 {
             return Err(ServeError::MissingKeys { missing, enrolled });
         }
@@ -218,7 +222,10 @@ pub async fn serve_with_metrics(
     let reflection_v1 = reflection(tonic_reflection::server::Builder::configure()).build_v1()?;
     let reflection_v1alpha =
         reflection(tonic_reflection::server::Builder::configure()).build_v1alpha()?;
-    let (incoming, acceptor) = accept_connections(listener);
+    let limits = control_plane.config().limits.clone();
+    // The TLS handshake runs in accept_connections, bounded by --handshake-timeout, not in tonic.
+    let tls_acceptor = tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
+    let (incoming, acceptor) = accept_connections(listener, tls_acceptor, limits.handshake_timeout);
     let sessions = control_plane.clone();
     let shutdown = async move {
         shutdown.await;
@@ -230,14 +237,20 @@ pub async fn serve_with_metrics(
             .await;
         sessions.stop_sessions();
     };
-    let limits = control_plane.config().limits.clone();
-    let admin = OversizeIsExhausted::new(
-        AdminServiceServer::new(AdminApi::new(control_plane.clone()))
-            .max_decoding_message_size(limits.max_admin_message_bytes),
+    let peer_limits = PeerLimits::new(control_plane.clone(), admin_counter.clone());
+    let admin = PeerLimited::new(
+        OversizeIsExhausted::new(
+            AdminServiceServer::new(AdminApi::new(control_plane.clone()))
+                .max_decoding_message_size(limits.max_admin_message_bytes),
+        ),
+        peer_limits.clone(),
     );
-    let gateway = OversizeIsExhausted::new(
-        DeviceGatewayServer::new(Gateway::new(control_plane.clone()))
-            .max_decoding_message_size(limits.max_device_message_bytes),
+    let gateway = PeerLimited::new(
+        OversizeIsExhausted::new(
+            DeviceGatewayServer::new(Gateway::new(control_plane.clone()))
+                .max_decoding_message_size(limits.max_device_message_bytes),
+        ),
+        peer_limits,
     );
     // `Option<Service>` is not a service; two routers differ only in this one wrapper.
     let (admin_plain, admin_counted) = match admin_counter {
@@ -247,11 +260,7 @@ pub async fn serve_with_metrics(
         ),
         None => (Some(admin), None),
     };
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &tls {
-        builder = builder.tls_config(tls.server_config())?;
-    }
-    let result = builder
+    let result = tonic::transport::Server::builder()
         // Thousands of device sessions share few connections; h2's default connection window
         // makes it answer ENHANCE_YOUR_CALM long before that.
         .initial_connection_window_size(Some(64 * 1024 * 1024))
@@ -281,53 +290,6 @@ pub async fn serve_with_metrics(
         }
     }
     Ok(result?)
-}
-
-/// How long the accept loop waits after an accept that failed for a reason of this process's
-/// (no file descriptor left, no buffer memory), as axum and hyper do: long enough to cost no
-/// CPU, short enough that the server recovers within a second of descriptors freeing up.
-const ACCEPT_RETRY: Duration = Duration::from_secs(1);
-
-/// The gRPC listener's connections for tonic, accepted by a task of their own. tonic retries a
-/// failed accept at once, which under descriptor exhaustion (EMFILE: the connection stays in the
-/// backlog, so the listener stays readable) is a loop at 100 % CPU; here such a failure is
-/// logged and retried after [`ACCEPT_RETRY`]. A failure of the peer's (reset, aborted) is skipped.
-/// The task ends when the stream is dropped and the next accept returns, or when aborted.
-fn accept_connections(
-    listener: TcpListener,
-) -> (
-    ReceiverStream<std::io::Result<TcpStream>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (connections, incoming) = tokio::sync::mpsc::channel(64);
-    let acceptor = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    // serve_with_incoming ignores the builder's tcp_nodelay.
-                    let _ = stream.set_nodelay(true);
-                    if connections.send(Ok(stream)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(error) if is_peer_error(&error) => {}
-                Err(error) => {
-                    tracing::error!(%error, "cannot accept a gRPC connection; retrying in 1 s");
-                    tokio::time::sleep(ACCEPT_RETRY).await;
-                }
-            }
-        }
-    });
-    (ReceiverStream::new(incoming), acceptor)
-}
-
-/// An accept error that is the connecting peer's, not this process's.
-fn is_peer_error(error: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    matches!(
-        error.kind(),
-        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-    )
 }
 
 #[cfg(test)]

@@ -447,6 +447,9 @@ class Device:
             await self.send(self.gw.DeviceMessage(result=self.result(body.command_id, pb.ERROR_CODE_WRONG_DEVICE, "the command is for another device")))
             return
         kind = body.WhichOneof("kind")
+        if kind == "cancel":
+            await self.cancel(body)
+            return
         scope = getattr(body, kind).scope if kind else 0
         if kind is None or scope == pb.CREDENTIAL_SCOPE_UNSPECIFIED:
             await self.send(self.gw.DeviceMessage(result=self.result(body.command_id, pb.ERROR_CODE_MALFORMED_COMMAND, "the body is not a command this device knows")))
@@ -476,6 +479,21 @@ class Device:
             await self.send(report)
         await self.send(self.gw.DeviceMessage(result=result))
         log(f"command {body.command_id}: {'done' if result.success else pb.ErrorCode.Name(result.error_code)}")
+
+    async def cancel(self, body):
+        """DEV-CANCEL-1, the refusal only (capabilities.json does not declare cancel): a cancel of
+        a command already answered is refused ALREADY_ANSWERED and that answer repeated. Accepting
+        one is not implemented, so any other cancel is answered as a kind this device does not
+        know (DEV-CMD-4); the control plane then sends the command itself again."""
+        pb = self.pb
+        recorded = self.state["commands"].get(body.cancel.command_id)
+        if recorded is None:
+            await self.send(self.gw.DeviceMessage(result=self.result(body.command_id, pb.ERROR_CODE_MALFORMED_COMMAND, "this device does not accept cancels")))
+            return
+        await self.send(self.gw.DeviceMessage(ack=self.gw.CommandAck(command_id=body.command_id)))
+        await self.send(self.gw.DeviceMessage(result=self.result(body.command_id, pb.ERROR_CODE_ALREADY_ANSWERED, "the command was already answered")))
+        await self.send(self.gw.DeviceMessage(ack=self.gw.CommandAck(command_id=body.cancel.command_id)))
+        await self.send(self.gw.DeviceMessage(result=self.gw.CommandResult.FromString(bytes.fromhex(recorded))))
 
     def reset(self, command_id, reset):
         pb = self.pb

@@ -93,6 +93,8 @@ pub enum TlsError {
          another host"
     )]
     PlaintextNotLoopbackHost(String),
+    #[error("the certificate chain and key do not make a TLS server configuration: {0}")]
+    ServerConfig(#[from] rustls::Error),
 }
 
 /// The SHA-256 digest of a CA certificate (DER), written as 43 base64url characters: what a
@@ -266,6 +268,25 @@ impl ServerTls {
     /// The PEM chain and key, for servers other than tonic (the console).
     pub fn chain_and_key_pem(&self) -> (&str, &str) {
         (&self.chain_pem, &self.key_pem)
+    }
+
+    /// A TLS acceptor offering HTTP/2 (ALPN `h2`), for a server that runs the handshake itself
+    /// (the control plane, which bounds how long it may take).
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+        // Both were read and checked when this identity was loaded; these paths only name them.
+        let chain = certificates_from_pem(&self.chain_pem, Path::new("the certificate chain"))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|_| {
+            TlsError::NoPrivateKey {
+                path: PathBuf::from("the server key"),
+            }
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
     /// The configuration for `tonic::transport::Server::tls_config`.

@@ -128,7 +128,7 @@ async fn a_token_expires_is_rotated_with_a_grace_period_and_is_revoked() {
     // Revocation ends it at once.
     assert_eq!(revoke(&mut world.admin, "ops").await.unwrap(), 1);
     assert_refused(caller(&mut ops).await, "revoked", &third);
-    let request = world.admin.request(pb::ListPrincipalsRequest {});
+    let request = world.admin.request(pb::ListPrincipalsRequest::default());
     let listed = world
         .admin
         .client

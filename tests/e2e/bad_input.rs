@@ -191,6 +191,7 @@ mod valid {
             since_ms: 1,
             until_ms: 2,
             limit: 10,
+            ..Default::default()
         }
     }
     pub(super) fn role() -> pb::Role {
@@ -318,10 +319,13 @@ fn table(f: &Fixture) -> Vec<Row> {
 
     vec![
         // ---- AdminService
-        row("ListDevices", "group", "space", Call::ListDevices(pb::ListDevicesRequest { group: "two words".into() }), INVALID, "group"),
-        row("ListDevices", "group", "65 chars", Call::ListDevices(pb::ListDevicesRequest { group: long_name.clone() }), INVALID, "group"),
-        row("ListDevices", "group", "slash", Call::ListDevices(pb::ListDevicesRequest { group: "a/b".into() }), INVALID, "group"),
-        row("SearchDevices", "page_size", "1001", Call::SearchDevices(pb::SearchDevicesRequest { page_size: 1001, ..Default::default() }), INVALID, "page_size"),
+        row("ListDevices", "group", "space", Call::ListDevices(pb::ListDevicesRequest { group: "two words".into(), ..Default::default() }), INVALID, "group"),
+        row("ListDevices", "group", "65 chars", Call::ListDevices(pb::ListDevicesRequest { group: long_name.clone(), ..Default::default() }), INVALID, "group"),
+        row("ListDevices", "group", "slash", Call::ListDevices(pb::ListDevicesRequest { group: "a/b".into(), ..Default::default() }), INVALID, "group"),
+        row("ListDevices", "page_size", "negative", Call::ListDevices(pb::ListDevicesRequest { page_size: -1, ..Default::default() }), INVALID, "page_size"),
+        row("ListDevices", "page_token", "not base64", Call::ListDevices(pb::ListDevicesRequest { page_token: "%%%".into(), ..Default::default() }), INVALID, "page_token"),
+        row("ListDevices", "page_token", "unknown list", Call::ListDevices(pb::ListDevicesRequest { page_token: "eHl6".into(), ..Default::default() }), INVALID, "page_token"),
+        row("SearchDevices", "page_size", "negative", Call::SearchDevices(pb::SearchDevicesRequest { page_size: -1, ..Default::default() }), INVALID, "page_size"),
         row("SearchDevices", "page_token", "not base64", Call::SearchDevices(pb::SearchDevicesRequest { page_token: "%%%".into(), ..Default::default() }), INVALID, "page_token"),
         row("SearchDevices", "page_token", "no cursor", Call::SearchDevices(pb::SearchDevicesRequest { page_token: "eHl6".into(), ..Default::default() }), INVALID, "page_token"),
         row("SearchDevices", "page_token", "oversized", Call::SearchDevices(pb::SearchDevicesRequest { page_token: "A".repeat(2000), ..Default::default() }), INVALID, "page_token"),
@@ -385,8 +389,10 @@ fn table(f: &Fixture) -> Vec<Row> {
         row("GetAction", "action_id", "empty", Call::GetAction(with(act(), |r| r.action_id.clear())), INVALID, "action_id"),
         row("GetAction", "action_id", "129 bytes", Call::GetAction(with(act(), |r| r.action_id = long_id.clone())), INVALID, "action_id"),
         row("GetAction", "action_id", "space", Call::GetAction(with(act(), |r| r.action_id = "act 1".into())), INVALID, "action_id"),
-        row("ListActions", "device_id", "129 bytes", Call::ListActions(pb::ListActionsRequest { device_id: long_id.clone() }), INVALID, "device_id"),
-        row("ListActions", "device_id", "space", Call::ListActions(pb::ListActionsRequest { device_id: "dev 1".into() }), INVALID, "device_id"),
+        row("ListActions", "device_id", "129 bytes", Call::ListActions(pb::ListActionsRequest { device_id: long_id.clone(), ..Default::default() }), INVALID, "device_id"),
+        row("ListActions", "page_size", "negative", Call::ListActions(pb::ListActionsRequest { page_size: i32::MIN, ..Default::default() }), INVALID, "page_size"),
+        row("ListActions", "page_token", "oversized", Call::ListActions(pb::ListActionsRequest { page_token: "A".repeat(2000), ..Default::default() }), INVALID, "page_token"),
+        row("ListActions", "device_id", "space", Call::ListActions(pb::ListActionsRequest { device_id: "dev 1".into(), ..Default::default() }), INVALID, "device_id"),
         row("WatchAction", "action_id", "empty", Call::WatchAction(with(act(), |r| r.action_id.clear())), INVALID, "action_id"),
         row("WatchAction", "action_id", "129 bytes", Call::WatchAction(with(act(), |r| r.action_id = long_id.clone())), INVALID, "action_id"),
         row("CancelAction", "action_id", "empty", Call::CancelAction(with(act(), |r| r.action_id.clear())), INVALID, "action_id"),
@@ -399,6 +405,8 @@ fn table(f: &Fixture) -> Vec<Row> {
         row("ListAuditEvents", "principal", "65 chars", Call::ListAuditEvents(with(audit(), |r| r.principal = long_name.clone())), INVALID, "principal"),
         row("ListAuditEvents", "operation", "unknown RPC", Call::ListAuditEvents(with(audit(), |r| r.operation = "DropTables".into())), INVALID, "operation"),
         row("ListAuditEvents", "until_ms", "before since_ms", Call::ListAuditEvents(with(audit(), |r| { r.since_ms = 10; r.until_ms = 5 })), INVALID, "until_ms"),
+        row("ListAuditEvents", "page_size", "negative", Call::ListAuditEvents(with(audit(), |r| r.page_size = -1)), INVALID, "page_size"),
+        row("ListAuditEvents", "page_token", "truncated", Call::ListAuditEvents(with(audit(), |r| r.page_token = "ZQ".into())), INVALID, "page_token"),
         row("ListAuditEvents", "limit", "10001", Call::ListAuditEvents(with(audit(), |r| r.limit = 10_001)), INVALID, "limit"),
         row("CreateRole", "name", "empty", Call::CreateRole(with(valid::role(), |r| r.name.clear())), INVALID, "name"),
         row("CreateRole", "name", "65 chars", Call::CreateRole(with(valid::role(), |r| r.name = long_name.clone())), INVALID, "name"),
@@ -711,6 +719,7 @@ async fn the_tables_valid_requests_pass() {
     let calls = vec![
         Call::ListDevices(pb::ListDevicesRequest {
             group: "north".into(),
+            ..Default::default()
         }),
         Call::SearchDevices(pb::SearchDevicesRequest {
             page_size: 1000,
@@ -732,6 +741,7 @@ async fn the_tables_valid_requests_pass() {
         Call::GetAction(valid::action(&f)),
         Call::ListActions(pb::ListActionsRequest {
             device_id: f.device.device_id.clone(),
+            ..Default::default()
         }),
         Call::WatchAction(valid::action(&f)),
         Call::CancelAction(valid::action(&f)),

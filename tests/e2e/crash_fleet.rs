@@ -179,7 +179,11 @@ async fn two_thousand_resets_at_full_speed_survive_three_control_plane_kills_exa
             "not every action is final after {RUN_LIMIT:?}"
         );
         let listed = {
-            let request = admin.request(pb::ListActionsRequest::default());
+            // One page holds the whole run (ListActions' maximum page is 10,000).
+            let request = admin.request(pb::ListActionsRequest {
+                page_size: 10_000,
+                ..Default::default()
+            });
             admin.client.list_actions(request).await
         };
         let Ok(listed) = listed else {

@@ -1,6 +1,7 @@
 //! The Grafana dashboard under `deploy/grafana/` queries only metrics the two processes expose:
 //! every metric name in its panels' PromQL is a sample name of a family in the control plane's or
-//! the agent's exposition text.
+//! the agent's exposition text. And it shows every histogram they expose: a latency the processes
+//! measure is one the dashboard draws.
 
 use droidfleet_agent::metrics::AgentMetrics;
 use droidfleet_control_plane::metrics::ControlPlaneMetrics;
@@ -61,32 +62,50 @@ fn metric_names(expression: &str) -> Vec<String> {
     names
 }
 
-#[test]
-fn every_metric_the_dashboard_queries_is_exposed() {
+/// Both processes' exposition text, every family with a series.
+fn exposition() -> String {
     // A labelled family appears in the text once it has a series; the admin calls' have none
     // until the first call, so one is recorded.
     let control_plane = ControlPlaneMetrics::default();
     control_plane.admin_call("ResetPasscode", "ok", std::time::Duration::from_millis(2));
-    let exposed: BTreeSet<String> = sample_names(&control_plane.render())
-        .into_iter()
-        .chain(sample_names(&AgentMetrics::default().render()))
-        .collect();
+    control_plane.render() + &AgentMetrics::default().render()
+}
+
+fn dashboard_panels() -> Vec<Value> {
     let dashboard: Value =
         serde_json::from_str(&std::fs::read_to_string(DASHBOARD).expect("the dashboard reads"))
             .expect("the dashboard is JSON");
-    let panels = dashboard["panels"]
+    dashboard["panels"]
         .as_array()
-        .expect("the dashboard has panels");
+        .expect("the dashboard has panels")
+        .clone()
+}
+
+/// Every PromQL expression of `panel`'s targets.
+fn expressions(panel: &Value) -> Vec<&str> {
+    panel["targets"]
+        .as_array()
+        .expect("a panel has targets")
+        .iter()
+        .map(|target| {
+            target["expr"]
+                .as_str()
+                .expect("a target has a PromQL expression")
+        })
+        .collect()
+}
+
+#[test]
+fn every_metric_the_dashboard_queries_is_exposed() {
+    let exposed = sample_names(&exposition());
+    let panels = dashboard_panels();
     assert!(!panels.is_empty());
     let mut queried = 0;
-    for panel in panels {
+    for panel in &panels {
         let title = panel["title"].as_str().unwrap_or("(untitled)");
-        let targets = panel["targets"].as_array().expect("a panel has targets");
-        assert!(!targets.is_empty(), "panel {title} queries nothing");
-        for target in targets {
-            let expression = target["expr"]
-                .as_str()
-                .expect("a target has a PromQL expression");
+        let expressions = expressions(panel);
+        assert!(!expressions.is_empty(), "panel {title} queries nothing");
+        for expression in expressions {
             let names = metric_names(expression);
             assert!(
                 !names.is_empty(),
@@ -102,6 +121,31 @@ fn every_metric_the_dashboard_queries_is_exposed() {
         }
     }
     assert!(queried >= panels.len());
+}
+
+#[test]
+fn every_histogram_is_on_the_dashboard() {
+    let exposition = exposition();
+    let histograms: Vec<&str> = exposition
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" histogram"))
+        .collect();
+    assert!(
+        histograms.contains(&"droidfleet_agent_argon2_seconds"),
+        "{histograms:?}"
+    );
+    let queried: BTreeSet<String> = dashboard_panels()
+        .iter()
+        .flat_map(|panel| expressions(panel).into_iter().flat_map(metric_names))
+        .collect();
+    for histogram in histograms {
+        assert!(
+            ["_bucket", "_count", "_sum"]
+                .iter()
+                .any(|suffix| queried.contains(&format!("{histogram}{suffix}"))),
+            "no panel shows the histogram {histogram}"
+        );
+    }
 }
 
 #[test]

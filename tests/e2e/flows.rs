@@ -449,7 +449,7 @@ async fn flows_run_against_a_running_control_plane_and_agent() {
         text(&output.stderr)
     );
     assert!(stdout.contains("flows: 1 passed, 0 failed"), "{stdout}");
-    let request = admin.request(pb::ListPrincipalsRequest {});
+    let request = admin.request(pb::ListPrincipalsRequest::default());
     let principals = admin
         .client
         .list_principals(request)

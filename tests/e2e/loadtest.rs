@@ -272,8 +272,8 @@ fn a_small_fleet_with_faults_churn_and_reboots_ends_as_injected_and_the_seed_fix
 
     let html = std::fs::read_to_string(dirs[0].path().join("report.html")).unwrap();
     assert!(
-        html.matches("<svg").count() >= 7,
-        "six histograms and throughput"
+        html.matches("<svg").count() >= 10,
+        "six histograms, throughput and three over time"
     );
     assert!(html.contains("Baselines") && html.contains("Resources per process"));
     let lower = html.to_lowercase();
@@ -377,11 +377,40 @@ fn connect_only_connects_the_fleet_measures_each_side_and_stops() {
     }
 }
 
+/// A fleet with more resets in flight than a person's admin may watch at once (the server's
+/// default `--max-watches-per-principal` is 64): the spawned control plane is started with room
+/// for one watch per device, so every reset is followed to its end.
+#[test]
+fn more_resets_in_flight_than_the_default_watch_limit_are_all_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = droidfleet_loadtest(
+        dir.path(),
+        &[
+            "--devices",
+            "100",
+            "--seed",
+            "5",
+            "--control-plane",
+            "spawn",
+            "--no-baselines",
+            "--deadline",
+            "120",
+        ],
+    );
+    assert_success(&output);
+    let report = read_report(dir.path());
+    assert_eq!(report["completed"], true);
+    assert_eq!(report["outcome_total"], 100);
+    assert_eq!(report["unexpected"], 0, "{:#}", report["behaviour"]);
+}
+
 /// A fleet of mixed Android versions and makers ends every device as its fault, version and
 /// profile predict: on `short-keyguard`, whose lock screen stops at 6 characters, a healthy
 /// work-profile device's reset to a generated 8-character password fails with a policy
 /// violation, while its device-level resets (6 digits) are done. The outcome table counts by
-/// API level and profile, and the seed alone fixes every device's build.
+/// API level and profile, and the seed alone fixes every device's build. The second run is a
+/// short soak (`--duration`) of the same fleet: every device reset again and again, each reset
+/// still ending as predicted, and the time series counting every one of them.
 #[test]
 fn a_mixed_fleet_ends_as_its_versions_and_profiles_predict() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -406,12 +435,15 @@ fn a_mixed_fleet_ends_as_its_versions_and_profiles_predict() {
         "--deadline",
         "60",
     ];
+    let soak: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--rate", "40", "--duration", "3s"])
+        .collect();
     let outputs: Vec<Output> = std::thread::scope(|scope| {
-        let runs: Vec<_> = dirs
-            .iter()
-            .map(|dir| scope.spawn(|| droidfleet_loadtest(dir.path(), &args)))
-            .collect();
-        runs.into_iter().map(|run| run.join().unwrap()).collect()
+        let once = scope.spawn(|| droidfleet_loadtest(dirs[0].path(), &args));
+        let soaked = scope.spawn(|| droidfleet_loadtest(dirs[1].path(), &soak));
+        vec![once.join().unwrap(), soaked.join().unwrap()]
     });
     outputs.iter().for_each(assert_success);
     let stdout = text(&outputs[0].stdout);
@@ -471,6 +503,83 @@ fn a_mixed_fleet_ends_as_its_versions_and_profiles_predict() {
     );
     let counted: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap()).sum();
     assert_eq!(counted, 36);
+    assert_time_series(report, 36, 36);
+
+    // The soak: 40 resets/s for 3 s is 120 resets over 36 devices, each one counted.
+    let soaked = &reports[1];
+    assert_eq!(soaked["config"]["mode"], "soak");
+    assert_eq!(soaked["config"]["duration_s"], 3.0);
+    assert_eq!(soaked["completed"], true);
+    assert_eq!(soaked["issue"]["issued"], 120, "{:#}", soaked["issue"]);
+    assert_eq!(soaked["outcome_total"], 120);
+    let counted: u64 = soaked["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 120);
+    assert_eq!(soaked["unexpected"], 0, "{:#}", soaked["outcomes"]);
+    // Devices were reset more than once: more resets ended done than in one reset per device.
+    assert!(
+        soaked["throughput"]["done"].as_u64().unwrap()
+            > report["throughput"]["done"].as_u64().unwrap(),
+        "{:#}",
+        soaked["throughput"]
+    );
+    assert_eq!(soaked["devices"].as_array().unwrap().len(), 36);
+    let seconds = assert_time_series(soaked, 120, 36);
+    assert!(seconds >= 3, "a 3 s soak has at least 3 points: {seconds}");
+}
+
+/// The report's time series: one point per second in order, arrays of one length, every
+/// measured reset ended in some second, never more in flight than devices (a device has one
+/// reset at a time) and none at the end, and sensible percentiles and RSS. Returns the number
+/// of points.
+fn assert_time_series(report: &Value, resets: u64, devices: u64) -> usize {
+    let series = &report["time_series"];
+    let array = |key: &str| {
+        series[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {series:#}"))
+    };
+    let seconds: Vec<u64> = array("second")
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert!(!seconds.is_empty(), "{series:#}");
+    assert_eq!(seconds, (0..seconds.len() as u64).collect::<Vec<_>>());
+    for key in ["finished", "in_flight", "p50_ms", "p99_ms", "rss_kib"] {
+        assert_eq!(array(key).len(), seconds.len(), "{key}: {series:#}");
+    }
+    let finished: u64 = array("finished").iter().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(finished, resets, "{series:#}");
+    assert_eq!(array("in_flight").last().unwrap(), 0, "{series:#}");
+    assert!(
+        array("in_flight")
+            .iter()
+            .all(|n| n.as_u64().unwrap() <= devices),
+        "{series:#}"
+    );
+    let mut with_latency = 0;
+    for (p50, p99) in array("p50_ms").iter().zip(array("p99_ms")) {
+        assert_eq!(p50.is_null(), p99.is_null(), "{series:#}");
+        if let (Some(p50), Some(p99)) = (p50.as_f64(), p99.as_f64()) {
+            assert!(0.0 <= p50 && p50 <= p99, "{series:#}");
+            with_latency += 1;
+        }
+    }
+    assert!(with_latency > 0, "some second has latencies: {series:#}");
+    let load_generator = processes(report)
+        .iter()
+        .find(|p| p["role"].as_str().unwrap().ends_with("load generator"))
+        .unwrap();
+    let peak = load_generator["peak_rss_kib"].as_u64().unwrap();
+    for rss in array("rss_kib") {
+        let rss = rss.as_u64().unwrap();
+        assert!(rss > 0 && rss <= peak, "RSS {rss} KiB, peak {peak} KiB");
+    }
+    seconds.len()
 }
 
 #[test]
@@ -537,6 +646,26 @@ fn each_bad_option_is_refused_naming_the_problem() {
             &["--argon2-hashes", "0"],
             "--argon2-hashes 0: give at least 1",
         ),
+        (
+            &["--duration", "10s"],
+            "--duration 10s: needs a --rate above 0",
+        ),
+        (
+            &["--duration", "2m", "--rate", "5"],
+            "--duration 2m is not below --deadline 120 s",
+        ),
+        (
+            &["--duration", "0s", "--rate", "5"],
+            "--duration 0s: give a positive length",
+        ),
+        (
+            &["--duration", "soon", "--rate", "5"],
+            "invalid value 'soon' for '--duration",
+        ),
+        (
+            &["--connect-only", "--duration", "10s"],
+            "'--connect-only' cannot be used with '--duration",
+        ),
     ];
     for (args, expected) in cases {
         let report_dir = dir.path().join("report");
@@ -597,7 +726,12 @@ async fn the_html_report_renders_in_a_real_browser_with_its_charts_drawn() {
     for heading in headings {
         titles.push(heading.text().await.unwrap());
     }
-    for expected in ["Outcomes", "Throughput", "Resources per process"] {
+    for expected in [
+        "Outcomes",
+        "Throughput",
+        "Over time",
+        "Resources per process",
+    ] {
         assert!(
             titles.iter().any(|t| t.starts_with(expected)),
             "{expected} is shown: {titles:?}"
@@ -616,8 +750,8 @@ async fn the_html_report_renders_in_a_real_browser_with_its_charts_drawn() {
         .unwrap();
     let charts = charts.as_array().unwrap();
     assert!(
-        charts.len() >= 7,
-        "six histograms and throughput: {charts:?}"
+        charts.len() >= 10,
+        "six histograms, throughput and three over time: {charts:?}"
     );
     for chart in charts {
         let [width, height, shapes] = [0, 1, 2].map(|i| chart[i].as_f64().unwrap());

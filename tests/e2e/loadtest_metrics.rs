@@ -1,8 +1,9 @@
 //! Both `/metrics` endpoints during a real load test, read with a Prometheus text parser
 //! (`prometheus-parse`, not our own code): a `droidfleet serve --metrics-listen` process and a
 //! `droidfleet loadtest --metrics-listen` against it. While the resets run, every documented
-//! histogram is there; once the report is written, the histograms' counts are the report's, and
-//! the HDR log next to report.json holds the report's latency figures.
+//! histogram is there; once the report is written, the histograms' counts are the report's (the
+//! agent's Argon2id runs too, inferred from the devices' plans), and the HDR log next to
+//! report.json holds the report's latency figures.
 
 use crate::support::http::Server;
 use crate::support::{DEADLINE, Process};
@@ -100,6 +101,7 @@ fn assert_documented_histograms(control_plane: &Scrape, agent: &Scrape) {
             &format!("outcome={outcome}"),
         );
     }
+    histogram_count(agent, "droidfleet_agent_argon2_seconds", "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,6 +235,21 @@ async fn both_endpoints_parse_during_a_load_test_and_count_what_the_report_count
         .map(|(_, count)| count)
         .sum();
     assert_eq!(handled, delivered + setup_resets);
+    // Every Argon2id run of the devices, inferred from the report: each user's own passcode set
+    // at the start (a work profile's password too, after the device's PIN is confirmed: two
+    // runs), each setup reset's new wrap, and the runs of each done reset (its wrap and the
+    // user's entries, which the report derives from the device's plan). A refused reset stops
+    // before the wrap.
+    let work_profiles = count(&|r| r["scope"] == "work_profile");
+    let done_runs: f64 = records
+        .iter()
+        .filter(|r| r["state"] == "done")
+        .map(|r| r["argon2_runs"].as_f64().unwrap())
+        .sum();
+    assert_eq!(
+        histogram_count(&agent, "droidfleet_agent_argon2_seconds", ""),
+        DEVICES as f64 + 2.0 * work_profiles + setup_resets + done_runs
+    );
     // The report's headline latency counts the done resets of devices kept online.
     let headline = report["latency_ms"]
         .as_array()

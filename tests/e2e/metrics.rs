@@ -199,6 +199,8 @@ async fn both_endpoints_count_a_reset_without_naming_the_device() {
         "droidfleet_agent_commands_total{outcome=\"failure\"} 0",
         "droidfleet_agent_passcode_entries_total{result=\"accepted\"} 1",
         "droidfleet_agent_command_duration_seconds_count{outcome=\"success\"} 1",
+        // Argon2id ran three times: the user's PIN set, the reset's new wrap, the entry.
+        "droidfleet_agent_argon2_seconds_count 3",
     ];
     assert_eq!(
         missing(&agent_text, &agent_expected),

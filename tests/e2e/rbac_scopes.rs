@@ -82,6 +82,7 @@ async fn an_admin_scoped_to_a_group_sees_and_acts_on_that_group_only() {
     );
     let request = nora.request(pb::ListDevicesRequest {
         group: "south".into(),
+        ..Default::default()
     });
     assert!(
         nora.client
@@ -360,7 +361,7 @@ async fn roles_and_principals_are_managed_through_the_api_without_locking_anyone
         .unwrap_err();
     assert_eq!(itself.code(), tonic::Code::FailedPrecondition);
 
-    let request = world.admin.request(pb::ListPrincipalsRequest {});
+    let request = world.admin.request(pb::ListPrincipalsRequest::default());
     let principals = world
         .admin
         .client
@@ -502,7 +503,7 @@ async fn the_cli_manages_groups_roles_assignments_and_principals() {
             .iter()
             .all(|r| r["name"] != "Viewers")
     );
-    let request = world.admin.request(pb::ListPrincipalsRequest {});
+    let request = world.admin.request(pb::ListPrincipalsRequest::default());
     let left = world
         .admin
         .client

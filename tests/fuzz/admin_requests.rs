@@ -221,7 +221,11 @@ fn seeds() -> Vec<Vec<u8>> {
             .encode_to_vec()
         }),
         seed("ListActions", &|| {
-            pb::ListActionsRequest { device_id: dev() }.encode_to_vec()
+            pb::ListActionsRequest {
+                device_id: dev(),
+                ..Default::default()
+            }
+            .encode_to_vec()
         }),
         seed("CancelAction", &|| {
             pb::GetActionRequest {

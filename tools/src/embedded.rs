@@ -49,7 +49,18 @@ impl EmbeddedControlPlane {
         data_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<EmbeddedControlPlane, EmbeddedError> {
-        let opened = droidfleet_control_plane::server::open(Config::new(data_dir), clock)
+        EmbeddedControlPlane::start_with(data_dir, clock, |_| {}).await
+    }
+
+    /// As [`EmbeddedControlPlane::start`], with `tune` changing the configuration first.
+    pub(crate) async fn start_with(
+        data_dir: &Path,
+        clock: Arc<dyn Clock>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Result<EmbeddedControlPlane, EmbeddedError> {
+        let mut config = Config::new(data_dir);
+        tune(&mut config);
+        let opened = droidfleet_control_plane::server::open(config, clock)
             .await
             .map_err(EmbeddedError::Open)?;
         let token_path = opened

@@ -46,6 +46,10 @@ pub enum CommandKind {
     RemoteLock {
         scope: Scope,
     },
+    /// Cancel the command with this id, if it has not been answered.
+    Cancel {
+        command_id: String,
+    },
 }
 
 /// The device-side codes of `droidfleet.v1.ErrorCode`.
@@ -69,6 +73,8 @@ pub enum ErrorCode {
     Expired,
     /// For the runtime, which answers a body that does not decode (`run_command` gives `None`).
     MalformedCommand,
+    /// A cancel of a command the device already answered: nothing is left to cancel.
+    AlreadyAnswered,
     Internal,
 }
 
@@ -178,6 +184,23 @@ impl Device {
                 ),
             ));
         }
+        // A cancel of an answered command is refused before its own time-to-live counts: the
+        // answer it points to is final, whatever the time.
+        if let CommandKind::Cancel { command_id } = &command.kind
+            && let Some(record) = self.commands.records.get(command_id)
+        {
+            let done = if record.times_applied > 0 {
+                "it was already applied and cannot be undone"
+            } else {
+                "it was already refused"
+            };
+            let result = refusal(
+                ErrorCode::AlreadyAnswered,
+                format!("command {command_id} cannot be canceled: {done}"),
+            );
+            self.record(&command, &result);
+            return Some(result);
+        }
         let result = if now_ms > command.not_after_ms {
             refusal(
                 ErrorCode::Expired,
@@ -195,15 +218,23 @@ impl Device {
                 completed_at_ms: now_ms,
             }
         };
+        self.record(&command, &result);
+        Some(result)
+    }
+
+    /// Records an answered command, so a re-delivery gets the same answer and an older sequence
+    /// is refused.
+    fn record(&mut self, command: &Command, result: &CommandResult) {
         self.commands.highest_sequence = Some(command.sequence);
+        // A cancel changes nothing on the device: it took effect by being recorded.
+        let applied = result.success && !matches!(command.kind, CommandKind::Cancel { .. });
         self.commands.records.insert(
-            command.command_id,
+            command.command_id.clone(),
             CommandRecord {
                 result: result.clone(),
-                times_applied: u32::from(result.success),
+                times_applied: u32::from(applied),
             },
         );
-        Some(result)
     }
 
     fn execute(
@@ -236,6 +267,9 @@ impl Device {
             CommandKind::RemoteLock { scope } => self
                 .remote_lock(*scope)
                 .map_err(|e| (e.code(), e.to_string())),
+            // Checked in `run_command`: the command it names has no record, so it never ran, and
+            // recording the cancel keeps it from ever running.
+            CommandKind::Cancel { .. } => Ok(()),
         }
     }
 

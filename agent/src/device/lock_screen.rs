@@ -117,7 +117,7 @@ impl Device {
         passcode: &Passcode,
         now_ms: u64,
     ) -> Result<Result<(), Refusal>, DeviceError> {
-        match self.store(scope)?.verify_passcode(passcode)? {
+        match self.store_mut(scope)?.verify_passcode(passcode)? {
             Some(secret) => {
                 self.on_verified(scope, secret, now_ms)?;
                 Ok(Ok(()))

@@ -722,6 +722,16 @@ impl Device {
         std::mem::take(&mut self.events)
     }
 
+    /// The Argon2id runs of both stores since the last call, and the counts back at zero: the
+    /// runtime times the change that ran them, since the model reads no clock.
+    pub fn take_argon2_runs(&mut self) -> u32 {
+        let work = self
+            .work_store
+            .as_mut()
+            .map_or(0, CredentialStore::take_argon2_runs);
+        self.device_store.take_argon2_runs() + work
+    }
+
     pub fn to_persisted(&self) -> PersistedDevice {
         PersistedDevice {
             format: PERSISTED_FORMAT,

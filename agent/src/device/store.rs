@@ -146,6 +146,9 @@ pub(crate) struct CredentialStore {
     /// Android's strong-authentication flags live in memory too: a boot replaces an admin's
     /// lock with the boot's own reason.
     prompt: Option<PromptReason>,
+    /// Argon2id runs since the runtime last took the count (`take_argon2_runs`): the model reads
+    /// no clock, so the fleet times the blocking change that ran them and records each run.
+    argon2_runs: u32,
 }
 
 impl fmt::Debug for CredentialStore {
@@ -207,6 +210,7 @@ impl CredentialStore {
             secret: Some(secret),
             pending_token: None,
             prompt: None,
+            argon2_runs: 0,
         })
     }
 
@@ -220,7 +224,13 @@ impl CredentialStore {
             secret: None,
             pending_token: None,
             prompt,
+            argon2_runs: 0,
         }
+    }
+
+    /// The Argon2id runs since the last call, and the count back at zero.
+    pub(crate) fn take_argon2_runs(&mut self) -> u32 {
+        std::mem::take(&mut self.argon2_runs)
     }
 
     pub(crate) fn to_persisted(&self) -> PersistedStore {
@@ -360,7 +370,7 @@ impl CredentialStore {
 
     /// One Argon2id run. `Ok(None)` for a wrong passcode (or a store without one).
     pub(crate) fn verify_passcode(
-        &self,
+        &mut self,
         passcode: &Passcode,
     ) -> Result<Option<SyntheticSecret>, CryptoError> {
         let Challenge::Passcode {
@@ -370,6 +380,7 @@ impl CredentialStore {
             return Ok(None);
         };
         let key = Key::from_passcode(*kdf, passcode, salt)?;
+        self.argon2_runs += 1;
         match open_secret(&key, sealed, &aad("passcode", self.scope())) {
             Ok(secret) => Ok(Some(secret)),
             Err(CryptoError::Open) => Ok(None),
@@ -474,6 +485,8 @@ impl CredentialStore {
         )
     }
 
+    /// The challenge of `passcode` over `secret`: one Argon2id run, which the caller counts once
+    /// the challenge is made.
     fn passcode_challenge(
         &self,
         secret: &SyntheticSecret,
@@ -509,6 +522,7 @@ impl CredentialStore {
             .as_ref()
             .ok_or(DeviceError::StoreLocked(self.scope()))?;
         self.state.challenge = self.passcode_challenge(secret, new, kdf, rng)?;
+        self.argon2_runs += 1;
         self.state.failed_attempts = 0;
         self.state.last_failure_at_ms = 0;
         Ok(())
@@ -548,6 +562,7 @@ impl CredentialStore {
         let challenge = self
             .passcode_challenge(&secret, new.passcode, kdf, rng)
             .map_err(ResetError::Crypto)?;
+        self.argon2_runs += 1;
         let rotated = EscrowToken::generate(rng).map_err(ResetError::Crypto)?;
 
         self.state.challenge = challenge;

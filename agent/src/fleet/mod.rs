@@ -36,7 +36,7 @@ use ring::rand::SystemRandom;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tonic::transport::Channel;
 
@@ -324,6 +324,19 @@ impl Fleet {
         self.slots.keys().map(String::as_str)
     }
 
+    /// The device names after `after` (all of them for `None`), in order: a page of the
+    /// harness's ListDevices starts here without walking the names before it.
+    pub fn names_after(&self, after: Option<&str>) -> impl Iterator<Item = &str> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(name) => Bound::Excluded(name),
+            None => Bound::Unbounded,
+        };
+        self.slots
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Each device's screen after each change to it, in the order of its changes.
     pub fn screen_changes(&self) -> broadcast::Receiver<Arc<Screen>> {
         self.screen_changes.subscribe()
@@ -510,11 +523,15 @@ impl Fleet {
         let clock = self.config.clock.clone();
         let screen_changes = self.screen_changes.clone();
         let durable = self.config.state_dir.is_some();
-        let (result, events, persisted, statuses, screen) =
+        let (result, argon2, events, persisted, statuses, screen) =
             tokio::task::spawn_blocking(move || {
                 let mut device = lock(&worker_slot.device);
                 let now = clock.now_ms();
+                // Timed here, at the edge, since the model reads no clock: the change alone,
+                // without the wait for a blocking thread, so it is the Argon2 runs' own cost.
+                let started = Instant::now();
                 let result = change(&mut device, now);
+                let argon2 = (device.take_argon2_runs(), started.elapsed());
                 let events = device.take_events();
                 // The status report and the screen show the device as this change left it. Nobody
                 // but this change can alter it before they leave (it holds the turn), but time
@@ -525,10 +542,11 @@ impl Fleet {
                 let watched = screen_changes.receiver_count() > 0;
                 let screen = watched.then(|| screen_from(&worker_slot, &device, now));
                 let persisted = durable.then(|| device.to_persisted());
-                (result, events, persisted, statuses, screen)
+                (result, argon2, events, persisted, statuses, screen)
             })
             .await
             .map_err(|_| FleetError::Worker)?;
+        self.metrics.argon2_runs(argon2.0, argon2.1);
         if let Some(persisted) = persisted {
             self.persist(slot, &persisted).await?;
         }

@@ -19,7 +19,8 @@ use super::spec::FleetError;
 use super::{Fleet, Slot, lock};
 use crate::convert::*;
 use crate::device::{
-    CommandResult, DeviceEvent, DeviceKey, Enrollment, EscrowToken, Scope, StoreStatus, TokenState,
+    CommandKind, CommandResult, DeviceEvent, DeviceKey, Enrollment, ErrorCode, EscrowToken, Scope,
+    StoreStatus, TokenState,
 };
 use crate::faults::{Direction, FaultAction};
 use crate::metrics::CommandOutcome;
@@ -455,6 +456,9 @@ impl Fleet {
         // The command's trace, continued by a span of this device; only from a body whose
         // signature verifies.
         let mut trace: Option<TraceParent> = None;
+        // The command a verified cancel names, whose answer the device repeats when it refuses
+        // the cancel (PROTOCOL.md DEV-CANCEL-1).
+        let mut cancel_target: Option<String> = None;
         // Acknowledge receipt first (the action becomes "active"), but only for a command that is
         // genuinely ours; the device model judges everything else.
         if let Some(decoded) = decode_command(&command.body) {
@@ -467,6 +471,9 @@ impl Fleet {
             if decoded.device_id == enrollment.device_id
                 && key.verify(&command.body, &command.signature).is_ok()
             {
+                if let CommandKind::Cancel { command_id } = &decoded.kind {
+                    cancel_target = Some(command_id.clone());
+                }
                 trace = decoded
                     .traceparent
                     .map(|parent| parent.child(span_id(&self.rng)));
@@ -492,15 +499,22 @@ impl Fleet {
         // made (rotated token, status): a user's entry, which needs the turn too, can then
         // never overtake the result it follows (PROTOCOL.md DEV-RESET-3).
         let turn = slot.turn.lock().await;
-        let result: Option<CommandResult> = self
+        let (result, repeated): (Option<CommandResult>, Option<CommandResult>) = self
             .mutate_in_turn(slot, &turn, move |device, now| {
-                Ok(device.run_command(
+                let result = device.run_command(
                     &command.body,
                     &command.signature,
                     decode_command,
                     now,
                     rng.as_ref(),
-                ))
+                );
+                let refused_as_answered = result
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.error, Some((ErrorCode::AlreadyAnswered, _))));
+                let repeated = cancel_target
+                    .filter(|_| refused_as_answered)
+                    .and_then(|target| device.command_result(&target).cloned());
+                Ok((result, repeated))
             })
             .await?;
         let outcome = match &result {
@@ -520,6 +534,23 @@ impl Fleet {
             .await
             .map_err(|_| SessionError::Closed)?;
             self.metrics.report_sent();
+        }
+        // A refused cancel: the command it named was answered, and that answer, repeated as for
+        // a redelivery (ack, then the recorded result), is what ends the action.
+        if let Some(repeated) = repeated {
+            let ack = pb::CommandAck {
+                command_id: repeated.command_id.clone(),
+                traceparent: String::new(),
+            };
+            for body in [
+                pb::device_message::Body::Ack(ack),
+                pb::device_message::Body::Result(command_result_to_pb(&repeated)),
+            ] {
+                tx.send(Box::new(pb::DeviceMessage { body: Some(body) }))
+                    .await
+                    .map_err(|_| SessionError::Closed)?;
+                self.metrics.report_sent();
+            }
         }
         drop(turn);
         Ok(())

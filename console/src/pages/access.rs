@@ -13,6 +13,11 @@ use droidfleet_proto::v1::admin_service_server::AdminService;
 use maud::{Markup, html};
 
 const ROLES_MANAGE: &str = "Roles.Manage";
+/// The page shows every role and principal, following the lists' pages, at most this many:
+/// far more pages of the largest size than a tenant has principals.
+const MAX_PAGES: usize = 1000;
+/// The largest page ListRoles and ListPrincipals serve.
+const PAGE_SIZE: i32 = 1000;
 
 #[derive(serde::Deserialize)]
 pub(crate) struct AssignmentForm {
@@ -42,23 +47,43 @@ pub(crate) async fn page(
         .await?
         .into_inner();
     let manages = caller.permissions.iter().any(|p| p == ROLES_MANAGE);
-    let (roles, principals) = if manages {
-        let roles = state
-            .api
-            .list_roles(signed_in.request(pb::ListRolesRequest {}))
-            .await?
-            .into_inner()
-            .roles;
-        let principals = state
-            .api
-            .list_principals(signed_in.request(pb::ListPrincipalsRequest {}))
-            .await?
-            .into_inner()
-            .principals;
-        (roles, principals)
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    let (mut roles, mut principals) = (Vec::new(), Vec::new());
+    if manages {
+        let mut page_token = String::new();
+        for _ in 0..MAX_PAGES {
+            let request = pb::ListRolesRequest {
+                page_size: PAGE_SIZE,
+                page_token,
+            };
+            let page = state
+                .api
+                .list_roles(signed_in.request(request))
+                .await?
+                .into_inner();
+            roles.extend(page.roles);
+            page_token = page.next_page_token;
+            if page_token.is_empty() {
+                break;
+            }
+        }
+        let mut page_token = String::new();
+        for _ in 0..MAX_PAGES {
+            let request = pb::ListPrincipalsRequest {
+                page_size: PAGE_SIZE,
+                page_token,
+            };
+            let page = state
+                .api
+                .list_principals(signed_in.request(request))
+                .await?
+                .into_inner();
+            principals.extend(page.principals);
+            page_token = page.next_page_token;
+            if page_token.is_empty() {
+                break;
+            }
+        }
+    }
     let body = html! {
         h1 { "Roles and access" }
         section.card #you {

@@ -36,6 +36,7 @@ pub(crate) async fn log(
             since_ms: 0,
             until_ms: 0,
             limit: LIMIT,
+            ..Default::default()
         }))
         .await?
         .into_inner()

@@ -13,7 +13,7 @@ use droidfleet_proto::v1::admin_service_server::AdminService;
 use maud::{Markup, html};
 
 /// Devices per page of the list.
-const PAGE_SIZE: u32 = 50;
+const PAGE_SIZE: i32 = 50;
 
 /// The list's filters and position, as the filter form and the page links put them in the
 /// address (none of them is a secret).
@@ -234,6 +234,7 @@ pub(crate) async fn device(
         .api
         .list_actions(signed_in.request(pb::ListActionsRequest {
             device_id: device_id.clone(),
+            ..Default::default()
         }))
         .await?
         .into_inner()

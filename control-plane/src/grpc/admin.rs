@@ -9,7 +9,7 @@ use crate::model::{Action, AuditFilter, RoleAssignment};
 use crate::secret::Passcode;
 use crate::service::{
     AuditNote, ControlPlane, DeviceSearch, EnrollmentTokenRequest, LockRequest, Operation,
-    ResetRequest, Rotation, ServiceError, scope_words,
+    PageRequest, ResetRequest, Rotation, ServiceError, scope_words,
 };
 use crate::store::AuthenticatedPrincipal;
 use droidfleet_proto::v1 as pb;
@@ -97,6 +97,14 @@ fn text(value: String) -> Option<String> {
     (!value.is_empty()).then_some(value)
 }
 
+/// A list request's paging fields.
+fn page(page_size: i32, page_token: String) -> PageRequest {
+    PageRequest {
+        page_size,
+        page_token,
+    }
+}
+
 /// A time-to-live in seconds; 0 means the default.
 fn ttl(seconds: u64) -> Option<u64> {
     (seconds > 0).then(|| seconds.saturating_mul(1000))
@@ -134,13 +142,19 @@ impl AdminService for AdminApi {
             none,
             |cp, caller, r| async move {
                 let group = text(r.group);
-                let devices = cp
-                    .devices(&caller, group.as_deref())
-                    .await?
+                let page = page(r.page_size, r.page_token);
+                let listing = cp.devices(&caller, group.as_deref(), &page).await?;
+                let devices = listing
+                    .items
                     .iter()
                     .map(|d| device_to_pb(d, cp.is_online(&d.id)))
                     .collect();
-                Ok((pb::ListDevicesResponse { devices }, AuditNote::default()))
+                let next_page_token = listing.next_page_token.unwrap_or_default();
+                let listed = pb::ListDevicesResponse {
+                    devices,
+                    next_page_token,
+                };
+                Ok((listed, AuditNote::default()))
             },
         )
         .await
@@ -156,8 +170,7 @@ impl AdminService for AdminApi {
             none,
             |cp, caller, r| async move {
                 let search = DeviceSearch {
-                    page_size: r.page_size,
-                    page_token: text(r.page_token),
+                    page: page(r.page_size, r.page_token),
                     search: text(r.search),
                     ownership: optional_ownership_from_pb(r.ownership, "ownership")?,
                     group: text(r.group),
@@ -495,13 +508,13 @@ impl AdminService for AdminApi {
             |r| Some(r.device_id.clone()),
             |cp, caller, r| async move {
                 let device = text(r.device_id);
-                let actions = cp
-                    .actions(&caller, device.as_deref())
-                    .await?
-                    .iter()
-                    .map(action_to_pb)
-                    .collect();
-                Ok((pb::ListActionsResponse { actions }, AuditNote::default()))
+                let page = page(r.page_size, r.page_token);
+                let listing = cp.actions(&caller, device.as_deref(), &page).await?;
+                let listed = pb::ListActionsResponse {
+                    actions: listing.items.iter().map(action_to_pb).collect(),
+                    next_page_token: listing.next_page_token.unwrap_or_default(),
+                };
+                Ok((listed, AuditNote::default()))
             },
         )
         .await
@@ -615,15 +628,14 @@ impl AdminService for AdminApi {
                     operation: text(r.operation),
                     since: (r.since_ms > 0).then_some(r.since_ms),
                     until: (r.until_ms > 0).then_some(r.until_ms),
-                    limit: r.limit,
                 };
-                let events = cp
-                    .audit_events(&filter)
-                    .await?
-                    .iter()
-                    .map(audit_to_pb)
-                    .collect();
-                Ok((pb::ListAuditEventsResponse { events }, AuditNote::default()))
+                let page = page(r.page_size, r.page_token);
+                let listing = cp.audit_events(&filter, r.limit, &page).await?;
+                let listed = pb::ListAuditEventsResponse {
+                    events: listing.items.iter().map(audit_to_pb).collect(),
+                    next_page_token: listing.next_page_token.unwrap_or_default(),
+                };
+                Ok((listed, AuditNote::default()))
             },
         )
         .await
@@ -633,9 +645,13 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        self.call(request, Operation::ListRoles, none, |cp, _, _| async move {
-            let roles = cp.roles().await?.iter().map(role_to_pb).collect();
-            Ok((pb::ListRolesResponse { roles }, AuditNote::default()))
+        self.call(request, Operation::ListRoles, none, |cp, _, r| async move {
+            let listing = cp.roles(&page(r.page_size, r.page_token)).await?;
+            let listed = pb::ListRolesResponse {
+                roles: listing.items.iter().map(role_to_pb).collect(),
+                next_page_token: listing.next_page_token.unwrap_or_default(),
+            };
+            Ok((listed, AuditNote::default()))
         })
         .await
     }
@@ -750,12 +766,13 @@ impl AdminService for AdminApi {
             request,
             Operation::ListPrincipals,
             none,
-            |cp, _, _| async move {
-                let principals = cp.principals().await?.iter().map(principal_to_pb).collect();
-                Ok((
-                    pb::ListPrincipalsResponse { principals },
-                    AuditNote::default(),
-                ))
+            |cp, _, r| async move {
+                let listing = cp.principals(&page(r.page_size, r.page_token)).await?;
+                let listed = pb::ListPrincipalsResponse {
+                    principals: listing.items.iter().map(principal_to_pb).collect(),
+                    next_page_token: listing.next_page_token.unwrap_or_default(),
+                };
+                Ok((listed, AuditNote::default()))
             },
         )
         .await

@@ -228,6 +228,7 @@ pub fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
         ErrorCode::Replayed => pb::ErrorCode::Replayed,
         ErrorCode::Expired => pb::ErrorCode::Expired,
         ErrorCode::MalformedCommand => pb::ErrorCode::MalformedCommand,
+        ErrorCode::AlreadyAnswered => pb::ErrorCode::AlreadyAnswered,
         ErrorCode::Internal => pb::ErrorCode::Internal,
     }
 }
@@ -251,6 +252,7 @@ pub fn error_code_from_pb(value: i32) -> ErrorCode {
         Ok(pb::ErrorCode::Replayed) => ErrorCode::Replayed,
         Ok(pb::ErrorCode::Expired) => ErrorCode::Expired,
         Ok(pb::ErrorCode::MalformedCommand) => ErrorCode::MalformedCommand,
+        Ok(pb::ErrorCode::AlreadyAnswered) => ErrorCode::AlreadyAnswered,
         _ => ErrorCode::Internal,
     }
 }
@@ -310,6 +312,8 @@ pub fn action_to_pb(action: &Action) -> pb::Action {
         passcode_visible_until_ms: action.passcode_visible_until.unwrap_or(0),
         sent_at_ms: action.sent_at.unwrap_or(0),
         trace_id: action.trace_id(),
+        cancel_requested_at_ms: action.cancel_requested_at.unwrap_or(0),
+        cancel_refusal: action.cancel_refusal.clone(),
     }
 }
 

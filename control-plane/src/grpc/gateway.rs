@@ -296,7 +296,7 @@ async fn send_commands(
 ) -> Result<u64, Status> {
     let mut highest = after;
     for command in control_plane.commands_to_send(&device.id, after).await? {
-        let sequence = command.action.sequence.unwrap_or(0);
+        let sequence = command.sequence();
         let kind = match &command.payload {
             CommandPayload::ResetPasscode { passcode, token } => {
                 pb::command_body::Kind::ResetPasscode(pb::ResetPasscodeCommand {
@@ -311,9 +311,12 @@ async fn send_commands(
                     scope: scope_to_pb(command.action.scope) as i32,
                 })
             }
+            CommandPayload::Cancel => pb::command_body::Kind::Cancel(pb::CancelCommand {
+                command_id: command.action.id.clone(),
+            }),
         };
         let body = pb::CommandBody {
-            command_id: command.action.id.clone(),
+            command_id: command.command_id(),
             device_id: device.id.clone(),
             sequence,
             not_after_ms: command.action.not_after,
@@ -331,7 +334,7 @@ async fn send_commands(
             body: std::mem::take(&mut bytes),
             signature,
         };
-        tracing::info!(device_id = %device.id, action_id = %command.action.id, trace_id = %command.action.trace_id(), sequence, "command sent");
+        tracing::info!(device_id = %device.id, action_id = %command.action.id, trace_id = %command.action.trace_id(), sequence, cancel = matches!(command.payload, CommandPayload::Cancel), "command sent");
         send(tx, pb::control_message::Body::Command(message)).await?;
         highest = highest.max(sequence);
     }

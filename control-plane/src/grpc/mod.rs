@@ -2,14 +2,19 @@
 //! [`crate::service::ControlPlane`] and turn results back into protobuf. No rule lives here.
 
 mod admin;
+mod connections;
 pub mod convert;
 mod gateway;
 mod oversize;
+mod peer_limits;
 mod watch;
 
 pub use admin::AdminApi;
+pub(crate) use connections::accept_connections;
 pub use gateway::Gateway;
 pub use oversize::OversizeIsExhausted;
+pub use peer_limits::PeerLimited;
+pub(crate) use peer_limits::PeerLimits;
 
 use crate::secret::BearerToken;
 use crate::service::{ServiceError, StatusCode};

@@ -2,6 +2,7 @@
 //! operation goes through ([`ControlPlane::admin_call`]), each [`Operation`] with the permissions
 //! it needs, the checks of a caller against one device or action, and the audit log's reader.
 
+use super::paging::{List, Listing, PageRequest, listing};
 use super::validation::{MAX_AUDIT_LIMIT, MAX_TOKEN_LEN, check_id};
 use super::{ControlPlane, MAX_CACHED_PRINCIPALS, PrincipalCache, ServiceError};
 use crate::crypto::sha256;
@@ -149,6 +150,23 @@ impl Operation {
 
     pub(crate) fn parse(name: &str) -> Option<Operation> {
         Operation::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// Whether the call adds rows to the store (beyond its audit row), so that it is refused
+    /// while free disk space is under the reserve. Updates and deletions are not: they finish
+    /// or undo what exists.
+    pub(crate) fn adds_data(self) -> bool {
+        matches!(
+            self,
+            Operation::CreateEnrollmentToken
+                | Operation::ReEnrollDevice
+                | Operation::ResetPasscode
+                | Operation::RemoteLock
+                | Operation::CreateRole
+                | Operation::CreatePrincipal
+                | Operation::AssignRole
+                | Operation::RotatePrincipalToken
+        )
     }
 
     /// What the caller must hold somewhere for the call to be considered at all.
@@ -362,6 +380,10 @@ impl ControlPlane {
         };
         let name = principal.name.clone();
         let outcome = match principal.grants.authorize_anywhere(operation.needs()) {
+            Ok(()) if operation.adds_data() => match self.check_disk_reserve() {
+                Ok(()) => body(principal).await,
+                Err(full) => Err(full),
+            },
             Ok(()) => body(principal).await,
             Err(denied) => Err(denied.into()),
         };
@@ -496,10 +518,14 @@ impl ControlPlane {
         })
     }
 
+    /// A page of the audit events `filter` matches. `limit` is the field clients sent before
+    /// paging: the page size when the request's own is 0.
     pub(crate) async fn audit_events(
         &self,
         filter: &AuditFilter,
-    ) -> Result<Vec<AuditEvent>, ServiceError> {
+        limit: u32,
+        page: &PageRequest,
+    ) -> Result<Listing<AuditEvent>, ServiceError> {
         if let Some(device_id) = &filter.device_id {
             check_id("device_id", device_id)?;
         }
@@ -523,12 +549,30 @@ impl ControlPlane {
                 "must not be before since_ms",
             ));
         }
-        if filter.limit > MAX_AUDIT_LIMIT {
+        if limit > MAX_AUDIT_LIMIT {
             return Err(ServiceError::invalid(
                 "limit",
                 format!("must be at most {MAX_AUDIT_LIMIT}"),
             ));
         }
-        Ok(self.store.list_audit(filter).await?)
+        let page = match (page.page_size, i32::try_from(limit)) {
+            (0, Ok(limit)) if limit > 0 => PageRequest {
+                page_size: limit,
+                page_token: page.page_token.clone(),
+            },
+            _ => page.clone(),
+        };
+        let since = filter.since.map(|t| t.to_string()).unwrap_or_default();
+        let until = filter.until.map(|t| t.to_string()).unwrap_or_default();
+        let filters = [
+            filter.device_id.as_deref().unwrap_or(""),
+            filter.principal.as_deref().unwrap_or(""),
+            filter.operation.as_deref().unwrap_or(""),
+            &since,
+            &until,
+        ];
+        let query = page.query(List::AuditEvents, &filters)?;
+        let events = self.store.list_audit(filter, &query).await?;
+        Ok(listing(List::AuditEvents, &filters, events))
     }
 }

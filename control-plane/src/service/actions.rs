@@ -4,9 +4,10 @@
 
 use super::access::{READ, REMOTE_LOCK, REVEAL_PASSCODE, task_permission};
 use super::device_meta::reset_api_level_refusal;
+use super::paging::{List, Listing, PageRequest, listing};
 use super::validation::{check_id, check_passcode_text, check_ttl};
 use super::{ControlPlane, ServiceError};
-use crate::action::ActionEvent;
+use crate::action::{ActionEvent, CancelPath, CancelRefused, cancel_path};
 use crate::clock::{DAY, Millis};
 use crate::model::{Action, ActionKind, ActionState, ErrorCode, Scope};
 use crate::passcode_gen;
@@ -228,19 +229,30 @@ impl ControlPlane {
         &self,
         caller: &AuthenticatedPrincipal,
         device_id: Option<&str>,
-    ) -> Result<Vec<Action>, ServiceError> {
-        match device_id {
+        page: &PageRequest,
+    ) -> Result<Listing<Action>, ServiceError> {
+        let filters = [device_id.unwrap_or("")];
+        let query = page.query(List::Actions, &filters)?;
+        let actions = match device_id {
             Some(device_id) => {
                 let device = self.device(caller, device_id).await?;
-                Ok(self.store.list_actions(Some(&device.id), None).await?)
+                self.store
+                    .list_actions(Some(&device.id), None, &query)
+                    .await?
             }
             None => {
                 let groups = Self::visible_groups(caller, None);
-                Ok(self.store.list_actions(None, groups.as_ref()).await?)
+                self.store
+                    .list_actions(None, groups.as_ref(), &query)
+                    .await?
             }
-        }
+        };
+        Ok(listing(List::Actions, &filters, actions))
     }
 
+    /// Cancels an action: one never sent at once, one sent by a request the device answers
+    /// (PROTOCOL.md CP-DELIVERY-4, CP-CANCEL-1). Both are one compare-and-set, so neither can
+    /// race the session sending the command.
     pub(crate) async fn cancel_action(
         &self,
         caller: &AuthenticatedPrincipal,
@@ -250,41 +262,65 @@ impl ControlPlane {
         caller
             .grants
             .authorize_group(&device.group, &[task_permission(action.kind)])?;
-        // PROTOCOL.md CP-DELIVERY-4: a command handed to the session may already be on the device,
-        // which applies it however late it arrives; canceling it then would purge the passcode
-        // the device holds.
-        let sent = |action: &Action| {
-            ServiceError::FailedPrecondition(format!(
-                "action {} was already sent to the device, which may have applied it, so it can \
-                 no longer be canceled; its passcode stays revealable until the device reports",
-                action.id
-            ))
+        let refused = |action: &Action, why: CancelRefused| {
+            ServiceError::FailedPrecondition(format!("action {}: {why}", action.id))
         };
-        if action.state == ActionState::Pending && action.sent_at.is_some() {
-            return Err(sent(&action));
-        }
-        let update = ActionUpdate {
-            reason: Some("canceled by an admin before it was sent to the device".into()),
-            purge_passcode: true,
-            only_if_unsent: true,
-            ..ActionUpdate::default()
+        let path = cancel_path(&action).map_err(|why| refused(&action, why))?;
+        let changed = match path {
+            CancelPath::Outright => {
+                let update = ActionUpdate {
+                    reason: Some("canceled by an admin before it was sent to the device".into()),
+                    purge_passcode: true,
+                    only_if_unsent: true,
+                    ..ActionUpdate::default()
+                };
+                self.apply_event(&action.id, ActionEvent::Canceled, update)
+                    .await?
+            }
+            CancelPath::Request => self.request_cancel(&action).await?,
         };
-        match self
-            .apply_event(&action.id, ActionEvent::Canceled, update)
-            .await?
-        {
+        match changed {
             Some(action) => Ok(action),
+            // Sent, answered or asked for meanwhile: say how it stands now.
             None => {
                 let now = self.action(caller, action_id).await?;
-                if now.state == ActionState::Pending && now.sent_at.is_some() {
-                    return Err(sent(&now));
+                match cancel_path(&now) {
+                    Err(why) => Err(refused(&now, why)),
+                    Ok(CancelPath::Request) => self
+                        .request_cancel(&now)
+                        .await?
+                        .ok_or_else(|| refused(&now, CancelRefused::AlreadyRequested)),
+                    Ok(CancelPath::Outright) => Err(ServiceError::FailedPrecondition(format!(
+                        "action {} changed while it was being canceled; try again",
+                        now.id
+                    ))),
                 }
-                Err(ServiceError::FailedPrecondition(format!(
-                    "action {} is {} and can no longer be canceled",
-                    now.id, now.state
-                )))
             }
         }
+    }
+
+    /// Records a cancel request on a sent command, in the state it is in; the session then sends
+    /// the device a signed cancel in the command's place. The passcode stays revealable until the
+    /// device answers.
+    async fn request_cancel(&self, action: &Action) -> Result<Option<Action>, ServiceError> {
+        let update = ActionUpdate {
+            request_cancel: Some(self.now()),
+            ..ActionUpdate::default()
+        };
+        let changed = self
+            .store
+            .transition_action(
+                &action.id,
+                &[action.state],
+                action.state,
+                update,
+                self.now(),
+            )
+            .await?;
+        if let Some(changed) = &changed {
+            tracing::info!(action_id = %changed.id, trace_id = %changed.trace_id(), device_id = %changed.device_id, state = %changed.state, "cancel requested; the device decides");
+        }
+        Ok(changed)
     }
 
     /// The passcode a reset set, while it is visible.

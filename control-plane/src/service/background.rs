@@ -1,5 +1,6 @@
-//! Background work: purging passcodes past their reveal window and expiring commands past their
-//! time-to-live, on the intervals of [`super::Config`], until the server stops.
+//! Background work: purging passcodes past their reveal window and audit rows past their
+//! retention, and expiring commands past their time-to-live, on the intervals of
+//! [`super::Config`], until the server stops.
 
 use super::{ControlPlane, ServiceError};
 use std::sync::Arc;
@@ -47,6 +48,9 @@ impl ControlPlane {
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = purge.tick() => {
+                    if let Err(error) = self.prune_audit().await {
+                        tracing::error!(%error, "audit pruning failed");
+                    }
                     if let Err(error) = self.purge_expired_passcodes().await {
                         tracing::error!(%error, "passcode purge failed");
                     }

@@ -2,6 +2,7 @@
 //! may see them, and assigning passcode policies.
 
 use super::access::{ASSIGN_POLICY, RE_ENROLL, READ};
+use super::paging::{List, Listing, PageRequest, listing, page_token};
 use super::validation::{
     MAX_ENROLLMENT_USES, MAX_ID_LEN, MAX_WATCHED_DEVICES, check_credential_text,
     check_enrollment_ttl, check_id, check_policy, check_text,
@@ -13,18 +14,9 @@ use crate::model::{ActionState, Device, Ownership, PasscodePolicy, Permission, S
 use crate::rbac;
 use crate::secret::BearerToken;
 use crate::store::{
-    AuthenticatedPrincipal, DeviceCursor, DeviceQuery, ListedDevice, NewDevice, NewEnrollmentToken,
-    PageStart, SearchText,
+    AuthenticatedPrincipal, DeviceCursor, DeviceKey, DeviceQuery, ListedDevice, NewDevice,
+    NewEnrollmentToken, PageStart, SearchText,
 };
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-/// Devices on a page when the request leaves the size unset.
-const DEFAULT_PAGE_SIZE: u32 = 50;
-/// The largest page a request may ask for.
-const MAX_PAGE_SIZE: u32 = 1000;
-/// Separates a cursor's display name from its id: a display name has no control characters.
-const CURSOR_SEPARATOR: char = '\0';
 
 /// A request for an enrollment token, already parsed from the wire.
 #[derive(Debug, Default)]
@@ -40,10 +32,8 @@ pub(crate) struct EnrollmentTokenRequest {
 /// A device search (one page of a filtered list), already parsed from the wire.
 #[derive(Debug, Default)]
 pub(crate) struct DeviceSearch {
-    /// 0 means [`DEFAULT_PAGE_SIZE`].
-    pub(crate) page_size: u32,
-    /// From a previous [`DevicePage`]; `None` for the first page.
-    pub(crate) page_token: Option<String>,
+    /// Its token comes from a previous [`DevicePage`] with the same filters.
+    pub(crate) page: PageRequest,
     pub(crate) search: Option<String>,
     pub(crate) ownership: Option<Ownership>,
     /// `None` means every group the caller may see.
@@ -67,31 +57,47 @@ fn is_device_id(text: &str) -> bool {
         .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// A page token: which side of which device the page starts, opaque to clients.
-fn page_token(after: bool, device: &Device) -> String {
-    let mut text = String::from(if after { "a" } else { "b" });
-    text.push_str(&device.display_name);
-    text.push(CURSOR_SEPARATOR);
-    text.push_str(&device.id);
-    URL_SAFE_NO_PAD.encode(text)
+impl DeviceSearch {
+    /// The search and filters as its page tokens bind them.
+    fn filters(&self) -> [String; 4] {
+        [
+            self.search.clone().unwrap_or_default(),
+            self.ownership
+                .map(|o| o.as_str().to_string())
+                .unwrap_or_default(),
+            self.group.clone().unwrap_or_default(),
+            self.latest_action_state
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+        ]
+    }
 }
 
-fn parse_page_token(token: &str) -> Result<PageStart, ServiceError> {
+/// A SearchDevices page token: which side of which device the page starts, for these filters.
+fn search_token(filters: &[&str], after: bool, device: &Device) -> String {
+    let side = if after { "a" } else { "b" };
+    page_token(
+        List::DeviceSearch,
+        filters,
+        &[side, &device.display_name, &device.id],
+    )
+}
+
+fn search_start(page: &PageRequest, filters: &[&str]) -> Result<PageStart, ServiceError> {
+    let Some(parts) = page.position(List::DeviceSearch, filters)? else {
+        return Ok(PageStart::First);
+    };
     let invalid =
-        || ServiceError::invalid("page_token", "is not a token from a SearchDevices answer");
-    if token.len() > 2 * (MAX_ID_LEN + MAX_ID_LEN) {
+        || ServiceError::invalid("page_token", "does not hold a position in SearchDevices");
+    let [side, display_name, id] = parts.as_slice() else {
         return Err(invalid());
-    }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let (side, rest) = text.split_at_checked(1).ok_or_else(invalid)?;
-    let (display_name, id) = rest.split_once(CURSOR_SEPARATOR).ok_or_else(invalid)?;
+    };
     check_id("page_token", id).map_err(|_| invalid())?;
     let cursor = DeviceCursor {
-        display_name: display_name.to_string(),
-        id: id.to_string(),
+        display_name: display_name.clone(),
+        id: id.clone(),
     };
-    match side {
+    match side.as_str() {
         "a" => Ok(PageStart::After(cursor)),
         "b" => Ok(PageStart::Before(cursor)),
         _ => Err(invalid()),
@@ -201,6 +207,7 @@ impl ControlPlane {
                 ),
             )
         })?;
+        self.check_disk_reserve()?;
         let device = NewDevice {
             id: self.keys.new_id("dev_")?,
             display_name: display_name.to_string(),
@@ -275,18 +282,22 @@ impl ControlPlane {
         Ok(devices)
     }
 
-    /// The devices the caller may see, of one group or of all.
+    /// A page of the devices the caller may see, of one group or of all.
     pub(crate) async fn devices(
         &self,
         caller: &AuthenticatedPrincipal,
         group: Option<&str>,
-    ) -> Result<Vec<Device>, ServiceError> {
+        page: &PageRequest,
+    ) -> Result<Listing<Device>, ServiceError> {
         if let Some(group) = group {
             rbac::validate_group_name(group)
                 .map_err(|problem| ServiceError::invalid("group", problem))?;
         }
+        let filters = [group.unwrap_or("")];
+        let query = page.query::<DeviceKey>(List::Devices, &filters)?;
         let groups = Self::visible_groups(caller, group);
-        Ok(self.store.list_devices(groups.as_ref()).await?)
+        let devices = self.store.list_devices(groups.as_ref(), &query).await?;
+        Ok(listing(List::Devices, &filters, devices))
     }
 
     /// One page of the devices the caller may see that match `request`, filtered and paged by
@@ -296,20 +307,10 @@ impl ControlPlane {
         caller: &AuthenticatedPrincipal,
         request: DeviceSearch,
     ) -> Result<DevicePage, ServiceError> {
-        let size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            size if size > MAX_PAGE_SIZE => {
-                return Err(ServiceError::invalid(
-                    "page_size",
-                    format!("must be at most {MAX_PAGE_SIZE}"),
-                ));
-            }
-            size => size,
-        };
-        let start = match &request.page_token {
-            Some(token) => parse_page_token(token)?,
-            None => PageStart::First,
-        };
+        let size = request.page.size(List::DeviceSearch)?;
+        let filters = request.filters();
+        let filters = filters.each_ref().map(String::as_str);
+        let start = search_start(&request.page, &filters)?;
         if let Some(search) = &request.search {
             check_text("search", search, MAX_ID_LEN)?;
         }
@@ -340,10 +341,18 @@ impl ControlPlane {
             PageStart::First | PageStart::After(_) => {
                 devices.truncate(size);
                 let previous = matches!(start, PageStart::After(_))
-                    .then(|| devices.first().map(|d| page_token(false, &d.device)))
+                    .then(|| {
+                        devices
+                            .first()
+                            .map(|d| search_token(&filters, false, &d.device))
+                    })
                     .flatten();
                 let next = more
-                    .then(|| devices.last().map(|d| page_token(true, &d.device)))
+                    .then(|| {
+                        devices
+                            .last()
+                            .map(|d| search_token(&filters, true, &d.device))
+                    })
                     .flatten();
                 (next, previous)
             }
@@ -352,9 +361,15 @@ impl ControlPlane {
                     devices.remove(0);
                 }
                 let previous = more
-                    .then(|| devices.first().map(|d| page_token(false, &d.device)))
+                    .then(|| {
+                        devices
+                            .first()
+                            .map(|d| search_token(&filters, false, &d.device))
+                    })
                     .flatten();
-                let next = devices.last().map(|d| page_token(true, &d.device));
+                let next = devices
+                    .last()
+                    .map(|d| search_token(&filters, true, &d.device));
                 (next, previous)
             }
         };
@@ -411,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn page_tokens_carry_their_side_and_position() {
+    fn search_tokens_carry_their_side_and_position_for_their_filters() {
         let device = Device {
             id: "dev_1".into(),
             display_name: "Ålice's phone".into(),
@@ -431,16 +446,28 @@ mod tests {
             display_name: device.display_name.clone(),
             id: device.id.clone(),
         };
+        let filters = ["phone", "byod", "", ""];
+        let page = |token: String| PageRequest {
+            page_size: 0,
+            page_token: token,
+        };
         assert_eq!(
-            parse_page_token(&page_token(true, &device)).unwrap(),
+            search_start(&page(search_token(&filters, true, &device)), &filters).unwrap(),
             PageStart::After(cursor.clone())
         );
         assert_eq!(
-            parse_page_token(&page_token(false, &device)).unwrap(),
+            search_start(&page(search_token(&filters, false, &device)), &filters).unwrap(),
             PageStart::Before(cursor)
         );
+        assert_eq!(
+            search_start(&page(String::new()), &filters).unwrap(),
+            PageStart::First
+        );
+        let other = ["tablet", "byod", "", ""];
+        assert!(search_start(&page(search_token(&filters, true, &device)), &other).is_err());
         for bad in ["", "%%", "eHl6", "YWJj"] {
-            assert!(parse_page_token(bad).is_err(), "{bad}");
+            let token = page_token(List::DeviceSearch, &filters, &[bad, "x"]);
+            assert!(search_start(&page(token), &filters).is_err(), "{bad}");
         }
     }
 }

@@ -270,9 +270,12 @@ impl Hot {
         let Some(hot) = index.devices.get(device_id) else {
             return Vec::new();
         };
-        hot.open_commands
+        // A command with a cancel requested goes as its cancel, at the cancel's sequence.
+        let outbound = |action: &Action| action.cancel_sequence.or(action.sequence).unwrap_or(0);
+        let mut queued: Vec<QueuedCommand> = hot
+            .open_commands
             .iter()
-            .filter(|c| c.action.sequence.unwrap_or(0) > after_sequence)
+            .filter(|c| outbound(&c.action) > after_sequence)
             .map(|c| QueuedCommand {
                 action: c.action.clone(),
                 sealed_passcode: c.sealed_passcode.clone(),
@@ -282,7 +285,9 @@ impl Hot {
                     .find(|(scope, _)| *scope == c.action.scope)
                     .map(|(_, sealed)| sealed.clone()),
             })
-            .collect()
+            .collect();
+        queued.sort_by_key(|c| outbound(&c.action));
+        queued
     }
 
     /// The escrowed token the control plane holds for the store, sealed.
@@ -365,7 +370,13 @@ impl CommitObserver for Hot {
                         self.signal(device_id, |s| s.commands.notify_one());
                     }
                 }
-                Change::ActionChanged(action) => self.action_changed(action),
+                Change::ActionChanged(action) => {
+                    self.action_changed(action);
+                    // A cancel requested (or withdrawn) changes what the session sends.
+                    if action.cancel_requested_at.is_some() && !action.state.is_final() {
+                        self.signal(&action.device_id, |s| s.commands.notify_one());
+                    }
+                }
                 Change::AccessChanged => {
                     self.access_generation
                         .send_modify(|generation| *generation += 1);

@@ -23,7 +23,10 @@
 //! - `roles.rs`: roles, principals and their role assignments.
 //! - `admin_tokens.rs`: admin tokens' lifecycle (time-to-live, rotation, revocation) and the
 //!   bootstrap admin's token.
-//! - `background.rs`: the passcode purge and command expiry loops.
+//! - `background.rs`: the passcode purge, audit pruning and command expiry loops.
+//! - `retention.rs`: audit pruning and the disk reserve.
+//! - `paging.rs`: every list's page sizes and its opaque page tokens, bound to the list and the
+//!   request's filters.
 //! - `validation.rs`: the checks of incoming fields, and their limits.
 //! - `error.rs`: [`ServiceError`] and the one table of its status codes.
 
@@ -35,6 +38,8 @@ mod device_meta;
 mod devices;
 mod error;
 mod hot;
+mod paging;
+mod retention;
 mod roles;
 mod sessions;
 mod validation;
@@ -48,6 +53,7 @@ pub use admin_tokens::{
 pub(crate) use devices::{DeviceSearch, EnrollmentTokenRequest};
 pub use error::ServiceError;
 pub(crate) use error::StatusCode;
+pub(crate) use paging::PageRequest;
 pub use sessions::DeviceReport;
 pub(crate) use sessions::{CommandPayload, DeviceReply};
 
@@ -77,6 +83,8 @@ pub struct Config {
     pub tls: TlsSource,
     /// How long admin tokens live.
     pub admin_tokens: AdminTokenPolicy,
+    /// Audit retention and the free space kept on the data folder's disk.
+    pub disk: crate::disk::DiskLimits,
 }
 
 /// Where the control plane's TLS identity comes from.
@@ -102,6 +110,7 @@ impl Config {
                 extra_names: Vec::new(),
             },
             admin_tokens: AdminTokenPolicy::default(),
+            disk: crate::disk::DiskLimits::default(),
         }
     }
 }
@@ -234,7 +243,7 @@ impl ControlPlane {
         &self.config
     }
 
-    fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         self.clock.now()
     }
 

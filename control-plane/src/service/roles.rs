@@ -1,5 +1,6 @@
 //! Roles, principals and their role assignments (every group or one).
 
+use super::paging::{List, Listing, PageRequest, listing};
 use super::validation::{MAX_LIST_LEN, check_assignment};
 use super::{ControlPlane, ServiceError};
 use crate::clock::Millis;
@@ -9,8 +10,10 @@ use crate::secret::BearerToken;
 use crate::store::AuthenticatedPrincipal;
 
 impl ControlPlane {
-    pub(crate) async fn roles(&self) -> Result<Vec<Role>, ServiceError> {
-        Ok(self.store.list_roles().await?)
+    pub(crate) async fn roles(&self, page: &PageRequest) -> Result<Listing<Role>, ServiceError> {
+        let query = page.query(List::Roles, &[])?;
+        let roles = self.store.list_roles(&query).await?;
+        Ok(listing(List::Roles, &[], roles))
     }
 
     pub(crate) async fn create_role(
@@ -84,8 +87,13 @@ impl ControlPlane {
         Ok((principal, token))
     }
 
-    pub(crate) async fn principals(&self) -> Result<Vec<Principal>, ServiceError> {
-        Ok(self.store.list_principals().await?)
+    pub(crate) async fn principals(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Listing<Principal>, ServiceError> {
+        let query = page.query(List::Principals, &[])?;
+        let principals = self.store.list_principals(&query).await?;
+        Ok(listing(List::Principals, &[], principals))
     }
 
     pub(crate) async fn assign_role(

@@ -9,7 +9,8 @@ use super::{ControlPlane, ServiceError, SessionSignals};
 use crate::action::ActionEvent;
 use crate::clock::Millis;
 use crate::model::{
-    Action, ActionKind, ActionState, AuditEvent, Device, ErrorCode, Scope, StoreStatus,
+    Action, ActionKind, ActionState, AuditEvent, CANCEL_SUFFIX, Device, ErrorCode, Scope,
+    StoreStatus,
 };
 use crate::secret::{EscrowToken, Passcode};
 use crate::store::{ActionUpdate, StoreError};
@@ -33,6 +34,28 @@ pub(crate) enum CommandPayload {
         token: EscrowToken,
     },
     RemoteLock,
+    /// The signed cancel of the action's command, sent in its place once an admin asked for it
+    /// (PROTOCOL.md CP-CANCEL-1).
+    Cancel,
+}
+
+impl OutboundCommand {
+    /// The `command_id` of the signed body: the action's, or its cancel's.
+    pub(crate) fn command_id(&self) -> String {
+        match self.payload {
+            CommandPayload::Cancel => self.action.cancel_command_id(),
+            _ => self.action.id.clone(),
+        }
+    }
+
+    /// The `sequence` of the signed body: the action's, or its cancel's.
+    pub(crate) fn sequence(&self) -> u64 {
+        match self.payload {
+            CommandPayload::Cancel => self.action.cancel_sequence,
+            _ => self.action.sequence,
+        }
+        .unwrap_or(0)
+    }
 }
 
 /// What the control plane answers a device report with.
@@ -199,6 +222,15 @@ impl ControlPlane {
                 self.expire(&action).await?;
                 continue;
             }
+            // A cancel goes in the command's place: a device that never got the command then
+            // never will, and one that did answers the cancel with what it did.
+            if action.cancel_sequence.is_some() {
+                out.push(OutboundCommand {
+                    action,
+                    payload: CommandPayload::Cancel,
+                });
+                continue;
+            }
             let payload = match action.kind {
                 ActionKind::RemoteLock => CommandPayload::RemoteLock,
                 ActionKind::ResetPasscode => {
@@ -323,6 +355,14 @@ impl ControlPlane {
                 command_id,
                 device_trace,
             } => {
+                // A cancel's ack moves nothing: its answer decides (PROTOCOL.md CP-CANCEL-2).
+                if let Some(action) = self
+                    .own_cancel(device, "ack.command_id", &command_id)
+                    .await?
+                {
+                    log_device_span(&action, device_trace);
+                    return Ok(None);
+                }
                 let action = self
                     .own_action(device, "ack.command_id", &command_id)
                     .await?;
@@ -348,6 +388,14 @@ impl ControlPlane {
                         "result.reason",
                         format!("must be at most {MAX_REASON_LEN} bytes"),
                     ));
+                }
+                if let Some(action) = self
+                    .own_cancel(device, "result.command_id", &command_id)
+                    .await?
+                {
+                    log_device_span(&action, device_trace);
+                    self.cancel_answered(&action, error, completed_at).await?;
+                    return Ok(None);
                 }
                 let action = self
                     .own_action(device, "result.command_id", &command_id)
@@ -509,6 +557,93 @@ impl ControlPlane {
                 id: command_id.to_string(),
             }),
         }
+    }
+
+    /// The action whose signed cancel `command_id` names, when it is one (`<action id>.cancel`):
+    /// only this device's, and only one an admin asked to cancel.
+    async fn own_cancel(
+        &self,
+        device: &Device,
+        field: &'static str,
+        command_id: &str,
+    ) -> Result<Option<Action>, ServiceError> {
+        let Some(action_id) = command_id.strip_suffix(CANCEL_SUFFIX) else {
+            return Ok(None);
+        };
+        let action = self.own_action(device, field, action_id).await?;
+        if action.cancel_requested_at.is_none() {
+            return Err(ServiceError::NotFound {
+                what: "command",
+                id: command_id.to_string(),
+            });
+        }
+        Ok(Some(action))
+    }
+
+    /// Records the device's answer to a signed cancel (PROTOCOL.md CP-CANCEL-2): accepted, the
+    /// action ends canceled and its passcode is purged (the device never ran the command and
+    /// never will); refused as expired, it ends expired the same way; refused because the device
+    /// already answered the command, the refusal is noted and that answer, which the device
+    /// repeats, ends the action; refused otherwise (a device that does not know cancels), the
+    /// command goes again in the cancel's place on the next session.
+    async fn cancel_answered(
+        &self,
+        action: &Action,
+        error: Option<(ErrorCode, String)>,
+        completed_at: Millis,
+    ) -> Result<(), ServiceError> {
+        let (event, update) = match error {
+            None => (
+                ActionEvent::CancelAccepted,
+                ActionUpdate {
+                    clear_error_code: true,
+                    reason: Some(
+                        "canceled: the device accepted the cancel, it had not run the command \
+                         and never will"
+                            .into(),
+                    ),
+                    completed_at: Some(completed_at),
+                    purge_passcode: true,
+                    ..ActionUpdate::default()
+                },
+            ),
+            Some((ErrorCode::Expired, _)) => (
+                ActionEvent::Failed(ErrorCode::Expired),
+                ActionUpdate {
+                    error_code: Some(ErrorCode::Expired),
+                    reason: Some(
+                        "the device had not run the command when its time-to-live passed, and \
+                         never will"
+                            .into(),
+                    ),
+                    completed_at: Some(completed_at),
+                    purge_passcode: true,
+                    ..ActionUpdate::default()
+                },
+            ),
+            Some((code, reason)) => {
+                // Shown to admins in terminals and pages: printable only.
+                let refusal = format!("{}: {}", code.as_str(), printable(&reason));
+                tracing::info!(action_id = %action.id, trace_id = %action.trace_id(), code = code.as_str(), "the device refused the cancel");
+                let update = ActionUpdate {
+                    cancel_refusal: Some(refusal),
+                    withdraw_cancel: code != ErrorCode::AlreadyAnswered,
+                    ..ActionUpdate::default()
+                };
+                self.store
+                    .transition_action(
+                        &action.id,
+                        &[action.state],
+                        action.state,
+                        update,
+                        self.now(),
+                    )
+                    .await?;
+                return Ok(());
+            }
+        };
+        self.apply_event(&action.id, event, update).await?;
+        Ok(())
     }
 
     /// Ends every device session; the server calls it when it begins to shut down.

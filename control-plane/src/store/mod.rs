@@ -127,10 +127,70 @@ pub struct ActionUpdate {
     /// The change applies only to a command never sent (cancel and outright expiry), checked in
     /// the same compare-and-set as the state, so it cannot race the session sending it.
     pub only_if_unsent: bool,
+    /// Records an admin's cancel request at this time and gives the signed cancel the device's
+    /// next sequence number; applies only to a command already sent with no request yet, checked
+    /// in the same compare-and-set (PROTOCOL.md CP-CANCEL-1).
+    pub request_cancel: Option<Millis>,
+    /// The device refused the cancel without answering the command: the command goes again in
+    /// the cancel's place on the next session.
+    pub withdraw_cancel: bool,
+    /// The device's reason for refusing the cancel.
+    pub cancel_refusal: Option<String>,
     /// Delete the sealed passcode in the same transaction (the action failed, so there is nothing
     /// worth revealing).
     pub purge_passcode: bool,
 }
+
+/// Where a page of a list starts and how long it is. Lists page by keyset: a page starts after
+/// the previous page's last key, so it costs its own rows whatever the list's length, and rows
+/// inserted or deleted elsewhere never shift it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageQuery<K> {
+    /// The key of the previous page's last item; `None` for the first page.
+    pub after: Option<K>,
+    /// At most this many items.
+    pub limit: u32,
+}
+
+impl<K> PageQuery<K> {
+    /// The first `limit` items.
+    pub fn first(limit: u32) -> PageQuery<K> {
+        PageQuery { after: None, limit }
+    }
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct Page<T, K> {
+    pub items: Vec<T>,
+    /// The key of the page's last item when another page follows; `None` on the last page.
+    pub next: Option<K>,
+}
+
+/// ListDevices' order: enrollment time, then id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceKey {
+    pub enrolled_at: Millis,
+    pub id: String,
+}
+
+/// ListActions' order, newest first: creation time, then the store's row number (the order the
+/// store created them in, newest first among actions of the same millisecond).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActionKey {
+    pub created_at: Millis,
+    pub row: i64,
+}
+
+/// The audit log's order, newest first: time, then id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditKey {
+    pub at: Millis,
+    pub id: u64,
+}
+
+/// Roles' and principals' order: the store's row number, the order they were created in.
+pub type RowKey = i64;
 
 /// A device list's position: lists are ordered by display name, then id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -305,11 +365,12 @@ pub trait Store: Send + Sync + 'static {
         token: NewEnrollmentToken,
     ) -> Result<(), StoreError>;
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
-    /// Devices of `groups` (every group when `None`), in enrollment order.
+    /// A page of the devices of `groups` (every group when `None`), in enrollment order.
     async fn list_devices(
         &self,
         groups: Option<&BTreeSet<String>>,
-    ) -> Result<Vec<Device>, StoreError>;
+        page: &PageQuery<DeviceKey>,
+    ) -> Result<Page<Device, DeviceKey>, StoreError>;
     /// One page of devices matching `query`, in ascending (display name, id) order, filtered and
     /// paged by the database (indexes, keyset paging), each with its newest action.
     async fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<ListedDevice>, StoreError>;
@@ -351,13 +412,14 @@ pub trait Store: Send + Sync + 'static {
     // Actions.
     async fn create_action(&self, action: NewAction) -> Result<Action, StoreError>;
     async fn get_action(&self, action_id: &str) -> Result<Option<Action>, StoreError>;
-    /// Newest first; every device's when `device_id` is `None`, limited to devices of `groups`
-    /// unless that is `None`.
+    /// A page of actions, newest first; every device's when `device_id` is `None`, limited to
+    /// devices of `groups` unless that is `None`.
     async fn list_actions(
         &self,
         device_id: Option<&str>,
         groups: Option<&BTreeSet<String>>,
-    ) -> Result<Vec<Action>, StoreError>;
+        page: &PageQuery<ActionKey>,
+    ) -> Result<Page<Action, ActionKey>, StoreError>;
     /// Actions of the device that still need delivery or a result (pending or active), by sequence.
     async fn open_commands(&self, device_id: &str) -> Result<Vec<Action>, StoreError>;
     /// Moves the action to `to` if it is in one of `from` (compare-and-set), setting `update`'s
@@ -393,7 +455,8 @@ pub trait Store: Send + Sync + 'static {
     // Principals and roles. Changes that would leave no principal holding Roles.Manage for every
     // group fail with `WouldLockOut` and change nothing.
     async fn create_role(&self, role: &Role) -> Result<(), StoreError>;
-    async fn list_roles(&self) -> Result<Vec<Role>, StoreError>;
+    /// A page of roles, in creation order.
+    async fn list_roles(&self, page: &PageQuery<RowKey>) -> Result<Page<Role, RowKey>, StoreError>;
     /// Replaces a custom role's permissions (`BuiltInRole` for a built-in one).
     async fn update_role(&self, role: &Role) -> Result<(), StoreError>;
     /// Deletes a custom role nobody holds (`BuiltInRole`, `RoleInUse`).
@@ -406,7 +469,11 @@ pub trait Store: Send + Sync + 'static {
         token: NewAdminToken,
         assignments: &[RoleAssignment],
     ) -> Result<Principal, StoreError>;
-    async fn list_principals(&self) -> Result<Vec<Principal>, StoreError>;
+    /// A page of principals, in creation order, each with its assignments and newest token.
+    async fn list_principals(
+        &self,
+        page: &PageQuery<RowKey>,
+    ) -> Result<Page<Principal, RowKey>, StoreError>;
     /// Adds an assignment (nothing changes if it exists); returns the principal after.
     async fn assign_role(
         &self,
@@ -449,5 +516,20 @@ pub trait Store: Send + Sync + 'static {
 
     // Audit.
     async fn append_audit(&self, event: AuditEvent) -> Result<(), StoreError>;
-    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+    /// A page of the events `filter` matches, newest first.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageQuery<AuditKey>,
+    ) -> Result<Page<AuditEvent, AuditKey>, StoreError>;
+    /// Deletes the oldest audit rows: every row up to the newest one recorded before
+    /// `recorded_before`, and every row past the newest `keep_newest`, in turns of at most
+    /// `batch` rows so other writers wait little; returns how many went. Rows are appended in
+    /// time order, so "oldest" is by id.
+    async fn prune_audit(
+        &self,
+        recorded_before: Millis,
+        keep_newest: u64,
+        batch: u64,
+    ) -> Result<u64, StoreError>;
 }

@@ -265,14 +265,23 @@ impl Admin {
         Ok(self.client.cancel_action(request).await?.into_inner())
     }
 
+    /// Every device the principal sees, over as many ListDevices pages as that takes.
     pub(crate) async fn devices(&mut self) -> Result<Vec<pb::Device>, tonic::Status> {
-        let request = self.request(pb::ListDevicesRequest::default());
-        Ok(self
-            .client
-            .list_devices(request)
-            .await?
-            .into_inner()
-            .devices)
+        let (mut devices, mut page_token) = (Vec::new(), String::new());
+        // Bounded: far more pages of the default 1000 than any test enrolls devices.
+        for _ in 0..1000 {
+            let request = self.request(pb::ListDevicesRequest {
+                page_token,
+                ..Default::default()
+            });
+            let page = self.client.list_devices(request).await?.into_inner();
+            devices.extend(page.devices);
+            page_token = page.next_page_token;
+            if page_token.is_empty() {
+                break;
+            }
+        }
+        Ok(devices)
     }
 
     pub(crate) async fn actions(
@@ -281,6 +290,7 @@ impl Admin {
     ) -> Result<Vec<pb::Action>, tonic::Status> {
         let request = self.request(pb::ListActionsRequest {
             device_id: device_id.to_string(),
+            ..Default::default()
         });
         Ok(self
             .client

@@ -81,6 +81,7 @@ pub(crate) fn agent_capabilities(harness: &str) -> Capabilities {
     Capabilities {
         implementation: Some("droidfleet-agent".into()),
         remote_lock: true,
+        cancel: true,
         harness: Some(HarnessCapability {
             address: harness.to_string(),
             device: DEVICE.into(),

@@ -512,17 +512,26 @@ pub(crate) struct Embedded {
     server: tokio::task::JoinHandle<Result<(), droidfleet_control_plane::server::ServeError>>,
     /// Kept so the database outlives the server.
     _data_dir: tempfile::TempDir,
+    /// For tests that wait on its background work ([`Embedded::purge_runs`]).
+    control_plane: Arc<ControlPlane>,
 }
 
 impl Embedded {
     pub(crate) async fn start() -> Embedded {
+        Embedded::start_with(|_| {}).await
+    }
+
+    /// As [`Embedded::start`], with `tune` changing the configuration first.
+    pub(crate) async fn start_with(tune: impl FnOnce(&mut Config)) -> Embedded {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(data_dir.path());
+        tune(&mut config);
         // Plaintext on loopback, explicitly, as for [`World`].
         config.tls = TlsSource::Plaintext;
         let opened = droidfleet_control_plane::server::open(config, Arc::new(SystemClock))
             .await
             .unwrap();
+        let control_plane = opened.control_plane.clone();
         let admin_token = std::fs::read_to_string(opened.bootstrap_token_path.unwrap()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
@@ -541,7 +550,13 @@ impl Embedded {
             stop,
             server,
             _data_dir: data_dir,
+            control_plane,
         }
+    }
+
+    /// The control plane's completed purge runs (passcodes and audit rows), changing after each.
+    pub(crate) fn purge_runs(&self) -> watch::Receiver<u64> {
+        self.control_plane.purge_runs()
     }
 
     pub(crate) async fn admin(&self) -> Admin {

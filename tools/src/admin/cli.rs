@@ -4,7 +4,8 @@
 use super::client::{AdminError, Client, Token, trusted_ca};
 use super::format::{
     action_details, action_json, action_line, audit_event_json, audit_event_line, device_details,
-    device_json, device_line, principal_json, principal_line, role_json, role_line, time,
+    device_json, device_line, principal_json, principal_line, role_json, role_line, state_name,
+    time,
 };
 use droidfleet_proto::v1 as pb;
 use serde_json::json;
@@ -34,6 +35,10 @@ pub struct AdminArgs {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     output: Output,
+    /// Items per page of the list commands, which follow every page to the end (0: the control
+    /// plane's default; it serves a larger size as its maximum).
+    #[arg(long, global = true, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    page_size: i32,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -147,8 +152,15 @@ enum AdminCommand {
         #[arg(long)]
         until_entered: bool,
     },
-    /// Cancel a pending action.
-    Cancel { action_id: String },
+    /// Cancel an action. One never sent is canceled at once; one already sent gets a cancel
+    /// request that the device accepts (it had not run the command) or refuses (it had);
+    /// `--wait` follows the request to the device's answer.
+    Cancel {
+        action_id: String,
+        /// Follow a cancel request until the device answered it.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Show the passcode a reset set (available for 7 days).
     RevealPasscode { action_id: String },
     /// Read the audit log, newest first.
@@ -160,6 +172,7 @@ enum AdminCommand {
         /// An RPC name such as ResetPasscode.
         #[arg(long)]
         operation: Option<String>,
+        /// At most this many events, the newest, over as many pages as that takes.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -267,7 +280,9 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
         args.ca_file.as_deref(),
         args.token_file.as_deref(),
     )?;
-    let client = Client::connect(&args.server, ca, &token).await?;
+    let client = Client::connect(&args.server, ca, &token)
+        .await?
+        .with_page_size(args.page_size);
     let output = args.output;
     let value = match args.command {
         AdminCommand::Devices { group } => {
@@ -453,13 +468,20 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
         } => {
             return follow(&client, None, &action_id, until_entered, output).await;
         }
-        AdminCommand::Cancel { action_id } => {
-            let action = client.cancel_action(&action_id).await?;
+        AdminCommand::Cancel { action_id, wait } => {
+            let mut action = client.cancel_action(&action_id).await?;
+            if wait && action.state != pb::ActionState::Canceled as i32 {
+                action = client.watch_action(&action_id, false, |_| {}).await?;
+            }
+            let outcome = cancel_outcome(&action);
             if output == Output::Human {
+                println!("{}", outcome.sentence(&action));
                 println!("{}", action_details(&action));
                 return Ok(());
             }
-            action_json(&action)
+            let mut value = action_json(&action);
+            value["cancel"] = json!(outcome.name());
+            value
         }
         AdminCommand::RevealPasscode { action_id } => {
             let revealed = client.reveal_passcode(&action_id).await?;
@@ -476,15 +498,13 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
             operation,
             limit,
         } => {
-            let events = client
-                .list_audit_events(pb::ListAuditEventsRequest {
-                    device_id: device.unwrap_or_default(),
-                    principal: principal.unwrap_or_default(),
-                    operation: operation.unwrap_or_default(),
-                    limit,
-                    ..Default::default()
-                })
-                .await?;
+            let filter = pb::ListAuditEventsRequest {
+                device_id: device.unwrap_or_default(),
+                principal: principal.unwrap_or_default(),
+                operation: operation.unwrap_or_default(),
+                ..Default::default()
+            };
+            let events = client.list_audit_events(filter, limit as usize).await?;
             if output == Output::Human {
                 for event in &events {
                     println!("{}", audit_event_line(event));
@@ -688,7 +708,11 @@ async fn follow(
 ) -> Result<(), AdminError> {
     let mut printed = None;
     let mut print = |action: &pb::Action| {
-        let shown = (action.state, action.user_entered_at_ms);
+        let shown = (
+            action.state,
+            action.user_entered_at_ms,
+            action.cancel_requested_at_ms,
+        );
         if output == Output::Human && printed != Some(shown) {
             println!("{}", action_line(action));
             if action.user_entered_at_ms != 0 {
@@ -711,6 +735,69 @@ async fn follow(
         println!("reason: {}", last.reason);
     }
     Ok(())
+}
+
+/// How an admin's cancel went, as `droidfleet admin cancel` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CancelOutcome {
+    /// Never sent: canceled by the control plane alone.
+    CanceledAtOnce,
+    /// Sent: the device has not answered the request yet.
+    Requested,
+    /// The device had not run the command and never will.
+    AcceptedByDevice,
+    /// The device had answered the command already; the action ended as it reported.
+    RefusedByDevice,
+}
+
+fn cancel_outcome(action: &pb::Action) -> CancelOutcome {
+    let canceled = action.state == pb::ActionState::Canceled as i32;
+    let open = matches!(
+        pb::ActionState::try_from(action.state),
+        Ok(pb::ActionState::Pending | pb::ActionState::Active)
+    );
+    match (action.cancel_requested_at_ms != 0, canceled) {
+        (false, _) => CancelOutcome::CanceledAtOnce,
+        (true, true) => CancelOutcome::AcceptedByDevice,
+        (true, false) if open && action.cancel_refusal.is_empty() => CancelOutcome::Requested,
+        (true, false) => CancelOutcome::RefusedByDevice,
+    }
+}
+
+impl CancelOutcome {
+    fn name(self) -> &'static str {
+        match self {
+            CancelOutcome::CanceledAtOnce => "canceled_at_once",
+            CancelOutcome::Requested => "requested",
+            CancelOutcome::AcceptedByDevice => "accepted_by_device",
+            CancelOutcome::RefusedByDevice => "refused_by_device",
+        }
+    }
+
+    fn sentence(self, action: &pb::Action) -> String {
+        match self {
+            CancelOutcome::CanceledAtOnce => {
+                "canceled at once: the command was never sent to the device".to_string()
+            }
+            CancelOutcome::Requested => "cancel requested: the command was already sent, so the \
+                 device decides; its passcode stays revealable until it answers (--wait follows)"
+                .to_string(),
+            CancelOutcome::AcceptedByDevice => {
+                "canceled by the device: it had not run the command and never will".to_string()
+            }
+            CancelOutcome::RefusedByDevice => {
+                let why = if action.cancel_refusal.is_empty() {
+                    "it reported the command's result first"
+                } else {
+                    &action.cancel_refusal
+                };
+                format!(
+                    "the device refused the cancel ({why}); the action ended {}",
+                    state_name(action.state)
+                )
+            }
+        }
+    }
 }
 
 /// A duration as the API's whole seconds, rounded up so a sub-second value is not 0 (which means

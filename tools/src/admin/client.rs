@@ -48,6 +48,13 @@ pub enum AdminError {
     /// A watch stream ended before the state the caller waits for (or before any state).
     #[error("{rpc} {id:?}: the control plane ended the stream before the state awaited")]
     StreamEnded { rpc: &'static str, id: String },
+    /// A page carried a next page token but no item, or the pages never ended: following them
+    /// would not end.
+    #[error(
+        "{rpc}: the control plane's pages do not end (an empty page with a next page token, or \
+         more pages than any listing has)"
+    )]
+    EmptyPage { rpc: &'static str },
     #[error("cannot write the JSON output")]
     Json(#[source] serde_json::Error),
 }
@@ -106,7 +113,13 @@ impl fmt::Debug for Token {
 pub struct Client {
     admin: AdminServiceClient<Channel>,
     bearer: MetadataValue<Ascii>,
+    /// The page size the list calls ask for; 0 leaves it to the control plane's default.
+    page_size: i32,
 }
+
+/// The most pages one listing follows: far more than a listing of a million items at the
+/// smallest default page size, so only a control plane answering tokens without end reaches it.
+const MAX_PAGES: usize = 100_000;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -167,6 +180,7 @@ impl Client {
         Ok(Client {
             admin: AdminServiceClient::new(channel),
             bearer,
+            page_size: 0,
         })
     }
 
@@ -177,14 +191,55 @@ impl Client {
             bearer: format!("Bearer {}", token.0)
                 .parse()
                 .map_err(AdminError::TokenCharacters)?,
+            page_size: self.page_size,
         })
     }
 
-    /// Accepts answers up to `bytes` (tonic refuses more than 4 MiB by default; a listing of
-    /// 100,000 devices is tens of megabytes).
-    pub fn max_decoding_message_size(mut self, bytes: usize) -> Client {
-        self.admin = self.admin.max_decoding_message_size(bytes);
+    /// Lists ask for pages of `page_size` items (0: the control plane's default; it clamps a
+    /// size over its maximum). Every listing still follows its pages to the end.
+    pub fn with_page_size(mut self, page_size: i32) -> Client {
+        self.page_size = page_size;
         self
+    }
+
+    /// Follows a list's pages from the first to the last, or until `limit` items: `page` sends
+    /// the request for one page token (empty for the first) and a page size, and answers that
+    /// page's items and the next page's token.
+    async fn all_pages<T, Fut>(
+        &self,
+        rpc: &'static str,
+        limit: Option<usize>,
+        mut page: impl FnMut(String, i32) -> Fut,
+    ) -> Result<Vec<T>, AdminError>
+    where
+        Fut: Future<Output = Result<(Vec<T>, String), AdminError>>,
+    {
+        let mut items = Vec::new();
+        let mut token = String::new();
+        for _ in 0..MAX_PAGES {
+            let size = match limit {
+                Some(limit) => {
+                    let left = i32::try_from(limit - items.len()).unwrap_or(i32::MAX);
+                    if self.page_size > 0 {
+                        left.min(self.page_size)
+                    } else {
+                        left
+                    }
+                }
+                None => self.page_size,
+            };
+            let (mut listed, next) = page(std::mem::take(&mut token), size).await?;
+            if !next.is_empty() && listed.is_empty() {
+                return Err(AdminError::EmptyPage { rpc });
+            }
+            items.append(&mut listed);
+            if next.is_empty() || limit.is_some_and(|limit| items.len() >= limit) {
+                items.truncate(limit.unwrap_or(usize::MAX));
+                return Ok(items);
+            }
+            token = next;
+        }
+        Err(AdminError::EmptyPage { rpc })
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -211,15 +266,25 @@ impl Client {
             .map_err(|status| AdminError::Rpc { rpc, status })
     }
 
-    /// The devices of `group` ("" for every group) the caller may see.
+    /// The devices of `group` ("" for every group) the caller may see, every page.
     pub async fn list_devices(&self, group: String) -> Result<Vec<pb::Device>, AdminError> {
-        let request = pb::ListDevicesRequest { group };
-        let listing = self
-            .call("ListDevices", request, |mut admin, request| async move {
-                admin.list_devices(request).await
-            })
-            .await?;
-        Ok(listing.devices)
+        const RPC: &str = "ListDevices";
+        self.all_pages(RPC, None, |page_token, page_size| {
+            let request = pb::ListDevicesRequest {
+                group: group.clone(),
+                page_size,
+                page_token,
+            };
+            async move {
+                let page = self
+                    .call(RPC, request, |mut admin, request| async move {
+                        admin.list_devices(request).await
+                    })
+                    .await?;
+                Ok((page.devices, page.next_page_token))
+            }
+        })
+        .await
     }
 
     pub async fn device(&self, device_id: &str) -> Result<pb::Device, AdminError> {
@@ -348,14 +413,26 @@ impl Client {
     }
 
     /// The actions of `device_id` ("" for every device the caller may see), newest first.
+    /// The actions of `device_id` ("" for every device the caller may see), newest first,
+    /// every page.
     pub async fn list_actions(&self, device_id: String) -> Result<Vec<pb::Action>, AdminError> {
-        let request = pb::ListActionsRequest { device_id };
-        let listing = self
-            .call("ListActions", request, |mut admin, request| async move {
-                admin.list_actions(request).await
-            })
-            .await?;
-        Ok(listing.actions)
+        const RPC: &str = "ListActions";
+        self.all_pages(RPC, None, |page_token, page_size| {
+            let request = pb::ListActionsRequest {
+                device_id: device_id.clone(),
+                page_size,
+                page_token,
+            };
+            async move {
+                let page = self
+                    .call(RPC, request, |mut admin, request| async move {
+                        admin.list_actions(request).await
+                    })
+                    .await?;
+                Ok((page.actions, page.next_page_token))
+            }
+        })
+        .await
     }
 
     /// Follows the action with WatchAction until its final state or, with `until_user_entered`,
@@ -447,29 +524,53 @@ impl Client {
         .await
     }
 
+    /// The newest `limit` events `filter` matches (its paging fields are set here), newest
+    /// first, over as many pages as that takes.
     pub async fn list_audit_events(
         &self,
-        request: pb::ListAuditEventsRequest,
+        filter: pb::ListAuditEventsRequest,
+        limit: usize,
     ) -> Result<Vec<pb::AuditEvent>, AdminError> {
-        let listing = self
-            .call(
-                "ListAuditEvents",
-                request,
-                |mut admin, request| async move { admin.list_audit_events(request).await },
-            )
-            .await?;
-        Ok(listing.events)
+        const RPC: &str = "ListAuditEvents";
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.all_pages(RPC, Some(limit), |page_token, page_size| {
+            let request = pb::ListAuditEventsRequest {
+                page_size,
+                page_token,
+                ..filter.clone()
+            };
+            async move {
+                let page = self
+                    .call(RPC, request, |mut admin, request| async move {
+                        admin.list_audit_events(request).await
+                    })
+                    .await?;
+                Ok((page.events, page.next_page_token))
+            }
+        })
+        .await
     }
 
+    /// Every role, every page.
     pub async fn list_roles(&self) -> Result<Vec<pb::Role>, AdminError> {
-        let listing = self
-            .call(
-                "ListRoles",
-                pb::ListRolesRequest {},
-                |mut admin, request| async move { admin.list_roles(request).await },
-            )
-            .await?;
-        Ok(listing.roles)
+        const RPC: &str = "ListRoles";
+        self.all_pages(RPC, None, |page_token, page_size| {
+            let request = pb::ListRolesRequest {
+                page_size,
+                page_token,
+            };
+            async move {
+                let page = self
+                    .call(RPC, request, |mut admin, request| async move {
+                        admin.list_roles(request).await
+                    })
+                    .await?;
+                Ok((page.roles, page.next_page_token))
+            }
+        })
+        .await
     }
 
     pub async fn create_role(&self, role: pb::Role) -> Result<pb::Role, AdminError> {
@@ -508,15 +609,24 @@ impl Client {
         .await
     }
 
+    /// Every principal, every page.
     pub async fn list_principals(&self) -> Result<Vec<pb::Principal>, AdminError> {
-        let listing = self
-            .call(
-                "ListPrincipals",
-                pb::ListPrincipalsRequest {},
-                |mut admin, request| async move { admin.list_principals(request).await },
-            )
-            .await?;
-        Ok(listing.principals)
+        const RPC: &str = "ListPrincipals";
+        self.all_pages(RPC, None, |page_token, page_size| {
+            let request = pb::ListPrincipalsRequest {
+                page_size,
+                page_token,
+            };
+            async move {
+                let page = self
+                    .call(RPC, request, |mut admin, request| async move {
+                        admin.list_principals(request).await
+                    })
+                    .await?;
+                Ok((page.principals, page.next_page_token))
+            }
+        })
+        .await
     }
 
     pub async fn assign_role(

@@ -145,6 +145,12 @@ pub(crate) fn action_line(action: &pb::Action) -> String {
     if action.error_code != 0 {
         line.push_str(&format!("  [{}]", error_name(action.error_code)));
     }
+    if action.cancel_requested_at_ms != 0 {
+        line.push_str(&format!(
+            "  (cancel requested at {})",
+            time(action.cancel_requested_at_ms)
+        ));
+    }
     line
 }
 
@@ -164,6 +170,12 @@ pub(crate) fn action_details(action: &pb::Action) -> String {
     }
     if !action.reason.is_empty() {
         lines.push(format!("  reason: {}", action.reason));
+    }
+    if !action.cancel_refusal.is_empty() {
+        lines.push(format!(
+            "  the device refused the cancel: {}",
+            action.cancel_refusal
+        ));
     }
     if action.passcode_visible_until_ms > 0 {
         lines.push(format!(
@@ -267,6 +279,8 @@ pub(crate) fn action_json(action: &pb::Action) -> Value {
         "not_after": time(action.not_after_ms),
         "passcode_visible_until": time(action.passcode_visible_until_ms),
         "trace_id": (!action.trace_id.is_empty()).then_some(&action.trace_id),
+        "cancel_requested_at": time(action.cancel_requested_at_ms),
+        "cancel_refusal": (!action.cancel_refusal.is_empty()).then_some(&action.cancel_refusal),
     })
 }
 

@@ -36,7 +36,8 @@ pub enum Need {
     RemoteLock,
     /// The device has a work profile (COBO, COPE, BYOD).
     WorkProfile,
-    /// The control plane supports canceling a pending action.
+    /// Cancel: a control plane cancels actions (and sends a signed cancel for a sent one); a
+    /// device answers a signed cancel.
     Cancel,
 }
 

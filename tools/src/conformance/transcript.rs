@@ -208,6 +208,7 @@ pub fn command_body(body: &pb::CommandBody) -> String {
                 .collect::<Vec<_>>()
         ),
         Some(Kind::RemoteLock(lock)) => format!("remote_lock scope={}", scope(lock.scope)),
+        Some(Kind::Cancel(cancel)) => format!("cancel command_id={:?}", cancel.command_id),
     };
     format!(
         "command_id={:?} device_id={:?} sequence={} not_after_ms={} {kind}",

@@ -413,13 +413,15 @@ pub(crate) async fn audit(
         expected.push_str(&format!(" by the {role} principal"));
     }
     let events = admin
-        .list_audit_events(pb::ListAuditEventsRequest {
-            device_id: device_id.to_string(),
-            principal: principal.to_string(),
-            operation: operation.to_string(),
-            limit: 100,
-            ..Default::default()
-        })
+        .list_audit_events(
+            pb::ListAuditEventsRequest {
+                device_id: device_id.to_string(),
+                principal: principal.to_string(),
+                operation: operation.to_string(),
+                ..Default::default()
+            },
+            100,
+        )
         .await
         .map_err(|error| Failure {
             expected: expected.clone(),

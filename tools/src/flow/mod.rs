@@ -106,8 +106,9 @@ pub enum FlowError {
         line: usize,
         col: usize,
         role: String,
+        // Boxed: an admin error is large, and this variant would make every flow result carry it.
         #[source]
-        source: AdminError,
+        source: Box<AdminError>,
     },
     #[error(transparent)]
     Admin(#[from] AdminError),

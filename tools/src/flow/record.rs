@@ -669,12 +669,14 @@ impl Session<'_> {
                     .run
                     .stage()
                     .admin
-                    .list_audit_events(pb::ListAuditEventsRequest {
-                        operation: operation.clone(),
-                        principal,
-                        limit: 1,
-                        ..Default::default()
-                    })
+                    .list_audit_events(
+                        pb::ListAuditEventsRequest {
+                            operation: operation.clone(),
+                            principal,
+                            ..Default::default()
+                        },
+                        1,
+                    )
                     .await;
                 match events.as_deref() {
                     Ok([newest, ..]) => Some(step(StepKind::Audit {

@@ -197,7 +197,8 @@ impl Stage {
     async fn check_devices(&mut self, flow: &Flow) -> Result<(), FlowError> {
         let hosted = self
             .harness
-            .list_devices(pb::HarnessListDevicesRequest {})
+            // A flow hosts far fewer devices than the harness's default page.
+            .list_devices(pb::HarnessListDevicesRequest::default())
             .await
             .map_err(|status| FlowError::HarnessCall {
                 rpc: "ListDevices",
@@ -311,7 +312,7 @@ impl Stage {
                     line: pos.line,
                     col: pos.col,
                     role: role.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         Ok(())

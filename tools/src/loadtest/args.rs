@@ -8,6 +8,7 @@ use droidfleet_agent::cli::Argon2Preset;
 use droidfleet_agent::faults::FaultConfig;
 use droidfleet_agent::seeded::{AndroidMix, Mix, ProfileMix};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Run a fleet of simulated devices against a control plane and report outcomes, latencies,
 /// throughput and resource use.
@@ -130,6 +131,11 @@ pub struct LoadtestArgs {
     /// 40 with the realistic one (about a quarter of a second per round on two cores).
     #[arg(long, value_name = "N")]
     pub(super) argon2_hashes: Option<usize>,
+    /// Soak: keep resetting for this long (e.g. 30m, 90s) at --rate, each device again once its
+    /// previous reset ended and its user entered the new passcode, then end and report.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          conflicts_with = "connect_only")]
+    pub(super) duration: Option<Duration>,
 }
 
 /// In-flight limit when all resets are issued at once: enough to saturate the control plane,
@@ -216,6 +222,29 @@ impl LoadtestArgs {
             !self.wait || self.console.is_some() || self.metrics_listen.is_some(),
             "--wait: only with --console or --metrics-listen (there is nothing to keep up)".into(),
         )?;
+        if let Some(period) = self.duration {
+            let shown = humantime::format_duration(period);
+            require(
+                !period.is_zero(),
+                "--duration 0s: give a positive length, e.g. 30m".into(),
+            )?;
+            require(
+                self.rate > 0.0,
+                format!(
+                    "--duration {shown}: needs a --rate above 0 (a soak issues resets at a steady \
+                     rate; all at once has no period)"
+                ),
+            )?;
+            require(
+                period.as_secs_f64() < self.deadline as f64,
+                format!(
+                    "--duration {shown} is not below --deadline {} s: give a --deadline that \
+                     leaves time to set up the fleet and finish the last resets, e.g. {} s",
+                    self.deadline,
+                    period.as_secs() + 120
+                ),
+            )?;
+        }
         require(
             self.echo_calls > 0,
             "--echo-calls 0: give at least 1".into(),

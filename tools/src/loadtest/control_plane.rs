@@ -82,6 +82,8 @@ enum Running {
         data_dir: PathBuf,
         /// Where its stderr goes.
         log: PathBuf,
+        /// Its `--max-watches-per-principal`, given again when it is started again.
+        watches: usize,
     },
     External,
 }
@@ -132,6 +134,7 @@ impl ControlPlane {
             child,
             data_dir,
             log,
+            watches,
         } = &mut self.running
         else {
             return Err(LoadtestError::NotRestartable);
@@ -141,15 +144,25 @@ impl ControlPlane {
             .strip_prefix("https://")
             .unwrap_or(&self.address)
             .to_string();
-        let (restarted, pid, _) = spawn_on(data_dir, log, &listen).await?;
+        let (restarted, pid, _) = spawn_on(data_dir, log, &listen, *watches).await?;
         *child = restarted;
         self.pid = Some(pid);
         Ok(())
     }
 }
 
+/// The watch streams the run's one admin principal may hold open on a control plane the run
+/// starts: one WatchAction per device with a reset in flight, plus the WatchDevices streams that
+/// follow the fleet. The server's default (`--max-watches-per-principal`, 64) is sized for a
+/// person's admin, not for a load generator that follows every reset; a control plane given
+/// with `--control-plane URL` needs it raised by whoever runs it.
+pub(super) fn watches_needed(devices: usize) -> usize {
+    devices.saturating_add(64)
+}
+
 /// Starts or reaches the control plane. `dir` holds a started one's data; `log` receives a
-/// spawned one's stderr.
+/// spawned one's stderr; `watches` is what a started one allows the run's principal
+/// ([`watches_needed`]).
 pub(super) async fn start(
     target: &Target,
     token_file: Option<&Path>,
@@ -157,6 +170,7 @@ pub(super) async fn start(
     pid: Option<u32>,
     dir: &Path,
     log: &Path,
+    watches: usize,
 ) -> Result<ControlPlane, LoadtestError> {
     match target {
         Target::External(address) => {
@@ -184,17 +198,21 @@ pub(super) async fn start(
                 running: Running::External,
             })
         }
-        Target::Embedded => embedded(dir).await,
-        Target::Spawn => spawn(dir, log).await,
+        Target::Embedded => embedded(dir, watches).await,
+        Target::Spawn => spawn(dir, log, watches).await,
     }
 }
 
 /// Where a spawned control plane listens: a port the kernel picks on loopback.
 const LOOPBACK_ANY_PORT: &str = "127.0.0.1:0";
 
-async fn embedded(dir: &Path) -> Result<ControlPlane, LoadtestError> {
-    let embedded =
-        EmbeddedControlPlane::start(&dir.join("control-plane"), Arc::new(SystemClock)).await?;
+async fn embedded(dir: &Path, watches: usize) -> Result<ControlPlane, LoadtestError> {
+    let embedded = EmbeddedControlPlane::start_with(
+        &dir.join("control-plane"),
+        Arc::new(SystemClock),
+        |config| config.limits.max_watches_per_principal = watches,
+    )
+    .await?;
     Ok(ControlPlane {
         address: embedded.address.clone(),
         ca: Some(embedded.ca),
@@ -206,9 +224,9 @@ async fn embedded(dir: &Path) -> Result<ControlPlane, LoadtestError> {
 
 /// `droidfleet serve` (this very binary) on a fresh data directory and a port the kernel picks;
 /// ready once it prints the address it listens on.
-async fn spawn(dir: &Path, log: &Path) -> Result<ControlPlane, LoadtestError> {
+async fn spawn(dir: &Path, log: &Path, watches: usize) -> Result<ControlPlane, LoadtestError> {
     let data_dir = dir.join("control-plane");
-    let (child, pid, address) = spawn_on(&data_dir, log, LOOPBACK_ANY_PORT).await?;
+    let (child, pid, address) = spawn_on(&data_dir, log, LOOPBACK_ANY_PORT, watches).await?;
     let admin_token = Token::from_file(&data_dir.join("bootstrap-admin.token"))?;
     let ca = CaFingerprint::of_ca_file(&data_dir.join("tls").join(CA_CERT_FILE))
         .map_err(crate::admin::AdminError::from)?;
@@ -222,16 +240,19 @@ async fn spawn(dir: &Path, log: &Path) -> Result<ControlPlane, LoadtestError> {
             child,
             data_dir,
             log: log.to_path_buf(),
+            watches,
         },
     })
 }
 
-/// `droidfleet serve --data-dir DATA_DIR --listen LISTEN`, its stderr appended to `log`; returns
-/// the child, its PID and the address it listens on, once it listens.
+/// `droidfleet serve --data-dir DATA_DIR --listen LISTEN --max-watches-per-principal WATCHES`,
+/// its stderr appended to `log`; returns the child, its PID and the address it listens on, once
+/// it listens.
 async fn spawn_on(
     data_dir: &Path,
     log: &Path,
     listen: &str,
+    watches: usize,
 ) -> Result<(tokio::process::Child, u32, String), LoadtestError> {
     let program = std::env::current_exe().map_err(LoadtestError::ProgramPath)?;
     let stderr = std::fs::OpenOptions::new()
@@ -248,6 +269,8 @@ async fn spawn_on(
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", listen])
+        .arg("--max-watches-per-principal")
+        .arg(watches.to_string())
         // Its per-session info lines would cost it CPU and fill the log; warnings stay.
         .env(
             "RUST_LOG",

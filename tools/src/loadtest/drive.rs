@@ -11,8 +11,9 @@ use super::measure::Snapshot;
 use super::metrics_endpoint::MetricsEndpoint;
 use super::model::{DevicePlan, Fault};
 use super::progress::{self, Progress};
-use super::report::DeviceRecord;
-use super::resets::{request_reset, reset_all};
+use super::report::{DeviceRecord, Tally};
+use super::resets::{Schedule, request_reset, reset_all};
+use super::series::TimeSeries;
 use super::wall::{Phase, Wall};
 use crate::admin::format::{error_name, state_name};
 use crate::admin::{AdminError, Client};
@@ -30,7 +31,12 @@ use tokio::time::Instant;
 
 /// What the run measured, before it becomes a report.
 pub(super) struct Run {
+    /// Each device's last measured reset.
     pub devices: Vec<DeviceRecord>,
+    /// Every measured reset's figures.
+    pub tally: Tally,
+    /// The measured phase second by second.
+    pub time_series: TimeSeries,
     pub completed: bool,
     pub setup_resets: usize,
     pub setup_s: f64,
@@ -165,6 +171,8 @@ pub(super) async fn drive(
         let after_connect = Snapshot::take(control_plane);
         let mut run = Run {
             devices: Vec::new(),
+            tally: Tally::new(),
+            time_series: TimeSeries::default(),
             completed: true,
             setup_resets: 0,
             setup_s: 0.0,
@@ -204,20 +212,27 @@ pub(super) async fn drive(
         run.unescrowed = prepared.unescrowed.len();
         run.setup_s = setup_started.elapsed().as_secs_f64();
 
-        eprintln!("resetting {} passcodes…", shared.plans.len());
+        match args.duration {
+            Some(period) => eprintln!(
+                "resetting passcodes at {} per second for {}…",
+                args.rate,
+                humantime::format_duration(period)
+            ),
+            None => eprintln!("resetting {} passcodes…", shared.plans.len()),
+        }
         if let Some(wall) = &wall {
             wall.set_phase(Phase::Resetting);
         }
         let reset_started = Instant::now();
-        let phase = reset_all(
-            &shared,
-            args.rate,
-            args.in_flight_limit(),
-            &prepared.unescrowed,
-            deadline,
-        )
-        .await;
+        let schedule = Schedule {
+            rate: args.rate,
+            limit: args.in_flight_limit(),
+            period: args.duration,
+        };
+        let phase = reset_all(&shared, schedule, &prepared.unescrowed, deadline).await;
         run.devices = phase.records;
+        run.tally = phase.tally;
+        run.time_series = phase.time_series;
         run.completed = phase.completed;
         run.max_issue_lag_ms = phase.max_issue_lag_ms;
         run.reset_phase_s = reset_started.elapsed().as_secs_f64();

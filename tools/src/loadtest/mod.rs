@@ -8,8 +8,9 @@
 //! connected (`--connect-only` stops here); let each user set a device PIN (and a work password
 //! on work-profile types); wait until the control plane holds each device's escrowed token;
 //! assign passcode policies (except to the no-policy share); prepare the pending-token share;
-//! then issue one reset per device at the target rate (a churned device goes offline just
-//! before and comes back later), wait until the device has answered it (learned from the
+//! then issue one reset per device at the target rate (with `--duration`, resets at that rate
+//! for that long, each device again once its previous reset ended; a churned device goes
+//! offline just before and comes back later), wait until the device has answered it (learned from the
 //! agent, see `answers.rs`) and read its final state from the control plane, reboot the devices
 //! chosen to, play each user (a seeded delay, maybe a typo, then the new passcode) and wait
 //! until the control plane records the entry. Every wait is bounded by one global deadline.
@@ -27,6 +28,7 @@
 //!   `resets.rs`: the measured phase, one reset per device and its user; `answers.rs`: when a
 //!   device has answered, learned from the agent; `progress.rs`: progress on stderr.
 //! - `measure.rs`: latency percentiles, process samples, the scheduler lag probe;
+//!   `series.rs`: the measured phase second by second (the report's time series);
 //!   `baseline.rs`: the echo (unary and streaming) and Argon2 baselines; `ceiling.rs`: the work
 //!   one reset needs, each unit's cost measured in the run, and the resets/s they bound.
 //! - `report/`: the records and figures (`mod.rs`), their assembly (`build.rs`), the table
@@ -48,6 +50,7 @@ mod model;
 mod progress;
 mod report;
 mod resets;
+mod series;
 mod wall;
 
 pub use args::LoadtestArgs;
@@ -105,6 +108,7 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadtestError> {
         args.control_plane_pid,
         work.path(),
         &args.report_dir.join("control-plane.log"),
+        control_plane::watches_needed(args.devices),
     )
     .await?;
     let control_plane_start = Snapshot::take(&control_plane);

@@ -1,5 +1,5 @@
 //! Tests of the lock screen: entries, refusals and their messages, throttling, changing a
-//! passcode, and the device store's wipe limit.
+//! passcode, the device store's wipe limit, and the Argon2id runs each of them costs.
 
 use super::*;
 
@@ -213,4 +213,68 @@ fn device_store_wipe_takes_the_whole_device() {
         .filter(|e| matches!(e, DeviceEvent::StoreWiped { .. }))
         .count();
     assert_eq!(wiped, 2);
+}
+
+#[test]
+fn argon2_runs_are_counted_where_they_run() {
+    let (mut device, rng) = new_device(Ownership::Cope);
+    device.ensure_tokens(&rng);
+    let work_token = escrowed(&device.take_events(), Scope::WorkProfile).unwrap();
+    assert_eq!(device.take_argon2_runs(), 0, "tokens are wrapped with HKDF");
+    device
+        .set_passcode(Scope::Device, None, &pass("2580"), NOW, &rng)
+        .unwrap();
+    assert_eq!(device.take_argon2_runs(), 1);
+    // A separate work challenge: the device's PIN confirmed, then the new password wrapped.
+    device
+        .set_passcode(
+            Scope::WorkProfile,
+            Some(&pass("2580")),
+            &pass("ledger4821"),
+            NOW,
+            &rng,
+        )
+        .unwrap();
+    assert_eq!(device.take_argon2_runs(), 2);
+    assert_eq!(device.take_argon2_runs(), 0, "taking the count resets it");
+
+    // A reset refused before the new wrap runs none; a reset applied runs one.
+    let wrong = EscrowToken::new(vec![7; 32]);
+    assert_eq!(
+        device.reset_with_token(
+            Scope::WorkProfile,
+            &wrong,
+            &pass("folio3917"),
+            REQUIRE_ENTRY,
+            "c1",
+            &rng
+        ),
+        Err(ResetError::TokenMismatch)
+    );
+    assert_eq!(device.take_argon2_runs(), 0);
+    device
+        .reset_with_token(
+            Scope::WorkProfile,
+            &work_token,
+            &pass("folio3917"),
+            REQUIRE_ENTRY,
+            "c2",
+            &rng,
+        )
+        .unwrap();
+    assert_eq!(device.take_argon2_runs(), 1);
+
+    // Each entry checked against the passcode is one run, right or wrong.
+    assert!(matches!(
+        enter(&mut device, Scope::WorkProfile, "folio0000", NOW),
+        EntryOutcome::Refused(Refusal::WrongPasscode { .. })
+    ));
+    assert_eq!(
+        enter(&mut device, Scope::WorkProfile, "folio3917", NOW),
+        EntryOutcome::Unlocked
+    );
+    assert_eq!(device.take_argon2_runs(), 2);
+    device.lock(Scope::Device).unwrap();
+    device.reboot();
+    assert_eq!(device.take_argon2_runs(), 0);
 }

@@ -362,6 +362,9 @@ async fn create_actions(
             not_after: action.not_after,
             sequence,
             sent_at: None,
+            cancel_requested_at: None,
+            cancel_sequence: None,
+            cancel_refusal: String::new(),
             passcode_visible_until: visible_until,
             traceparent: Some(action.traceparent),
         };
@@ -415,9 +418,17 @@ async fn transitions(
                  delivered_at = COALESCE(?, delivered_at),
                  completed_at = COALESCE(?, completed_at),
                  user_entered_at = COALESCE(?, user_entered_at),
-                 sent_at = COALESCE(?, sent_at)
+                 sent_at = COALESCE(?, sent_at),
+                 cancel_requested_at = COALESCE(?, cancel_requested_at),
+                 cancel_sequence = CASE
+                     WHEN ? IS NOT NULL
+                         THEN (SELECT next_sequence FROM devices WHERE id = actions.device_id)
+                     WHEN ? THEN NULL
+                     ELSE cancel_sequence END,
+                 cancel_refusal = COALESCE(?, cancel_refusal)
              WHERE id = ? AND state IN (SELECT value FROM json_each(?))
-                 AND (? = 0 OR sent_at IS NULL)",
+                 AND (? = 0 OR sent_at IS NULL)
+                 AND (? IS NULL OR (sent_at IS NOT NULL AND cancel_requested_at IS NULL))",
             action_returning!(),
             ";"
         ),
@@ -432,9 +443,14 @@ async fn transitions(
             args.add(update.completed_at.map(db_time))?;
             args.add(update.user_entered_at.map(db_time))?;
             args.add(update.sent_at.map(db_time))?;
+            args.add(update.request_cancel.map(db_time))?;
+            args.add(update.request_cancel.map(db_time))?;
+            args.add(update.withdraw_cancel)?;
+            args.add(update.cancel_refusal.as_deref())?;
             args.add(*id)?;
             args.add(from.as_str())?;
-            args.add(update.only_if_unsent)
+            args.add(update.only_if_unsent)?;
+            args.add(update.request_cancel.map(db_time))
         },
     )
     .await?;

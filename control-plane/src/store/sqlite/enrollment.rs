@@ -83,7 +83,7 @@ pub(super) async fn enroll(
             .bind(&device.id)
             .bind(&device.display_name)
             .bind(device.ownership.as_str())
-            // The column opens nothing any more (0009_device_keys.sql) but is NOT NULL UNIQUE.
+            // The column opens nothing any more (0011_device_keys.sql) but is NOT NULL UNIQUE.
             .bind(&crate::crypto::sha256(device.id.as_bytes())[..])
             .bind(&device.public_key[..])
             .bind(db_time(device.enrolled_at))

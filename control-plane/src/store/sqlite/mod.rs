@@ -18,7 +18,7 @@
 //! Layout: this file opens the database; `writer.rs` is the group-commit writer and `bulk.rs`
 //! its statements for the per-message path's writes, a kind at a time; `queries.rs`
 //! implements the store, one write or read per method (`enrollment.rs` its enrollment,
-//! `device_search.rs` the paged device list, `admin_tokens.rs` admin tokens and their lifecycle); `rows.rs` converts between rows and domain values
+//! `device_search.rs` the paged device list, `lists.rs` the keyset pages of every admin list, `admin_tokens.rs` admin tokens and their lifecycle); `rows.rs` converts between rows and domain values
 //! (column encodings, JSON shapes) and holds the reads several writes share; `tests/` runs it all
 //! against real database files.
 
@@ -26,6 +26,7 @@ mod admin_tokens;
 mod bulk;
 mod device_search;
 mod enrollment;
+mod lists;
 mod queries;
 mod rows;
 #[cfg(test)]

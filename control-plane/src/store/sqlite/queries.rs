@@ -4,17 +4,14 @@
 //! tells the observer.
 
 use super::SqliteStore;
-use super::admin_tokens::{
-    insert_token, principal_by_token, recover, revoke, rotate, token_from_row,
-};
+use super::admin_tokens::{insert_token, principal_by_token, recover, revoke, rotate};
 use super::bulk::{BulkDone, BulkWrite};
 use super::enrollment::enroll;
 use super::rows::{
-    action_from_row, action_select, actions_from_rows, audit_from_row, db_time, device_from_row,
-    device_not_found, device_select, ensure_someone_manages_roles, fetch_principal, groups_json,
-    is_unique_violation, open_command_select, permissions_json, policy_to_json,
-    principal_not_found, public_key_from_row, role_exists, role_from_row, role_not_found,
-    time_from_db,
+    action_from_row, action_select, actions_from_rows, db_time, device_from_row, device_not_found,
+    device_select, ensure_someone_manages_roles, fetch_principal, is_unique_violation,
+    open_command_select, permissions_json, policy_to_json, principal_not_found,
+    public_key_from_row, role_exists, role_not_found,
 };
 use super::writer::Written;
 use crate::clock::Millis;
@@ -23,16 +20,13 @@ use crate::model::{
     Role, RoleAssignment, Scope, StoreStatus,
 };
 use crate::store::{
-    ActionUpdate, AuthenticatedPrincipal, Change, CommitObserver, DeviceQuery, DeviceState,
-    Enrolled, ListedDevice, NewAction, NewAdminToken, NewDevice, NewEnrollmentToken, OpenCommand,
-    Store, StoreError,
+    ActionKey, ActionUpdate, AuditKey, AuthenticatedPrincipal, Change, CommitObserver, DeviceKey,
+    DeviceQuery, DeviceState, Enrolled, ListedDevice, NewAction, NewAdminToken, NewDevice,
+    NewEnrollmentToken, OpenCommand, Page, PageQuery, RowKey, Store, StoreError,
 };
 use sqlx::{Row, SqliteConnection};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-
-/// `list_audit`'s limit when the filter asks for 0.
-const DEFAULT_AUDIT_LIMIT: u32 = 1000;
 
 /// A bulk write answered with another kind's outcome: a bug of the writer, reported as such.
 fn unexpected(done: BulkDone) -> StoreError {
@@ -218,25 +212,9 @@ impl Store for SqliteStore {
     async fn list_devices(
         &self,
         groups: Option<&BTreeSet<String>>,
-    ) -> Result<Vec<Device>, StoreError> {
-        let rows = match groups {
-            None => {
-                sqlx::query(concat!(device_select!(), " ORDER BY d.enrolled_at, d.id"))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            Some(groups) => {
-                sqlx::query(concat!(
-                    device_select!(),
-                    " WHERE d.device_group IN (SELECT value FROM json_each(?))
-                      ORDER BY d.enrolled_at, d.id"
-                ))
-                .bind(groups_json(groups)?)
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        rows.iter().map(device_from_row).collect()
+        page: &PageQuery<DeviceKey>,
+    ) -> Result<Page<Device, DeviceKey>, StoreError> {
+        self.device_page(groups, page).await
     }
 
     async fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<ListedDevice>, StoreError> {
@@ -405,28 +383,9 @@ impl Store for SqliteStore {
         &self,
         device_id: Option<&str>,
         groups: Option<&BTreeSet<String>>,
-    ) -> Result<Vec<Action>, StoreError> {
-        // Assembled from fixed fragments only; every value is bound.
-        let mut sql = String::from(concat!(action_select!(), " WHERE 1 = 1"));
-        if device_id.is_some() {
-            sql.push_str(" AND a.device_id = ?");
-        }
-        if groups.is_some() {
-            sql.push_str(
-                " AND a.device_id IN (SELECT id FROM devices
-                                      WHERE device_group IN (SELECT value FROM json_each(?)))",
-            );
-        }
-        sql.push_str(" ORDER BY a.created_at DESC, a.rowid DESC");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(device_id) = device_id {
-            query = query.bind(device_id.to_string());
-        }
-        if let Some(groups) = groups {
-            query = query.bind(groups_json(groups)?);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        actions_from_rows(&rows)
+        page: &PageQuery<ActionKey>,
+    ) -> Result<Page<Action, ActionKey>, StoreError> {
+        self.action_page(device_id, groups, page).await
     }
 
     async fn open_commands(&self, device_id: &str) -> Result<Vec<Action>, StoreError> {
@@ -552,11 +511,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_roles(&self) -> Result<Vec<Role>, StoreError> {
-        let rows = sqlx::query("SELECT name, permissions_json, built_in FROM roles ORDER BY rowid")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(role_from_row).collect()
+    async fn list_roles(&self, page: &PageQuery<RowKey>) -> Result<Page<Role, RowKey>, StoreError> {
+        self.role_page(page).await
     }
 
     async fn update_role(&self, role: &Role) -> Result<(), StoreError> {
@@ -675,52 +631,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_principals(&self) -> Result<Vec<Principal>, StoreError> {
-        // One read transaction, so principals and their roles come from the same snapshot.
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query("SELECT name, created_at FROM principals ORDER BY rowid")
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut principals = rows
-            .iter()
-            .map(|row| {
-                Ok(Principal {
-                    name: row.try_get("name")?,
-                    assignments: Vec::new(),
-                    created_at: time_from_db(row.try_get("created_at")?, "created_at")?,
-                    token: None,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let assignments = sqlx::query(
-            "SELECT principal, role, device_group FROM role_assignments ORDER BY rowid",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        // In issue order, so each principal ends with its newest.
-        let tokens = sqlx::query(
-            "SELECT principal, issued_at, expires_at, revoked_at, rotated_at
-             FROM admin_tokens ORDER BY rowid",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        for row in &tokens {
-            let principal: String = row.try_get("principal")?;
-            if let Some(p) = principals.iter_mut().find(|p| p.name == principal) {
-                p.token = Some(token_from_row(row)?);
-            }
-        }
-        for row in &assignments {
-            let principal: String = row.try_get("principal")?;
-            if let Some(p) = principals.iter_mut().find(|p| p.name == principal) {
-                p.assignments.push(RoleAssignment {
-                    role: row.try_get("role")?,
-                    group: row.try_get("device_group")?,
-                });
-            }
-        }
-        Ok(principals)
+    async fn list_principals(
+        &self,
+        page: &PageQuery<RowKey>,
+    ) -> Result<Page<Principal, RowKey>, StoreError> {
+        self.principal_page(page).await
     }
 
     async fn assign_role(
@@ -868,45 +783,58 @@ impl Store for SqliteStore {
         self.writer.bulk(BulkWrite::Audit(event)).await.map(|_| ())
     }
 
-    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        // The WHERE clause is assembled from fixed fragments only (every value is bound), so the
-        // planner sees plain equality terms and can use the matching index.
-        let mut sql = String::from(
-            "SELECT id, at, principal, operation, device_id, action_id, result, detail
-             FROM audit WHERE 1 = 1",
-        );
-        if filter.device_id.is_some() {
-            sql.push_str(" AND device_id = ?");
-        }
-        if filter.principal.is_some() {
-            sql.push_str(" AND principal = ?");
-        }
-        if filter.operation.is_some() {
-            sql.push_str(" AND operation = ?");
-        }
-        if filter.since.is_some() {
-            sql.push_str(" AND at >= ?");
-        }
-        if filter.until.is_some() {
-            sql.push_str(" AND at <= ?");
-        }
-        sql.push_str(" ORDER BY at DESC, id DESC LIMIT ?");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in [&filter.device_id, &filter.principal, &filter.operation]
-            .into_iter()
-            .flatten()
-        {
-            query = query.bind(value.clone());
-        }
-        for time in [filter.since, filter.until].into_iter().flatten() {
-            query = query.bind(db_time(time));
-        }
-        let limit = if filter.limit == 0 {
-            DEFAULT_AUDIT_LIMIT
-        } else {
-            filter.limit
+    async fn prune_audit(
+        &self,
+        recorded_before: Millis,
+        keep_newest: u64,
+        batch: u64,
+    ) -> Result<u64, StoreError> {
+        // Found on the read pool, so the writer is held only by the deletions themselves.
+        let past_age: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM audit WHERE at < ?")
+            .bind(db_time(recorded_before))
+            .fetch_one(&self.pool)
+            .await?;
+        let past_count: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?")
+                .bind(i64::try_from(keep_newest).unwrap_or(i64::MAX))
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(last) = past_age.max(past_count) else {
+            return Ok(0);
         };
-        let rows = query.bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(audit_from_row).collect()
+        let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let mut pruned = 0;
+        // Bounded by the rows there were: each full turn deletes `batch` of them.
+        loop {
+            let deleted = self
+                .writer
+                .write(false, move |connection| {
+                    Box::pin(async move {
+                        let deleted = sqlx::query(
+                            "DELETE FROM audit WHERE id IN \
+                             (SELECT id FROM audit WHERE id <= ? ORDER BY id LIMIT ?)",
+                        )
+                        .bind(last)
+                        .bind(batch)
+                        .execute(&mut *connection)
+                        .await?
+                        .rows_affected();
+                        Ok(Written::new(deleted, Vec::new()))
+                    })
+                })
+                .await?;
+            pruned += deleted;
+            if deleted < batch.unsigned_abs() {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageQuery<AuditKey>,
+    ) -> Result<Page<AuditEvent, AuditKey>, StoreError> {
+        self.audit_page(filter, page).await
     }
 }

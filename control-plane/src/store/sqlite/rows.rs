@@ -297,12 +297,13 @@ pub(super) fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
 }
 
 /// The action columns; `passcode_visible_until` comes from the passcode row, so it is NULL as
-/// soon as the passcode is purged.
+/// soon as the passcode is purged. `row_key` is the row number that orders ListActions' pages.
 macro_rules! action_select {
     () => {
-        "SELECT a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
+        "SELECT a.rowid AS row_key, a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
                 a.requested_by, a.created_at, a.updated_at, a.delivered_at, a.completed_at,
                 a.user_entered_at, a.not_after, a.sequence, a.sent_at, a.traceparent,
+                a.cancel_requested_at, a.cancel_sequence, a.cancel_refusal,
                 p.visible_until AS passcode_visible_until
          FROM actions a LEFT JOIN action_passcodes p ON p.action_id = a.id"
     };
@@ -316,6 +317,8 @@ pub(super) fn action_from_row(row: &SqliteRow) -> Result<Action, StoreError> {
     let error_code: Option<String> = row.try_get("error_code")?;
     let sequence: Option<i64> = row.try_get("sequence")?;
     let traceparent: Option<String> = row.try_get("traceparent")?;
+    let cancel_sequence: Option<i64> = row.try_get("cancel_sequence")?;
+    let cancel_refusal: Option<String> = row.try_get("cancel_refusal")?;
     Ok(Action {
         id: row.try_get("id")?,
         device_id: row.try_get("device_id")?,
@@ -337,6 +340,16 @@ pub(super) fn action_from_row(row: &SqliteRow) -> Result<Action, StoreError> {
             .map(|s| u64::try_from(s).map_err(|_| StoreError::Corrupt("negative sequence".into())))
             .transpose()?,
         sent_at: opt_time_from_db(row.try_get("sent_at")?, "sent_at")?,
+        cancel_requested_at: opt_time_from_db(
+            row.try_get("cancel_requested_at")?,
+            "cancel_requested_at",
+        )?,
+        cancel_sequence: cancel_sequence
+            .map(|s| {
+                u64::try_from(s).map_err(|_| StoreError::Corrupt("negative cancel sequence".into()))
+            })
+            .transpose()?,
+        cancel_refusal: cancel_refusal.unwrap_or_default(),
         traceparent: traceparent
             .map(|text| TraceParent::parse(&text).map_err(|_| corrupt("traceparent", &text)))
             .transpose()?,
@@ -361,6 +374,9 @@ macro_rules! action_returning {
                     actions.user_entered_at AS user_entered_at, actions.not_after AS not_after,
                     actions.sequence AS sequence, actions.sent_at AS sent_at,
                     actions.traceparent AS traceparent,
+                    actions.cancel_requested_at AS cancel_requested_at,
+                    actions.cancel_sequence AS cancel_sequence,
+                    actions.cancel_refusal AS cancel_refusal,
                     (SELECT p.visible_until FROM action_passcodes p WHERE p.action_id = actions.id)
                         AS passcode_visible_until"
     };
@@ -374,6 +390,7 @@ macro_rules! open_command_select {
         "SELECT a.id, a.device_id, a.kind, a.scope, a.state, a.error_code, a.reason,
                 a.requested_by, a.created_at, a.updated_at, a.delivered_at, a.completed_at,
                 a.user_entered_at, a.not_after, a.sequence, a.sent_at, a.traceparent,
+                a.cancel_requested_at, a.cancel_sequence, a.cancel_refusal,
                 p.visible_until AS passcode_visible_until, p.sealed AS sealed_passcode
          FROM actions a LEFT JOIN action_passcodes p ON p.action_id = a.id
          WHERE a.state IN ('pending', 'active')"

@@ -61,6 +61,17 @@ pub(super) static CASES: &[Case<CpCtx>] = &[
     },
     Case {
         info: CaseInfo {
+            id: "cp.delivery.cancel_request",
+            title: "A cancel of a sent command is a signed request the device's answer decides",
+            requirements: &["CP-CANCEL-1", "CP-CANCEL-2"],
+            tags: &["delivery", "cancel"],
+            needs: &[Need::Cancel],
+            quick: false,
+        },
+        run: case!(cancel_request),
+    },
+    Case {
+        info: CaseInfo {
             id: "cp.delivery.slow_reader",
             title: "A device that stops reading loses nothing and delays no other device",
             requirements: &["CP-DELIVERY-5"],
@@ -255,6 +266,70 @@ async fn cancel(ctx: &mut CpCtx) -> CaseResult {
         "a canceled command (CP-DELIVERY-4)",
     )
     .await?;
+    session.close().await;
+    Ok(())
+}
+
+async fn cancel_request(ctx: &mut CpCtx) -> CaseResult {
+    let device = ctx.ready(pb::Ownership::Cosu, &TOKEN).await?;
+    let mut session = device.open().await?;
+    synced(ctx, &mut session, &device).await?;
+    let action = ctx.reset(&device, 0).await?;
+    let (_, sent, _) = session.next_command("the reset to cancel").await?;
+    // The device got the reset and has not answered: the admin's cancel is only a request.
+    let requested = ctx
+        .admin
+        .cancel_action(&action.action_id)
+        .await
+        .map_err(admin_failed)?;
+    ensure!(
+        requested.cancel_requested_at_ms > 0 && requested.state != pb::ActionState::Canceled as i32,
+        "canceling a sent command without the device's answer left it {} with \
+         cancel_requested_at_ms {} (CP-CANCEL-1)",
+        state_name(requested.state),
+        requested.cancel_requested_at_ms
+    );
+    ensure!(
+        ctx.admin.reveal_passcode(&action.action_id).await.is_ok(),
+        "the passcode of a command with a cancel requested is no longer revealable: the device \
+         may hold it (CP-CANCEL-1)"
+    );
+    let (_, cancel, _) = session.next_command("the signed cancel").await?;
+    let cancel_id = format!("{}.cancel", action.action_id);
+    ensure!(
+        matches!(
+            &cancel.kind,
+            Some(pb::command_body::Kind::Cancel(named)) if named.command_id == action.action_id
+        ) && cancel.command_id == cancel_id
+            && cancel.sequence > sent.sequence
+            && cancel.not_after_ms == sent.not_after_ms,
+        "after the request the session carried {:?} ({:?}, sequence {} after {}) instead of a \
+         cancel {cancel_id:?} naming the reset, with a higher sequence and its not_after_ms \
+         (CP-CANCEL-1)",
+        cancel.command_id,
+        cancel.kind,
+        cancel.sequence,
+        sent.sequence
+    );
+    // The device never ran it and accepts.
+    session.ack(&cancel_id).await;
+    session.result(&cancel_id, None).await;
+    let last = within(
+        WAIT,
+        "the action to end",
+        ctx.admin.watch_action(&action.action_id, false, |_| {}),
+    )
+    .await?
+    .map_err(admin_failed)?;
+    ensure!(
+        last.state == pb::ActionState::Canceled as i32,
+        "an accepted cancel left the action {} (CP-CANCEL-2)",
+        state_name(last.state)
+    );
+    ensure!(
+        ctx.admin.reveal_passcode(&action.action_id).await.is_err(),
+        "the passcode of a command the device canceled is still revealable (CP-CANCEL-2)"
+    );
     session.close().await;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! redelivery and pipelining. Every command here is harmless to a conforming device (expired,
 //! or refused by its store), so the cases leave the device as they found it.
 
-use super::super::catalogue::CaseInfo;
+use super::super::catalogue::{CaseInfo, Need};
 use super::super::runner::{Case, CaseResult, ensure, fail};
 use super::super::transcript::error_code;
 use super::commands::{self, SentCommand, non_canonical};
@@ -135,6 +135,18 @@ pub(super) static CASES: &[Case<DeviceCtx>] = &[
             quick: false,
         },
         run: case!(replayed),
+    },
+    Case {
+        info: CaseInfo {
+            id: "dev.command.cancel",
+            title: "A cancel of an answered command is refused with that answer repeated; a \
+                    cancel of one never received is accepted and the command never runs",
+            requirements: &["DEV-CANCEL-1"],
+            tags: &["commands", "cancel"],
+            needs: &[Need::Cancel],
+            quick: false,
+        },
+        run: case!(cancel),
     },
     Case {
         info: CaseInfo {
@@ -507,6 +519,68 @@ async fn expired(ctx: &mut DeviceCtx) -> CaseResult {
     ensure!(
         ctx.view.stores == stores_before,
         "the device's status changed after an expired reset (DEV-CMD-6)"
+    );
+    Ok(())
+}
+
+async fn cancel(ctx: &mut DeviceCtx) -> CaseResult {
+    let cancel_of = |ctx: &mut DeviceCtx, target: &str| {
+        let mut body = ctx.body(pb::command_body::Kind::Cancel(pb::CancelCommand {
+            command_id: target.to_string(),
+        }));
+        body.command_id = format!("{target}.cancel");
+        ctx.sign(&body)
+    };
+    // An answered command (refused as expired, so harmless): nothing is left to cancel.
+    let answered = ctx.probe();
+    let (_, first) = ctx.exchange(&answered, true).await?;
+    let refused = cancel_of(ctx, &answered.id);
+    let (_, result) = ctx.exchange(&refused, true).await?;
+    ensure!(
+        !result.success && result.error_code == pb::ErrorCode::AlreadyAnswered as i32,
+        "a cancel of a command the device had answered was answered {} instead of \
+         ALREADY_ANSWERED (DEV-CANCEL-1)",
+        if result.success {
+            "success".into()
+        } else {
+            error_code(result.error_code)
+        }
+    );
+    let after = ctx.barrier().await?;
+    ensure!(
+        after.iter().any(|m| matches!(
+            &m.body,
+            Some(pb::device_message::Body::Result(repeated))
+                if repeated.command_id == answered.id && repeated.error_code == first.error_code
+        )),
+        "after refusing the cancel of {:?} the device did not repeat that command's recorded \
+         result (DEV-CANCEL-1)",
+        answered.id
+    );
+    // A command the device never received (its sequence below the cancel's, as a control plane
+    // numbers them): the cancel is accepted, and the command, should it come, never runs. It is
+    // a reset with a wrong token, so a device that ran it would answer TOKEN_MISMATCH.
+    let scope = ctx.reset_scope();
+    let unseen = ctx.body(commands::reset(scope, "860273", vec![0x55; 32]));
+    let unseen = ctx.sign(&unseen);
+    let accepted = cancel_of(ctx, &unseen.id);
+    let (_, result) = ctx.exchange(&accepted, true).await?;
+    ensure!(
+        result.success,
+        "a cancel of a command the device never received was answered {} instead of success \
+         (DEV-CANCEL-1)",
+        error_code(result.error_code)
+    );
+    let (_, late) = ctx.exchange(&unseen, true).await?;
+    ensure!(
+        late.error_code == pb::ErrorCode::Replayed as i32,
+        "a command arriving after its cancel was accepted was answered {} instead of REPLAYED: \
+         it must never run (DEV-CANCEL-1)",
+        if late.success {
+            "success".into()
+        } else {
+            error_code(late.error_code)
+        }
     );
     Ok(())
 }

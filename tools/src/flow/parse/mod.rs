@@ -437,7 +437,7 @@ pub(crate) fn grpc_code_name(code: tonic::Code) -> &'static str {
 
 /// Every `ErrorCode` of the proto but UNSPECIFIED, as flows write them; a unit test keeps it
 /// equal to the proto's list.
-pub(crate) const ERROR_CODE_NAMES: [&str; 17] = [
+pub(crate) const ERROR_CODE_NAMES: [&str; 18] = [
     "no_passcode_policy",
     "scope_not_supported",
     "no_escrowed_token",
@@ -454,6 +454,7 @@ pub(crate) const ERROR_CODE_NAMES: [&str; 17] = [
     "replayed",
     "expired",
     "malformed_command",
+    "already_answered",
     "internal",
 ];
 

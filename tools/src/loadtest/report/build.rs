@@ -3,9 +3,8 @@
 
 use super::Measured;
 use super::{
-    Argon2Info, Baselines, DeviceRecord, Durations, Lag, ProcessResources, Report, Resources,
-    RestartDurations, UNESCROWED, behaviour, delivered_after_completed, issue, lag_warning,
-    latencies, outcomes, throughput,
+    Argon2Info, Baselines, Durations, Lag, ProcessResources, Report, Resources, RestartDurations,
+    UNESCROWED, lag_warning,
 };
 use crate::loadtest::args::LoadtestArgs;
 use crate::loadtest::ceiling;
@@ -89,10 +88,10 @@ pub(in crate::loadtest) fn build(
     let (ticks, ticks_source) = setting.ticks;
     let lag = Percentiles::of(&lags);
     let mut warnings: Vec<String> = lag_warning(&lag).into_iter().collect();
-    let unexpected = run.devices.iter().filter(|d| !d.as_expected()).count();
+    let unexpected = run.tally.unexpected();
     if unexpected > 0 {
         warnings.push(format!(
-            "{unexpected} device(s) did not end as their injected fault (or its absence) predicts; \
+            "{unexpected} reset(s) did not end as their injected fault (or its absence) predicts; \
              see `problem` and `state` per device in report.json"
         ));
     }
@@ -122,6 +121,10 @@ pub(in crate::loadtest) fn build(
         args.devices,
         ticks,
     )];
+    // The kernel's VmHWM is only brought up to date when memory is unmapped, so a second's
+    // RSS in the time series can be above the VmHWM read at the end: the peak is the higher.
+    let series_peak = run.time_series.rss_kib.iter().flatten().copied().max();
+    processes[0].peak_rss_kib = processes[0].peak_rss_kib.max(series_peak);
     // After a restart the process that ends the run started then.
     let control_plane_start = run
         .restart
@@ -145,8 +148,8 @@ pub(in crate::loadtest) fn build(
         );
     }
 
-    let throughput = throughput(&run.devices);
-    let latency_ms = latencies(&run.devices);
+    let throughput = run.tally.throughput();
+    let latency_ms = run.tally.latencies();
     let kdf = args.argon2.params();
     let baselines = baselines.map(|measured| {
         let Measured {
@@ -155,13 +158,7 @@ pub(in crate::loadtest) fn build(
             argon2,
             units,
         } = measured;
-        let done: Vec<&DeviceRecord> = run.devices.iter().filter(|d| d.fully_done()).collect();
-        let runs: u32 = done.iter().map(|d| d.argon2_runs).sum();
-        let runs_per_reset = if done.is_empty() {
-            0.0
-        } else {
-            f64::from(runs) / done.len() as f64
-        };
+        let runs_per_reset = run.tally.argon2_runs_per_done_reset();
         let bound = if runs_per_reset > 0.0 {
             argon2.hashes_per_s / runs_per_reset
         } else {
@@ -248,6 +245,27 @@ pub(in crate::loadtest) fn build(
              created_at."
                 .to_string(),
         );
+        notes.push(match args.duration {
+            Some(period) => format!(
+                "Soak (--duration {}): resets were issued at --rate for the whole period, each \
+                 to the device idle longest (the front of a queue a device rejoins once its \
+                 reset ended and, for a reset ending done, its user's entry was recorded), so \
+                 every device is reset about as often as the others and has the longest rest \
+                 between its resets; when every device was busy the next reset waited for one \
+                 (see the issue lag). Every figure counts every reset; `devices` holds each \
+                 device's last reset (not_issued if the period ended before its turn).",
+                humantime::format_duration(period)
+            ),
+            None => "One reset per device.".to_string(),
+        });
+        notes.push(
+            "Time series (time_series in report.json, one value per second of the measured \
+             phase, `second` counting from its start): resets whose cycle ended in that second, \
+             resets in flight at its end, the p50 and p99 of requested → applied of the resets \
+             ending done in it (one HdrHistogram emptied each second; null when none did), and \
+             this process's RSS at its end. About 60 bytes per second whatever the rate."
+                .to_string(),
+        );
         notes.push(
             "Admin calls per reset: ResetPasscode; WatchAction once the device has answered, \
              until the final state; RevealPasscode; WatchAction (until_user_entered) once the \
@@ -297,7 +315,7 @@ pub(in crate::loadtest) fn build(
                 .to_string(),
         );
     }
-    let late_acks = delivered_after_completed(&run.devices);
+    let late_acks = run.tally.delivered_after_completed();
     if late_acks > 0 {
         notes.push(format!(
             "{late_acks} reset(s) have delivered_at after completed_at: delivered_at is when the \
@@ -320,12 +338,13 @@ pub(in crate::loadtest) fn build(
     let config = BTreeMap::from([
         (
             "mode",
-            json!(if args.connect_only {
-                "connect_only"
-            } else {
-                "full"
+            json!(match (args.connect_only, args.duration) {
+                (true, _) => "connect_only",
+                (false, Some(_)) => "soak",
+                (false, None) => "full",
             }),
         ),
+        ("duration_s", json!(args.duration.map(|d| d.as_secs_f64()))),
         ("devices", json!(args.devices)),
         ("mix", json!(args.mix.to_string())),
         ("android", json!(args.android.to_string())),
@@ -374,19 +393,14 @@ pub(in crate::loadtest) fn build(
                 reconnect_s: r.reconnect_s,
             }),
         },
-        behaviour: behaviour(
-            &run.devices,
-            args.faults.to_string(),
-            faults_injected(&run.agent_metrics),
-        ),
-        issue: issue(
-            &run.devices,
-            args.rate,
-            args.in_flight_limit(),
-            run.max_issue_lag_ms,
-        ),
-        outcomes: outcomes(&run.devices),
-        outcome_total: run.devices.len(),
+        behaviour: run
+            .tally
+            .behaviour(args.faults.to_string(), faults_injected(&run.agent_metrics)),
+        issue: run
+            .tally
+            .issue(args.rate, args.in_flight_limit(), run.max_issue_lag_ms),
+        outcomes: run.tally.outcomes(),
+        outcome_total: run.tally.resets(),
         unexpected,
         setup_resets: run.setup_resets,
         latency_ms,
@@ -406,6 +420,7 @@ pub(in crate::loadtest) fn build(
         warnings,
         notes,
         decision_digest: setting.digest,
+        time_series: run.time_series,
         devices: run.devices,
     }
 }

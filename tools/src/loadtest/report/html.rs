@@ -2,6 +2,7 @@
 //! (viewable offline: no script, no font, no network reference).
 
 use super::Report;
+use crate::loadtest::series::TimeSeries;
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -126,6 +127,12 @@ impl Report {
                 t.finished_per_s, t.done_per_s, t.window_s
             );
             page.push_str(&throughput_svg(t.interval_ms, &t.per_interval));
+            page.push_str(
+                "<h2>Over time</h2><p>Each second of the measured phase: resets ended and in \
+                 flight, requested → applied of the resets that ended done in it, and this \
+                 process's RSS (time_series in report.json).</p>\n",
+            );
+            page.push_str(&time_series_svgs(&self.time_series));
 
             if let Some(b) = &self.baselines {
                 let _ = writeln!(
@@ -330,6 +337,97 @@ fn throughput_svg(interval_ms: u64, per_interval: &[u32]) -> String {
     })();
     if drawn.is_err() {
         return "<p>(no throughput chart)</p>".into();
+    }
+    svg
+}
+
+/// One line of a time-series chart: its legend, colour and points (second, value).
+type Line<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
+/// The time series as three charts: resets ended per second and in flight; p50 and p99 of
+/// requested → applied; this process's RSS.
+fn time_series_svgs(series: &TimeSeries) -> String {
+    let points = |values: Vec<Option<f64>>| -> Vec<(f64, f64)> {
+        series
+            .second
+            .iter()
+            .zip(values)
+            .filter_map(|(second, value)| Some((*second as f64, value?)))
+            .collect()
+    };
+    let counts = |values: &[u32]| points(values.iter().map(|v| Some(f64::from(*v))).collect());
+    [
+        time_series_svg(
+            "resets ended per second, and in flight",
+            "resets",
+            &[
+                ("ended per second", GREEN, counts(&series.finished)),
+                ("in flight", BLUE, counts(&series.in_flight)),
+            ],
+        ),
+        time_series_svg(
+            "requested → applied of the resets ending done each second",
+            "milliseconds",
+            &[
+                ("p50", BLUE, points(series.p50_ms.clone())),
+                ("p99", RED, points(series.p99_ms.clone())),
+            ],
+        ),
+        time_series_svg(
+            "this process's resident set size",
+            "MiB",
+            &[(
+                "RSS",
+                BLACK,
+                points(
+                    series
+                        .rss_kib
+                        .iter()
+                        .map(|kib| kib.map(|kib| kib as f64 / 1024.0))
+                        .collect(),
+                ),
+            )],
+        ),
+    ]
+    .join("\n")
+}
+
+fn time_series_svg(title: &str, unit: &str, lines: &[Line<'_>]) -> String {
+    let mut svg = String::new();
+    let all = || lines.iter().flat_map(|(_, _, points)| points.iter());
+    let span = all().map(|(x, _)| *x + 1.0).fold(1.0, f64::max);
+    let top = all().map(|(_, y)| *y).fold(0.0, f64::max).max(1.0);
+    let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
+        let root = SVGBackend::with_string(&mut svg, CHART).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..span, 0.0..top * 1.1)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the measured phase began")
+            .y_desc(unit)
+            .draw()?;
+        for (legend, colour, points) in lines {
+            let colour = *colour;
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), colour))?
+                .label(*legend)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })();
+    if drawn.is_err() {
+        return format!("<p>(no chart for {})</p>", escape(title));
     }
     svg
 }

@@ -23,6 +23,7 @@ use super::baseline::{Argon2Baseline, EchoBaseline, StreamEchoBaseline};
 use super::ceiling::{Ceiling, UnitBaselines};
 use super::measure::{self, LAG_WARN_MS, Percentiles};
 use super::model::{DevicePlan, Fault, Prediction};
+use super::series::TimeSeries;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{
     IntervalLogWriterBuilder, IntervalLogWriterError, Tag,
@@ -289,8 +290,8 @@ pub(super) struct RestartDurations {
 #[derive(Debug, Serialize)]
 pub(super) struct Report {
     pub tool: String,
-    /// Every device's reset reached its end before the deadline (with --connect-only: every
-    /// device connected).
+    /// Every reset reached its end before the deadline (with --connect-only: every device
+    /// connected).
     pub completed: bool,
     pub control_plane: BTreeMap<&'static str, String>,
     pub config: BTreeMap<&'static str, serde_json::Value>,
@@ -300,7 +301,7 @@ pub(super) struct Report {
     pub issue: Issue,
     pub outcomes: Vec<OutcomeRow>,
     pub outcome_total: usize,
-    /// Devices whose reset did not end as their injected fault (or its absence) predicts.
+    /// Resets that did not end as their injected fault (or its absence) predicts.
     pub unexpected: usize,
     /// Resets the run made only to prepare the pending-token fault; not in any figure.
     pub setup_resets: usize,
@@ -313,7 +314,10 @@ pub(super) struct Report {
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
     pub decision_digest: String,
-    /// Every device's decisions and timestamps; empty with --connect-only.
+    /// The measured phase second by second; empty with --connect-only.
+    pub time_series: TimeSeries,
+    /// Every device's decisions and timestamps (with --duration, of its last reset); empty with
+    /// --connect-only.
     pub devices: Vec<DeviceRecord>,
 }
 
@@ -415,42 +419,118 @@ const PHASES: [(&str, &str, PhaseFn); 6] = [
 /// Index of requested → applied in [`PHASES`]: the headline latency.
 pub(super) const HEADLINE_PHASE: usize = 2;
 
-pub(super) fn latencies(devices: &[DeviceRecord]) -> Vec<PhaseLatency> {
-    PHASES
-        .iter()
-        .map(|(phase, description, measure)| {
-            let mut histogram = measure::latency_histogram();
-            for ms in devices
+/// Requested → applied of one reset in milliseconds, as the headline latency counts it: `None`
+/// when the reset did not end done or its device was taken offline first.
+pub(super) fn headline_ms(record: &DeviceRecord) -> Option<u64> {
+    counts_in_latencies(record)
+        .then(|| (PHASES[HEADLINE_PHASE].2)(record))
+        .flatten()
+}
+
+/// Only resets that ended done count in the latencies.
+fn counts_in_latencies(d: &DeviceRecord) -> bool {
+    d.state == "done" && d.delivered_at_ms > 0 && d.completed_at_ms > 0
+}
+
+type OutcomeKey = (String, u32, &'static str, String, String);
+
+/// How many events, and the first and last time of them (ms; 0 is "did not happen").
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    count: usize,
+    first: u64,
+    last: u64,
+}
+
+impl Span {
+    fn add(&mut self, at: u64) {
+        if at == 0 {
+            return;
+        }
+        self.first = if self.count == 0 {
+            at
+        } else {
+            self.first.min(at)
+        };
+        self.last = self.last.max(at);
+        self.count += 1;
+    }
+
+    /// Events per second over the span: (count − 1) intervals over it, so a steady rate r
+    /// gives r whatever the count; 0 with fewer than two events.
+    fn rate(&self) -> f64 {
+        if self.count > 1 {
+            (self.count - 1) as f64 / ((self.last - self.first).max(1) as f64 / 1000.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Width of the buckets in which [`Tally`] counts final states: the finest interval of
+/// [`Throughput::per_interval`].
+const FINISHED_BUCKET_MS: u64 = 100;
+
+/// The figures of the measured resets, folded in one record at a time, so their memory does not
+/// grow with the number of resets (a `--duration` soak resets each device many times): fixed
+/// histograms, counts, and final states counted per 100 ms (bounded by the run's length, not by
+/// its resets).
+pub(super) struct Tally {
+    /// One per [`PHASES`], in microseconds.
+    phases: Vec<Histogram<u64>>,
+    outcomes: BTreeMap<OutcomeKey, usize>,
+    resets: usize,
+    unexpected: usize,
+    offline: usize,
+    reboots: usize,
+    typos: usize,
+    done: usize,
+    /// Resets that ran their full course, and the Argon2id runs they were decided to make.
+    fully_done: usize,
+    fully_done_argon2_runs: u64,
+    late_acks: usize,
+    requested: Span,
+    created: Span,
+    /// Resets reaching a final state, by [`FINISHED_BUCKET_MS`] bucket of the time they did.
+    finished: BTreeMap<u64, u32>,
+    /// When the last of them did (ms), the throughput window's end.
+    last_final_ms: u64,
+}
+
+impl Tally {
+    pub(super) fn new() -> Tally {
+        Tally {
+            phases: PHASES
                 .iter()
-                .filter(|d| d.state == "done" && d.delivered_at_ms > 0 && d.completed_at_ms > 0)
-                .filter_map(measure)
-            {
-                measure::record_ms(&mut histogram, ms as f64);
-            }
-            PhaseLatency {
-                phase,
-                description,
-                stats: Percentiles::of(&histogram),
-                histogram,
-            }
-        })
-        .collect()
-}
+                .map(|_| measure::latency_histogram())
+                .collect(),
+            outcomes: BTreeMap::new(),
+            resets: 0,
+            unexpected: 0,
+            offline: 0,
+            reboots: 0,
+            typos: 0,
+            done: 0,
+            fully_done: 0,
+            fully_done_argon2_runs: 0,
+            late_acks: 0,
+            requested: Span::default(),
+            created: Span::default(),
+            finished: BTreeMap::new(),
+            last_final_ms: 0,
+        }
+    }
 
-/// Resets whose control plane recorded the delivery after the device's own completion time:
-/// `delivered_at` is when the control plane processed the acknowledgement, `completed_at` is the
-/// device's clock when it finished, so a queue on the control plane shows up here.
-pub(super) fn delivered_after_completed(devices: &[DeviceRecord]) -> usize {
-    devices
-        .iter()
-        .filter(|d| d.completed_at_ms > 0 && d.delivered_at_ms > d.completed_at_ms)
-        .count()
-}
-
-pub(super) fn outcomes(devices: &[DeviceRecord]) -> Vec<OutcomeRow> {
-    type Key = (String, u32, &'static str, String, String);
-    let mut counts: BTreeMap<Key, usize> = BTreeMap::new();
-    for d in devices {
+    /// Counts one reset as its record ends.
+    pub(super) fn add(&mut self, d: &DeviceRecord) {
+        self.resets += 1;
+        if counts_in_latencies(d) {
+            for ((_, _, measure), histogram) in PHASES.iter().zip(&mut self.phases) {
+                if let Some(ms) = measure(d) {
+                    measure::record_ms(histogram, ms as f64);
+                }
+            }
+        }
         let code = match (&d.error_code, &d.problem) {
             (Some(code), _) => code.clone(),
             (None, Some(_)) if d.state != "done" => "load_test_error".into(),
@@ -464,105 +544,151 @@ pub(super) fn outcomes(devices: &[DeviceRecord]) -> Vec<OutcomeRow> {
             d.state.clone(),
             code,
         );
-        *counts.entry(key).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .map(
-            |((ownership, api_level, profile, state, error_code), count)| OutcomeRow {
-                ownership,
-                api_level,
-                profile: profile.to_string(),
-                state,
-                error_code,
-                count,
-            },
-        )
-        .collect()
-}
-
-pub(super) fn throughput(devices: &[DeviceRecord]) -> Throughput {
-    let start = devices
-        .iter()
-        .filter(|d| d.created_at_ms > 0)
-        .map(|d| d.created_at_ms)
-        .min();
-    let finished: Vec<u64> = devices
-        .iter()
-        .filter(|d| d.completed_at_ms > 0 || (d.created_at_ms > 0 && is_final(&d.state)))
-        .map(|d| d.completed_at_ms.max(d.created_at_ms))
-        .collect();
-    let done = devices.iter().filter(|d| d.state == "done").count();
-    let (window_s, interval_ms, per_interval) = match (start, finished.iter().max()) {
-        (Some(start), Some(end)) => {
-            let interval_ms = if end - start < 10_000 { 100 } else { 1000 };
-            let mut per_interval = vec![0u32; ((end - start) / interval_ms + 1) as usize];
-            for at in &finished {
-                per_interval[((at - start) / interval_ms) as usize] += 1;
-            }
-            // At least one millisecond, so an instant run does not divide by zero.
-            let window_s = ((end - start).max(1)) as f64 / 1000.0;
-            (window_s, interval_ms, per_interval)
+        *self.outcomes.entry(key).or_default() += 1;
+        self.unexpected += usize::from(!d.as_expected());
+        self.offline += usize::from(d.offline_ms.is_some());
+        self.reboots += usize::from(d.reboot);
+        self.typos += usize::from(d.typo);
+        self.done += usize::from(d.state == "done");
+        if d.fully_done() {
+            self.fully_done += 1;
+            self.fully_done_argon2_runs += u64::from(d.argon2_runs);
         }
-        _ => (0.0, 1000, Vec::new()),
-    };
-    let rate = |n: usize| {
-        if window_s > 0.0 {
-            n as f64 / window_s
-        } else {
+        self.late_acks +=
+            usize::from(d.completed_at_ms > 0 && d.delivered_at_ms > d.completed_at_ms);
+        self.requested.add(d.requested_at_ms);
+        self.created.add(d.created_at_ms);
+        if d.completed_at_ms > 0 || (d.created_at_ms > 0 && is_final(&d.state)) {
+            let at = d.completed_at_ms.max(d.created_at_ms);
+            *self.finished.entry(at / FINISHED_BUCKET_MS).or_default() += 1;
+            self.last_final_ms = self.last_final_ms.max(at);
+        }
+    }
+
+    /// Resets counted.
+    pub(super) fn resets(&self) -> usize {
+        self.resets
+    }
+
+    /// Resets that did not end as their injected fault (or its absence) predicts.
+    pub(super) fn unexpected(&self) -> usize {
+        self.unexpected
+    }
+
+    /// Mean Argon2id runs per reset that ran its full course; 0 when none did.
+    pub(super) fn argon2_runs_per_done_reset(&self) -> f64 {
+        if self.fully_done == 0 {
             0.0
+        } else {
+            self.fully_done_argon2_runs as f64 / self.fully_done as f64
         }
-    };
-    Throughput {
-        finished: finished.len(),
-        done,
-        window_s,
-        finished_per_s: rate(finished.len()),
-        done_per_s: rate(done),
-        interval_ms,
-        per_interval,
     }
-}
 
-pub(super) fn behaviour(
-    devices: &[DeviceRecord],
-    faults: String,
-    faults_injected: BTreeMap<String, u64>,
-) -> Behaviour {
-    Behaviour {
-        offline: devices.iter().filter(|d| d.offline_ms.is_some()).count(),
-        reboots: devices.iter().filter(|d| d.reboot).count(),
-        typos: devices.iter().filter(|d| d.typo).count(),
-        faults,
-        faults_injected,
+    /// Resets whose control plane recorded the delivery after the device's own completion
+    /// time: `delivered_at` is when the control plane processed the acknowledgement,
+    /// `completed_at` is the device's clock when it finished, so a queue on the control plane
+    /// shows up here.
+    pub(super) fn delivered_after_completed(&self) -> usize {
+        self.late_acks
     }
-}
 
-/// Events per second over the span of `times` (milliseconds): (count − 1) intervals over the
-/// span, so a steady rate r gives r whatever the count; 0 with fewer than two events.
-fn rate_of(times: impl Iterator<Item = u64>) -> f64 {
-    let times: Vec<u64> = times.filter(|t| *t > 0).collect();
-    match (times.iter().min(), times.iter().max()) {
-        (Some(first), Some(last)) if times.len() > 1 => {
-            (times.len() - 1) as f64 / ((last - first).max(1) as f64 / 1000.0)
+    pub(super) fn latencies(&self) -> Vec<PhaseLatency> {
+        PHASES
+            .iter()
+            .zip(&self.phases)
+            .map(|((phase, description, _), histogram)| PhaseLatency {
+                phase,
+                description,
+                stats: Percentiles::of(histogram),
+                histogram: histogram.clone(),
+            })
+            .collect()
+    }
+
+    pub(super) fn outcomes(&self) -> Vec<OutcomeRow> {
+        self.outcomes
+            .iter()
+            .map(
+                |((ownership, api_level, profile, state, error_code), count)| OutcomeRow {
+                    ownership: ownership.clone(),
+                    api_level: *api_level,
+                    profile: profile.to_string(),
+                    state: state.clone(),
+                    error_code: error_code.clone(),
+                    count: *count,
+                },
+            )
+            .collect()
+    }
+
+    pub(super) fn throughput(&self) -> Throughput {
+        let finished: usize = self.finished.values().map(|n| *n as usize).sum();
+        let end = (finished > 0).then_some(self.last_final_ms);
+        let (window_s, interval_ms, per_interval) = match (self.created.count, end) {
+            (1.., Some(end)) => {
+                let start = self.created.first.min(end);
+                let interval_ms = if end - start < 10_000 {
+                    FINISHED_BUCKET_MS
+                } else {
+                    1000
+                };
+                let mut per_interval = vec![0u32; ((end - start) / interval_ms + 1) as usize];
+                for (bucket, count) in &self.finished {
+                    let at = (bucket * FINISHED_BUCKET_MS).saturating_sub(start);
+                    per_interval[(at / interval_ms) as usize] += count;
+                }
+                // At least one millisecond, so an instant run does not divide by zero.
+                let window_s = ((end - start).max(1)) as f64 / 1000.0;
+                (window_s, interval_ms, per_interval)
+            }
+            _ => (0.0, 1000, Vec::new()),
+        };
+        let rate = |n: usize| {
+            if window_s > 0.0 {
+                n as f64 / window_s
+            } else {
+                0.0
+            }
+        };
+        Throughput {
+            finished,
+            done: self.done,
+            window_s,
+            finished_per_s: rate(finished),
+            done_per_s: rate(self.done),
+            interval_ms,
+            per_interval,
         }
-        _ => 0.0,
     }
-}
 
-pub(super) fn issue(
-    devices: &[DeviceRecord],
-    target_per_s: f64,
-    in_flight_limit: Option<usize>,
-    max_schedule_lag_ms: f64,
-) -> Issue {
-    Issue {
-        target_per_s,
-        in_flight_limit,
-        issued: devices.iter().filter(|d| d.requested_at_ms > 0).count(),
-        issued_per_s: rate_of(devices.iter().map(|d| d.requested_at_ms)),
-        accepted_per_s: rate_of(devices.iter().map(|d| d.created_at_ms)),
-        max_schedule_lag_ms,
+    pub(super) fn behaviour(
+        &self,
+        faults: String,
+        faults_injected: BTreeMap<String, u64>,
+    ) -> Behaviour {
+        Behaviour {
+            offline: self.offline,
+            reboots: self.reboots,
+            typos: self.typos,
+            faults,
+            faults_injected,
+        }
+    }
+
+    pub(super) fn issue(
+        &self,
+        target_per_s: f64,
+        in_flight_limit: Option<usize>,
+        max_schedule_lag_ms: f64,
+    ) -> Issue {
+        Issue {
+            target_per_s,
+            in_flight_limit,
+            issued: self.requested.count,
+            issued_per_s: self.requested.rate(),
+            accepted_per_s: self.created.rate(),
+            max_schedule_lag_ms,
+        }
     }
 }
 

@@ -34,8 +34,12 @@ impl Report {
             Some(n) => format!("at most {n} in flight"),
             None => "no in-flight limit".into(),
         };
+        let period = match self.config["duration_s"].as_f64() {
+            Some(seconds) => format!(" for {seconds} s (soak)"),
+            None => String::new(),
+        };
         if self.issue.target_per_s > 0.0 {
-            format!("{} resets/s, {limit}", self.issue.target_per_s)
+            format!("{} resets/s{period}, {limit}", self.issue.target_per_s)
         } else {
             format!("all at once, {limit}")
         }
@@ -99,6 +103,19 @@ impl Report {
                 i.accepted_per_s,
             ),
         ));
+        let rss = &self.time_series.rss_kib;
+        if let (Some(Some(first)), Some(Some(last))) = (rss.first(), rss.last()) {
+            rows.push((
+                "load generator RSS",
+                format!(
+                    "{} in the measured phase's first second, {} in its last ({} seconds; \
+                     time_series in report.json)",
+                    kib(Some(*first)),
+                    kib(Some(*last)),
+                    rss.len()
+                ),
+            ));
+        }
         if let Some(b) = &self.baselines {
             rows.push((
                 "echo baseline",

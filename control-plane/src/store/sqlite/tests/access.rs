@@ -21,7 +21,7 @@ async fn roles_and_principals() {
         s.create_role(&custom).await,
         Err(StoreError::AlreadyExists { kind: "role", .. })
     ));
-    let roles = s.list_roles().await.unwrap();
+    let roles = s.list_roles(&PageQuery::first(1000)).await.unwrap().items;
     assert_eq!(roles.len(), 5);
     assert_eq!(roles.last(), Some(&custom));
 
@@ -69,7 +69,11 @@ async fn roles_and_principals() {
     // Nothing of a refused principal is left behind.
     assert!(s.principal_by_token(hash(4)).await.unwrap().is_none());
 
-    let principals = s.list_principals().await.unwrap();
+    let principals = s
+        .list_principals(&PageQuery::first(1000))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(principals.len(), 2);
     assert_eq!(principals[0], alice);
     assert_eq!(principals[1].name, "bob");
@@ -224,7 +228,13 @@ async fn assignments_change_and_nobody_can_lock_roles_management_out() {
         ..audit_only
     };
     s.update_role(&updated).await.unwrap();
-    assert!(s.list_roles().await.unwrap().contains(&updated));
+    assert!(
+        s.list_roles(&PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .contains(&updated)
+    );
     s.delete_role("Audit only").await.unwrap();
     assert!(matches!(
         s.delete_role("Audit only").await,
@@ -262,9 +272,10 @@ async fn audit_events_are_filtered_newest_first() {
     let ats = |filter: AuditFilter| {
         let s = s.clone();
         async move {
-            s.list_audit(&filter)
+            s.list_audit(&filter, &PageQuery::first(1000))
                 .await
                 .unwrap()
+                .items
                 .into_iter()
                 .map(|e| e.at - T0)
                 .collect::<Vec<_>>()
@@ -293,13 +304,18 @@ async fn audit_events_are_filtered_newest_first() {
         ..AuditFilter::default()
     };
     assert_eq!(ats(window).await, [2, 1]);
-    let limited = AuditFilter {
-        limit: 2,
-        ..AuditFilter::default()
-    };
-    assert_eq!(ats(limited).await, [3, 2]);
+    let limited = s
+        .list_audit(&AuditFilter::default(), &PageQuery::first(2))
+        .await
+        .unwrap();
+    let limited: Vec<Millis> = limited.items.iter().map(|e| e.at - T0).collect();
+    assert_eq!(limited, [3, 2]);
 
-    let events = s.list_audit(&AuditFilter::default()).await.unwrap();
+    let events = s
+        .list_audit(&AuditFilter::default(), &PageQuery::first(1000))
+        .await
+        .unwrap()
+        .items;
     let oldest = events.last().unwrap();
     assert_eq!(oldest.principal, "alice");
     assert_eq!(oldest.operation, "ResetPasscode");
@@ -366,7 +382,11 @@ async fn admin_tokens_rotate_with_a_grace_period_revoke_and_are_recovered() {
         assert_eq!(token.ended(T0 + 20), Some(AdminTokenEnd::Revoked));
     }
     assert_eq!(s.revoke_admin_tokens("ops", T0 + 21).await.unwrap(), 0);
-    let listed = s.list_principals().await.unwrap();
+    let listed = s
+        .list_principals(&PageQuery::first(1000))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(listed[1].token.unwrap().revoked_at, Some(T0 + 20));
     assert!(matches!(
         s.revoke_admin_tokens("nobody", T0).await,
@@ -395,11 +415,62 @@ async fn admin_tokens_rotate_with_a_grace_period_revoke_and_are_recovered() {
     assert_eq!(admin.name, "admin");
     assert_eq!(admin.grants.authorize_anywhere(&Permission::ALL), Ok(()));
     assert_eq!(
-        s.list_principals().await.unwrap()[0]
+        s.list_principals(&PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items[0]
             .token
             .unwrap()
             .issued_at,
         T0 + DAY,
         "a listing shows the newest token"
     );
+}
+
+#[tokio::test]
+async fn audit_rows_are_pruned_oldest_first_by_age_and_by_count() {
+    let f = fixture().await;
+    let s = &f.store;
+    let event = |at: Millis| AuditEvent {
+        id: 0,
+        at,
+        principal: "alice".into(),
+        operation: "GetDevice".into(),
+        device_id: None,
+        action_id: None,
+        result: "ok".into(),
+        detail: String::new(),
+    };
+    for at in T0..T0 + 20 {
+        s.append_audit(event(at)).await.unwrap();
+    }
+    let kept = || async {
+        let mut times: Vec<Millis> = s
+            .list_audit(&AuditFilter::default(), &PageQuery::first(1_000))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|e| e.at)
+            .collect();
+        times.sort_unstable();
+        times
+    };
+
+    // Nothing is old enough and the count is under the limit: nothing goes.
+    assert_eq!(s.prune_audit(T0, 100, 3).await.unwrap(), 0);
+    assert_eq!(kept().await.len(), 20);
+
+    // By age, in turns of 3: the rows recorded before T0 + 7 go, the rest stay.
+    assert_eq!(s.prune_audit(T0 + 7, 100, 3).await.unwrap(), 7);
+    assert_eq!(kept().await, (T0 + 7..T0 + 20).collect::<Vec<_>>());
+
+    // By count: only the newest 5 stay.
+    assert_eq!(s.prune_audit(T0, 5, 3).await.unwrap(), 8);
+    assert_eq!(kept().await, (T0 + 15..T0 + 20).collect::<Vec<_>>());
+
+    // New rows after pruning are appended and kept as usual.
+    s.append_audit(event(T0 + 20)).await.unwrap();
+    assert_eq!(s.prune_audit(T0, 6, 3).await.unwrap(), 0);
+    assert_eq!(kept().await, (T0 + 15..T0 + 21).collect::<Vec<_>>());
 }

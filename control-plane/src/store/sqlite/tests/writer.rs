@@ -123,7 +123,14 @@ async fn many_callers_share_commits_and_each_write_stays_atomic() {
         1,
         "the refused duplicate id took no sequence number"
     );
-    assert_eq!(s.list_principals().await.unwrap().len(), 1);
+    assert_eq!(
+        s.list_principals(&PageQuery::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 
     // Fewer commits than writes: they were grouped. (The observer hears only commits with a
     // change; every accepted write here has one.)
