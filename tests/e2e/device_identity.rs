@@ -324,8 +324,9 @@ async fn a_stolen_device_row_opens_no_session() {
             .await
             .expect_err(column);
         assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{column}");
+        // An empty column (such as a maker profile not reported yet) is in every message.
         assert!(
-            !refused.message().contains(&hex(value)),
+            value.is_empty() || !refused.message().contains(&hex(value)),
             "{column}: the refusal echoes stored data: {}",
             refused.message()
         );

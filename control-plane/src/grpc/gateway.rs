@@ -87,8 +87,7 @@ impl DeviceGateway for Gateway {
         tokio::spawn(async move {
             let opened = Box::pin(open_session(&control_plane, hello, &mut inbound, &tx)).await;
             let (device, signals) = match opened {
-                Ok(Some(opened)) => opened,
-                Ok(None) => return,
+                Ok(opened) => opened,
                 Err(status) => {
                     tracing::info!(code = ?status.code(), message = status.message(), "device session refused");
                     let _ = tx.send(Err(status)).await;
@@ -131,14 +130,14 @@ async fn first_message(
 }
 
 /// Challenges the device the Hello names to prove it holds its enrolled key (PROTOCOL.md
-/// CP-SESSION-1), then records the Hello and registers the session. `None` when the device went
-/// away before proving anything. Nothing the device sends is recorded before the proof checks.
+/// CP-SESSION-1), then records the Hello and registers the session. Nothing the device sends is
+/// recorded before the proof checks.
 async fn open_session(
     control_plane: &ControlPlane,
     hello: pb::Hello,
     inbound: &mut Streaming<pb::DeviceMessage>,
     tx: &mpsc::Sender<SessionItem>,
-) -> Result<Option<(Device, Arc<SessionSignals>)>, Status> {
+) -> Result<(Device, Arc<SessionSignals>), Status> {
     let mut nonce = [0u8; identity::NONCE_LEN];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
         .map_err(|_| Status::internal("no randomness for the session challenge"))?;
@@ -159,7 +158,12 @@ async fn open_session(
             Ok(Some(pb::DeviceMessage {
                 body: Some(pb::device_message::Body::Proof(proof)),
             })) => proof.signature,
-            Ok(None) => return Ok(None),
+            // A stream half-closed before the proof may still be read: it learns why it ends.
+            Ok(None) => {
+                return Err(Status::unauthenticated(
+                    "the device's stream ended before its SessionProof: the session is refused",
+                ));
+            }
             Ok(Some(_)) => {
                 return Err(refused(
                     "the message after the SessionChallenge must be a SessionProof",
@@ -205,7 +209,7 @@ async fn open_session(
         ));
     }
     tracing::info!(device_id = %device.id, agent = %hello.agent_version, "device session opened");
-    Ok(Some((device, signals)))
+    Ok((device, signals))
 }
 
 async fn run_session(

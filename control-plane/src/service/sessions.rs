@@ -118,7 +118,6 @@ impl ControlPlane {
             .insert(device_id.to_string(), signals.clone());
         self.hot.device_changed(device_id);
         if let Some(previous) = previous {
-            previous.replaced.notify_one();
             tracing::warn!(
                 device_id,
                 "a newer session with a valid proof replaced the device's open session"
@@ -135,7 +134,11 @@ impl ControlPlane {
                          open one, which ended ABORTED"
                     .to_string(),
             };
-            if let Err(error) = self.store.append_audit(event).await {
+            let audited = self.store.append_audit(event).await;
+            // Only now does the old session end: whoever sees it end finds the takeover recorded.
+            // It ends either way, since it is no longer the device's registered session.
+            previous.replaced.notify_one();
+            if let Err(error) = audited {
                 self.close_session(device_id, &signals);
                 return Err(error.into());
             }
