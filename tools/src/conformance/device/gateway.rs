@@ -214,17 +214,10 @@ impl DeviceGateway for KitGateway {
                 "the conformance kit turns this attempt away on purpose (backoff check)",
             ));
         }
-        shared
-            .transcript
-            .record("kit", format!("session {session} opened"));
         let (tx, rx) = mpsc::channel(256);
-        shared.emit(Event::Opened {
-            session,
-            tx: tx.clone(),
-        });
         let mut inbound = request.into_inner();
-        // Only for the challenge and the policies after the Hello: the reader must not keep the
-        // stream open.
+        // Only for the challenge, the policies after the proof and handing the session to the
+        // cases: the reader must not keep the stream open.
         let mut policy_tx = Some(tx);
         // The nonce of the challenge sent after the Hello, until the proof answers it.
         let mut challenged: Option<[u8; identity::NONCE_LEN]> = None;
@@ -270,6 +263,12 @@ impl DeviceGateway for KitGateway {
                                 .record("kit → device", transcript::control_message(&update));
                             let _ = tx.send(Ok(update)).await;
                         }
+                        // Only a proven session is open: a case's first command goes after the
+                        // proof and the policies, as a control plane's would (CP-SESSION-1).
+                        shared
+                            .transcript
+                            .record("kit", format!("session {session} opened"));
+                        shared.emit(Event::Opened { session, tx });
                     }
                     Ok(Some(message)) => {
                         shared
