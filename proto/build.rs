@@ -1,14 +1,13 @@
 //! Compiles the droidfleet.v1 protos with protox, so building needs no system `protoc`.
 
 /// Keep in step with the `redacted_debug!` list in lib.rs.
-const SECRET_MESSAGES: [&str; 12] = [
+const SECRET_MESSAGES: [&str; 11] = [
     "CreateEnrollmentTokenResponse",
     "ReEnrollDeviceResponse",
     "ResetPasscodeRequest",
     "RevealPasscodeResponse",
     "CreatePrincipalResponse",
     "EnrollRequest",
-    "EnrollResponse",
     "EscrowTokenUpdate",
     "ResetPasscodeCommand",
     "EnterPasscodeRequest",

@@ -135,6 +135,8 @@ pub struct ControlPlaneMetrics {
     user_entered: Counter,
     devices_connected: Gauge,
     sessions_opened: Counter,
+    /// Sessions refused for a missing or wrong proof of possession (PROTOCOL.md CP-SESSION-1).
+    session_proofs_refused: Counter,
     /// Broadcast messages the follower missed because it fell behind (the counts are then low).
     missed_events: Counter,
     admin_calls: Family<CallLabels, Counter>,
@@ -185,6 +187,12 @@ impl Default for ControlPlaneMetrics {
             "droidfleet_sessions_opened",
             "Device sessions opened",
             sessions_opened.clone(),
+        );
+        let session_proofs_refused = Counter::default();
+        registry.register(
+            "droidfleet_session_proofs_refused",
+            "Device sessions refused for a missing or wrong proof of possession of the device's key",
+            session_proofs_refused.clone(),
         );
         let missed_events = Counter::default();
         registry.register(
@@ -254,6 +262,7 @@ impl Default for ControlPlaneMetrics {
             user_entered,
             devices_connected,
             sessions_opened,
+            session_proofs_refused,
             missed_events,
             admin_calls,
             admin_call_duration,
@@ -321,6 +330,7 @@ impl ControlPlaneMetrics {
     ) -> impl Future<Output = ()> + Send + 'static {
         let mut actions = control_plane.watch_actions();
         let mut devices = control_plane.watch_devices();
+        let mut refused = control_plane.refused_proofs();
         async move {
             tokio::pin!(shutdown);
             // Actions not final yet, to tell a creation from a later change; bounded by the
@@ -331,6 +341,14 @@ impl ControlPlaneMetrics {
             loop {
                 tokio::select! {
                     _ = &mut shutdown => return,
+                    changed = refused.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let total = *refused.borrow_and_update();
+                        self.session_proofs_refused
+                            .inc_by(total.saturating_sub(self.session_proofs_refused.get()));
+                    }
                     action = actions.recv() => match action {
                         Ok(action) => self.record_action(&mut open, &action),
                         Err(broadcast::error::RecvError::Lagged(n)) => {

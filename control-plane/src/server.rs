@@ -126,7 +126,10 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControl
     };
     let control_plane = ControlPlane::start(Arc::new(store), keys, clock, config)
         .await?
-        .with_enrollment_pin(tls.as_ref().map(|tls| tls.ca_fingerprint().to_string()));
+        .with_enrollment_pin(tls.as_ref().map(|tls| {
+            let ca = tls.ca_fingerprint();
+            (ca.to_string(), *ca.as_bytes())
+        }));
     let control_plane = Arc::new(control_plane);
     let bootstrap_token_path = control_plane.bootstrap_admin().await?;
     Ok(OpenedControlPlane {
@@ -337,7 +340,7 @@ mod tests {
                     id: "dev_1".into(),
                     display_name: "Phone".into(),
                     ownership: Ownership::Byod,
-                    credential_hash: [1; 32],
+                    public_key: [1; 32],
                     enrolled_at: 1_700_000_000_000,
                 },
             )

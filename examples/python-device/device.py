@@ -178,6 +178,9 @@ class Device:
         # A pending token lives in memory only, as on Android: a restart loses it.
         self.pending_token = None
         self.outbound = None
+        # What a session proof signs of the CA this device trusts: SHA-256 of its certificate
+        # (DER), or 32 zero bytes on a plaintext gateway.
+        self.ca_fingerprint = bytes(32)
         if self.state.get("device_id") and self.state["store"].get("token") is None:
             self.new_token()
 
@@ -185,10 +188,19 @@ class Device:
 
     def load(self):
         if self.state_path.exists():
-            return json.loads(self.state_path.read_text())
+            state = json.loads(self.state_path.read_text())
+            if state.get("device_id") and not state.get("device_key"):
+                # Enrolled with a bearer credential, which control planes no longer accept.
+                sys.exit(
+                    f"{self.state_path} is from before devices proved possession of a key pair: "
+                    "re-enroll this device (move the file away and start it with a new enrollment token)"
+                )
+            return state
         return {
             "device_id": None,
-            "credential": None,
+            # The seed of the Ed25519 key this device enrolled with (hex); it signs every
+            # session's proof (DEV-SESSION-4).
+            "device_key": None,
             "public_key": None,
             "store": {
                 "passcode_sha256": None,
@@ -285,16 +297,26 @@ class Device:
         )
 
     async def enroll(self, channel):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        # DEV-ENROLL-2: a key pair of its own for this enrollment; the control plane keeps the
+        # public key.
+        key = Ed25519PrivateKey.generate()
+        raw = serialization.Encoding.Raw
+        seed = key.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        public = key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
         stub = self.gw_grpc.DeviceGatewayStub(channel)
         response = await stub.Enroll(
             self.gw.EnrollRequest(
                 enrollment_token=self.args.enrollment_token,
                 ownership=self.pb.OWNERSHIP_COSU,
                 display_name=self.args.name,
+                device_public_key=public,
             )
         )
         self.state["device_id"] = response.device_id
-        self.state["credential"] = response.device_credential
+        self.state["device_key"] = seed.hex()
         self.state["public_key"] = response.command_signing_public_key.hex()
         self.new_token()
         self.persist()
@@ -313,19 +335,19 @@ class Device:
             maker_profile="aosp",
         )
         await self.send(self.gw.DeviceMessage(hello=hello))
-        token = self.current_token()
-        if token is not None:
-            await self.send(self.escrow_message(token))
-        call = stub.Session(
-            self.requests(self.outbound),
-            metadata=(("authorization", f"Bearer {self.state['credential']}"),),
-        )
+        call = stub.Session(self.requests(self.outbound))
         established = False
         try:
             async for message in call:
                 established = True
                 kind = message.WhichOneof("body")
-                if kind == "key_update":
+                if kind == "challenge":
+                    # DEV-SESSION-4: the proof answers the challenge before anything else goes.
+                    await self.send(self.proof_message(message.challenge.nonce))
+                    token = self.current_token()
+                    if token is not None:
+                        await self.send(self.escrow_message(token))
+                elif kind == "key_update":
                     await self.apply_key_update(message.key_update)
                 elif kind == "policy":
                     await self.apply_policy(message.policy)
@@ -334,6 +356,19 @@ class Device:
         finally:
             await self.outbound.put(None)
         return established
+
+    def proof_message(self, nonce):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(self.state["device_key"]))
+        signed = (
+            b"droidfleet.v1 session proof\0"
+            + nonce
+            + self.ca_fingerprint
+            + self.state["device_id"].encode()
+        )
+        proof = self.gw.SessionProof(signature=key.sign(signed))
+        return self.gw.DeviceMessage(proof=proof)
 
     # -- the control plane's signing key (DEV-KEY-1, DEV-KEY-2)
 
@@ -543,8 +578,12 @@ class Device:
             # only root this channel trusts.
             if not self.args.ca_file:
                 sys.exit("an https:// gateway needs --ca-file (the control plane's tls/ca.pem)")
+            import ssl
+
             with open(self.args.ca_file, "rb") as file:
-                credentials = grpc.ssl_channel_credentials(root_certificates=file.read())
+                ca_pem = file.read()
+            credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+            self.ca_fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(ca_pem.decode())).digest()
             channel = grpc.aio.secure_channel(self.args.gateway.removeprefix("https://"), credentials)
         else:
             # Plaintext: only the conformance kit on loopback serves it.

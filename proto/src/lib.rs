@@ -1,9 +1,10 @@
 //! The droidfleet.v1 protocol: generated messages, clients and servers, and the file descriptor
-//! set for gRPC reflection; what the control plane's key signs; and the TLS every listener and
-//! client shares. This is the only crate that knows protobuf.
+//! set for gRPC reflection; what the control plane's key signs, what a device signs to open a
+//! session, and the TLS every listener and client shares. This is the only crate that knows protobuf.
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod identity;
 pub mod signing;
 pub mod tls;
 
@@ -46,8 +47,7 @@ redacted_debug! {
     ResetPasscodeRequest { device_id, scope, ttl_seconds } secret { new_passcode }
     RevealPasscodeResponse { action_id, visible_until_ms } secret { passcode }
     CreatePrincipalResponse { name } secret { bearer_token }
-    EnrollRequest { ownership, display_name } secret { enrollment_token }
-    EnrollResponse { device_id, command_signing_public_key } secret { device_credential }
+    EnrollRequest { ownership, display_name, device_public_key } secret { enrollment_token }
     EscrowTokenUpdate { scope } secret { token }
     ResetPasscodeCommand { scope, flags } secret { new_passcode, escrow_token }
     EnterPasscodeRequest { name, scope } secret { passcode }

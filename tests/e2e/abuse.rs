@@ -262,14 +262,14 @@ async fn the_server_keeps_serving_admins_through_each_attack() {
     if let Some(pb::device_message::Body::Hello(hello)) = hello.body.as_mut() {
         hello.agent_version = "v".repeat(100 * 1024);
     }
-    let refused = open_session(&device.client, Some(&device.credential), vec![hello])
+    let refused = open_session(&device.client, Some(&device.key), vec![hello])
         .await
         .err()
         .expect("an oversize Hello is refused");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
 
     let started = Instant::now();
-    let silent = open_session(&device.client, Some(&device.credential), vec![])
+    let silent = open_session(&device.client, Some(&device.key), vec![])
         .await
         .err()
         .expect("a session without a Hello is ended");
@@ -642,6 +642,7 @@ async fn floods_from_one_address_are_rate_limited_while_other_addresses_are_serv
                 enrollment_token: format!("guessed-{i}"),
                 ownership: pb::Ownership::Cosu as i32,
                 display_name: "guesser".into(),
+                device_public_key: vec![9; 32],
             })
             .await;
         flood.count(result.map(drop), Code::PermissionDenied);
@@ -665,6 +666,7 @@ async fn floods_from_one_address_are_rate_limited_while_other_addresses_are_serv
                 enrollment_token: enrollment_token.clone(),
                 ownership: pb::Ownership::Cosu as i32,
                 display_name: format!("enrolled {i}"),
+                device_public_key: vec![9; 32],
             })
             .await;
         flood.count(result.map(drop), Code::Ok);

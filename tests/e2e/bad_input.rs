@@ -231,6 +231,7 @@ mod valid {
             enrollment_token: f.enrollment_token.clone(),
             ownership: pb::Ownership::Cosu as i32,
             display_name: "table-phone".into(),
+            device_public_key: vec![9; 32],
         }
     }
     pub(super) fn store(scope: pb::CredentialScope) -> pb::StoreStatus {
@@ -451,6 +452,8 @@ fn table(f: &Fixture) -> Vec<Row> {
         row("Enroll", "enrollment_token", "non-ASCII", Call::Enroll(with(enroll(), |r| r.enrollment_token.push('é'))), INVALID, "enrollment_token"),
         row("Enroll", "ownership", "unspecified", Call::Enroll(with(enroll(), |r| r.ownership = 0)), INVALID, "ownership"),
         row("Enroll", "ownership", "99", Call::Enroll(with(enroll(), |r| r.ownership = 99)), INVALID, "ownership"),
+        row("Enroll", "device_public_key", "empty", Call::Enroll(with(enroll(), |r| r.device_public_key.clear())), INVALID, "device_public_key"),
+        row("Enroll", "device_public_key", "33 bytes", Call::Enroll(with(enroll(), |r| r.device_public_key.push(0))), INVALID, "device_public_key"),
         row("Enroll", "display_name", "empty", Call::Enroll(with(enroll(), |r| r.display_name.clear())), INVALID, "display_name"),
         row("Enroll", "display_name", "blank", Call::Enroll(with(enroll(), |r| r.display_name = "   ".into())), INVALID, "display_name"),
         row("Enroll", "display_name", "129 bytes", Call::Enroll(with(enroll(), |r| r.display_name = "n".repeat(129))), INVALID, "display_name"),
@@ -460,7 +463,7 @@ fn table(f: &Fixture) -> Vec<Row> {
         row("Session", "hello.device_id", "empty", bad_hello(f, |h| h.device_id.clear()), INVALID, "hello.device_id"),
         row("Session", "hello.device_id", "129 bytes", bad_hello(f, |h| h.device_id = long_id.clone()), INVALID, "hello.device_id"),
         row("Session", "hello.device_id", "space", bad_hello(f, |h| h.device_id = "dev 1".into()), INVALID, "hello.device_id"),
-        row("Session", "hello.device_id", "another device's", bad_hello(f, |h| h.device_id = f.other_device.clone()), INVALID, "hello.device_id"),
+        row("Session", "hello.device_id", "another device's", bad_hello(f, |h| h.device_id = f.other_device.clone()), Code::Unauthenticated, "proof does not verify"),
         row("Session", "hello.agent_version", "129 bytes", bad_hello(f, |h| h.agent_version = "v".repeat(129)), INVALID, "hello.agent_version"),
         row("Session", "hello.agent_version", "newline", bad_hello(f, |h| h.agent_version = "agent\n1".into()), INVALID, "hello.agent_version"),
         row("Session", "hello.api_level", "100", bad_hello(f, |h| h.api_level = 100), INVALID, "hello.api_level"),
@@ -538,12 +541,8 @@ async fn send(world: &World, fixture: &Fixture, call: Call) -> Result<(), tonic:
         Call::GetCaller(m) => unary!(get_caller, m),
         Call::Enroll(m) => fixture.device.client.clone().enroll(m).await.map(|_| ()),
         Call::Session(messages) => {
-            let session = open_session(
-                &fixture.device.client,
-                Some(&fixture.device.credential),
-                messages,
-            )
-            .await?;
+            let session =
+                open_session(&fixture.device.client, Some(&fixture.device.key), messages).await?;
             // Closing our side ends a session that accepted everything cleanly.
             session.hang_up().await
         }
@@ -622,7 +621,7 @@ async fn every_rpc_refuses_bad_fields_by_name_and_writes_nothing() {
     // A clean session first, so the device row already shows what any valid Hello writes.
     open_session(
         &fixture.device.client,
-        Some(&fixture.device.credential),
+        Some(&fixture.device.key),
         vec![fixture.device.hello()],
     )
     .await

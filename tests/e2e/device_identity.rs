@@ -1,6 +1,8 @@
-//! Device identity over real gRPC: a device credential opens only its own device's session,
-//! receives only that device's commands and reports only on them; re-enrollment of a known
-//! device is explicit (an admin revokes the credential and hands out a token bound to the device).
+//! Device identity over real gRPC: a device's key opens only its own device's session, which
+//! receives only that device's commands and reports only on them; a newer session with a valid
+//! proof takes over, audited; what the control plane stores about a device opens nothing;
+//! re-enrollment of a known device is explicit (an admin revokes the key and hands out a token
+//! bound to the device).
 
 use crate::support::{RawDevice, World, hello, open_session, pin_policy};
 use droidfleet_agent::device::Ownership;
@@ -44,15 +46,17 @@ async fn one_device_credential_cannot_open_receive_or_report_for_another_device(
         .await
         .unwrap();
 
-    // A's credential with a Hello naming B: refused before any session exists.
+    // A's key with a Hello naming B: refused before anything of B is recorded.
     let refused = a
-        .open_with(&a.credential, vec![hello(&b.device_id)])
+        .open_with(&a.key, vec![hello(&b.device_id)])
         .await
-        .err()
-        .expect("A cannot open B's session");
-    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        .expect("the challenge comes")
+        .ended()
+        .await
+        .expect_err("A cannot open B's session");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     assert!(
-        refused.message().contains("hello.device_id"),
+        refused.message().contains("proof does not verify"),
         "{}",
         refused.message()
     );
@@ -60,13 +64,23 @@ async fn one_device_credential_cannot_open_receive_or_report_for_another_device(
     assert!(!b_seen.online, "B never came online");
     assert_eq!(b_seen.last_seen_ms, b_seen.enrolled_at_ms);
 
-    // No credential, or a made-up one.
-    for credential in [None, Some("dfd_made-up")] {
-        let refused = open_session(&a.client, credential, vec![hello(&b.device_id)])
+    // No proof (a status where the proof belongs), or a made-up key.
+    let status = pb::device_message::Body::Status(pb::DeviceStatus::default());
+    let made_up = crate::support::new_key();
+    for (key, what) in [(None, "no proof"), (Some(&made_up), "a made-up key")] {
+        let first = vec![
+            hello(&b.device_id),
+            pb::DeviceMessage {
+                body: Some(status.clone()),
+            },
+        ];
+        let refused = open_session(&a.client, key, first)
             .await
-            .err()
-            .expect("refused");
-        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+            .expect("the challenge comes")
+            .ended()
+            .await
+            .expect_err(what);
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{what}");
     }
 
     // A's own session carries A's commands only.
@@ -147,7 +161,7 @@ async fn re_enrolling_a_known_device_is_explicit_and_revokes_the_old_credential(
     let fresh = RawDevice::enroll(&world.address, &another, pb::Ownership::Byod, "phone").await;
     assert_ne!(fresh.device_id, old.device_id);
 
-    // The admin re-enrolls the device: its open session ends and its credential stops working.
+    // The admin re-enrolls the device: its open session ends and its key stops working.
     let mut session = old.open().await;
     let _ = session.next_command().await;
     let request = world.admin.request(pb::ReEnrollDeviceRequest {
@@ -170,10 +184,12 @@ async fn re_enrolling_a_known_device_is_explicit_and_revokes_the_old_credential(
         ended.message()
     );
     let refused = old
-        .open_with(&old.credential, vec![old.hello()])
+        .open_with(&old.key, vec![old.hello()])
         .await
-        .err()
-        .expect("the old credential is revoked");
+        .expect("the challenge comes")
+        .ended()
+        .await
+        .expect_err("the old key is revoked");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 
     // The token is bound to the device: another ownership is refused without using it up.
@@ -183,6 +199,7 @@ async fn re_enrolling_a_known_device_is_explicit_and_revokes_the_old_credential(
             enrollment_token: reenroll.enrollment_token.clone(),
             ownership: pb::Ownership::Cosu as i32,
             display_name: "phone".into(),
+            device_public_key: vec![9; 32],
         })
         .await
         .unwrap_err();
@@ -197,7 +214,16 @@ async fn re_enrolling_a_known_device_is_explicit_and_revokes_the_old_credential(
     )
     .await;
     assert_eq!(again.device_id, old.device_id, "the same device, back");
-    assert_ne!(again.credential, old.credential);
+    assert_ne!(again.key, old.key);
+    // The old install's key opens nothing on the re-enrolled device.
+    let refused = old
+        .open_with(&old.key, vec![old.hello()])
+        .await
+        .expect("the challenge comes")
+        .ended()
+        .await
+        .expect_err("the old key was replaced");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     let device = world.admin.wait_device(&again.device_id, |_| true).await;
     assert_eq!(device.group, "field", "it keeps its group");
     assert!(device.work_profile_policy.is_some(), "and its policies");
@@ -217,6 +243,7 @@ async fn re_enrolling_a_known_device_is_explicit_and_revokes_the_old_credential(
             enrollment_token: reenroll.enrollment_token,
             ownership: pb::Ownership::Byod as i32,
             display_name: "phone".into(),
+            device_public_key: vec![9; 32],
         })
         .await
         .unwrap_err();
@@ -225,7 +252,114 @@ async fn re_enrolling_a_known_device_is_explicit_and_revokes_the_old_credential(
     let audit = world.admin.audit("ReEnrollDevice").await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].device_id, old.device_id);
-    assert!(!audit[0].detail.contains(&again.credential));
+}
+
+#[tokio::test]
+async fn a_newer_session_with_a_valid_proof_takes_over_ending_the_old_one_and_is_audited() {
+    let mut world = World::start(&[]).await;
+    let token = world.admin.enrollment_token(1, "").await;
+    let device = RawDevice::enroll(&world.address, &token, pb::Ownership::Cosu, "kiosk").await;
+    let first = device.open().await;
+    world
+        .admin
+        .wait_device(&device.device_id, |d| d.online)
+        .await;
+    assert!(
+        world
+            .admin
+            .audit("device.session_takeover")
+            .await
+            .is_empty(),
+        "a first session is no takeover"
+    );
+
+    let mut second = device.open().await;
+    let ended = first.ended().await.unwrap_err();
+    assert_eq!(ended.code(), tonic::Code::Aborted, "{}", ended.message());
+    assert!(ended.message().contains("replaced"), "{}", ended.message());
+    let audit = world.admin.audit("device.session_takeover").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].device_id, device.device_id);
+    assert_eq!(audit[0].result, "ok");
+
+    // The newer session is the device's session now: it gets the device's commands.
+    world
+        .admin
+        .assign_policy(&device.device_id, DEVICE, pin_policy(6))
+        .await;
+    let action = world
+        .admin
+        .remote_lock(&device.device_id, UNSPECIFIED)
+        .await
+        .unwrap();
+    let (command, _) = second.next_command().await;
+    assert_eq!(command.command_id, action.action_id);
+    second.close().await;
+}
+
+#[tokio::test]
+async fn a_stolen_device_row_opens_no_session() {
+    let mut world = World::start(&[]).await;
+    let token = world.admin.enrollment_token(1, "").await;
+    let device = RawDevice::enroll(&world.address, &token, pb::Ownership::Cosu, "kiosk").await;
+
+    // Everything the control plane stores about the device, read from its database file.
+    let row = world.device_row(&device.device_id).await;
+    assert!(
+        row.values().any(|value| value.len() == 32),
+        "the row holds the public key: {:?}",
+        row.keys().collect::<Vec<_>>()
+    );
+    // Each stored value tried as the key's seed, and each as a bearer credential (which no
+    // longer opens anything).
+    for (column, value) in &row {
+        let mut seed = [0u8; 32];
+        let len = value.len().min(32);
+        seed[..len].copy_from_slice(&value[..len]);
+        let refused = device
+            .open_with(&seed, vec![device.hello()])
+            .await
+            .expect("the challenge comes")
+            .ended()
+            .await
+            .expect_err(column);
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{column}");
+        // An empty column (such as a maker profile not reported yet) is in every message.
+        assert!(
+            value.is_empty() || !refused.message().contains(&hex(value)),
+            "{column}: the refusal echoes stored data: {}",
+            refused.message()
+        );
+        let mut bearer = tonic::Request::new(tokio_stream::iter(vec![device.hello()]));
+        let credential = format!("Bearer {}", hex(value));
+        bearer
+            .metadata_mut()
+            .insert("authorization", credential.parse().unwrap());
+        let call = device.client.clone().session(bearer).await;
+        let outcome = match call {
+            Err(status) => status,
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => panic!("{column}: a bearer session ended cleanly"),
+                        Err(status) => break status,
+                    }
+                }
+            }
+        };
+        assert_eq!(outcome.code(), tonic::Code::Unauthenticated, "{column}");
+    }
+    let seen = world.admin.wait_device(&device.device_id, |_| true).await;
+    assert!(!seen.online, "no stolen row brought the device online");
+    assert_eq!(seen.last_seen_ms, seen.enrolled_at_ms, "nothing recorded");
+    // The device's own key still opens its session.
+    device.open().await.close().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]

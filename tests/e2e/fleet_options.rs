@@ -252,3 +252,92 @@ async fn a_corrupt_state_file_quarantines_its_device_and_the_rest_of_the_fleet_s
     );
     control_plane.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_from_before_device_keys_is_refused_asking_for_re_enrollment() {
+    let control_plane = Embedded::start().await;
+    let mut admin = control_plane.admin().await;
+    let enrollment_token = admin.enrollment_token(3, "").await;
+    let agent_dir = tempfile::tempdir().unwrap();
+    let config = |devices: &[&str], token: Option<String>| FleetConfig {
+        control_plane: control_plane.address.clone(),
+        state_dir: Some(agent_dir.path().to_path_buf()),
+        enrollment_token: token,
+        kdf: KdfParams::LIGHT,
+        devices: devices.iter().map(|spec| spec.parse().unwrap()).collect(),
+        clock: Arc::new(droidfleet_agent::clock::SystemClock),
+        connections: 1,
+        faults: Default::default(),
+    };
+    // Two devices enroll and connect, as any fleet does.
+    let names = ["cosu:kiosk-old", "cosu:kiosk-new"];
+    let fleet = Fleet::load(config(&names, Some(enrollment_token.clone())))
+        .await
+        .unwrap();
+    let mut changes = fleet.screen_changes();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(fleet.clone().run(stopped));
+    let all_connected = |fleet: &Fleet, names: &[&str]| {
+        names.iter().all(|name| {
+            let screen = fleet.screen(name).unwrap();
+            screen.connected && screen.device_id.is_some()
+        })
+    };
+    tokio::time::timeout(DEADLINE, async {
+        while !all_connected(&fleet, &["kiosk-old", "kiosk-new"]) {
+            let _ = changes.recv().await;
+        }
+    })
+    .await
+    .expect("both devices enroll and connect");
+    stop.send(true).unwrap();
+    agent.await.unwrap();
+
+    // kiosk-old's file as an agent before device keys wrote it: a bearer credential, no key.
+    let old = agent_dir.path().join("kiosk-old.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&old).unwrap()).unwrap();
+    let enrollment = state["enrollment"].as_object_mut().unwrap();
+    assert!(
+        enrollment.remove("key").is_some(),
+        "the key is in the state file"
+    );
+    enrollment.insert("credential".into(), "dfd_a-bearer-credential".into());
+    let written = serde_json::to_vec(&state).unwrap();
+    std::fs::write(&old, &written).unwrap();
+
+    let fleet = Fleet::load(config(&names, None))
+        .await
+        .expect("one device from before keys does not stop the fleet");
+    let quarantined: Vec<String> = fleet.quarantined().iter().map(|e| e.to_string()).collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(
+        quarantined[0].contains("kiosk-old")
+            && quarantined[0].contains("re-enroll")
+            && quarantined[0].contains("bearer credential"),
+        "{quarantined:?}"
+    );
+    assert!(
+        !quarantined[0].contains("dfd_a-bearer-credential"),
+        "no secret in the message: {quarantined:?}"
+    );
+    assert!(fleet.screen("kiosk-old").is_err(), "not hosted");
+    let mut changes = fleet.screen_changes();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let agent = tokio::spawn(fleet.clone().run(stopped));
+    tokio::time::timeout(DEADLINE, async {
+        while !all_connected(&fleet, &["kiosk-new"]) {
+            let _ = changes.recv().await;
+        }
+    })
+    .await
+    .expect("the other device reconnects with its key");
+    stop.send(true).unwrap();
+    agent.await.unwrap();
+    assert_eq!(
+        std::fs::read(&old).unwrap(),
+        written,
+        "the file is left for inspection"
+    );
+    control_plane.stop().await;
+}

@@ -1,9 +1,11 @@
 //! Acceptance of TLS on the wire: a recording relay between the agent and the control plane and
 //! another between the admin CLI and the control plane, for a whole enroll → reset → reveal →
 //! entry flow, records none of the secrets that flow crosses. The same relays in front of a
-//! plaintext control plane record them, so the search would find them if they were there.
+//! plaintext control plane record them, so the search would find them if they were there. The
+//! device's private key crosses neither: it never leaves the device.
 
 use crate::support::{Relay, World, pin_policy, socket_address};
+use base64::Engine as _;
 use droidfleet_agent::device::{Build, Ownership};
 use droidfleet_control_plane::service::TlsSource;
 use droidfleet_proto::v1 as pb;
@@ -16,8 +18,11 @@ const OLD_PIN: &str = "2580";
 struct Recorded {
     agent_side: Vec<u8>,
     cli_side: Vec<u8>,
-    secrets: Vec<(&'static str, String)>,
+    secrets: Vec<(&'static str, Vec<u8>)>,
 }
+
+/// The one secret that is never sent at all, even to a plaintext control plane.
+const PRIVATE_KEY: &str = "the device's private key";
 
 /// Enrolls a kiosk through a relay, resets its passcode and reveals the new one with the CLI
 /// through another relay, and has the user enter it; `tls` picks how the control plane serves.
@@ -67,10 +72,9 @@ async fn whole_flow_through_relays(tls: TlsSource) -> Recorded {
     assert!(world.enter("kiosk", DEVICE, &passcode).await);
 
     let state = world.agent_state("kiosk");
-    let credential = state["enrollment"]["credential"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let private_key = base64::engine::general_purpose::STANDARD
+        .decode(state["enrollment"]["key"].as_str().unwrap())
+        .unwrap();
     let enrollment_token = world.enrollment_token().to_string();
     let enrollment_secret =
         droidfleet_proto::tls::enrollment_token_secret(&enrollment_token).to_string();
@@ -78,22 +82,25 @@ async fn whole_flow_through_relays(tls: TlsSource) -> Recorded {
         agent_side: agent_relay.recorded(),
         cli_side: cli_relay.recorded(),
         secrets: vec![
-            ("the new passcode", passcode),
-            ("the enrollment token", enrollment_token),
-            ("the enrollment token's secret", enrollment_secret),
-            ("the device credential", credential),
+            ("the new passcode", passcode.into_bytes()),
+            ("the enrollment token", enrollment_token.into_bytes()),
+            (
+                "the enrollment token's secret",
+                enrollment_secret.into_bytes(),
+            ),
+            (PRIVATE_KEY, private_key),
             (
                 "the admin's bearer token",
-                world.admin.token.clone().unwrap(),
+                world.admin.token.clone().unwrap().into_bytes(),
             ),
         ],
     }
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
-        .any(|window| window == needle.as_bytes())
+        .any(|window| window == needle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,6 +139,10 @@ async fn the_same_relay_reads_every_secret_off_a_plaintext_control_plane() {
     // token, are HPACK-Huffman-coded by HTTP/2, so a plain byte search would not find them.)
     for (name, secret) in &recorded.secrets {
         if name.starts_with("the admin") {
+            continue;
+        }
+        if *name == PRIVATE_KEY {
+            assert!(!contains(&both, secret), "{name} was sent");
             continue;
         }
         assert!(contains(&both, secret), "{name} not found in plaintext");

@@ -66,7 +66,7 @@ async fn a_reset_after_a_lost_escrow_waits_for_the_new_token_and_ends_done() {
     // The first token is escrowed and acknowledged.
     let mut session = device
         .open_with(
-            &device.credential,
+            &device.key,
             vec![hello(&device, status(fingerprint(&first_token)))],
         )
         .await
@@ -99,7 +99,7 @@ async fn a_reset_after_a_lost_escrow_waits_for_the_new_token_and_ends_done() {
     // carries that token: the stale one never left.
     let mut session = device
         .open_with(
-            &device.credential,
+            &device.key,
             vec![hello(&device, status(fingerprint(&rotated_token)))],
         )
         .await

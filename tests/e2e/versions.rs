@@ -105,7 +105,7 @@ async fn api_level_refusals_end_the_action_not_supported() {
     let token = world.admin.enrollment_token(2, "").await;
     let old = RawDevice::enroll(&world.address, &token, pb::Ownership::Cosu, "old").await;
     let session = old
-        .open_with(&old.credential, vec![hello_on(&old.device_id, 25)])
+        .open_with(&old.key, vec![hello_on(&old.device_id, 25)])
         .await
         .unwrap();
     let device = world
@@ -135,7 +135,7 @@ async fn api_level_refusals_end_the_action_not_supported() {
         .assign_policy(&newer.device_id, DEVICE, pin_policy(6))
         .await;
     let mut session = newer
-        .open_with(&newer.credential, vec![hello_on(&newer.device_id, 30)])
+        .open_with(&newer.key, vec![hello_on(&newer.device_id, 30)])
         .await
         .unwrap();
     let action = world.admin.reset(&newer.device_id, DEVICE).await.unwrap();
@@ -159,7 +159,7 @@ async fn api_level_refusals_end_the_action_not_supported() {
 
     // A Hello with a level no Android has is malformed, and the field is named.
     let bad = newer
-        .open_with(&newer.credential, vec![hello_on(&newer.device_id, 100)])
+        .open_with(&newer.key, vec![hello_on(&newer.device_id, 100)])
         .await;
     let status = match bad {
         Ok(session) => session.ended().await.unwrap_err(),

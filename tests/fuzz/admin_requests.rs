@@ -106,6 +106,8 @@ async fn fixture(dir: &std::path::Path) -> Fixture {
             enrollment_token: enrollment.enrollment_token,
             ownership: pb::Ownership::Cope as i32,
             display_name: "fuzzed".into(),
+            // Any 32 bytes: the fuzzed device never opens a session.
+            device_public_key: vec![9; 32],
         }))
         .await
         .expect("the device enrolls")

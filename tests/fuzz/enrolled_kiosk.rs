@@ -1,7 +1,7 @@
 //! The device both device-side targets fuzz: an enrolled kiosk (one store, the device's) that
 //! trusts one fixed control-plane key, so corpus inputs mean the same on every run.
 
-use droidfleet_agent::device::{Build, Device, DeviceCredential, Enrollment, KdfParams, Ownership};
+use droidfleet_agent::device::{Build, Device, DeviceKey, Enrollment, KdfParams, Ownership};
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
@@ -24,7 +24,7 @@ pub(crate) fn enrolled_kiosk(keys: &Ed25519KeyPair, rng: &SystemRandom) -> Devic
     );
     device.set_enrollment(Enrollment {
         device_id: DEVICE_ID.into(),
-        credential: DeviceCredential::new("cred"),
+        key: DeviceKey::new([5; 32]),
         command_public_key: keys.public_key().as_ref().to_vec(),
     });
     device

@@ -299,8 +299,7 @@ impl Device {
 mod tests {
     use super::*;
     use crate::device::{
-        Build, DeviceCredential, DeviceEvent, Enrollment, EntryOutcome, KdfParams, Ownership,
-        TokenState,
+        Build, DeviceEvent, DeviceKey, Enrollment, EntryOutcome, KdfParams, Ownership, TokenState,
     };
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair as _};
@@ -328,7 +327,7 @@ mod tests {
         );
         device.set_enrollment(Enrollment {
             device_id: "dev-1".into(),
-            credential: DeviceCredential::new("cred"),
+            key: DeviceKey::new([5; 32]),
             command_public_key: keys.public_key().as_ref().to_vec(),
         });
         let token = EscrowToken::new(vec![42; 32]);
@@ -705,7 +704,7 @@ mod tests {
         );
         device.set_enrollment(Enrollment {
             device_id: "dev-1".into(),
-            credential: DeviceCredential::new("cred"),
+            key: DeviceKey::new([5; 32]),
             command_public_key: keys.public_key().as_ref().to_vec(),
         });
         let before = device.statuses(NOW);

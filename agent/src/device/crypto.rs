@@ -6,15 +6,15 @@
 //! real device, with parameters that a fleet can lower ([`KdfParams::LIGHT`]) when it simulates
 //! tens of thousands of devices in one process.
 //!
-//! Making fresh random secrets (`EscrowToken::generate`, `SyntheticSecret::generate`) is here
-//! too, so that the secret types in `secret` depend on nothing and the imports go one way.
+//! Making fresh random secrets (`EscrowToken::generate`, `SyntheticSecret::generate`,
+//! `DeviceKey::generate`) is here too, so that the secret types in `secret` depend on nothing and the imports go one way.
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use ring::{aead, hkdf, rand::SecureRandom, signature};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::secret::{EscrowToken, Passcode, SyntheticSecret};
+use super::secret::{DeviceKey, EscrowToken, Passcode, SyntheticSecret};
 
 /// Salt length for both Argon2id and HKDF.
 pub const SALT_LEN: usize = 16;
@@ -74,6 +74,15 @@ impl EscrowToken {
         let mut bytes = vec![0u8; Self::MIN_LEN];
         fill_random(rng, &mut bytes)?;
         Ok(EscrowToken::new(bytes))
+    }
+}
+
+impl DeviceKey {
+    /// A fresh Ed25519 private key (its seed) for an enrollment.
+    pub fn generate(rng: &dyn SecureRandom) -> Result<Self, CryptoError> {
+        let mut seed = Zeroizing::new([0u8; DeviceKey::LEN]);
+        fill_random(rng, seed.as_mut())?;
+        Ok(DeviceKey::new(*seed))
     }
 }
 

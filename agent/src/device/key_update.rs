@@ -71,7 +71,7 @@ impl Device {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{Build, DeviceCredential, Enrollment, KdfParams, Ownership};
+    use crate::device::{Build, DeviceKey, Enrollment, KdfParams, Ownership};
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
@@ -90,7 +90,7 @@ mod tests {
         );
         device.set_enrollment(Enrollment {
             device_id: "dev-1".into(),
-            credential: DeviceCredential::new("cred"),
+            key: DeviceKey::new([5; 32]),
             command_public_key: keys.public_key().as_ref().to_vec(),
         });
         device

@@ -56,7 +56,7 @@ pub use lock_screen::{EntryOutcome, Refusal};
 pub(crate) use policy::PasscodeComplexity as Complexity;
 pub use policy::{PasscodeComplexity, PasscodePolicy, PasscodeType, PolicyViolation, Requirement};
 pub use profile::Profile;
-pub use secret::{DeviceCredential, EnrollmentToken, EscrowToken, Passcode, TokenError};
+pub use secret::{DeviceKey, EnrollmentToken, EscrowToken, Passcode, TokenError};
 pub use signed_policy::{PolicyRefusal, PolicyUpdate};
 pub use store::{PromptReason, ResetError, ResetOptions};
 
@@ -272,7 +272,9 @@ pub enum DeviceEvent {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Enrollment {
     pub device_id: String,
-    pub credential: DeviceCredential,
+    /// The private key whose public key the control plane bound to the device at this
+    /// enrollment; it signs the proof that opens every session.
+    pub key: DeviceKey,
     /// Ed25519 public key that signs every command and policy to this device: the one from
     /// enrollment, until a key update signed by it names its successor (`key_update.rs`).
     #[serde(with = "crypto::b64")]
@@ -280,7 +282,7 @@ pub struct Enrollment {
 }
 
 /// Everything that survives a restart. It holds no passcode, no token and no unwrapped secret;
-/// the device credential is the one secret in it, because the device needs it to reconnect.
+/// the device's private key is the one secret in it, because the device needs it to reconnect.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PersistedDevice {
     format: u32,

@@ -1,5 +1,5 @@
-//! Secret values of a simulated device: passcodes, escrow tokens, the device credential and the
-//! credential stores' synthetic secrets.
+//! Secret values of a simulated device: passcodes, escrow tokens, the device's private key and
+//! the credential stores' synthetic secrets.
 //!
 //! Every type here wipes its memory when dropped and prints as `<redacted>` through `Debug` and
 //! `Display`, so a secret cannot reach a log or an error message by accident. Code that needs the
@@ -34,7 +34,7 @@ macro_rules! redacted {
 redacted!(
     Passcode,
     EscrowToken,
-    DeviceCredential,
+    DeviceKey,
     EnrollmentToken,
     SyntheticSecret
 );
@@ -87,19 +87,48 @@ impl EscrowToken {
     }
 }
 
-/// The device's secret for opening gateway sessions. Unlike the other secrets it is persisted:
-/// a device that forgot it could never reconnect after a restart.
-#[derive(Clone, Zeroize, ZeroizeOnDrop, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DeviceCredential(String);
+/// The device's Ed25519 private key, as its 32-byte seed: made for each enrollment, whose public
+/// key the control plane binds to the device, and which signs the proof that opens every session.
+/// Unlike the other secrets it is persisted: a device that forgot it could never reconnect after
+/// a restart. Only the seed is kept, in memory as on disk (a key object is made to sign and
+/// dropped), so a fleet of a hundred thousand devices holds 32 bytes each.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct DeviceKey([u8; DeviceKey::LEN]);
 
-impl DeviceCredential {
-    pub fn new(value: impl Into<String>) -> Self {
-        DeviceCredential(value.into())
+impl DeviceKey {
+    pub const LEN: usize = 32;
+
+    pub fn new(seed: [u8; Self::LEN]) -> Self {
+        DeviceKey(seed)
     }
 
-    pub fn expose(&self) -> &str {
+    pub fn expose(&self) -> &[u8; Self::LEN] {
         &self.0
+    }
+}
+
+/// Base64, as every binary field of the state file.
+impl Serialize for DeviceKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+        let bytes = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map_err(|_| serde::de::Error::custom("the device key is not base64"))?,
+        );
+        let seed: [u8; Self::LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("the device key is not 32 bytes"))?;
+        Ok(DeviceKey(seed))
     }
 }
 
@@ -150,11 +179,11 @@ mod tests {
     fn debug_and_display_are_redacted() {
         let passcode = Passcode::new("Hunter42!");
         let token = EscrowToken::new(b"tok-tok-tok-tok-tok-tok-tok-tok-tok".to_vec());
-        let credential = DeviceCredential::new("dev-cred-secret");
+        let key = DeviceKey::new([9; 32]);
         for shown in [
             format!("{passcode:?} {passcode}"),
             format!("{token:?} {token}"),
-            format!("{credential:?} {credential}"),
+            format!("{key:?} {key}"),
         ] {
             assert_eq!(shown, "<redacted> <redacted>");
         }
@@ -178,11 +207,13 @@ mod tests {
     }
 
     #[test]
-    fn device_credential_round_trips_through_json() {
-        let json = serde_json::to_string(&DeviceCredential::new("abc")).unwrap();
-        assert_eq!(json, "\"abc\"");
-        let back: DeviceCredential = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.expose(), "abc");
+    fn device_key_round_trips_through_json_and_refuses_another_length() {
+        let json = serde_json::to_string(&DeviceKey::new([1; 32])).unwrap();
+        assert_eq!(json, format!("\"{}\"", "AQEB".repeat(10) + "AQE="));
+        let back: DeviceKey = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.expose(), &[1; 32]);
+        let short = serde_json::from_str::<DeviceKey>("\"AQEB\"").unwrap_err();
+        assert!(short.to_string().contains("not 32 bytes"), "{short}");
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Device {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{Build, DeviceCredential, Enrollment, KdfParams, Ownership, PasscodeType};
+    use crate::device::{Build, DeviceKey, Enrollment, KdfParams, Ownership, PasscodeType};
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
@@ -139,7 +139,7 @@ mod tests {
         );
         device.set_enrollment(Enrollment {
             device_id: "dev-1".into(),
-            credential: DeviceCredential::new("cred"),
+            key: DeviceKey::new([5; 32]),
             command_public_key: keys.public_key().as_ref().to_vec(),
         });
         device

@@ -127,8 +127,9 @@ pub struct Fleet {
     /// Re-enrollment tokens handed over through the harness, by device name, until the device
     /// enrolls with them. Rare, so kept here rather than in every slot; in memory only.
     handed_tokens: Mutex<HashMap<String, EnrollmentToken>>,
-    /// Devices left out at load because their state file is corrupt (each a
-    /// [`FleetError::CorruptState`]); their files are left untouched for inspection.
+    /// Devices left out at load because their state file is corrupt or from before devices had
+    /// key pairs (each a [`FleetError::CorruptState`] or [`FleetError::EnrolledWithoutKey`]);
+    /// their files are left untouched for inspection.
     quarantined: Vec<FleetError>,
 }
 
@@ -208,7 +209,10 @@ impl Fleet {
                     Ok(device) => device,
                     // One unreadable device must not keep the rest of the fleet down: it is
                     // quarantined (not hosted, its file untouched) and the others start.
-                    Err(error @ FleetError::CorruptState { .. }) => {
+                    Err(
+                        error @ (FleetError::CorruptState { .. }
+                        | FleetError::EnrolledWithoutKey { .. }),
+                    ) => {
                         tracing::error!(device = %spec.name, %error, "device quarantined");
                         quarantined.push(error);
                         continue;

@@ -8,21 +8,24 @@
 //! one, followed by its newest escrow tokens the control plane has not acknowledged yet and its
 //! passcode entries again (the protocol has no acknowledgement for those).
 //!
-//! A credential the control plane refuses (`UNAUTHENTICATED`: an admin's ReEnrollDevice revoked
-//! it) is not retried: the device shows that it needs re-enrollment and waits until the harness
-//! hands it the single-use token, then enrolls again with it (same device id, new credential),
-//! sets new reset tokens, since the control plane dropped the escrowed ones, and reconnects.
+//! Every session opens with the control plane's challenge, which the device answers with a proof
+//! signed by the key it made at enrollment (PROTOCOL.md DEV-SESSION-4). A proof the control plane
+//! refuses (`UNAUTHENTICATED`: an admin's ReEnrollDevice revoked the key) is not retried: the
+//! device shows that it needs re-enrollment and waits until the harness hands it the single-use
+//! token, then enrolls again with it (same device id, a new key), sets new reset tokens, since
+//! the control plane dropped the escrowed ones, and reconnects.
 
 use super::spec::FleetError;
 use super::{Fleet, Slot, lock};
 use crate::convert::*;
 use crate::device::crypto::key_id;
 use crate::device::{
-    CommandKind, CommandResult, DeviceCredential, DeviceEvent, Enrollment, ErrorCode, EscrowToken,
+    CommandKind, CommandResult, DeviceEvent, DeviceKey, Enrollment, ErrorCode, EscrowToken,
     KeyUpdateRefusal, Scope, StoreStatus, TokenState,
 };
 use crate::faults::{Direction, FaultAction};
 use crate::metrics::CommandOutcome;
+use droidfleet_proto::identity;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
 use droidfleet_telemetry::traceparent::TraceParent;
@@ -98,7 +101,7 @@ impl Fleet {
                 Err(SessionError::Status(status))
                     if status.code() == tonic::Code::Unauthenticated =>
                 {
-                    tracing::warn!(device = %slot.name, "the control plane refused the device credential; waiting for re-enrollment");
+                    tracing::warn!(device = %slot.name, message = status.message(), "the control plane refused the device's proof of its key; waiting for re-enrollment");
                     slot.re_enrollment_required.store(true, Ordering::SeqCst);
                     self.announce(&slot);
                     tokio::select! {
@@ -185,7 +188,28 @@ impl Fleet {
                 stalled: false,
             }),
         };
-        let mut inbound = Box::pin(self.call_session(slot, &enrollment, outbound)).await?;
+        let mut inbound = Box::pin(self.call_session(slot, outbound)).await?;
+        // PROTOCOL.md DEV-SESSION-4: the control plane answers the Hello with a challenge; the
+        // proof goes before anything else.
+        let challenge = match inbound.message().await? {
+            Some(pb::ControlMessage {
+                body: Some(pb::control_message::Body::Challenge(challenge)),
+            }) => challenge,
+            _ => return Err(SessionError::NoChallenge),
+        };
+        let proof = pb::SessionProof {
+            signature: identity::sign_session_proof(
+                enrollment.key.expose(),
+                &challenge.nonce,
+                self.pin.as_ref().map(|pin| pin.as_bytes()),
+                &enrollment.device_id,
+            ),
+        };
+        tx.send(Box::new(pb::DeviceMessage {
+            body: Some(pb::device_message::Body::Proof(proof)),
+        }))
+        .await
+        .map_err(|_| SessionError::Closed)?;
         Box::pin(self.open_session(slot, &tx)).await?;
         drop(connecting);
         if !slot.connected.swap(true, Ordering::SeqCst) {
@@ -222,16 +246,10 @@ impl Fleet {
     async fn call_session(
         &self,
         slot: &Slot,
-        enrollment: &Enrollment,
         outbound: Outbound,
     ) -> Result<tonic::Streaming<pb::ControlMessage>, SessionError> {
         let mut client = DeviceGatewayClient::new(self.pool[slot.connection as usize].clone());
-        let mut request = tonic::Request::new(outbound);
-        let bearer = format!("Bearer {}", enrollment.credential.expose())
-            .parse()
-            .map_err(|_| SessionError::Closed)?;
-        request.metadata_mut().insert("authorization", bearer);
-        Ok(client.session(request).await?.into_inner())
+        Ok(client.session(outbound).await?.into_inner())
     }
 
     /// Sends the reports waiting for a session, then makes `tx` the device's open session.
@@ -383,7 +401,8 @@ impl Fleet {
                     }
                 }
             }
-            None => {}
+            // A session's challenge was answered before this loop; a later one asks nothing.
+            Some(pb::control_message::Body::Challenge(_)) | None => {}
         }
         Ok(())
     }
@@ -398,26 +417,29 @@ impl Fleet {
         action
     }
 
-    /// Enrolls with `token`. A re-enrollment (`renew`) gives the known device a new credential;
-    /// the control plane dropped its escrowed tokens, so every store gets a new one.
+    /// Enrolls with `token` and a new key pair, whose public key the control plane binds to the
+    /// device. A re-enrollment (`renew`) gives the known device its new key; the control plane
+    /// dropped its escrowed tokens, so every store gets a new one.
     async fn enroll(
         &self,
         slot: &Arc<Slot>,
         token: &str,
         renew: bool,
     ) -> Result<Enrollment, SessionError> {
+        let key = DeviceKey::generate(self.rng.as_ref()).map_err(|_| SessionError::Random)?;
         let mut client = DeviceGatewayClient::new(self.pool[slot.connection as usize].clone());
         let response = client
             .enroll(pb::EnrollRequest {
                 enrollment_token: token.to_string(),
                 ownership: ownership_to_pb(slot.ownership) as i32,
                 display_name: slot.name.clone(),
+                device_public_key: identity::device_public_key(key.expose()).to_vec(),
             })
             .await?
             .into_inner();
         let enrollment = Enrollment {
             device_id: response.device_id,
-            credential: DeviceCredential::new(response.device_credential),
+            key,
             command_public_key: response.command_signing_public_key,
         };
         let stored = enrollment.clone();
@@ -718,6 +740,10 @@ enum SessionError {
     Status(#[from] tonic::Status),
     #[error("the session closed")]
     Closed,
+    #[error("the control plane did not answer the Hello with a SessionChallenge")]
+    NoChallenge,
+    #[error("the system's random generator failed")]
+    Random,
     /// An injected fault (`--faults`) broke the session on purpose.
     #[error("an injected {0} fault broke the session")]
     Fault(&'static str),
@@ -787,8 +813,11 @@ impl tokio_stream::Stream for Outbound {
         let Some(message) = std::task::ready!(this.rx.poll_recv(cx)) else {
             return Poll::Ready(None);
         };
-        // The Hello opens the session; faults start after it.
-        if matches!(message.body, Some(pb::device_message::Body::Hello(_))) {
+        // The Hello and the proof open the session; faults start after them.
+        if matches!(
+            message.body,
+            Some(pb::device_message::Body::Hello(_) | pb::device_message::Body::Proof(_))
+        ) {
             return Poll::Ready(Some(*message));
         }
         match faults.fleet.fault(&faults.slot, Direction::ToControlPlane) {

@@ -31,6 +31,13 @@ pub enum FleetError {
         path: PathBuf,
         problem: String,
     },
+    #[error(
+        "device {name:?}: its state file {path} is from before devices proved possession of a \
+         key pair (it holds a bearer credential, which control planes no longer accept): \
+         re-enroll the device: move the file away and start the agent with an enrollment token \
+         (the control plane then knows it as a new device)"
+    )]
+    EnrolledWithoutKey { name: String, path: PathBuf },
     #[error("invalid control plane address {0:?}: {1}")]
     Address(String, String),
     #[error(

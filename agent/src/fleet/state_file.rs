@@ -66,9 +66,21 @@ pub(super) fn save_pinned_ca(dir: &Path, ca: CaFingerprint) -> Result<(), FleetE
     })
 }
 
+/// Whether a state file that does not parse is one written before devices had key pairs: its
+/// enrollment holds a bearer credential and no key.
+fn enrolled_with_a_credential(bytes: &[u8]) -> bool {
+    let Ok(file) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return false;
+    };
+    let enrollment = &file["enrollment"];
+    enrollment.get("credential").is_some() && enrollment.get("key").is_none()
+}
+
 /// The device `spec` as its state file in `dir` left it, or a factory-fresh one when it has no
 /// file yet. A file that does not parse, or holds another enrollment type, is
-/// [`FleetError::CorruptState`]: the device is not silently replaced (the fleet quarantines it).
+/// [`FleetError::CorruptState`], and one enrolled before devices had key pairs
+/// [`FleetError::EnrolledWithoutKey`]: the device is not silently replaced (the fleet quarantines
+/// it).
 pub(super) fn load(
     dir: &Path,
     spec: &DeviceSpec,
@@ -83,8 +95,16 @@ pub(super) fn load(
                 path: path.clone(),
                 problem,
             };
-            let persisted: PersistedDevice =
-                serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            let persisted: PersistedDevice = serde_json::from_slice(&bytes).map_err(|e| {
+                if enrolled_with_a_credential(&bytes) {
+                    FleetError::EnrolledWithoutKey {
+                        name: spec.name.clone(),
+                        path: path.clone(),
+                    }
+                } else {
+                    corrupt(e.to_string())
+                }
+            })?;
             let device =
                 Device::from_persisted(persisted, kdf).map_err(|e| corrupt(e.to_string()))?;
             if device.ownership() != spec.ownership {

@@ -401,6 +401,9 @@ pub fn device_report_from_pb(message: pb::DeviceMessage) -> Result<DeviceReport,
     Ok(match message.body {
         None => return Err(invalid("body", "an empty DeviceMessage")),
         Some(Body::Hello(_)) => return Err(invalid("hello", "sent twice in one session")),
+        Some(Body::Proof(_)) => {
+            return Err(invalid("proof", "sent again after the session was proven"));
+        }
         Some(Body::Status(status)) => DeviceReport::Status(
             status
                 .stores

@@ -1,14 +1,15 @@
-//! `droidfleet.v1.DeviceGateway`: enrollment, and one Session stream per device. A session task
-//! sends the device a key update from each earlier signing key, its signed policies and every
-//! command that still needs a result, in sequence order, then waits for reports from the device
-//! and for signals that something new is queued.
+//! `droidfleet.v1.DeviceGateway`: enrollment, and one Session stream per device. A session opens
+//! with a challenge the device answers with a proof of its enrolled key; then its task sends the
+//! device a key update from each earlier signing key, its signed policies and every command that
+//! still needs a result, in sequence order, then waits for reports from the device and for
+//! signals that something new is queued.
 
-use super::bearer_token;
 use super::convert::*;
 use super::oversize::oversize_is_exhausted;
 use crate::model::{Device, Scope};
 use crate::secret::BearerToken;
 use crate::service::{CommandPayload, ControlPlane, DeviceReply, SessionSignals};
+use droidfleet_proto::identity;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_server::DeviceGateway;
 use prost::Message;
@@ -45,13 +46,17 @@ impl DeviceGateway for Gateway {
         let token = BearerToken::new(
             droidfleet_proto::tls::enrollment_token_secret(&request.enrollment_token).to_string(),
         );
-        let (device, credential) = self
+        let device = self
             .control_plane
-            .enroll(&token, ownership, &request.display_name)
+            .enroll(
+                &token,
+                ownership,
+                &request.display_name,
+                &request.device_public_key,
+            )
             .await?;
         Ok(Response::new(pb::EnrollResponse {
             device_id: device.id,
-            device_credential: credential.expose().to_string(),
             command_signing_public_key: self.control_plane.keys().signing_public_key().to_vec(),
         }))
     }
@@ -62,30 +67,11 @@ impl DeviceGateway for Gateway {
         &self,
         request: Request<Streaming<pb::DeviceMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let credential = bearer_token(request.metadata()).ok_or_else(|| {
-            Status::unauthenticated(
-                "missing device credential (metadata `authorization: Bearer <credential>`)",
-            )
-        })?;
         let control_plane = self.control_plane.clone();
-        let device = control_plane
-            .device_by_credential(&credential)
-            .await?
-            .ok_or_else(|| Status::unauthenticated("unknown device credential"))?;
         let mut inbound = request.into_inner();
         // PROTOCOL.md CP-SESSION-2: the Hello comes first, and (--hello-timeout) soon; a stream that says nothing
         // holds a task and its buffers for nothing.
-        let hello_timeout = control_plane.config().limits.hello_timeout;
-        let first = tokio::time::timeout(hello_timeout, inbound.message())
-            .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "no Hello within {} ms of opening the session (--hello-timeout)",
-                    hello_timeout.as_millis()
-                ))
-            })?
-            .map_err(oversize_is_exhausted)?;
-        let hello = match first {
+        let hello = match first_message(&control_plane, &mut inbound, "a Hello").await? {
             Some(pb::DeviceMessage {
                 body: Some(pb::device_message::Body::Hello(hello)),
             }) => hello,
@@ -95,29 +81,20 @@ impl DeviceGateway for Gateway {
                 ));
             }
         };
-        control_plane.check_hello(&device, &hello.device_id, &hello.agent_version)?;
-        let stores = hello_stores_from_pb(&hello)?;
-        control_plane.check_hello_stores(&device, &stores)?;
-        control_plane
-            .record_build(&device, hello.api_level, &hello.maker_profile)
-            .await?;
-        control_plane.touch(&device, &stores).await?;
-        let signals = control_plane.open_session(&device.id);
-        // A re-enrollment that revoked the credential between the check above and the
-        // registration just now would have found no session to end: look again.
-        if control_plane
-            .device_by_credential(&credential)
-            .await?
-            .is_none()
-        {
-            control_plane.close_session(&device.id, &signals);
-            return Err(Status::unauthenticated("unknown device credential"));
-        }
-        tracing::info!(device_id = %device.id, agent = %hello.agent_version, "device session opened");
+        control_plane.check_hello(&hello.device_id, &hello.agent_version)?;
         // Boxed messages: a channel allocates its slots in blocks of 32 up front, and every
         // connected device holds one.
         let (tx, rx) = mpsc::channel::<SessionItem>(64);
         tokio::spawn(async move {
+            let opened = Box::pin(open_session(&control_plane, hello, &mut inbound, &tx)).await;
+            let (device, signals) = match opened {
+                Ok(opened) => opened,
+                Err(status) => {
+                    tracing::info!(code = ?status.code(), message = status.message(), "device session refused");
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
             let outcome = run_session(&control_plane, &device, &signals, &mut inbound, &tx).await;
             control_plane.close_session(&device.id, &signals);
             match outcome {
@@ -133,6 +110,107 @@ impl DeviceGateway for Gateway {
                 .map(|item| item.map(|message| *message)),
         )))
     }
+}
+
+/// The next message of a session that has not proved itself yet, within `--hello-timeout`.
+async fn first_message(
+    control_plane: &ControlPlane,
+    inbound: &mut Streaming<pb::DeviceMessage>,
+    expected: &str,
+) -> Result<Option<pb::DeviceMessage>, Status> {
+    let timeout = control_plane.config().limits.hello_timeout;
+    let message = tokio::time::timeout(timeout, inbound.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no {expected} within {} ms (--hello-timeout)",
+                timeout.as_millis()
+            ))
+        })?;
+    message.map_err(oversize_is_exhausted)
+}
+
+/// Challenges the device the Hello names to prove it holds its enrolled key (PROTOCOL.md
+/// CP-SESSION-1), then records the Hello and registers the session. Nothing the device sends is
+/// recorded before the proof checks.
+async fn open_session(
+    control_plane: &ControlPlane,
+    hello: pb::Hello,
+    inbound: &mut Streaming<pb::DeviceMessage>,
+    tx: &mpsc::Sender<SessionItem>,
+) -> Result<(Device, Arc<SessionSignals>), Status> {
+    let mut nonce = [0u8; identity::NONCE_LEN];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| Status::internal("no randomness for the session challenge"))?;
+    // An unknown device is challenged like a known one: the refusal that follows does not tell
+    // a caller which device ids exist.
+    let challenge = pb::SessionChallenge {
+        nonce: nonce.to_vec(),
+    };
+    send(tx, pb::control_message::Body::Challenge(challenge)).await?;
+    let refused = |why: &str| {
+        control_plane.proof_refused();
+        Status::unauthenticated(format!(
+            "{why}: the session is refused (a device whose key an admin revoked must re-enroll)"
+        ))
+    };
+    let signature =
+        match first_message(control_plane, inbound, "SessionProof after the challenge").await {
+            Ok(Some(pb::DeviceMessage {
+                body: Some(pb::device_message::Body::Proof(proof)),
+            })) => proof.signature,
+            // A stream half-closed before the proof may still be read: it learns why it ends.
+            Ok(None) => {
+                return Err(Status::unauthenticated(
+                    "the device's stream ended before its SessionProof: the session is refused",
+                ));
+            }
+            Ok(Some(_)) => {
+                return Err(refused(
+                    "the message after the SessionChallenge must be a SessionProof",
+                ));
+            }
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                return Err(refused(status.message()));
+            }
+            Err(status) => return Err(status),
+        };
+    let proven = control_plane
+        .device_with_key(&hello.device_id)
+        .filter(|(_, key)| {
+            identity::session_proof_verifies(
+                key,
+                &nonce,
+                control_plane.session_pin(),
+                &hello.device_id,
+                &signature,
+            )
+        });
+    let Some((device, key)) = proven else {
+        return Err(refused(
+            "the session proof does not verify with the key enrolled for the Hello's device",
+        ));
+    };
+    let stores = hello_stores_from_pb(&hello)?;
+    control_plane.check_hello_stores(&device, &stores)?;
+    control_plane
+        .record_build(&device, hello.api_level, &hello.maker_profile)
+        .await?;
+    control_plane.touch(&device, &stores).await?;
+    let signals = control_plane.open_session(&device.id).await?;
+    // A re-enrollment that revoked or replaced the key between the check above and the
+    // registration just now would have found no session to end: look again.
+    if control_plane
+        .device_with_key(&device.id)
+        .is_none_or(|(_, current)| current != key)
+    {
+        control_plane.close_session(&device.id, &signals);
+        return Err(Status::unauthenticated(
+            "the device's key was revoked for re-enrollment; the device must re-enroll",
+        ));
+    }
+    tracing::info!(device_id = %device.id, agent = %hello.agent_version, "device session opened");
+    Ok((device, signals))
 }
 
 async fn run_session(
@@ -177,7 +255,7 @@ async fn run_session(
             }
             _ = signals.revoked.notified() => {
                 return Err(Status::unauthenticated(
-                    "the device credential was revoked; the device must re-enroll",
+                    "the device's key was revoked for re-enrollment; the device must re-enroll",
                 ));
             }
             _ = control_plane.sessions_stopped() => {

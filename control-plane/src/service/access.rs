@@ -535,10 +535,14 @@ impl ControlPlane {
         }
         if let Some(operation) = &filter.operation
             && Operation::parse(operation).is_none()
+            && operation != super::sessions::SESSION_TAKEOVER
         {
             return Err(ServiceError::invalid(
                 "operation",
-                "must be the name of an admin RPC, such as ResetPasscode",
+                format!(
+                    "must be the name of an admin RPC, such as ResetPasscode, or {}",
+                    super::sessions::SESSION_TAKEOVER
+                ),
             ));
         }
         if let (Some(since), Some(until)) = (filter.since, filter.until)

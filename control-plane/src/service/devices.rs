@@ -4,7 +4,7 @@
 use super::access::{ASSIGN_POLICY, RE_ENROLL, READ};
 use super::paging::{List, Listing, PageRequest, listing, page_token};
 use super::validation::{
-    MAX_ENROLLMENT_USES, MAX_ID_LEN, MAX_TOKEN_LEN, MAX_WATCHED_DEVICES, check_credential_text,
+    MAX_ENROLLMENT_USES, MAX_ID_LEN, MAX_WATCHED_DEVICES, check_credential_text,
     check_enrollment_ttl, check_id, check_policy, check_text,
 };
 use super::{ControlPlane, ServiceError};
@@ -148,8 +148,8 @@ impl ControlPlane {
         Ok((self.handed_token(&secret), expires_at, max_uses, group))
     }
 
-    /// Starts the explicit re-enrollment of a known device: revokes its credential now (ending
-    /// any open session) and returns a single-use enrollment token bound to it.
+    /// Starts the explicit re-enrollment of a known device: revokes its key now (ending any open
+    /// session) and returns a single-use enrollment token bound to it.
     pub(crate) async fn reenroll_device(
         &self,
         caller: &AuthenticatedPrincipal,
@@ -159,13 +159,10 @@ impl ControlPlane {
         let ttl = check_enrollment_ttl(ttl)?;
         let device = self.device_for(caller, device_id, &RE_ENROLL).await?;
         let secret = BearerToken::new(self.keys.new_credential("dfe_")?);
-        // A credential nobody is ever given: the device's old one stops matching at once.
-        let revoked = BearerToken::new(self.keys.new_credential("dfd_")?);
         let expires_at = self.now() + ttl;
         self.store
             .reenroll_device(
                 &device.id,
-                sha256(revoked.expose().as_bytes()),
                 NewEnrollmentToken {
                     hash: sha256(secret.expose().as_bytes()),
                     max_uses: 1,
@@ -176,7 +173,7 @@ impl ControlPlane {
             )
             .await?;
         // The commit ended the device's open session.
-        tracing::info!(device_id = %device.id, by = %caller.name, "device credential revoked for re-enrollment");
+        tracing::info!(device_id = %device.id, by = %caller.name, "device key revoked for re-enrollment");
         Ok((self.handed_token(&secret), expires_at))
     }
 
@@ -189,24 +186,33 @@ impl ControlPlane {
         }
     }
 
-    /// Enrolls a device: returns it and its session credential. A re-enrollment token gives a
-    /// known device its id back. `enrollment_token` is the token's secret, without the CA
-    /// fingerprint the device pinned.
+    /// Enrolls a device and binds `public_key` to it: its sessions open with a proof by the
+    /// private key. A re-enrollment token gives a known device its id back, with the new key.
+    /// `enrollment_token` is the token's secret, without the CA fingerprint the device pinned.
     pub(crate) async fn enroll(
         &self,
         enrollment_token: &BearerToken,
         ownership: Ownership,
         display_name: &str,
-    ) -> Result<(Device, BearerToken), ServiceError> {
+        public_key: &[u8],
+    ) -> Result<Device, ServiceError> {
         check_credential_text("enrollment_token", enrollment_token)?;
         check_text("display_name", display_name, MAX_ID_LEN)?;
+        let public_key: [u8; 32] = public_key.try_into().map_err(|_| {
+            ServiceError::invalid(
+                "device_public_key",
+                format!(
+                    "must be a 32-byte Ed25519 public key, not {} bytes",
+                    public_key.len()
+                ),
+            )
+        })?;
         self.check_disk_reserve()?;
-        let credential = BearerToken::new(self.keys.new_credential("dfd_")?);
         let device = NewDevice {
             id: self.keys.new_id("dev_")?,
             display_name: display_name.to_string(),
             ownership,
-            credential_hash: sha256(credential.expose().as_bytes()),
+            public_key,
             enrolled_at: self.now(),
         };
         let enrolled = self
@@ -221,19 +227,13 @@ impl ControlPlane {
             re_enrolled = enrolled.re_enrolled,
             "device enrolled"
         );
-        Ok((device, credential))
+        Ok(device)
     }
 
-    pub(crate) async fn device_by_credential(
-        &self,
-        credential: &BearerToken,
-    ) -> Result<Option<Device>, ServiceError> {
-        if credential.expose().len() > MAX_TOKEN_LEN {
-            return Ok(None);
-        }
-        Ok(self
-            .hot
-            .device_by_credential(&sha256(credential.expose().as_bytes())))
+    /// The device and the public key its session proofs must verify with; `None` for an
+    /// unknown device or one without a key (enrolled before keys, or revoked for re-enrollment).
+    pub(crate) fn device_with_key(&self, device_id: &str) -> Option<(Device, [u8; 32])> {
+        self.hot.device_with_key(device_id)
     }
 
     /// The device as stored, for its own session (no caller to check), from the hot state.

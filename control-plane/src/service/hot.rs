@@ -1,4 +1,4 @@
-//! The hot state in memory: what the per-message path needs (credential → device, the device's
+//! The hot state in memory: what the per-message path needs (the device, its public key, its
 //! status, policies, escrowed tokens in their sealed form, its open commands with their sealed
 //! passcodes), loaded from the store at start and kept in step by the store's commit observer;
 //! and who follows what (a device's session task, watches of a device or an action), so a change
@@ -20,7 +20,8 @@ use tokio::sync::{Notify, broadcast};
 #[derive(Debug)]
 struct HotDevice {
     device: Device,
-    credential_hash: [u8; 32],
+    /// What its session proofs must verify with; `None` while it has no key (revoked).
+    public_key: Option<[u8; 32]>,
     /// The escrowed token of each store, sealed as stored.
     escrow_tokens: Vec<(Scope, Vec<u8>)>,
     /// Pending and active commands, by sequence.
@@ -30,28 +31,21 @@ struct HotDevice {
 #[derive(Debug, Default)]
 struct Index {
     devices: HashMap<String, HotDevice>,
-    /// Credential hash → device id.
-    by_credential: HashMap<[u8; 32], String>,
 }
 
 impl Index {
     fn insert(&mut self, state: DeviceState) {
         let DeviceState {
             device,
-            credential_hash,
+            public_key,
             escrow_tokens,
             open_commands,
         } = state;
-        let id = device.id.clone();
-        if let Some(previous) = self.devices.get(&id) {
-            self.by_credential.remove(&previous.credential_hash);
-        }
-        self.by_credential.insert(credential_hash, id.clone());
         self.devices.insert(
-            id,
+            device.id.clone(),
             HotDevice {
                 device,
-                credential_hash,
+                public_key,
                 escrow_tokens,
                 open_commands,
             },
@@ -62,15 +56,9 @@ impl Index {
     fn apply(&mut self, change: &Change) {
         match change {
             Change::Enrolled(state) => self.insert(DeviceState::clone(state)),
-            Change::CredentialRevoked {
-                device_id,
-                credential_hash,
-            } => {
+            Change::KeyRevoked { device_id } => {
                 if let Some(hot) = self.devices.get_mut(device_id) {
-                    self.by_credential.remove(&hot.credential_hash);
-                    hot.credential_hash = *credential_hash;
-                    self.by_credential
-                        .insert(*credential_hash, device_id.clone());
+                    hot.public_key = None;
                 }
             }
             Change::Status {
@@ -175,7 +163,7 @@ impl Index {
 fn device_of(change: &Change) -> Option<&str> {
     match change {
         Change::Enrolled(state) => Some(&state.device.id),
-        Change::CredentialRevoked { device_id, .. }
+        Change::KeyRevoked { device_id }
         | Change::Status { device_id, .. }
         | Change::Policy { device_id, .. }
         | Change::EscrowToken { device_id, .. }
@@ -222,7 +210,6 @@ impl Hot {
     pub(crate) fn new(states: Vec<DeviceState>) -> Hot {
         let mut index = Index::default();
         index.devices.reserve(states.len());
-        index.by_credential.reserve(states.len());
         for state in states {
             index.insert(state);
         }
@@ -255,10 +242,11 @@ impl Hot {
         self.read().devices.get(device_id).map(|d| d.device.clone())
     }
 
-    pub(crate) fn device_by_credential(&self, credential_hash: &[u8; 32]) -> Option<Device> {
+    /// The device and the public key its session proofs must verify with, if it has one.
+    pub(crate) fn device_with_key(&self, device_id: &str) -> Option<(Device, [u8; 32])> {
         let index = self.read();
-        let id = index.by_credential.get(credential_hash)?;
-        index.devices.get(id).map(|d| d.device.clone())
+        let hot = index.devices.get(device_id)?;
+        Some((hot.device.clone(), hot.public_key?))
     }
 
     /// The device's open command `action_id`, if it has one.
@@ -372,7 +360,7 @@ impl CommitObserver for Hot {
                 Change::EscrowToken { device_id, .. } => {
                     self.signal(device_id, |s| s.commands.notify_one());
                 }
-                Change::CredentialRevoked { device_id, .. } => {
+                Change::KeyRevoked { device_id } => {
                     self.signal(device_id, |s| s.revoked.notify_one());
                 }
                 Change::ActionCreated(command) => {

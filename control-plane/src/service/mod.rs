@@ -129,7 +129,7 @@ pub(crate) struct SessionSignals {
     pub(crate) policy: Notify,
     /// Another session of the same device replaced this one.
     pub(crate) replaced: Notify,
-    /// The device's credential was revoked (re-enrollment); the session must end.
+    /// The device's key was revoked (re-enrollment); the session must end.
     pub(crate) revoked: Notify,
 }
 
@@ -186,6 +186,11 @@ pub struct ControlPlane {
     /// enrollment token (`<secret>.<fingerprint>`) so a device pins it before it sends anything;
     /// `None` when serving plaintext. The gRPC edge strips it from the tokens devices send.
     enrollment_pin: Option<String>,
+    /// The same fingerprint's 32 bytes, which every session proof signs (PROTOCOL.md
+    /// CP-SESSION-1), so a proof made towards another control plane is worthless here.
+    session_pin: Option<[u8; 32]>,
+    /// Sessions refused for a missing or wrong proof of possession, so far; the metrics follow it.
+    refused_proofs: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -221,12 +226,16 @@ impl ControlPlane {
             purge_runs: watch::channel(0).0,
             stopping: watch::channel(false).0,
             enrollment_pin: None,
+            session_pin: None,
+            refused_proofs: watch::channel(0).0,
         })
     }
 
     /// Sets the CA fingerprint enrollment tokens carry (see [`crate::server::open`]).
-    pub(crate) fn with_enrollment_pin(mut self, pin: Option<String>) -> ControlPlane {
-        self.enrollment_pin = pin;
+    /// `pin` is the CA fingerprint as enrollment tokens carry it (text) and as session proofs
+    /// sign it (its 32 bytes).
+    pub(crate) fn with_enrollment_pin(mut self, pin: Option<(String, [u8; 32])>) -> ControlPlane {
+        (self.enrollment_pin, self.session_pin) = pin.unzip();
         self
     }
 
@@ -240,6 +249,21 @@ impl ControlPlane {
 
     pub(crate) fn keys(&self) -> &KeyRing {
         &self.keys
+    }
+
+    /// The CA fingerprint a device's session proof signs; `None` when serving plaintext.
+    pub(crate) fn session_pin(&self) -> Option<&[u8; 32]> {
+        self.session_pin.as_ref()
+    }
+
+    /// Counts a session refused for a missing or wrong proof of possession.
+    pub(crate) fn proof_refused(&self) {
+        self.refused_proofs.send_modify(|n| *n += 1);
+    }
+
+    /// The number of sessions refused for a missing or wrong proof so far, and its changes.
+    pub(crate) fn refused_proofs(&self) -> watch::Receiver<u64> {
+        self.refused_proofs.subscribe()
     }
 
     /// Every action change, for the metrics.

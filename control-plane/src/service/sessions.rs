@@ -9,12 +9,16 @@ use super::{ControlPlane, ServiceError, SessionSignals};
 use crate::action::ActionEvent;
 use crate::clock::Millis;
 use crate::model::{
-    Action, ActionKind, ActionState, CANCEL_SUFFIX, Device, ErrorCode, Scope, StoreStatus,
+    Action, ActionKind, ActionState, AuditEvent, CANCEL_SUFFIX, Device, ErrorCode, Scope,
+    StoreStatus,
 };
 use crate::secret::{EscrowToken, Passcode};
 use crate::store::{ActionUpdate, StoreError};
 use droidfleet_telemetry::traceparent::TraceParent;
 use std::sync::Arc;
+
+/// The audit operation of a session that replaced the device's open one.
+pub(crate) const SESSION_TAKEOVER: &str = "device.session_takeover";
 
 /// A command to send to a device, with everything the gateway needs to encode and sign it.
 #[derive(Debug)]
@@ -100,36 +104,56 @@ pub enum DeviceReport {
 }
 
 impl ControlPlane {
-    /// Registers a device's session and returns the signals that wake it. A second session of the
-    /// same device replaces the first.
-    pub(crate) fn open_session(&self, device_id: &str) -> Arc<SessionSignals> {
+    /// Registers a device's session, whose proof of possession checked, and returns the signals
+    /// that wake it. A second session of the same device replaces the first (PROTOCOL.md
+    /// CP-SESSION-5): the first ends, and the takeover is audited as `device.session_takeover`.
+    pub(crate) async fn open_session(
+        &self,
+        device_id: &str,
+    ) -> Result<Arc<SessionSignals>, ServiceError> {
         let signals = Arc::new(SessionSignals::default());
         let previous = self
             .hot
             .sessions()
             .insert(device_id.to_string(), signals.clone());
-        if let Some(previous) = previous {
-            previous.replaced.notify_one();
-        }
         self.hot.device_changed(device_id);
-        signals
+        if let Some(previous) = previous {
+            tracing::warn!(
+                device_id,
+                "a newer session with a valid proof replaced the device's open session"
+            );
+            let event = AuditEvent {
+                id: 0,
+                at: self.now(),
+                principal: device_id.to_string(),
+                operation: SESSION_TAKEOVER.to_string(),
+                device_id: Some(device_id.to_string()),
+                action_id: None,
+                result: "ok".to_string(),
+                detail: "a newer session with a valid proof of the device's key replaced the \
+                         open one, which ended ABORTED"
+                    .to_string(),
+            };
+            let audited = self.store.append_audit(event).await;
+            // Only now does the old session end: whoever sees it end finds the takeover recorded.
+            // It ends either way, since it is no longer the device's registered session.
+            previous.replaced.notify_one();
+            if let Err(error) = audited {
+                self.close_session(device_id, &signals);
+                return Err(error.into());
+            }
+        }
+        Ok(signals)
     }
 
-    /// Checks a session's Hello: it must name the device the credential belongs to (a device can
-    /// open only its own session) and carry a printable agent version.
+    /// Checks a session's Hello before its challenge: a well-formed device id and a printable
+    /// agent version. Which device it is, the proof of possession shows.
     pub(crate) fn check_hello(
         &self,
-        device: &Device,
         claimed_device_id: &str,
         agent_version: &str,
     ) -> Result<(), ServiceError> {
         check_id("hello.device_id", claimed_device_id)?;
-        if claimed_device_id != device.id {
-            return Err(ServiceError::invalid(
-                "hello.device_id",
-                "does not match the device the credential belongs to",
-            ));
-        }
         if agent_version.len() > MAX_ID_LEN {
             return Err(ServiceError::invalid(
                 "hello.agent_version",

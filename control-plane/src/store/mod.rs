@@ -2,8 +2,8 @@
 //! implementation today; a PostgreSQL one would pass the same tests.
 //!
 //! The store holds no plaintext secret: escrow tokens and revealable passcodes arrive sealed
-//! (AES-256-GCM, see `crypto.rs`), principal tokens, enrollment tokens and device credentials
-//! arrive as SHA-256 hashes.
+//! (AES-256-GCM, see `crypto.rs`), principal tokens and enrollment tokens arrive as SHA-256
+//! hashes; devices have only public keys.
 //!
 //! Writes are group-committed: many callers' writes share one transaction and one fsync, and each
 //! caller is answered once that transaction is durable. A store reports what each commit changed,
@@ -75,7 +75,7 @@ pub struct NewEnrollmentToken {
 #[derive(Clone, Debug)]
 pub struct Enrolled {
     pub device: Device,
-    /// The token was bound to a known device, which now has the new credential.
+    /// The token was bound to a known device, which now has the new key.
     pub re_enrolled: bool,
 }
 
@@ -85,8 +85,9 @@ pub struct NewDevice {
     pub id: String,
     pub display_name: String,
     pub ownership: Ownership,
-    /// SHA-256 of the device credential.
-    pub credential_hash: [u8; 32],
+    /// The Ed25519 public key the device made for this enrollment; its sessions open with a
+    /// proof by the private key.
+    pub public_key: [u8; 32],
     pub enrolled_at: Millis,
 }
 
@@ -271,8 +272,9 @@ pub struct OpenCommand {
 #[derive(Clone, Debug)]
 pub struct DeviceState {
     pub device: Device,
-    /// SHA-256 of the device credential, which opens its sessions.
-    pub credential_hash: [u8; 32],
+    /// The device's Ed25519 public key, which its session proofs must verify with; `None` when
+    /// it enrolled before keys or an admin revoked the key for re-enrollment (no session opens).
+    pub public_key: Option<[u8; 32]>,
     /// The escrowed token of each store, sealed.
     pub escrow_tokens: Vec<(Scope, Vec<u8>)>,
     /// Its pending and active commands, by sequence.
@@ -282,14 +284,11 @@ pub struct DeviceState {
 /// One committed change, as a [`CommitObserver`] is told of it.
 #[derive(Clone, Debug)]
 pub enum Change {
-    /// A device enrolled: a new one, or a known one re-enrolled (a new credential, no escrowed
-    /// token, no reported status; its commands kept).
+    /// A device enrolled: a new one, or a known one re-enrolled (a new key, no escrowed token,
+    /// no reported status; its commands kept).
     Enrolled(Box<DeviceState>),
-    /// An admin revoked the device's credential; `credential_hash` is the hash that replaced it.
-    CredentialRevoked {
-        device_id: String,
-        credential_hash: [u8; 32],
-    },
+    /// An admin revoked the device's key for re-enrollment: no session opens until it enrolls.
+    KeyRevoked { device_id: String },
     Status {
         device_id: String,
         stores: Vec<StoreStatus>,
@@ -348,7 +347,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_enrollment_token(&self, token: NewEnrollmentToken) -> Result<(), StoreError>;
     /// Uses one use of the enrollment token and creates the device in the token's group,
     /// atomically. A token bound to a known device (see [`Store::reenroll_device`]) instead gives
-    /// that device `device.credential_hash` and drops its escrowed tokens and reported status;
+    /// that device `device.public_key` and drops its escrowed tokens and reported status;
     /// `device.id` is then unused. `EnrollmentTokenInvalid` when the token is unknown, used up or
     /// expired at `device.enrolled_at`; `EnrollmentOwnership` when it re-enrolls a device of
     /// another ownership (the use is not spent).
@@ -357,13 +356,12 @@ pub trait Store: Send + Sync + 'static {
         token_hash: [u8; 32],
         device: NewDevice,
     ) -> Result<Enrolled, StoreError>;
-    /// Revokes the device's credential (replacing its hash with `revoked_credential_hash`, of a
-    /// credential nobody holds) and creates a single-use token bound to the device, replacing any
-    /// earlier one, atomically. `token.group` is ignored: the device keeps its group.
+    /// Revokes the device's key (no session opens until it enrolls again) and creates a
+    /// single-use token bound to the device, replacing any earlier one, atomically.
+    /// `token.group` is ignored: the device keeps its group.
     async fn reenroll_device(
         &self,
         device_id: &str,
-        revoked_credential_hash: [u8; 32],
         token: NewEnrollmentToken,
     ) -> Result<(), StoreError>;
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
@@ -376,11 +374,6 @@ pub trait Store: Send + Sync + 'static {
     /// One page of devices matching `query`, in ascending (display name, id) order, filtered and
     /// paged by the database (indexes, keyset paging), each with its newest action.
     async fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<ListedDevice>, StoreError>;
-    /// The device whose credential hashes to `credential_hash`.
-    async fn device_by_credential(
-        &self,
-        credential_hash: [u8; 32],
-    ) -> Result<Option<Device>, StoreError>;
     async fn update_device_status(
         &self,
         device_id: &str,

@@ -95,13 +95,11 @@ impl Bug {
 struct Memory {
     /// The upstream's signing key, from the enrollment it passed on.
     upstream_key: Vec<u8>,
-    /// Each credential's ownership, from the enrollments it passed on.
+    /// Each device's ownership, from the enrollments it passed on.
     ownership: HashMap<String, pb::Ownership>,
-    /// Each credential's device id, from its Hello.
-    device_ids: HashMap<String, String>,
-    /// Command ids sent down to each credential's device.
+    /// Command ids sent down to each device.
     sent: HashMap<String, BTreeSet<String>>,
-    /// Commands sent down without a result come back up, per credential.
+    /// Commands sent down without a result come back up, per device.
     unanswered: HashMap<String, Vec<(String, pb::SignedCommand)>>,
     /// The device's sequence as the bug rewrites it.
     sequence: u64,
@@ -155,7 +153,7 @@ impl BrokenGateway {
     /// A command on its way down to the device, as the bug lets it through.
     fn down_command(
         &self,
-        credential: &str,
+        device_id: &str,
         signed: pb::SignedCommand,
     ) -> Option<pb::SignedCommand> {
         let bug = self.bug;
@@ -164,7 +162,7 @@ impl BrokenGateway {
             let mut memory = self.memory();
             let first_time = memory
                 .sent
-                .entry(credential.to_string())
+                .entry(device_id.to_string())
                 .or_default()
                 .insert(body.command_id.clone());
             if bug == Bug::CpLosesCommandOnReconnect && !first_time {
@@ -172,7 +170,7 @@ impl BrokenGateway {
             }
             memory
                 .unanswered
-                .entry(credential.to_string())
+                .entry(device_id.to_string())
                 .or_default()
                 .push((body.command_id.clone(), signed.clone()));
         }
@@ -215,7 +213,7 @@ impl BrokenGateway {
             }
             Bug::DeviceRunsExpired => body.not_after_ms = u64::MAX,
             Bug::DeviceAcceptsOtherDevices => {
-                body.device_id = self.device_id(credential).unwrap_or_default();
+                body.device_id = device_id.to_string();
             }
             Bug::DeviceAcceptsViolatingPasscode => {
                 if let Some(pb::command_body::Kind::ResetPasscode(reset)) = &mut body.kind {
@@ -254,11 +252,6 @@ impl BrokenGateway {
             key_id: droidfleet_proto::signing::key_id(self.key.public_key().as_ref()).to_vec(),
         }
     }
-
-    /// The device id of the credential's device, learned from its Hello.
-    fn device_id(&self, credential: &str) -> Option<String> {
-        self.memory().device_ids.get(credential).cloned()
-    }
 }
 
 type ControlStream = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
@@ -276,7 +269,7 @@ impl DeviceGateway for BrokenGateway {
         memory.upstream_key = response.command_signing_public_key.clone();
         memory
             .ownership
-            .insert(response.device_credential.clone(), ownership);
+            .insert(response.device_id.clone(), ownership);
         drop(memory);
         if self.bug.resigns() {
             response.command_signing_public_key = self.key.public_key().as_ref().to_vec();
@@ -290,29 +283,19 @@ impl DeviceGateway for BrokenGateway {
         &self,
         request: Request<Streaming<pb::DeviceMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let credential = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default()
-            .to_string();
         let mut from_device = request.into_inner();
         let (up_tx, up_rx) = mpsc::channel::<pb::DeviceMessage>(64);
-        let mut upstream_request = Request::new(tokio_stream::wrappers::ReceiverStream::new(up_rx));
-        if let Ok(value) = format!("Bearer {credential}").parse() {
-            upstream_request
-                .metadata_mut()
-                .insert("authorization", value);
-        }
+        let upstream_request = Request::new(tokio_stream::wrappers::ReceiverStream::new(up_rx));
         let (down_tx, down_rx) = mpsc::channel::<Result<pb::ControlMessage, Status>>(64);
+        // The session's device, from its Hello (which the proof that follows binds).
+        let device = Arc::new(std::sync::OnceLock::<String>::new());
         // Up: the device's messages, as the bug changes them.
         let gateway = self.clone();
-        let up_credential = credential.clone();
+        let up_device = device.clone();
         tokio::spawn(async move {
             let mut up = Up::default();
             while let Ok(Some(message)) = from_device.message().await {
-                for message in gateway.up(&up_credential, &mut up, message) {
+                for message in gateway.up(&up_device, &mut up, message) {
                     if up_tx.send(message).await.is_err() {
                         return;
                     }
@@ -325,12 +308,14 @@ impl DeviceGateway for BrokenGateway {
             .session(upstream_request)
             .await?
             .into_inner();
-        // Down: the upstream's messages, as the bug changes them.
+        // Down: the upstream's messages, as the bug changes them. The upstream answered the
+        // call once it read the Hello, which the up task had seen first.
         let gateway = self.clone();
+        let device_id = device.get().cloned().unwrap_or_default();
         tokio::spawn(async move {
             let mut held: Vec<pb::ControlMessage> = Vec::new();
             if gateway.bug == Bug::CpIgnoresTimeToLive {
-                let cached = gateway.memory().unanswered.get(&credential).cloned();
+                let cached = gateway.memory().unanswered.get(&device_id).cloned();
                 for (_, signed) in cached.unwrap_or_default() {
                     let message = pb::ControlMessage {
                         body: Some(pb::control_message::Body::Command(signed)),
@@ -355,7 +340,7 @@ impl DeviceGateway for BrokenGateway {
                     }
                     Ok(Some(Ok(message))) => message,
                 };
-                for message in gateway.down(&credential, &mut held, message) {
+                for message in gateway.down(&device_id, &mut held, message) {
                     if down_tx.send(Ok(message)).await.is_err() {
                         return;
                     }
@@ -382,23 +367,24 @@ struct Up {
 impl BrokenGateway {
     fn up(
         &self,
-        credential: &str,
+        device: &std::sync::OnceLock<String>,
         up: &mut Up,
         mut message: pb::DeviceMessage,
     ) -> Vec<pb::DeviceMessage> {
         use pb::device_message::Body;
         let bug = self.bug;
         let mut out = Vec::new();
+        if let Some(Body::Hello(hello)) = &message.body {
+            let _ = device.set(hello.device_id.clone());
+        }
+        let device_id = device.get().map(String::as_str).unwrap_or_default();
         match &mut message.body {
             Some(Body::Hello(hello)) => {
-                self.memory()
-                    .device_ids
-                    .insert(credential.to_string(), hello.device_id.clone());
                 if bug == Bug::DeviceHelloWithoutStatus {
                     hello.status = None;
                 }
                 if bug == Bug::CpAcceptsHelloWithoutStatus {
-                    let ownership = self.memory().ownership.get(credential).copied();
+                    let ownership = self.memory().ownership.get(device_id).copied();
                     let mut scopes = vec![pb::CredentialScope::Device];
                     if !matches!(ownership, Some(pb::Ownership::Cosu | pb::Ownership::Aosp)) {
                         scopes.push(pb::CredentialScope::WorkProfile);
@@ -429,12 +415,12 @@ impl BrokenGateway {
                 let mine = self
                     .memory()
                     .sent
-                    .get(credential)
+                    .get(device_id)
                     .is_some_and(|ids| ids.contains(&result.command_id));
                 if bug == Bug::CpAcceptsOtherDevicesReports && !mine {
                     return out;
                 }
-                if let Some(list) = self.memory().unanswered.get_mut(credential) {
+                if let Some(list) = self.memory().unanswered.get_mut(device_id) {
                     list.retain(|(id, _)| *id != result.command_id);
                 }
                 let unacked = !up.acked.contains(&result.command_id);
@@ -465,7 +451,7 @@ impl BrokenGateway {
                 let mine = self
                     .memory()
                     .sent
-                    .get(credential)
+                    .get(device_id)
                     .is_some_and(|ids| ids.contains(&event.command_id));
                 if bug == Bug::CpAcceptsOtherDevicesReports && !mine {
                     return out;
@@ -486,7 +472,7 @@ impl BrokenGateway {
             let mine = self
                 .memory()
                 .sent
-                .get(credential)
+                .get(device_id)
                 .is_some_and(|ids| ids.contains(&ack.command_id));
             if bug == Bug::CpAcceptsOtherDevicesReports && !mine {
                 return out;
@@ -505,7 +491,7 @@ impl BrokenGateway {
 
     fn down(
         &self,
-        credential: &str,
+        device_id: &str,
         held: &mut Vec<pb::ControlMessage>,
         message: pb::ControlMessage,
     ) -> Vec<pb::ControlMessage> {
@@ -520,7 +506,7 @@ impl BrokenGateway {
                 vec![]
             }
             (bug, Some(Body::Command(signed))) => {
-                let Some(signed) = self.down_command(credential, signed) else {
+                let Some(signed) = self.down_command(device_id, signed) else {
                     return vec![];
                 };
                 let command = pb::ControlMessage {

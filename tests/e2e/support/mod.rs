@@ -35,7 +35,7 @@ pub(crate) use browser::Browser;
 pub(crate) use console::Console;
 pub(crate) use kiosks::Kiosks;
 pub(crate) use process::{Deployment, Process};
-pub(crate) use raw_device::{RawDevice, hello, hello_on, open_session};
+pub(crate) use raw_device::{RawDevice, hello, hello_on, new_key, open_session};
 pub(crate) use relay::{Relay, socket_address};
 pub(crate) use world::{Embedded, World};
 

@@ -1,8 +1,10 @@
 //! A device played by hand over the DeviceGateway, for what the agent would never do: a
-//! [`RawDevice`] enrolls, opens [`RawSession`]s with any credential and first messages, receives
-//! the signed commands and escrow acknowledgements, and answers (or not) whatever the test wants.
+//! [`RawDevice`] enrolls, opens [`RawSession`]s proving any key (or none) with any first
+//! messages, receives the signed commands and escrow acknowledgements, and answers (or not)
+//! whatever the test wants.
 
 use super::DEADLINE;
+use droidfleet_proto::identity;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
 use prost::Message;
@@ -13,8 +15,8 @@ use tonic::transport::Channel;
 /// commands and says whatever the test wants it to say.
 pub(crate) struct RawDevice {
     pub(crate) device_id: String,
-    /// The bearer credential Enroll issued; tests also present it for other devices.
-    pub(crate) credential: String,
+    /// The seed of the Ed25519 key it enrolled with; tests also prove it for other devices.
+    pub(crate) key: [u8; 32],
     /// The control plane's Ed25519 public key, to check the commands' signatures.
     pub(crate) signing_key: Vec<u8>,
     /// The raw gateway client, for calls no helper makes.
@@ -37,18 +39,20 @@ impl RawDevice {
         name: &str,
     ) -> RawDevice {
         let mut client = RawDevice::gateway(address).await;
+        let key = new_key();
         let response = client
             .enroll(pb::EnrollRequest {
                 enrollment_token: enrollment_token.to_string(),
                 ownership: ownership as i32,
                 display_name: name.to_string(),
+                device_public_key: identity::device_public_key(&key).to_vec(),
             })
             .await
             .unwrap()
             .into_inner();
         RawDevice {
             device_id: response.device_id,
-            credential: response.device_credential,
+            key,
             signing_key: response.command_signing_public_key,
             client,
             ownership,
@@ -66,20 +70,20 @@ impl RawDevice {
         message
     }
 
-    /// Opens this device's session with a plain Hello.
+    /// Opens this device's session with a plain Hello and the proof of its key.
     pub(crate) async fn open(&self) -> RawSession {
-        self.open_with(&self.credential, vec![self.hello()])
+        self.open_with(&self.key, vec![self.hello()])
             .await
             .expect("the session opens")
     }
 
-    /// Opens a session with `credential` and sends `messages` first (normally a Hello).
+    /// Opens a session proving `key` and sends `messages` (normally a Hello first).
     pub(crate) async fn open_with(
         &self,
-        credential: &str,
+        key: &[u8; 32],
         messages: Vec<pb::DeviceMessage>,
     ) -> Result<RawSession, tonic::Status> {
-        open_session(&self.client, Some(credential), messages).await
+        open_session(&self.client, Some(key), messages).await
     }
 
     /// Sends one escrow token for `scope` on a short session, as the management app would.
@@ -127,24 +131,63 @@ fn store(scope: pb::CredentialScope) -> pb::StoreStatus {
     }
 }
 
-/// Opens a session presenting `credential` (or none) with `messages` queued to go first.
+/// A fresh Ed25519 key seed for a test device.
+pub(crate) fn new_key() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed).unwrap();
+    seed
+}
+
+/// Opens a session with the first of `messages` (normally a Hello). With a `key`, it then answers
+/// the control plane's challenge with a proof by that key for the Hello's device id, as a device
+/// does (PROTOCOL.md DEV-SESSION-4), and sends the other messages after the proof; without one,
+/// it sends them at once, with no proof.
 pub(crate) async fn open_session(
     client: &DeviceGatewayClient<Channel>,
-    credential: Option<&str>,
+    key: Option<&[u8; 32]>,
     messages: Vec<pb::DeviceMessage>,
 ) -> Result<RawSession, tonic::Status> {
     let (tx, rx) = mpsc::channel(64);
-    for message in messages {
-        tx.send(message).await.unwrap();
+    let mut messages = messages.into_iter();
+    let first = messages.next();
+    let device_id = match &first {
+        Some(pb::DeviceMessage {
+            body: Some(pb::device_message::Body::Hello(hello)),
+        }) => hello.device_id.clone(),
+        _ => String::new(),
+    };
+    if let Some(first) = first {
+        tx.send(first).await.unwrap();
     }
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    if let Some(credential) = credential {
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {credential}").parse().unwrap(),
-        );
+    if key.is_none() {
+        for message in messages.by_ref() {
+            tx.send(message).await.unwrap();
+        }
     }
-    let inbound = client.clone().session(request).await?.into_inner();
+    let request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut inbound = client.clone().session(request).await?.into_inner();
+    if let Some(key) = key {
+        let challenge = tokio::time::timeout(DEADLINE, inbound.message())
+            .await
+            .expect("the challenge arrives in time")?;
+        let Some(pb::ControlMessage {
+            body: Some(pb::control_message::Body::Challenge(challenge)),
+        }) = challenge
+        else {
+            panic!("the control plane answers a Hello with a SessionChallenge: {challenge:?}");
+        };
+        let signature = identity::sign_session_proof(key, &challenge.nonce, None, &device_id);
+        let _ = tx
+            .send(pb::DeviceMessage {
+                body: Some(pb::device_message::Body::Proof(pb::SessionProof {
+                    signature,
+                })),
+            })
+            .await;
+        for message in messages {
+            let _ = tx.send(message).await;
+        }
+    }
     Ok(RawSession { tx, inbound })
 }
 

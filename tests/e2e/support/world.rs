@@ -230,6 +230,50 @@ impl World {
     }
 
     /// The token the agent's devices enrolled with.
+    /// Every column the control plane stores about a device, as bytes (text as UTF-8, numbers
+    /// as decimal text), read from its database file as a thief of the file would.
+    pub(crate) async fn device_row(
+        &self,
+        device_id: &str,
+    ) -> std::collections::BTreeMap<String, Vec<u8>> {
+        use sqlx::{Column, Row};
+        let path = self
+            .data_dir
+            .path()
+            .join(droidfleet_control_plane::server::DATABASE_FILE);
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true);
+        let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
+            .bind(device_id)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        let mut columns = std::collections::BTreeMap::new();
+        for column in row.columns() {
+            let name = column.name();
+            let value = row
+                .try_get::<Option<Vec<u8>>, _>(name)
+                .ok()
+                .flatten()
+                .or_else(|| {
+                    let text = row.try_get::<Option<String>, _>(name).ok().flatten();
+                    text.map(String::into_bytes)
+                })
+                .or_else(|| {
+                    let number = row.try_get::<Option<i64>, _>(name).ok().flatten();
+                    number.map(|n| n.to_string().into_bytes())
+                });
+            if let Some(value) = value {
+                columns.insert(name.to_string(), value);
+            }
+        }
+        columns
+    }
+
     pub(crate) fn enrollment_token(&self) -> &str {
         &self.enrollment_token
     }

@@ -93,6 +93,9 @@ pub fn device_message(message: &pb::DeviceMessage) -> String {
     use pb::device_message::Body;
     match &message.body {
         None => "DeviceMessage with no body".into(),
+        Some(Body::Proof(proof)) => {
+            format!("SessionProof signature=<{} bytes>", proof.signature.len())
+        }
         Some(Body::Hello(hello)) => format!(
             "Hello device_id={:?} agent_version={:?} status={}",
             hello.device_id,
@@ -183,6 +186,9 @@ pub fn control_message(message: &pb::ControlMessage) -> String {
             scope(ack.scope),
             hex(&ack.fingerprint)
         ),
+        Some(Body::Challenge(challenge)) => {
+            format!("SessionChallenge nonce=<{} bytes>", challenge.nonce.len())
+        }
     }
 }
 

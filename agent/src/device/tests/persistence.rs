@@ -8,7 +8,7 @@ fn persisted_state_holds_no_secret_and_restores_as_a_boot() {
     let (mut device, rng, token) = cope_ready();
     device.set_enrollment(Enrollment {
         device_id: "dev-1".into(),
-        credential: DeviceCredential::new("cred-xyz"),
+        key: DeviceKey::new([5; 32]),
         command_public_key: vec![1; 32],
     });
     device
@@ -42,10 +42,7 @@ fn persisted_state_holds_no_secret_and_restores_as_a_boot() {
     assert_eq!(restored.name(), "phone");
     assert_eq!(restored.ownership(), Ownership::Cope);
     assert_eq!(restored.enrollment().unwrap().device_id, "dev-1");
-    assert_eq!(
-        restored.enrollment().unwrap().credential.expose(),
-        "cred-xyz"
-    );
+    assert_eq!(restored.enrollment().unwrap().key.expose(), &[5; 32]);
     assert_eq!(restored.policy(Scope::Device).unwrap(), Some(&min_six()));
     let statuses = restored.statuses(NOW);
     assert!(statuses.iter().all(|s| s.locked));
@@ -93,7 +90,7 @@ fn debug_output_holds_no_secret() {
     let (mut device, rng, token) = cosu_ready();
     device.set_enrollment(Enrollment {
         device_id: "dev-1".into(),
-        credential: DeviceCredential::new("cred-xyz"),
+        key: DeviceKey::new([5; 32]),
         command_public_key: vec![1; 32],
     });
     device
@@ -109,7 +106,7 @@ fn debug_output_holds_no_secret() {
     // The rotated token sits in the outbox until taken.
     let shown = format!("{device:?}");
     let rotated = escrowed(&device.take_events(), Scope::Device).unwrap();
-    for secret in ["2580", "Zq7!wX3k", "cred-xyz", "groceries"] {
+    for secret in ["2580", "Zq7!wX3k", "BQUF", "[5, 5", "groceries"] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     for bytes in [token.expose(), rotated.expose()] {

@@ -1,5 +1,5 @@
 //! Enrolling a device, inside its write: an enrollment token's use counted and the device
-//! created (or, with a re-enrollment token, the known device given a new credential) in one
+//! created (or, with a re-enrollment token, the known device given a new key) in one
 //! atomic step, returning the state its sessions will need.
 
 use super::queries::open_commands_of;
@@ -32,8 +32,8 @@ pub(super) async fn enroll(
     let group: String = token.try_get("device_group")?;
     let bound: Option<String> = token.try_get("device_id")?;
     if let Some(known) = &bound {
-        // Re-enrollment of a known device: same id, group, policies and actions; a new
-        // credential; the old install's escrowed tokens and status are gone with it.
+        // Re-enrollment of a known device: same id, group, policies and actions; a new key; the
+        // old install's escrowed tokens and status are gone with it.
         let existing = fetch_device(connection, known)
             .await?
             .ok_or_else(|| device_not_found(known))?;
@@ -50,25 +50,15 @@ pub(super) async fn enroll(
     let re_enrolled = bound.is_some();
     let state = match bound {
         Some(known) => {
-            let updated = sqlx::query(
-                "UPDATE devices SET credential_hash = ?, stores_json = '[]', last_seen = ?
+            sqlx::query(
+                "UPDATE devices SET public_key = ?, stores_json = '[]', last_seen = ?
                  WHERE id = ?",
             )
-            .bind(&device.credential_hash[..])
+            .bind(&device.public_key[..])
             .bind(db_time(device.enrolled_at))
             .bind(&known)
             .execute(&mut *connection)
-            .await;
-            match updated {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::AlreadyExists {
-                        kind: "device credential",
-                        name: String::new(),
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            }
+            .await?;
             sqlx::query("DELETE FROM escrow_tokens WHERE device_id = ?")
                 .bind(&known)
                 .execute(&mut *connection)
@@ -78,22 +68,24 @@ pub(super) async fn enroll(
                 .ok_or_else(|| StoreError::Corrupt("an enrolled device vanished".into()))?;
             DeviceState {
                 device: enrolled,
-                credential_hash: device.credential_hash,
+                public_key: Some(device.public_key),
                 escrow_tokens: Vec::new(),
                 open_commands: open_commands_of(connection, &known).await?,
             }
         }
         None => {
             let inserted = sqlx::query(
-                "INSERT INTO devices (id, display_name, ownership, credential_hash,
+                "INSERT INTO devices (id, display_name, ownership, credential_hash, public_key,
                                       enrolled_at, last_seen, stores_json, next_sequence,
                                       device_group)
-                 VALUES (?, ?, ?, ?, ?, ?, '[]', 1, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, '[]', 1, ?)",
             )
             .bind(&device.id)
             .bind(&device.display_name)
             .bind(device.ownership.as_str())
-            .bind(&device.credential_hash[..])
+            // The column opens nothing any more (0011_device_keys.sql) but is NOT NULL UNIQUE.
+            .bind(&crate::crypto::sha256(device.id.as_bytes())[..])
+            .bind(&device.public_key[..])
             .bind(db_time(device.enrolled_at))
             .bind(db_time(device.enrolled_at))
             .bind(&group)
@@ -126,7 +118,7 @@ pub(super) async fn enroll(
                     api_level: 0,
                     maker_profile: String::new(),
                 },
-                credential_hash: device.credential_hash,
+                public_key: Some(device.public_key),
                 escrow_tokens: Vec::new(),
                 open_commands: Vec::new(),
             }

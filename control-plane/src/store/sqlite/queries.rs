@@ -8,10 +8,10 @@ use super::admin_tokens::{insert_token, principal_by_token, recover, revoke, rot
 use super::bulk::{BulkDone, BulkWrite};
 use super::enrollment::enroll;
 use super::rows::{
-    action_from_row, action_select, actions_from_rows, credential_hash_from_row, db_time,
-    device_from_row, device_not_found, device_select, ensure_someone_manages_roles,
-    fetch_principal, is_unique_violation, open_command_select, permissions_json, policy_to_json,
-    principal_not_found, role_exists, role_not_found,
+    action_from_row, action_select, actions_from_rows, db_time, device_from_row, device_not_found,
+    device_select, ensure_someone_manages_roles, fetch_principal, is_unique_violation,
+    open_command_select, permissions_json, policy_to_json, principal_not_found,
+    public_key_from_row, role_exists, role_not_found,
 };
 use super::writer::Written;
 use crate::clock::Millis;
@@ -73,7 +73,7 @@ impl Store for SqliteStore {
             let device = device_from_row(row)?;
             index.insert(device.id.clone(), states.len());
             states.push(DeviceState {
-                credential_hash: credential_hash_from_row(row)?,
+                public_key: public_key_from_row(row)?,
                 device,
                 escrow_tokens: Vec::new(),
                 open_commands: Vec::new(),
@@ -155,19 +155,16 @@ impl Store for SqliteStore {
     async fn reenroll_device(
         &self,
         device_id: &str,
-        revoked_credential_hash: [u8; 32],
         token: NewEnrollmentToken,
     ) -> Result<(), StoreError> {
         let device_id = device_id.to_string();
         self.writer
             .write(true, move |connection| {
                 Box::pin(async move {
-                    let revoked =
-                        sqlx::query("UPDATE devices SET credential_hash = ? WHERE id = ?")
-                            .bind(&revoked_credential_hash[..])
-                            .bind(&device_id)
-                            .execute(&mut *connection)
-                            .await?;
+                    let revoked = sqlx::query("UPDATE devices SET public_key = NULL WHERE id = ?")
+                        .bind(&device_id)
+                        .execute(&mut *connection)
+                        .await?;
                     if revoked.rows_affected() == 0 {
                         return Err(device_not_found(&device_id));
                     }
@@ -197,10 +194,7 @@ impl Store for SqliteStore {
                         }
                         Err(e) => return Err(e.into()),
                     }
-                    let change = Change::CredentialRevoked {
-                        device_id,
-                        credential_hash: revoked_credential_hash,
-                    };
+                    let change = Change::KeyRevoked { device_id };
                     Ok(Written::new((), vec![change]))
                 })
             })
@@ -225,17 +219,6 @@ impl Store for SqliteStore {
 
     async fn search_devices(&self, query: &DeviceQuery) -> Result<Vec<ListedDevice>, StoreError> {
         self.search_device_page(query).await
-    }
-
-    async fn device_by_credential(
-        &self,
-        credential_hash: [u8; 32],
-    ) -> Result<Option<Device>, StoreError> {
-        let row = sqlx::query(concat!(device_select!(), " WHERE d.credential_hash = ?"))
-            .bind(&credential_hash[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(device_from_row).transpose()
     }
 
     async fn update_device_status(

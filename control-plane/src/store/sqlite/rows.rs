@@ -250,11 +250,11 @@ pub(super) fn device_not_found(device_id: &str) -> StoreError {
 }
 
 /// The device columns plus its escrowed scopes, as `device_from_row` reads them (and the
-/// credential hash, which only the session state reads).
+/// public key, which only the session state reads).
 macro_rules! device_select {
     () => {
         "SELECT d.id, d.display_name, d.ownership, d.enrolled_at, d.last_seen, d.stores_json,
-                d.credential_hash,
+                d.public_key,
                 d.device_policy_json, d.work_profile_policy_json, d.policy_version,
                 d.device_group,
                 d.api_level, d.maker_profile,
@@ -398,10 +398,14 @@ macro_rules! open_command_select {
 }
 pub(super) use open_command_select;
 
-pub(super) fn credential_hash_from_row(row: &SqliteRow) -> Result<[u8; 32], StoreError> {
-    let hash: Vec<u8> = row.try_get("credential_hash")?;
-    hash.try_into()
-        .map_err(|_| StoreError::Corrupt("a credential hash is not 32 bytes".into()))
+/// The device's public key; `None` when it has none (enrolled before keys, or revoked).
+pub(super) fn public_key_from_row(row: &SqliteRow) -> Result<Option<[u8; 32]>, StoreError> {
+    let key: Option<Vec<u8>> = row.try_get("public_key")?;
+    key.map(|key| {
+        key.try_into()
+            .map_err(|_| StoreError::Corrupt("a device public key is not 32 bytes".into()))
+    })
+    .transpose()
 }
 
 pub(super) fn actions_from_rows(rows: &[SqliteRow]) -> Result<Vec<Action>, StoreError> {

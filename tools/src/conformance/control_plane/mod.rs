@@ -20,6 +20,7 @@ use super::runner::{self, Case, Outcome, SuiteContext, fail};
 use super::select::Selection;
 use super::transcript::{self, Transcript};
 use crate::admin::{Client, Token};
+use droidfleet_proto::identity;
 use droidfleet_proto::tls::CaFingerprint;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
@@ -161,11 +162,15 @@ impl CpCtx {
             "device → cp",
             format!("Enroll ownership={ownership:?} display_name={name:?}"),
         );
+        let mut key = [0u8; identity::KEY_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| fail("the system's random generator failed"))?;
         let response = client
             .enroll(pb::EnrollRequest {
                 enrollment_token: token,
                 ownership: ownership as i32,
                 display_name: name,
+                device_public_key: identity::device_public_key(&key).to_vec(),
             })
             .await
             .map_err(|status| {
@@ -179,14 +184,15 @@ impl CpCtx {
         self.transcript.record(
             "cp → device",
             format!(
-                "EnrollResponse device_id={:?} device_credential=<redacted> key=<{} bytes>",
+                "EnrollResponse device_id={:?} key=<{} bytes>",
                 response.device_id,
                 response.command_signing_public_key.len()
             ),
         );
         Ok(RawDevice {
             device_id: response.device_id,
-            credential: response.device_credential,
+            key,
+            ca: self.ca.map(|ca| *ca.as_bytes()),
             signing_key: response.command_signing_public_key,
             ownership,
             client,

@@ -1,10 +1,11 @@
 //! A device played by hand over the control plane's `DeviceGateway`, for what a well-behaved
-//! device would never do: a [`RawDevice`] enrolls, opens [`RawSession`]s with any credential and
-//! first messages, reads (or does not read) what the control plane sends, and says whatever the
+//! device would never do: a [`RawDevice`] enrolls, opens [`RawSession`]s proving any key (or
+//! none) with any first messages, reads (or does not read) what the control plane sends, and says whatever the
 //! case wants. Everything it says and hears goes in the case's transcript.
 
 use super::super::runner::{self, Outcome, fail};
 use super::super::transcript::{self, Transcript};
+use droidfleet_proto::identity;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_client::DeviceGatewayClient;
 use prost::Message as _;
@@ -19,8 +20,10 @@ pub(crate) const WAIT: Duration = Duration::from_secs(10);
 /// An enrolled raw device.
 pub(crate) struct RawDevice {
     pub(crate) device_id: String,
-    /// Its bearer credential; never shown.
-    pub(crate) credential: String,
+    /// The seed of the Ed25519 key it enrolled with; never shown.
+    pub(crate) key: [u8; identity::KEY_LEN],
+    /// The CA fingerprint its session proofs sign (`None`: a plaintext gateway).
+    pub(crate) ca: Option<[u8; 32]>,
     /// The key that must verify its commands.
     pub(crate) signing_key: Vec<u8>,
     pub(crate) ownership: pb::Ownership,
@@ -84,43 +87,55 @@ impl RawDevice {
         }))
     }
 
-    /// Opens a session with its own credential and a valid Hello.
+    /// Opens a session with a valid Hello and the proof of its own key.
     pub(crate) async fn open(&self) -> Result<RawSession, Outcome> {
         let hello = self.hello();
-        self.open_with(Some(&self.credential.clone()), vec![hello])
-            .await
-            .map_err(|status| {
-                fail(format!(
-                    "the control plane refused a valid session: {:?}: {}",
-                    status.code(),
-                    status.message()
-                ))
-            })
+        let opened = self.open_with(Some(&self.key), vec![hello]).await;
+        let refused = |status: tonic::Status| {
+            fail(format!(
+                "the control plane refused a valid session: {:?}: {}",
+                status.code(),
+                status.message()
+            ))
+        };
+        let mut session = opened.map_err(refused)?;
+        // A refused proof ends the stream: a valid session must not end on its first read.
+        session.proven().await.map_err(refused)?;
+        Ok(session)
     }
 
-    /// Opens a session presenting `credential` (or none) with `first` queued to go first.
+    /// Opens a session with the first of `first` (normally a Hello). With a `key`, it then
+    /// answers the control plane's challenge (PROTOCOL.md CP-SESSION-1) with a proof by that key
+    /// for the Hello's device id and sends the rest after it; without one, it sends the rest at
+    /// once, with no proof.
     pub(crate) async fn open_with(
         &self,
-        credential: Option<&str>,
+        key: Option<&[u8; identity::KEY_LEN]>,
         first: Vec<pb::DeviceMessage>,
     ) -> Result<RawSession, tonic::Status> {
         let (tx, rx) = mpsc::channel(64);
-        for message in first {
+        let mut first = first.into_iter();
+        let hello = first.next();
+        let device_id = match &hello {
+            Some(pb::DeviceMessage {
+                body: Some(pb::device_message::Body::Hello(hello)),
+            }) => hello.device_id.clone(),
+            _ => String::new(),
+        };
+        let mut queued: Vec<_> = hello.into_iter().collect();
+        if key.is_none() {
+            queued.extend(first.by_ref());
+        }
+        for message in queued {
             self.transcript
                 .record("device → cp", transcript::device_message(&message));
             let _ = tx.send(message).await;
         }
-        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        if let Some(credential) = credential {
-            let value = format!("Bearer {credential}")
-                .parse()
-                .map_err(|_| tonic::Status::invalid_argument("credential"))?;
-            request.metadata_mut().insert("authorization", value);
-        }
+        let request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         self.transcript
             .record("kit", format!("{} opens a session", self.device_id));
         let call = tokio::time::timeout(WAIT, self.client.clone().session(request)).await;
-        let inbound = match call {
+        let mut inbound = match call {
             Ok(Ok(response)) => response.into_inner(),
             Ok(Err(status)) => {
                 self.transcript.record(
@@ -135,6 +150,44 @@ impl RawDevice {
                 ));
             }
         };
+        if let Some(key) = key {
+            let challenge = match tokio::time::timeout(WAIT, inbound.message()).await {
+                Ok(Ok(Some(pb::ControlMessage {
+                    body: Some(pb::control_message::Body::Challenge(challenge)),
+                }))) => challenge,
+                Ok(Ok(_)) => {
+                    return Err(tonic::Status::failed_precondition(
+                        "the control plane did not answer the Hello with a SessionChallenge \
+                         (CP-SESSION-1)",
+                    ));
+                }
+                Ok(Err(status)) => return Err(status),
+                Err(_) => {
+                    return Err(tonic::Status::deadline_exceeded(
+                        "no SessionChallenge after the Hello",
+                    ));
+                }
+            };
+            self.transcript.record(
+                "cp → device",
+                transcript::control_message(&pb::ControlMessage {
+                    body: Some(pb::control_message::Body::Challenge(challenge.clone())),
+                }),
+            );
+            let signature =
+                identity::sign_session_proof(key, &challenge.nonce, self.ca.as_ref(), &device_id);
+            let proof = message(pb::device_message::Body::Proof(pb::SessionProof {
+                signature,
+            }));
+            self.transcript
+                .record("device → cp", transcript::device_message(&proof));
+            let _ = tx.send(proof).await;
+            for message in first {
+                self.transcript
+                    .record("device → cp", transcript::device_message(&message));
+                let _ = tx.send(message).await;
+            }
+        }
         Ok(RawSession {
             device_id: self.device_id.clone(),
             signing_key: self.signing_key.clone(),
@@ -219,6 +272,24 @@ impl RawSession {
         .await;
     }
 
+    /// Waits for the first message after the proof (a policy, CP-POLICY-1) and keeps it for
+    /// [`RawSession::next`]: the status the session ended with when the proof was refused.
+    async fn proven(&mut self) -> Result<(), tonic::Status> {
+        match tokio::time::timeout(WAIT, self.inbound.message()).await {
+            Ok(Ok(Some(message))) => {
+                self.transcript
+                    .record("cp → device", transcript::control_message(&message));
+                self.read.push_back(message);
+                Ok(())
+            }
+            Ok(Ok(None)) => Err(tonic::Status::aborted("the session ended after the proof")),
+            Ok(Err(status)) => Err(status),
+            Err(_) => Err(tonic::Status::deadline_exceeded(
+                "nothing came after the proof (CP-POLICY-1 asks for the policies)",
+            )),
+        }
+    }
+
     /// The next message from the control plane, within [`WAIT`].
     pub(crate) async fn next(&mut self, what: &str) -> Result<pb::ControlMessage, Outcome> {
         if let Some(message) = self.read.pop_front() {
@@ -270,6 +341,11 @@ impl RawSession {
                         ))
                     })?;
                     return Ok((policies, body, signed));
+                }
+                Some(pb::control_message::Body::Challenge(_)) => {
+                    return Err(fail(
+                        "the control plane sent a second SessionChallenge on a proven session",
+                    ));
                 }
                 None => return Err(fail("the control plane sent a ControlMessage with no body")),
             }

@@ -49,6 +49,18 @@ pub(super) static CASES: &[Case<DeviceCtx>] = &[
     },
     Case {
         info: CaseInfo {
+            id: "dev.session.proof",
+            title: "Every session's challenge is answered with a proof by the key the device \
+                    enrolled with",
+            requirements: &["DEV-ENROLL-2", "DEV-SESSION-4"],
+            tags: &["session", "enrollment"],
+            needs: &[],
+            quick: true,
+        },
+        run: case!(session_proof),
+    },
+    Case {
+        info: CaseInfo {
             id: "dev.escrow.each_session",
             title: "After the Hello the device escrows the token of each store that has one",
             requirements: &["DEV-TOKEN-1"],
@@ -249,6 +261,27 @@ async fn hello(ctx: &mut DeviceCtx) -> CaseResult {
             ctx.ownership()
         );
     }
+    Ok(())
+}
+
+async fn session_proof(ctx: &mut DeviceCtx) -> CaseResult {
+    // The kit's gateway challenges every session and sends its policies only after a proof that
+    // verifies with the key from the device's EnrollRequest; it refuses any other.
+    ctx.open_session().await?;
+    ctx.barrier().await?;
+    let (verified, refused) = {
+        let state = ctx.shared.state();
+        (state.proofs_verified, state.proofs_refused)
+    };
+    ensure!(
+        refused == 0,
+        "{refused} session proof(s) did not verify with the public key the device enrolled with \
+         (DEV-SESSION-4)"
+    );
+    ensure!(
+        verified > 0,
+        "no session was opened with a proof answering the kit's challenge (DEV-SESSION-4)"
+    );
     Ok(())
 }
 

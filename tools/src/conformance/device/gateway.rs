@@ -1,10 +1,12 @@
 //! The kit's own `DeviceGateway`: the control plane a device under test enrolls with and keeps
 //! its session to. It does what PROTOCOL.md asks of a control plane at the edges (enrollment,
-//! authentication, one signed policy per store after each Hello) and hands everything else, as
+//! the challenge and proof that open a session, one signed policy per store after each proof)
+//! and hands everything else, as
 //! [`Event`]s in arrival order, to the cases, which decide what to send and judge what comes back.
 
 use super::super::transcript::{self, Transcript};
 use super::commands::{policy_message, signed_policy};
+use droidfleet_proto::identity;
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_gateway_server::DeviceGateway;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
@@ -41,8 +43,8 @@ pub(crate) enum Event {
 #[derive(Clone, Debug)]
 pub(crate) struct Enrolled {
     pub(crate) device_id: String,
-    /// The bearer credential the device must present; never shown.
-    pub(crate) credential: String,
+    /// The Ed25519 public key the device enrolled with; its session proofs must verify with it.
+    pub(crate) public_key: Vec<u8>,
     pub(crate) ownership: pb::Ownership,
 }
 
@@ -67,6 +69,10 @@ pub(crate) struct GatewayState {
     pub(crate) policies: BTreeMap<i32, Option<pb::PasscodePolicy>>,
     /// The version the policies are sent at: raised by every policy the kit changes.
     pub(crate) policy_version: u64,
+    /// Session proofs that verified with the enrolled key, and those that did not (PROTOCOL.md
+    /// DEV-SESSION-4).
+    pub(crate) proofs_verified: u32,
+    pub(crate) proofs_refused: u32,
     next_session: u64,
     next_device: u64,
 }
@@ -137,12 +143,17 @@ impl DeviceGateway for KitGateway {
             }
             Ok(ownership) => ownership,
         };
+        if request.device_public_key.len() != identity::KEY_LEN {
+            return Err(Status::invalid_argument(
+                "invalid device_public_key: must be a 32-byte Ed25519 public key",
+            ));
+        }
         let device_id = {
             let mut state = shared.state();
             state.next_device += 1;
             let enrolled = Enrolled {
                 device_id: format!("conformance-device-{}", state.next_device),
-                credential: random_text(),
+                public_key: request.device_public_key.clone(),
                 ownership,
             };
             state.enrolled = Some(enrolled.clone());
@@ -151,7 +162,6 @@ impl DeviceGateway for KitGateway {
         shared.emit(Event::Enrolled(request));
         Ok(Response::new(pb::EnrollResponse {
             device_id: device_id.device_id,
-            device_credential: device_id.credential,
             command_signing_public_key: shared.key.public_key().as_ref().to_vec(),
         }))
     }
@@ -163,26 +173,13 @@ impl DeviceGateway for KitGateway {
         request: Request<Streaming<pb::DeviceMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let shared = self.shared.clone();
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_string);
-        let (session, policies, refused) = {
+        let (session, policies, refused, enrolled) = {
             let mut state = shared.state();
             let Some(enrolled) = state.enrolled.clone() else {
                 return Err(Status::unauthenticated(
                     "no device has enrolled with the kit",
                 ));
             };
-            if presented.as_deref() != Some(enrolled.credential.as_str()) {
-                shared.transcript.record(
-                    "kit",
-                    "refused a session with a wrong or missing credential",
-                );
-                return Err(Status::unauthenticated("unknown device credential"));
-            }
             let refused = state.refuse_sessions > 0;
             if refused {
                 state.refuse_sessions -= 1;
@@ -202,7 +199,7 @@ impl DeviceGateway for KitGateway {
                     )
                 })
                 .collect();
-            (state.next_session, policies, refused)
+            (state.next_session, policies, refused, enrolled)
         };
         shared.emit(Event::SessionAttempt {
             at: Instant::now(),
@@ -217,20 +214,62 @@ impl DeviceGateway for KitGateway {
                 "the conformance kit turns this attempt away on purpose (backoff check)",
             ));
         }
-        shared
-            .transcript
-            .record("kit", format!("session {session} opened"));
         let (tx, rx) = mpsc::channel(256);
-        shared.emit(Event::Opened {
-            session,
-            tx: tx.clone(),
-        });
         let mut inbound = request.into_inner();
-        // Only for the policies after the Hello: the reader must not keep the stream open.
+        // Only for the challenge, the policies after the proof and handing the session to the
+        // cases: the reader must not keep the stream open.
         let mut policy_tx = Some(tx);
+        // The nonce of the challenge sent after the Hello, until the proof answers it.
+        let mut challenged: Option<[u8; identity::NONCE_LEN]> = None;
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
+                    // PROTOCOL.md CP-SESSION-1: the proof answers the challenge; the policies
+                    // follow a proof that verifies.
+                    Ok(Some(pb::DeviceMessage {
+                        body: Some(pb::device_message::Body::Proof(proof)),
+                    })) if challenged.is_some() => {
+                        let nonce = challenged.take().unwrap_or_default();
+                        let verified = identity::session_proof_verifies(
+                            &enrolled.public_key,
+                            &nonce,
+                            None,
+                            &enrolled.device_id,
+                            &proof.signature,
+                        );
+                        let Some(tx) = policy_tx.take() else { continue };
+                        if !verified {
+                            shared.state().proofs_refused += 1;
+                            shared.transcript.record(
+                                "kit",
+                                format!("session {session}: the proof does not verify; refused"),
+                            );
+                            let _ = tx
+                                .send(Err(Status::unauthenticated(
+                                    "the session proof does not verify with the enrolled key",
+                                )))
+                                .await;
+                            continue;
+                        }
+                        shared.state().proofs_verified += 1;
+                        shared.transcript.record(
+                            "device → kit",
+                            format!("SessionProof (session {session}): verified"),
+                        );
+                        for policy in &policies {
+                            let update = policy_message(policy.clone());
+                            shared
+                                .transcript
+                                .record("kit → device", transcript::control_message(&update));
+                            let _ = tx.send(Ok(update)).await;
+                        }
+                        // Only a proven session is open: a case's first command goes after the
+                        // proof and the policies, as a control plane's would (CP-SESSION-1).
+                        shared
+                            .transcript
+                            .record("kit", format!("session {session} opened"));
+                        shared.emit(Event::Opened { session, tx });
+                    }
                     Ok(Some(message)) => {
                         shared
                             .transcript
@@ -238,17 +277,23 @@ impl DeviceGateway for KitGateway {
                         let is_hello =
                             matches!(message.body, Some(pb::device_message::Body::Hello(_)));
                         shared.emit(Event::Message { session, message });
-                        // PROTOCOL.md CP-POLICY-1: every store's policy right after the Hello.
-                        if let Some(tx) = policy_tx.take()
+                        if let Some(tx) = &policy_tx
                             && is_hello
+                            && challenged.is_none()
                         {
-                            for policy in &policies {
-                                let update = policy_message(policy.clone());
-                                shared
-                                    .transcript
-                                    .record("kit → device", transcript::control_message(&update));
-                                let _ = tx.send(Ok(update)).await;
-                            }
+                            let nonce: [u8; identity::NONCE_LEN] = random_bytes();
+                            challenged = Some(nonce);
+                            let challenge = pb::ControlMessage {
+                                body: Some(pb::control_message::Body::Challenge(
+                                    pb::SessionChallenge {
+                                        nonce: nonce.to_vec(),
+                                    },
+                                )),
+                            };
+                            shared
+                                .transcript
+                                .record("kit → device", transcript::control_message(&challenge));
+                            let _ = tx.send(Ok(challenge)).await;
                         }
                     }
                     Ok(None) => {
@@ -287,10 +332,18 @@ pub(crate) fn stores_of(ownership: pb::Ownership) -> Vec<pb::CredentialScope> {
     }
 }
 
-/// 32 random bytes as hex: credentials and enrollment tokens.
+/// 32 random bytes as hex: enrollment tokens.
 pub(crate) fn random_text() -> String {
-    let mut bytes = [0u8; 32];
+    random_bytes::<32>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `N` random bytes: nonces, and the material of [`random_text`].
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .expect("the system RNG works");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes
 }

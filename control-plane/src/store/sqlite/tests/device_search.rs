@@ -21,7 +21,7 @@ async fn enroll_named(
     let mut device = new_device(id, 0);
     device.display_name = name.to_string();
     device.ownership = ownership;
-    device.credential_hash = crate::crypto::sha256(format!("credential {id}").as_bytes());
+    device.public_key = crate::crypto::sha256(format!("key {id}").as_bytes());
     store
         .enroll_device(token_hash, device)
         .await

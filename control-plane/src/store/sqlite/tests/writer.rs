@@ -211,7 +211,7 @@ async fn session_state_holds_devices_credentials_tokens_and_open_commands() {
     let state = s.session_state().await.unwrap();
     assert_eq!(state.len(), 2);
     let a = state.iter().find(|d| d.device.id == "dev_a").unwrap();
-    assert_eq!(a.credential_hash, hash(1));
+    assert_eq!(a.public_key, Some(hash(1)));
     assert_eq!(a.device, s.get_device("dev_a").await.unwrap().unwrap());
     assert_eq!(a.escrow_tokens, vec![(Scope::WorkProfile, sealed)]);
     let open: Vec<(&str, ActionState)> = a
@@ -230,6 +230,6 @@ async fn session_state_holds_devices_credentials_tokens_and_open_commands() {
     );
     assert_eq!(a.open_commands[1].sealed_passcode, None);
     let b = state.iter().find(|d| d.device.id == "dev_b").unwrap();
-    assert_eq!(b.credential_hash, hash(2));
+    assert_eq!(b.public_key, Some(hash(2)));
     assert!(b.escrow_tokens.is_empty() && b.open_commands.is_empty());
 }
