@@ -39,6 +39,11 @@ enum Command {
     Serve(ServeArgs),
     /// Talk to a running control plane as an admin.
     Admin(admin::AdminArgs),
+    /// Manage the control plane's keys in its data folder.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Run the device agent (as the `droidfleet-agent` binary does, plus `run --console`).
     Agent {
         #[command(subcommand)]
@@ -68,6 +73,27 @@ enum AgentCommand {
     Run(Box<agent_wall::AgentRunArgs>),
     /// Hand a device the token from `droidfleet admin re-enroll`; it enrolls again by itself.
     ReEnroll(droidfleet_agent::cli::ReEnrollArgs),
+}
+
+#[derive(clap::Subcommand)]
+enum KeysCommand {
+    /// Make a new command-signing and/or sealing key current (both when neither flag is given),
+    /// keeping the old ones so that what they sealed still opens and devices that trust the old
+    /// signing key are told the new one. Takes effect when `droidfleet serve` next starts.
+    Rotate(RotateArgs),
+}
+
+#[derive(clap::Args)]
+struct RotateArgs {
+    /// The control plane's data folder, as given to `droidfleet serve`.
+    #[arg(long, default_value = "droidfleet-data", env = "DROIDFLEET_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Rotate the key that signs commands and policies.
+    #[arg(long)]
+    signing: bool,
+    /// Rotate the key that seals escrow tokens and passcodes in the database.
+    #[arg(long)]
+    sealing: bool,
 }
 
 #[derive(clap::Args)]
@@ -261,6 +287,7 @@ fn main() -> anyhow::Result<()> {
     let quiet = matches!(
         cli.command,
         Command::Admin(_)
+            | Command::Keys { .. }
             | Command::Demo(_)
             | Command::Loadtest(_)
             | Command::Flow(_)
@@ -273,6 +300,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Admin(args) => Ok(admin::run(args).await?),
+            Command::Keys {
+                command: KeysCommand::Rotate(args),
+            } => rotate_keys(&args),
             Command::Agent {
                 command: AgentCommand::Run(args),
             } => Ok(agent_wall::run(*args, shutdown_signal()).await?),
@@ -286,6 +316,22 @@ fn main() -> anyhow::Result<()> {
             Command::Dashboard(args) => Ok(dashboard::run(args).await?),
         }
     })
+}
+
+fn rotate_keys(args: &RotateArgs) -> anyhow::Result<()> {
+    let both = !args.signing && !args.sealing;
+    let rotation = droidfleet_control_plane::crypto::Rotation {
+        signing: args.signing || both,
+        sealing: args.sealing || both,
+    };
+    let rotated = droidfleet_control_plane::server::rotate_keys(&args.data_dir, rotation)?;
+    for (what, ids) in [("signing", rotated.signing), ("sealing", rotated.sealing)] {
+        if let Some((old, new)) = ids {
+            println!("{what} key rotated: {old} -> {new} (the old key is kept)");
+        }
+    }
+    println!("The new keys take effect when `droidfleet serve` next starts.");
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,9 +1,9 @@
 //! Conversions between protobuf messages and the device model's types, at the gRPC edge.
 
 use crate::device::{
-    Command, CommandKind, CommandResult, Complexity, ErrorCode, EscrowToken, Notification,
-    Ownership, Passcode, PasscodePolicy, PasscodeType, PolicyRefusal, PolicyUpdate, Scope,
-    StoreStatus, TokenState,
+    Command, CommandKind, CommandResult, Complexity, ErrorCode, EscrowToken, KeyUpdate,
+    Notification, Ownership, Passcode, PasscodePolicy, PasscodeType, PolicyRefusal, PolicyUpdate,
+    Scope, StoreStatus, TokenState,
 };
 use droidfleet_proto::v1 as pb;
 use droidfleet_telemetry::traceparent::TraceParent;
@@ -208,6 +208,16 @@ pub fn decode_policy(body: &[u8]) -> Option<PolicyUpdate> {
     })
 }
 
+/// Decodes a signed key update's body (`droidfleet.v1.KeyUpdateBody`); `None` when it does not
+/// parse. [`device::Device::apply_key_update`] takes it as its decoder.
+pub fn decode_key_update(body: &[u8]) -> Option<KeyUpdate> {
+    let body = pb::KeyUpdateBody::decode(body).ok()?;
+    Some(KeyUpdate {
+        device_id: body.device_id,
+        public_key: body.public_key,
+    })
+}
+
 pub(crate) fn policy_refusal_to_pb(refusal: &PolicyRefusal) -> pb::PolicyRefusal {
     pb::PolicyRefusal {
         scope: refusal.scope.map_or(0, |scope| scope_to_pb(scope) as i32),
@@ -224,6 +234,19 @@ mod tests {
         assert_eq!(
             crate::device::crypto::POLICY_CONTEXT,
             droidfleet_proto::signing::POLICY_CONTEXT
+        );
+    }
+
+    #[test]
+    fn the_model_names_and_updates_keys_as_the_protocol_does() {
+        assert_eq!(
+            crate::device::crypto::KEY_UPDATE_CONTEXT,
+            droidfleet_proto::signing::KEY_UPDATE_CONTEXT
+        );
+        let public_key = [9u8; 32];
+        assert_eq!(
+            crate::device::crypto::key_id(&public_key),
+            droidfleet_proto::signing::key_id(&public_key)
         );
     }
 }

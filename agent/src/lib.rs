@@ -11,8 +11,8 @@
 //!   and break sessions, without the I/O.
 //! - [`harness`]: the `DeviceHarness` gRPC service through which a test plays the user.
 //! - `convert` (crate-private): protobuf ⇄ device model, at the gRPC edge; its
-//!   [`decode_command`] and [`decode_policy`] (the bodies of signed commands and policies) are
-//!   public, for fuzzing and other hosts.
+//!   [`decode_command`], [`decode_policy`] and [`decode_key_update`] (the bodies of signed
+//!   commands, policies and key updates) are public, for fuzzing and other hosts.
 //! - [`seeded`]: SplitMix64 and `--mix`, the seeded load shapes shared with the load test.
 //! - [`metrics`]: Prometheus counters and the `GET /metrics` endpoint.
 //! - [`clock`]: the injected clock the devices read time from.
@@ -29,4 +29,4 @@ pub mod harness;
 pub mod metrics;
 pub mod seeded;
 
-pub use convert::{decode_command, decode_policy};
+pub use convert::{decode_command, decode_key_update, decode_policy};

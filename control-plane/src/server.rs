@@ -5,7 +5,7 @@
 //! `GET /metrics` endpoint on a second listener ([`serve_with_metrics`]).
 
 use crate::clock::Clock;
-use crate::crypto::{CryptoError, KeyRing};
+use crate::crypto::{CryptoError, KeyRing, Rotated, Rotation};
 use crate::grpc::{
     AdminApi, Gateway, OversizeIsExhausted, PeerLimited, PeerLimits, accept_connections,
 };
@@ -46,6 +46,12 @@ pub enum ServeError {
         missing: Vec<PathBuf>,
         enrolled: usize,
     },
+    #[error(
+        "no keys to rotate: key file(s) {} missing. Is this the data folder of a control plane \
+         that has started once?",
+        missing.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NothingToRotate { missing: Vec<PathBuf> },
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -131,6 +137,19 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<OpenedControl
         bootstrap_token_path,
         tls: tls.map(Arc::new),
     })
+}
+
+/// `droidfleet keys rotate`: replaces the current signing and/or sealing key in `data_dir`'s key
+/// folder with a new one and keeps the replaced key beside it (see [`KeyRing::rotate`]). It works
+/// on the files alone, so it needs no running server: a server already running keeps the keys
+/// it loaded until it restarts, and takes the new ones when it next starts.
+pub fn rotate_keys(data_dir: &std::path::Path, rotation: Rotation) -> Result<Rotated, ServeError> {
+    let keys_dir = data_dir.join(KEYS_DIR);
+    let missing = KeyRing::missing_key_files(&keys_dir);
+    if !missing.is_empty() {
+        return Err(ServeError::NothingToRotate { missing });
+    }
+    Ok(KeyRing::rotate(&keys_dir, rotation)?)
 }
 
 /// Where and what [`serve_with_metrics`] serves as Prometheus metrics.

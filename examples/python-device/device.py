@@ -3,7 +3,8 @@
 
 It plays one dedicated (COSU) Android device: it enrolls, keeps a Session open (reconnecting with
 backoff), escrows its reset token, verifies every command's and policy's Ed25519 signature over
-the exact body bytes it received (refusing forged, misrouted and replayed ones), acknowledges what
+the exact body bytes it received, under the id of the one key it trusts (refusing forged,
+misrouted and replayed ones), follows key updates that key signed, acknowledges what
 it accepts, and runs passcode resets and remote locks against
 a small model of the device's lock screen, persisting its state before it reports anything. It has
 no DeviceHarness: a conformance run reports the cases that need one as not applicable.
@@ -346,6 +347,8 @@ class Device:
                     token = self.current_token()
                     if token is not None:
                         await self.send(self.escrow_message(token))
+                elif kind == "key_update":
+                    await self.apply_key_update(message.key_update)
                 elif kind == "policy":
                     await self.apply_policy(message.policy)
                 elif kind == "command":
@@ -366,6 +369,36 @@ class Device:
         )
         proof = self.gw.SessionProof(signature=key.sign(signed))
         return self.gw.DeviceMessage(proof=proof)
+
+    # -- the control plane's signing key (DEV-KEY-1, DEV-KEY-2)
+
+    def trusted_key_id(self):
+        """The id of the key this device trusts: the first 8 bytes of its SHA-256 (CP-KEY-1)."""
+        return hashlib.sha256(bytes.fromhex(self.state["public_key"])).digest()[:8]
+
+    async def apply_key_update(self, signed):
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from google.protobuf.message import DecodeError
+
+        # DEV-KEY-2: only the key the device trusts can name its successor. Updates signed by
+        # other (earlier) keys come on every session after a rotation and are ignored.
+        if signed.key_id != self.trusted_key_id():
+            return
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.state["public_key"]))
+        try:
+            key.verify(signed.signature, b"droidfleet.v1 key\0" + signed.body)
+            body = self.gw.KeyUpdateBody.FromString(signed.body)
+        except (InvalidSignature, DecodeError):
+            log("refused a key update that does not verify or decode")
+            return
+        if body.device_id != self.state["device_id"] or len(body.public_key) != 32:
+            log("refused a key update for another device or with a malformed key")
+            return
+        self.state["public_key"] = body.public_key.hex()
+        # Persisted before the next message, which the new key may sign, is read.
+        self.persist()
+        log("following the control plane's new signing key")
 
     async def apply_policy(self, signed):
         from cryptography.exceptions import InvalidSignature
@@ -389,6 +422,10 @@ class Device:
             await self.send(self.gw.DeviceMessage(policy_refusal=refusal))
 
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.state["public_key"]))
+        if signed.key_id != self.trusted_key_id():
+            # DEV-KEY-1: not the key this device trusts.
+            await refuse(pb.ERROR_CODE_BAD_SIGNATURE, "the policy's key id is not the trusted key's")
+            return
         try:
             # DEV-POLICY-2: the policy prefix, then the exact bytes received.
             key.verify(signed.signature, b"droidfleet.v1 policy\0" + signed.body)
@@ -426,9 +463,10 @@ class Device:
         pb = self.pb
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.state["public_key"]))
         try:
-            # DEV-CMD-1: the exact bytes received, never a re-encoding.
+            # DEV-CMD-1: the exact bytes received, never a re-encoding; DEV-KEY-1: under the id
+            # of the key this device trusts.
             key.verify(signed.signature, signed.body)
-            verified = True
+            verified = signed.key_id == self.trusted_key_id()
         except InvalidSignature:
             verified = False
         try:

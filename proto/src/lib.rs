@@ -53,7 +53,7 @@ redacted_debug! {
     EnterPasscodeRequest { name, scope } secret { passcode }
     SetPasscodeRequest { name, scope } secret { current_passcode, new_passcode }
     // The body encodes the command, passcode and token included.
-    SignedCommand { signature } secret { body }
+    SignedCommand { signature, key_id } secret { body }
 }
 
 #[cfg(test)]
@@ -72,6 +72,7 @@ mod tests {
             body: Some(v1::control_message::Body::Command(v1::SignedCommand {
                 body: prost::Message::encode_to_vec(&command),
                 signature: vec![1, 2, 3],
+                key_id: vec![4; 8],
             })),
         };
         let printed = format!(

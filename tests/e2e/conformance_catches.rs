@@ -153,6 +153,12 @@ async fn a_device_that_acknowledges_a_forged_command_fails_forged() {
 }
 
 #[tokio::test]
+async fn a_device_that_ignores_key_ids_fails_unknown_key() {
+    let case = "dev.command.unknown_key";
+    device_with(Bug::DeviceIgnoresKeyIds, Ownership::Cosu, &[case], case).await;
+}
+
+#[tokio::test]
 async fn a_device_that_accepts_a_replayed_command_fails_replayed() {
     let case = "dev.command.replayed";
     device_with(Bug::DeviceAcceptsReplayed, Ownership::Cosu, &[case], case).await;

@@ -35,6 +35,7 @@ mod fleet_options;
 mod fleet_wall;
 mod flows;
 mod health_reflection;
+mod key_rotation;
 mod loadtest;
 mod loadtest_metrics;
 mod metrics;

@@ -7,6 +7,7 @@ use crate::driver::fuzz;
 use crate::enrolled_kiosk::{DEVICE_ID, enrolled_kiosk, signing_key};
 use droidfleet_agent::decode_command;
 use droidfleet_agent::device::{Device, ErrorCode, EscrowToken, Passcode, Scope};
+use droidfleet_proto::signing::key_id;
 use droidfleet_proto::v1 as pb;
 use prost::Message;
 use ring::rand::SystemRandom;
@@ -67,6 +68,7 @@ fn seeds(keys: &Ed25519KeyPair) -> Vec<Vec<u8>> {
                 body: Some(pb::control_message::Body::Command(pb::SignedCommand {
                     body,
                     signature,
+                    key_id: key_id(keys.public_key().as_ref()).to_vec(),
                 })),
             }
             .encode_to_vec()
@@ -86,16 +88,27 @@ fn signed_commands() {
             return "not a command".into();
         };
         let signed_here = input.len() % 2 == 0;
-        let signature = if signed_here {
-            keys.sign(&command.body).as_ref().to_vec()
+        let trusted_id = key_id(keys.public_key().as_ref()).to_vec();
+        let (signature, signed_by) = if signed_here {
+            (
+                keys.sign(&command.body).as_ref().to_vec(),
+                trusted_id.clone(),
+            )
         } else {
-            command.signature.clone()
+            (command.signature.clone(), command.key_id.clone())
         };
-        let genuine = verifies(&keys, &command.body, &signature);
+        // DEV-KEY-1: a signature counts only under the id of the key the device trusts.
+        let genuine = signed_by == trusted_id && verifies(&keys, &command.body, &signature);
         let mut device = device(&keys, &rng);
         let before = device.statuses(NOW);
-        let Some(result) = device.run_command(&command.body, &signature, decode_command, NOW, &rng)
-        else {
+        let Some(result) = device.run_command(
+            &command.body,
+            &signature,
+            &signed_by,
+            decode_command,
+            NOW,
+            &rng,
+        ) else {
             assert!(
                 decode_command(&command.body).is_none(),
                 "a decodable command got no result"

@@ -8,7 +8,7 @@ use crate::driver::fuzz;
 use crate::enrolled_kiosk::{DEVICE_ID, enrolled_kiosk, signing_key};
 use droidfleet_agent::decode_policy;
 use droidfleet_agent::device::{ErrorCode, Scope};
-use droidfleet_proto::signing::{policy_signature_verifies, policy_signed_bytes};
+use droidfleet_proto::signing::{key_id, policy_signature_verifies, policy_signed_bytes};
 use droidfleet_proto::v1 as pb;
 use prost::Message;
 use ring::rand::SystemRandom;
@@ -38,6 +38,7 @@ fn seeds(keys: &Ed25519KeyPair) -> Vec<Vec<u8>> {
             body: Some(pb::control_message::Body::Policy(pb::SignedPolicy {
                 body,
                 signature,
+                key_id: key_id(keys.public_key().as_ref()).to_vec(),
             })),
         }
         .encode_to_vec()
@@ -58,17 +59,19 @@ fn signed_policies() {
             return "not a policy".into();
         };
         let signed_here = input.len() % 2 == 0;
-        let signature = if signed_here {
-            keys.sign(&policy_signed_bytes(&policy.body))
-                .as_ref()
-                .to_vec()
+        let trusted_id = key_id(&public).to_vec();
+        let (signature, signed_by) = if signed_here {
+            let signature = keys.sign(&policy_signed_bytes(&policy.body));
+            (signature.as_ref().to_vec(), trusted_id.clone())
         } else {
-            policy.signature.clone()
+            (policy.signature.clone(), policy.key_id.clone())
         };
-        let genuine = policy_signature_verifies(&public, &policy.body, &signature);
+        // DEV-KEY-1: a signature counts only under the id of the key the device trusts.
+        let genuine =
+            signed_by == trusted_id && policy_signature_verifies(&public, &policy.body, &signature);
         let mut device = enrolled_kiosk(&keys, &rng);
         let before = device.policy(Scope::Device).unwrap().cloned();
-        match device.apply_signed_policy(&policy.body, &signature, decode_policy) {
+        match device.apply_signed_policy(&policy.body, &signature, &signed_by, decode_policy) {
             Ok(()) => {
                 assert!(genuine, "a policy without a valid signature was applied");
                 format!("applied, signed here {signed_here}")

@@ -1,7 +1,8 @@
 //! Signed commands from the control plane, and the device's record of what it answered.
 //!
-//! [`Device::run_command`] checks, in order: the body decodes; its Ed25519 signature verifies
-//! with the key the device got at enrollment; it names this device; its id was not answered
+//! [`Device::run_command`] checks, in order: the body decodes; its key id names the key the
+//! device trusts (from its enrollment or its last key update); its Ed25519 signature verifies
+//! with that key; it names this device; its id was not answered
 //! before (a re-delivery gets the stored result again and never runs twice, since delivery is
 //! at-least-once); its sequence is above every sequence already answered; its not-after time has
 //! not passed. A bad signature, another device's command or an old sequence is answered but not
@@ -138,6 +139,7 @@ impl Device {
         &mut self,
         body: &[u8],
         signature: &[u8],
+        key_id: &[u8],
         decode: impl FnOnce(&[u8]) -> Option<Command>,
         now_ms: u64,
         rng: &dyn SecureRandom,
@@ -155,6 +157,12 @@ impl Device {
                 "the device is not enrolled, so it has no key to verify commands".to_owned(),
             ));
         };
+        if let Some(mismatch) = crypto::key_id_mismatch(&enrollment.command_public_key, key_id) {
+            return Some(refusal(
+                ErrorCode::BadSignature,
+                format!("the command {mismatch}"),
+            ));
+        }
         if !crypto::verify_ed25519(&enrollment.command_public_key, body, signature) {
             return Some(refusal(
                 ErrorCode::BadSignature,
@@ -363,9 +371,11 @@ mod tests {
         fn run(&mut self, command: Command, now_ms: u64) -> Option<CommandResult> {
             let body = command.command_id.clone().into_bytes();
             let signature = self.keys.sign(&body);
+            let key_id = crypto::key_id(self.keys.public_key().as_ref());
             self.device.run_command(
                 &body,
                 signature.as_ref(),
+                &key_id,
                 |_| Some(command),
                 now_ms,
                 &self.rng,
@@ -381,7 +391,9 @@ mod tests {
     #[test]
     fn undecodable_body_gives_none() {
         let mut f = fixture();
-        let result = f.device.run_command(b"junk", b"sig", |_| None, NOW, &f.rng);
+        let result = f
+            .device
+            .run_command(b"junk", b"sig", &[], |_| None, NOW, &f.rng);
         assert!(result.is_none());
         assert_eq!(f.device.applied_commands().count(), 0);
     }
@@ -425,9 +437,10 @@ mod tests {
         let body = b"c1".to_vec();
         let mut signature = f.keys.sign(&body).as_ref().to_vec();
         signature[0] ^= 1;
+        let key_id = crypto::key_id(f.keys.public_key().as_ref());
         let result = f
             .device
-            .run_command(&body, &signature, |_| Some(command), NOW, &f.rng)
+            .run_command(&body, &signature, &key_id, |_| Some(command), NOW, &f.rng)
             .unwrap();
         assert!(!result.success);
         assert_eq!(result.error.unwrap().0, ErrorCode::BadSignature);
@@ -445,11 +458,52 @@ mod tests {
                 .unwrap();
         let command = reset("c1", 1, &f.token);
         let signature = other.sign(b"c1");
-        let result = f
-            .device
-            .run_command(b"c1", signature.as_ref(), |_| Some(command), NOW, &f.rng)
-            .unwrap();
-        assert_eq!(result.error.unwrap().0, ErrorCode::BadSignature);
+        // Under the trusted key's id, and under its own.
+        for key_id in [
+            crypto::key_id(f.keys.public_key().as_ref()),
+            crypto::key_id(other.public_key().as_ref()),
+        ] {
+            let result = f
+                .device
+                .run_command(
+                    b"c1",
+                    signature.as_ref(),
+                    &key_id,
+                    |_| Some(command.clone()),
+                    NOW,
+                    &f.rng,
+                )
+                .unwrap();
+            assert_eq!(result.error.unwrap().0, ErrorCode::BadSignature);
+        }
+        assert_eq!(f.device.applied_commands().count(), 0);
+    }
+
+    #[test]
+    fn a_command_under_an_unknown_key_id_is_refused_before_its_signature_is_checked() {
+        let mut f = fixture();
+        let command = reset("c1", 1, &f.token);
+        // The trusted key's own signature, but named as another key's: refused all the same.
+        let signature = f.keys.sign(b"c1");
+        for key_id in [&[][..], &[0u8; 8][..], &[1u8; 40][..]] {
+            let result = f
+                .device
+                .run_command(
+                    b"c1",
+                    signature.as_ref(),
+                    key_id,
+                    |_| Some(command.clone()),
+                    NOW,
+                    &f.rng,
+                )
+                .unwrap();
+            let (code, reason) = result.error.unwrap();
+            assert_eq!(code, ErrorCode::BadSignature);
+            assert!(reason.contains("the key this device trusts"), "{reason}");
+        }
+        assert_eq!(f.device.applied_commands().count(), 0);
+        let token = f.token.clone();
+        assert_eq!(f.code(reset("c1", 1, &token), NOW), None);
     }
 
     #[test]
@@ -464,7 +518,14 @@ mod tests {
         );
         let token = EscrowToken::new(vec![1; 32]);
         let result = device
-            .run_command(b"c1", b"sig", |_| Some(reset("c1", 1, &token)), NOW, &rng)
+            .run_command(
+                b"c1",
+                b"sig",
+                &[],
+                |_| Some(reset("c1", 1, &token)),
+                NOW,
+                &rng,
+            )
             .unwrap();
         assert_eq!(result.error.unwrap().0, ErrorCode::BadSignature);
     }
@@ -653,6 +714,7 @@ mod tests {
             .run_command(
                 &body,
                 signature.as_ref(),
+                &crypto::key_id(keys.public_key().as_ref()),
                 |_| Some(remote_lock("l1", 1, Scope::Device)),
                 NOW,
                 &rng,

@@ -241,6 +241,59 @@ pub(crate) fn verify_policy_signature(public_key: &[u8], body: &[u8], signature:
     verify_ed25519(public_key, &signed, signature)
 }
 
+/// What the control plane's earlier key signs ahead of a key update's body (PROTOCOL.md
+/// CP-KEY-2); checked against the proto crate's `signing::KEY_UPDATE_CONTEXT` at the edge, as
+/// [`POLICY_CONTEXT`] is.
+pub const KEY_UPDATE_CONTEXT: &[u8] = b"droidfleet.v1 key\0";
+
+/// How many bytes a signing key's id has.
+pub const KEY_ID_LEN: usize = 8;
+
+/// A signing key's id (PROTOCOL.md CP-KEY-1): the first 8 bytes of its public key's SHA-256.
+pub fn key_id(public_key: &[u8]) -> [u8; KEY_ID_LEN] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, public_key);
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&digest.as_ref()[..KEY_ID_LEN]);
+    id
+}
+
+/// `None` when `key_id` names `public_key`, the key the device trusts; otherwise why not, as
+/// the end of a sentence about the signed message (PROTOCOL.md DEV-KEY-1).
+pub(crate) fn key_id_mismatch(public_key: &[u8], key_id: &[u8]) -> Option<String> {
+    let trusted = self::key_id(public_key);
+    if key_id == trusted {
+        return None;
+    }
+    let named = if key_id.is_empty() {
+        "no key id".to_owned()
+    } else if key_id.len() == KEY_ID_LEN {
+        format!("key id {}", hex(key_id))
+    } else {
+        format!("a key id of {} bytes", key_id.len())
+    };
+    Some(format!(
+        "carries {named}, not {}, the id of the key this device trusts",
+        hex(&trusted)
+    ))
+}
+
+/// Whether `signature` is `public_key`'s signature of the key update body `body`: an Ed25519
+/// signature of [`KEY_UPDATE_CONTEXT`] followed by `body`.
+pub(crate) fn verify_key_update_signature(
+    public_key: &[u8],
+    body: &[u8],
+    signature: &[u8],
+) -> bool {
+    let mut signed = Vec::with_capacity(KEY_UPDATE_CONTEXT.len() + body.len());
+    signed.extend_from_slice(KEY_UPDATE_CONTEXT);
+    signed.extend_from_slice(body);
+    verify_ed25519(public_key, &signed, signature)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Serde adapter that writes bytes as standard base64, which keeps persisted state compact and
 /// readable compared to JSON arrays of numbers.
 pub(crate) mod b64 {

@@ -21,7 +21,9 @@
 //!   errors) and [`Device`] with its tokens, locking, reboot, policies, user data, reset and
 //!   persisted form.
 //! - `lock_screen`: entering and changing a passcode (failure counts, throttling, wipes).
-//! - [`commands`]: verifying, running and recording signed commands.
+//! - [`commands`]: verifying, running and recording signed commands; [`signed_policy`]:
+//!   verifying and applying signed policies; [`key_update`]: the one signing key the device
+//!   trusts, replaced only by an update that key signed.
 //!
 //! `lock_screen` and `commands` add to [`Device`]'s methods rather than wrap it.
 //!
@@ -31,6 +33,7 @@
 pub mod android;
 pub mod commands;
 pub mod crypto;
+pub mod key_update;
 mod lock_screen;
 pub mod policy;
 pub mod profile;
@@ -47,6 +50,7 @@ use serde::{Deserialize, Serialize};
 pub use android::{ApiLevel, UnknownApiLevel};
 pub use commands::{Command, CommandKind, CommandResult, ErrorCode};
 pub use crypto::{CryptoError, KdfParams};
+pub use key_update::{KeyUpdate, KeyUpdateRefusal};
 pub use lock_screen::{EntryOutcome, Refusal};
 /// The shorter name the gRPC edge uses.
 pub(crate) use policy::PasscodeComplexity as Complexity;
@@ -271,7 +275,8 @@ pub struct Enrollment {
     /// The private key whose public key the control plane bound to the device at this
     /// enrollment; it signs the proof that opens every session.
     pub key: DeviceKey,
-    /// Ed25519 public key that signs every command to this device.
+    /// Ed25519 public key that signs every command and policy to this device: the one from
+    /// enrollment, until a key update signed by it names its successor (`key_update.rs`).
     #[serde(with = "crypto::b64")]
     pub command_public_key: Vec<u8>,
 }

@@ -1,7 +1,8 @@
 //! Signed passcode policies from the control plane (PROTOCOL.md DEV-POLICY-1 to DEV-POLICY-3).
 //!
-//! [`Device::apply_signed_policy`] checks, in order: the signature verifies, with the key the
-//! device got at enrollment, over the policy prefix and the body bytes as received; the body
+//! [`Device::apply_signed_policy`] checks, in order: the key id names the key the device
+//! trusts (from its enrollment or its last key update); the signature verifies, with that key,
+//! over the policy prefix and the body bytes as received; the body
 //! decodes; it names this device; the store exists; its version is not below the version of the
 //! policy the store applies, nor equal to it with another policy. A refused policy changes
 //! nothing: the store keeps the policy it had, so nobody without the control plane's key (a
@@ -41,6 +42,7 @@ impl Device {
         &mut self,
         body: &[u8],
         signature: &[u8],
+        key_id: &[u8],
         decode: impl FnOnce(&[u8]) -> Option<PolicyUpdate>,
     ) -> Result<(), PolicyRefusal> {
         let update = decode(body);
@@ -56,6 +58,12 @@ impl Device {
                 "the device is not enrolled, so it has no key to verify policies".to_owned(),
             ));
         };
+        if let Some(mismatch) = crypto::key_id_mismatch(&enrollment.command_public_key, key_id) {
+            return Err(refusal(
+                ErrorCode::BadSignature,
+                format!("the policy {mismatch}"),
+            ));
+        }
         if !crypto::verify_policy_signature(&enrollment.command_public_key, body, signature) {
             return Err(refusal(
                 ErrorCode::BadSignature,
@@ -163,7 +171,8 @@ mod tests {
     ) -> Result<(), PolicyRefusal> {
         let body = update.version.to_be_bytes();
         let signature = keys.sign(&policy_signed_bytes(&body));
-        device.apply_signed_policy(&body, signature.as_ref(), |_| Some(update))
+        let key_id = crypto::key_id(keys.public_key().as_ref());
+        device.apply_signed_policy(&body, signature.as_ref(), &key_id, |_| Some(update))
     }
 
     #[test]
@@ -201,10 +210,12 @@ mod tests {
         let result = apply(&mut device, &other, loose.clone());
         refused(&mut device, result, ErrorCode::BadSignature);
         let body = 9u64.to_be_bytes();
-        let result = device.apply_signed_policy(&body, &[], |_| Some(loose.clone()));
+        let key_id = crypto::key_id(keys.public_key().as_ref());
+        let result = device.apply_signed_policy(&body, &[], &key_id, |_| Some(loose.clone()));
         refused(&mut device, result, ErrorCode::BadSignature);
         let bare = keys.sign(&body);
-        let result = device.apply_signed_policy(&body, bare.as_ref(), |_| Some(loose.clone()));
+        let result =
+            device.apply_signed_policy(&body, bare.as_ref(), &key_id, |_| Some(loose.clone()));
         refused(&mut device, result, ErrorCode::BadSignature);
 
         // Another device's; an older version; the same version with another policy.
@@ -221,7 +232,14 @@ mod tests {
         let result = apply(&mut device, &keys, update(Scope::WorkProfile, None, 9));
         refused(&mut device, result, ErrorCode::StoreMissing);
         let signature = keys.sign(&policy_signed_bytes(&body));
-        let result = device.apply_signed_policy(&body, signature.as_ref(), |_| None);
+        let result = device.apply_signed_policy(&body, signature.as_ref(), &key_id, |_| None);
         refused(&mut device, result, ErrorCode::MalformedCommand);
+
+        // The trusted key's signature under another key's id, or under none.
+        for other_id in [&[][..], &crypto::key_id(other.public_key().as_ref())[..]] {
+            let result = device
+                .apply_signed_policy(&body, signature.as_ref(), other_id, |_| Some(loose.clone()));
+            refused(&mut device, result, ErrorCode::BadSignature);
+        }
     }
 }

@@ -18,9 +18,10 @@
 use super::spec::FleetError;
 use super::{Fleet, Slot, lock};
 use crate::convert::*;
+use crate::device::crypto::key_id;
 use crate::device::{
-    CommandKind, CommandResult, DeviceEvent, DeviceKey, Enrollment, ErrorCode, EscrowToken, Scope,
-    StoreStatus, TokenState,
+    CommandKind, CommandResult, DeviceEvent, DeviceKey, Enrollment, ErrorCode, EscrowToken,
+    KeyUpdateRefusal, Scope, StoreStatus, TokenState,
 };
 use crate::faults::{Direction, FaultAction};
 use crate::metrics::CommandOutcome;
@@ -148,7 +149,7 @@ impl Fleet {
             .map_err(|_| SessionError::Closed)?;
         let handed = lock(&self.handed_tokens).remove(&slot.name);
         let enrollment = lock(&slot.device).enrollment().cloned();
-        let enrollment = match (handed, enrollment) {
+        let mut enrollment = match (handed, enrollment) {
             (Some(token), _) => {
                 let enrollment = Box::pin(self.enroll(slot, token.expose(), true)).await?;
                 slot.re_enrollment_required.store(false, Ordering::SeqCst);
@@ -229,7 +230,7 @@ impl Fleet {
                     FaultAction::Disconnect => return Err(SessionError::Fault("disconnect")),
                 };
                 for _ in 0..copies {
-                    Box::pin(self.receive(slot, &tx, &enrollment, message.clone())).await?;
+                    Box::pin(self.receive(slot, &tx, &mut enrollment, message.clone())).await?;
                 }
             }
             Ok(())
@@ -322,12 +323,13 @@ impl Fleet {
         Ok(())
     }
 
-    /// Handles one message from the control plane.
+    /// Handles one message from the control plane. A key update the device follows changes
+    /// `enrollment`, the session's copy, before the next message is read.
     async fn receive(
         &self,
         slot: &Arc<Slot>,
         tx: &mpsc::Sender<Box<pb::DeviceMessage>>,
-        enrollment: &Enrollment,
+        enrollment: &mut Enrollment,
         message: pb::ControlMessage,
     ) -> Result<(), SessionError> {
         match message.body {
@@ -349,6 +351,7 @@ impl Fleet {
                         Ok(device.apply_signed_policy(
                             &policy.body,
                             &policy.signature,
+                            &policy.key_id,
                             decode_policy,
                         ))
                     })
@@ -365,6 +368,37 @@ impl Fleet {
                     .await
                     .map_err(|_| SessionError::Closed)?;
                     self.metrics.report_sent();
+                }
+            }
+            Some(pb::control_message::Body::KeyUpdate(update)) => {
+                // PROTOCOL.md DEV-KEY-2: persisted before the next message, which the new key
+                // may sign, is read.
+                let followed = self
+                    .mutate(slot, move |device, _| {
+                        let followed = device.apply_key_update(
+                            &update.body,
+                            &update.signature,
+                            &update.key_id,
+                            decode_key_update,
+                        );
+                        Ok(followed
+                            .map(|changed| changed.then(|| device.enrollment().cloned()).flatten()))
+                    })
+                    .await?;
+                match followed {
+                    Ok(Some(updated)) => {
+                        tracing::info!(device = %slot.name, "the control plane's signing key changed; following it");
+                        *enrollment = updated;
+                    }
+                    Ok(None) => {}
+                    // One update per earlier key comes on every session: those signed by keys
+                    // the device no longer trusts are expected.
+                    Err(KeyUpdateRefusal::NotTrustedKey) => {
+                        tracing::debug!(device = %slot.name, "key update from a key this device does not trust; ignored");
+                    }
+                    Err(KeyUpdateRefusal::Invalid(reason)) => {
+                        tracing::warn!(device = %slot.name, reason = %reason, "key update refused");
+                    }
                 }
             }
             // A session's challenge was answered before this loop; a later one asks nothing.
@@ -453,6 +487,7 @@ impl Fleet {
     ) -> Result<(), SessionError> {
         let arrived = std::time::Instant::now();
         let signature = command.signature.clone();
+        let signed_by = command.key_id.clone();
         // The command's trace, continued by a span of this device; only from a body whose
         // signature verifies.
         let mut trace: Option<TraceParent> = None;
@@ -469,6 +504,7 @@ impl Fleet {
                 &enrollment.command_public_key,
             );
             if decoded.device_id == enrollment.device_id
+                && command.key_id == key_id(&enrollment.command_public_key)
                 && key.verify(&command.body, &command.signature).is_ok()
             {
                 if let CommandKind::Cancel { command_id } = &decoded.kind {
@@ -504,6 +540,7 @@ impl Fleet {
                 let result = device.run_command(
                     &command.body,
                     &command.signature,
+                    &command.key_id,
                     decode_command,
                     now,
                     rng.as_ref(),
@@ -523,7 +560,7 @@ impl Fleet {
             None => CommandOutcome::Ignored,
         };
         self.metrics.command(outcome, arrived.elapsed());
-        let result = result.or_else(|| self.malformed(&body, &signature, enrollment));
+        let result = result.or_else(|| self.malformed(&body, &signature, &signed_by, enrollment));
         if let Some(result) = result {
             tracing::info!(success = result.success, "command result");
             let mut answer = command_result_to_pb(&result);
@@ -564,8 +601,12 @@ impl Fleet {
         &self,
         body: &[u8],
         signature: &[u8],
+        signed_by: &[u8],
         enrollment: &Enrollment,
     ) -> Option<CommandResult> {
+        if signed_by != key_id(&enrollment.command_public_key) {
+            return None;
+        }
         let key = ring::signature::UnparsedPublicKey::new(
             &ring::signature::ED25519,
             &enrollment.command_public_key,

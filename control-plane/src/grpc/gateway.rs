@@ -1,7 +1,8 @@
 //! `droidfleet.v1.DeviceGateway`: enrollment, and one Session stream per device. A session opens
 //! with a challenge the device answers with a proof of its enrolled key; then its task sends the
-//! device its signed policies and every command that still needs a result, in sequence order,
-//! then waits for reports from the device and for signals that something new is queued.
+//! device a key update from each earlier signing key, its signed policies and every command that
+//! still needs a result, in sequence order, then waits for reports from the device and for
+//! signals that something new is queued.
 
 use super::convert::*;
 use super::oversize::oversize_is_exhausted;
@@ -221,6 +222,7 @@ async fn run_session(
 ) -> Result<(), Status> {
     // Every step's work is boxed: this future is parked for as long as the device is connected,
     // and unboxed it would be as large as its largest step for all that time.
+    Box::pin(send_key_updates(control_plane, device, tx)).await?;
     Box::pin(send_policies(control_plane, device, tx)).await?;
     let mut last_sent = Box::pin(send_commands(control_plane, device, 0, tx)).await?;
     loop {
@@ -263,6 +265,32 @@ async fn run_session(
     }
 }
 
+/// PROTOCOL.md CP-KEY-2: before anything signed, one key update per retired signing key, each
+/// signed by that key and naming the current one, so a device that still trusts any earlier key
+/// trusts the current key before the first policy or command signed with it.
+async fn send_key_updates(
+    control_plane: &ControlPlane,
+    device: &Device,
+    tx: &mpsc::Sender<SessionItem>,
+) -> Result<(), Status> {
+    let keys = control_plane.keys();
+    let body = pb::KeyUpdateBody {
+        device_id: device.id.clone(),
+        public_key: keys.signing_public_key().to_vec(),
+    }
+    .encode_to_vec();
+    let signed = droidfleet_proto::signing::key_update_signed_bytes(&body);
+    for (key_id, signature) in keys.retired_signatures(&signed) {
+        let update = pb::SignedKeyUpdate {
+            body: body.clone(),
+            signature,
+            key_id: key_id.to_vec(),
+        };
+        send(tx, pb::control_message::Body::KeyUpdate(update)).await?;
+    }
+    Ok(())
+}
+
 async fn send_policies(
     control_plane: &ControlPlane,
     device: &Device,
@@ -285,7 +313,11 @@ async fn send_policies(
         let signature = control_plane
             .keys()
             .sign(&droidfleet_proto::signing::policy_signed_bytes(&body));
-        let policy = pb::SignedPolicy { body, signature };
+        let policy = pb::SignedPolicy {
+            body,
+            signature,
+            key_id: control_plane.keys().signing_key_id().to_vec(),
+        };
         send(tx, pb::control_message::Body::Policy(policy)).await?;
     }
     Ok(())
@@ -337,6 +369,7 @@ async fn send_commands(
         let message = pb::SignedCommand {
             body: std::mem::take(&mut bytes),
             signature,
+            key_id: control_plane.keys().signing_key_id().to_vec(),
         };
         tracing::info!(device_id = %device.id, action_id = %command.action.id, trace_id = %command.action.trace_id(), sequence, cancel = matches!(command.payload, CommandPayload::Cancel), "command sent");
         send(tx, pb::control_message::Body::Command(message)).await?;

@@ -123,4 +123,20 @@ mod tests {
             assert_eq!(grpc_name(sent), expected);
         }
     }
+
+    /// The key ids the gateway sends beside signatures are the ones devices compute from the
+    /// public key (PROTOCOL.md CP-KEY-1); the domain's key ring computes them without the proto.
+    #[test]
+    fn the_key_ring_names_signing_keys_as_the_protocol_does() {
+        assert_eq!(
+            crate::crypto::KEY_ID_LEN,
+            droidfleet_proto::signing::KEY_ID_LEN
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let keys = crate::crypto::KeyRing::load_or_create(dir.path()).unwrap();
+        assert_eq!(
+            keys.signing_key_id(),
+            droidfleet_proto::signing::key_id(keys.signing_public_key())
+        );
+    }
 }

@@ -70,6 +70,8 @@ pub(crate) enum Bug {
     DeviceHelloWithoutStatus,
     /// Acknowledges commands whose signature does not verify.
     DeviceAcksForged,
+    /// Takes any key id for the key it trusts: verifies every command with that key.
+    DeviceIgnoresKeyIds,
 }
 
 impl Bug {
@@ -172,12 +174,20 @@ impl BrokenGateway {
                 .or_default()
                 .push((body.command_id.clone(), signed.clone()));
         }
+        if bug == Bug::DeviceIgnoresKeyIds {
+            // Relabelled as the trusted key's, the kit's own signature under a wrong id
+            // verifies, as it would on a device that never looks at the id.
+            let upstream_key = self.memory().upstream_key.clone();
+            let key_id = droidfleet_proto::signing::key_id(&upstream_key).to_vec();
+            return Some(pb::SignedCommand { key_id, ..signed });
+        }
         if bug == Bug::CpSignsOtherBytes {
             let mut bytes = signed.body.clone();
             bytes.extend([0x98, 0x06, 0x01]);
             return Some(pb::SignedCommand {
                 body: bytes,
                 signature: signed.signature,
+                key_id: signed.key_id,
             });
         }
         if !bug.resigns() {
@@ -239,6 +249,7 @@ impl BrokenGateway {
         pb::SignedCommand {
             body: bytes,
             signature,
+            key_id: droidfleet_proto::signing::key_id(self.key.public_key().as_ref()).to_vec(),
         }
     }
 }

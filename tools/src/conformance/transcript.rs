@@ -160,23 +160,40 @@ pub fn control_message(message: &pb::ControlMessage) -> String {
                 Err(_) => format!("<{} bytes that do not decode>", signed.body.len()),
             };
             format!(
-                "SignedPolicy {body} signature=<{} bytes>",
-                signed.signature.len()
+                "SignedPolicy {body} signature=<{} bytes> key_id={}",
+                signed.signature.len(),
+                hex(&signed.key_id)
+            )
+        }
+        Some(Body::KeyUpdate(signed)) => {
+            let body = match pb::KeyUpdateBody::decode(signed.body.as_slice()) {
+                Ok(body) => format!(
+                    "device_id={:?} new_key_id={}",
+                    body.device_id,
+                    hex(&droidfleet_proto::signing::key_id(&body.public_key))
+                ),
+                Err(_) => format!("<{} bytes that do not decode>", signed.body.len()),
+            };
+            format!(
+                "SignedKeyUpdate {body} signature=<{} bytes> key_id={}",
+                signed.signature.len(),
+                hex(&signed.key_id)
             )
         }
         Some(Body::Command(signed)) => signed_command(signed),
         Some(Body::EscrowAck(ack)) => format!(
             "EscrowAck scope={} fingerprint={}",
             scope(ack.scope),
-            ack.fingerprint
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            hex(&ack.fingerprint)
         ),
         Some(Body::Challenge(challenge)) => {
             format!("SessionChallenge nonce=<{} bytes>", challenge.nonce.len())
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A signed command: its decoded body (when it decodes) and the signature's length.
@@ -186,8 +203,9 @@ pub fn signed_command(signed: &pb::SignedCommand) -> String {
         Err(_) => format!("<{} bytes that do not decode>", signed.body.len()),
     };
     format!(
-        "SignedCommand {body} signature=<{} bytes>",
-        signed.signature.len()
+        "SignedCommand {body} signature=<{} bytes> key_id={}",
+        signed.signature.len(),
+        hex(&signed.key_id)
     )
 }
 
@@ -303,6 +321,7 @@ mod tests {
         let signed = pb::SignedCommand {
             body: body.encode_to_vec(),
             signature: vec![1; 64],
+            key_id: vec![2; 8],
         };
         let line = control_message(&pb::ControlMessage {
             body: Some(pb::control_message::Body::Command(signed)),

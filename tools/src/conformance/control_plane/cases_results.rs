@@ -17,7 +17,7 @@ pub(super) static CASES: &[Case<CpCtx>] = &[
         info: CaseInfo {
             id: "cp.command.signed",
             title: "Commands are Ed25519-signed over the bytes sent and name the admin's action",
-            requirements: &["CP-CMD-1", "CP-CMD-2"],
+            requirements: &["CP-CMD-1", "CP-CMD-2", "CP-KEY-1"],
             tags: &["commands", "security"],
             needs: &[],
             quick: true,
@@ -171,6 +171,13 @@ async fn signed(ctx: &mut CpCtx) -> CaseResult {
         key.verify(&signed.body, &signed.signature).is_ok(),
         "the signature does not verify over the body bytes sent with the key given at \
          enrollment (CP-CMD-1)"
+    );
+    let expected = droidfleet_proto::signing::key_id(&device.signing_key);
+    ensure!(
+        signed.key_id == expected,
+        "the command's key_id is {:02x?}, not {expected:02x?}, the first 8 bytes of the SHA-256 \
+         of the key given at enrollment (CP-KEY-1)",
+        signed.key_id
     );
     ensure!(
         body.command_id == action.action_id,

@@ -105,7 +105,7 @@ pub(super) static CASES: &[Case<CpCtx>] = &[
         info: CaseInfo {
             id: "cp.policy.session_start",
             title: "Every session starts with a signed policy per store, before any command",
-            requirements: &["CP-POLICY-1", "CP-POLICY-3", "CP-DELIVERY-1"],
+            requirements: &["CP-POLICY-1", "CP-POLICY-3", "CP-DELIVERY-1", "CP-KEY-2"],
             tags: &["policy"],
             needs: &[],
             quick: true,

@@ -329,6 +329,11 @@ impl RawSession {
                 // CP-TOKEN-2: acknowledgements of escrows come between other messages; the
                 // escrow case reads them with [`RawSession::next_escrow_ack`].
                 Some(pb::control_message::Body::EscrowAck(_)) => {}
+                // CP-KEY-2: updates from keys before the one this device enrolled with (a
+                // device refuses them, DEV-KEY-2), before anything signed.
+                Some(pb::control_message::Body::KeyUpdate(signed)) => {
+                    self.check_key_update(&signed, policies.is_empty())?;
+                }
                 Some(pb::control_message::Body::Command(signed)) => {
                     let body = pb::CommandBody::decode(signed.body.as_slice()).map_err(|e| {
                         fail(format!(
@@ -347,6 +352,33 @@ impl RawSession {
         }
     }
 
+    /// CP-KEY-2 as far as a device that just enrolled can tell: a key update comes before any
+    /// policy of its session, names this device, and names the key the device enrolled with
+    /// (the current one). Its signature is by an earlier key, which the kit does not know.
+    fn check_key_update(
+        &self,
+        signed: &pb::SignedKeyUpdate,
+        before_policies: bool,
+    ) -> Result<(), Outcome> {
+        runner::ensure!(
+            before_policies,
+            "a SignedKeyUpdate came after a policy of the session (CP-KEY-2)"
+        );
+        let body = pb::KeyUpdateBody::decode(signed.body.as_slice()).map_err(|e| {
+            fail(format!(
+                "a key update's body does not decode as KeyUpdateBody: {e}"
+            ))
+        })?;
+        runner::ensure!(
+            body.device_id == self.device_id && body.public_key == self.signing_key,
+            "a key update on {:?}'s session names device {:?} and a key other than the one \
+             given at enrollment (CP-KEY-2)",
+            self.device_id,
+            body.device_id
+        );
+        Ok(())
+    }
+
     /// A policy's body, once its signature verifies with the enrollment's key over the policy
     /// prefix and the body, and it names this device (CP-POLICY-3).
     fn verified_policy(&self, signed: &pb::SignedPolicy) -> Result<pb::PolicyBody, Outcome> {
@@ -358,6 +390,11 @@ impl RawSession {
             ),
             "a SignedPolicy's signature does not verify with the enrollment's key over \
              \"droidfleet.v1 policy\\0\" and the body (CP-POLICY-3)"
+        );
+        runner::ensure!(
+            signed.key_id == droidfleet_proto::signing::key_id(&self.signing_key),
+            "a SignedPolicy's key_id is {:02x?}, not the id of the enrollment's key (CP-KEY-1)",
+            signed.key_id
         );
         let body = pb::PolicyBody::decode(signed.body.as_slice()).map_err(|e| {
             fail(format!(

@@ -340,7 +340,9 @@ async fn forged(ctx: &mut DeviceCtx) -> CaseResult {
     let scope = ctx.reset_scope();
     let mut body = ctx.body(commands::reset(scope, "860273", vec![0x55; 32]));
     body.not_after_ms = 1;
-    let forged = SentCommand::signed(&body, &ctx.forger);
+    let mut forged = SentCommand::signed(&body, &ctx.forger);
+    // Claiming the kit's key id, so only the signature check can refuse it.
+    forged.key_id = super::commands::key_id(&ctx.shared.key);
     ctx.transcript.record(
         "kit",
         format!("forges (another key): {}", forged.describe()),
@@ -436,6 +438,7 @@ async fn malformed(ctx: &mut DeviceCtx) -> CaseResult {
         sequence: 0,
         body: vec![0xff, 0xff, 0xff],
         signature: ctx.shared.key.sign(&[0xff, 0xff, 0xff]).as_ref().to_vec(),
+        key_id: super::commands::key_id(&ctx.shared.key),
     };
     ctx.send(garbage.message()).await?;
     ctx.barrier().await?;

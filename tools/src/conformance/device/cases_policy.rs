@@ -16,8 +16,8 @@ pub(super) static CASES: &[Case<DeviceCtx>] = &[
     Case {
         info: CaseInfo {
             id: "dev.policy.bad_signature",
-            title: "A forged, unsigned or command-signed policy is refused and changes nothing",
-            requirements: &["DEV-POLICY-2"],
+            title: "A forged, unsigned, command-signed or unknown-key policy is refused, unchanged",
+            requirements: &["DEV-POLICY-2", "DEV-KEY-1"],
             tags: &["policy", "signature", "security"],
             needs: &[],
             quick: true,
@@ -117,22 +117,31 @@ async fn kept(ctx: &mut DeviceCtx, what: &str, requirement: &str) -> CaseResult 
 async fn bad_signature(ctx: &mut DeviceCtx) -> CaseResult {
     let (scope, version) = settle(ctx).await?;
     let genuine = ctx.signed_policy(scope, Some(loose()), version + 1);
-    let forged = super::commands::signed_policy(
+    let mut forged = super::commands::signed_policy(
         &ctx.forger,
         &ctx.device_id(),
         scope as i32,
         Some(loose()),
         version + 1,
     );
+    // Claiming the kit's key id, so only the signature check can refuse it.
+    let forger_id = std::mem::replace(&mut forged.key_id, genuine.key_id.clone());
+    // The kit's genuine signature, but under another key's id (DEV-KEY-1).
+    let unknown_key = pb::SignedPolicy {
+        key_id: forger_id,
+        ..genuine.clone()
+    };
     let unsigned = pb::SignedPolicy {
         body: genuine.body.clone(),
         signature: Vec::new(),
+        key_id: genuine.key_id.clone(),
     };
     // The kit's key over the bare body, as a command is signed: without the policy prefix it
     // is not a policy's signature.
     let command_signed = pb::SignedPolicy {
         body: genuine.body.clone(),
         signature: ctx.shared.key.sign(&genuine.body).as_ref().to_vec(),
+        key_id: genuine.key_id.clone(),
     };
     for (policy, what) in [
         (forged, "a policy signed with another key"),
@@ -140,6 +149,10 @@ async fn bad_signature(ctx: &mut DeviceCtx) -> CaseResult {
         (
             command_signed,
             "a policy signed as a command (no policy prefix)",
+        ),
+        (
+            unknown_key,
+            "a policy under the key id of a key the device does not trust",
         ),
     ] {
         expect_refused(
@@ -166,6 +179,7 @@ async fn misrouted_or_replayed(ctx: &mut DeviceCtx) -> CaseResult {
         pb::SignedPolicy {
             body: bytes,
             signature: signature.as_ref().to_vec(),
+            key_id: super::commands::key_id(&ctx.shared.key),
         }
     };
     let body = |version| pb::PolicyBody {

@@ -4,7 +4,7 @@
 use super::super::transcript;
 use droidfleet_proto::v1 as pb;
 use prost::Message as _;
-use ring::signature::Ed25519KeyPair;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 /// A signed command as sent: the exact body bytes and signature, so it can be sent again byte
 /// for byte (a redelivery) or with a changed signature (a forgery).
@@ -14,6 +14,9 @@ pub(crate) struct SentCommand {
     pub(crate) sequence: u64,
     pub(crate) body: Vec<u8>,
     pub(crate) signature: Vec<u8>,
+    /// The id of the key the signature claims (PROTOCOL.md CP-KEY-1): the signing key's, unless
+    /// a case claims another.
+    pub(crate) key_id: Vec<u8>,
 }
 
 impl SentCommand {
@@ -34,6 +37,7 @@ impl SentCommand {
             sequence: body.sequence,
             body: bytes,
             signature,
+            key_id: key_id(key),
         }
     }
 
@@ -42,6 +46,7 @@ impl SentCommand {
             body: Some(pb::control_message::Body::Command(pb::SignedCommand {
                 body: self.body.clone(),
                 signature: self.signature.clone(),
+                key_id: self.key_id.clone(),
             })),
         }
     }
@@ -51,6 +56,7 @@ impl SentCommand {
         transcript::signed_command(&pb::SignedCommand {
             body: self.body.clone(),
             signature: self.signature.clone(),
+            key_id: self.key_id.clone(),
         })
     }
 }
@@ -75,7 +81,40 @@ pub(crate) fn signed_policy(
         .sign(&droidfleet_proto::signing::policy_signed_bytes(&body))
         .as_ref()
         .to_vec();
-    pb::SignedPolicy { body, signature }
+    pb::SignedPolicy {
+        body,
+        signature,
+        key_id: key_id(key),
+    }
+}
+
+/// `key`'s id, as signed messages carry it (PROTOCOL.md CP-KEY-1).
+pub(crate) fn key_id(key: &Ed25519KeyPair) -> Vec<u8> {
+    droidfleet_proto::signing::key_id(key.public_key().as_ref()).to_vec()
+}
+
+/// A key update naming `next` for `device_id`, signed with `key` (PROTOCOL.md CP-KEY-2).
+pub(crate) fn key_update(
+    key: &Ed25519KeyPair,
+    device_id: &str,
+    next: &Ed25519KeyPair,
+) -> pb::ControlMessage {
+    let body = pb::KeyUpdateBody {
+        device_id: device_id.to_string(),
+        public_key: next.public_key().as_ref().to_vec(),
+    }
+    .encode_to_vec();
+    let signature = key
+        .sign(&droidfleet_proto::signing::key_update_signed_bytes(&body))
+        .as_ref()
+        .to_vec();
+    pb::ControlMessage {
+        body: Some(pb::control_message::Body::KeyUpdate(pb::SignedKeyUpdate {
+            body,
+            signature,
+            key_id: key_id(key),
+        })),
+    }
 }
 
 pub(crate) fn policy_message(policy: pb::SignedPolicy) -> pb::ControlMessage {

@@ -9,6 +9,7 @@
 //! `cases_commands.rs`, `cases_policy.rs` and `cases_reset.rs` the cases, listed in [`cases`].
 
 mod cases_commands;
+mod cases_keys;
 mod cases_policy;
 mod cases_reset;
 mod commands;
@@ -50,6 +51,7 @@ pub(crate) fn cases() -> impl Iterator<Item = &'static Case<DeviceCtx>> {
     cases_commands::CASES
         .iter()
         .chain(cases_policy::CASES)
+        .chain(cases_keys::CASES)
         .chain(cases_reset::CASES)
 }
 
