@@ -1,4 +1,4 @@
-//! The device both device-side targets fuzz: an enrolled kiosk (one store, the device's) that
+//! The device every device-side target fuzzes: an enrolled kiosk (one store, the device's) that
 //! trusts one fixed control-plane key, so corpus inputs mean the same on every run.
 
 use droidfleet_agent::device::{Build, Device, DeviceKey, Enrollment, KdfParams, Ownership};
