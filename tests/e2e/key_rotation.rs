@@ -6,51 +6,10 @@
 //! was thrown away refuses the new key's commands, naming both key ids; `droidfleet serve`
 //! missing a key file while a device is enrolled stops, naming the file, and makes no new key.
 
-use crate::support::{DEADLINE, Deployment, Process, pin_policy};
+use crate::support::kiosk_harness::{enter, harness, wait_connected};
+use crate::support::{DEADLINE, Deployment, pin_policy};
 use droidfleet_proto::v1 as pb;
-use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
 use pb::CredentialScope::Device as DEVICE;
-use tonic::transport::Channel;
-
-async fn harness(agent: &Process) -> DeviceHarnessClient<Channel> {
-    DeviceHarnessClient::connect(format!("http://{}", agent.address))
-        .await
-        .unwrap()
-}
-
-/// Waits until the kiosk's screen says it is connected.
-async fn wait_connected(harness: &mut DeviceHarnessClient<Channel>) -> pb::Screen {
-    let mut stream = harness
-        .watch_screens(pb::WatchScreensRequest {
-            name: "kiosk".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    tokio::time::timeout(DEADLINE, async {
-        while let Some(screen) = stream.message().await.unwrap() {
-            if screen.connected {
-                return screen;
-            }
-        }
-        panic!("WatchScreens ended")
-    })
-    .await
-    .expect("the device connects in time")
-}
-
-async fn enter(harness: &mut DeviceHarnessClient<Channel>, passcode: &str) -> bool {
-    harness
-        .enter_passcode(pb::EnterPasscodeRequest {
-            name: "kiosk".into(),
-            scope: DEVICE as i32,
-            passcode: passcode.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .unlocked
-}
 
 /// `droidfleet keys rotate --data-dir <cp> <flags>`: its stdout, after checking it succeeded.
 fn rotate(deployment: &Deployment, flags: &[&str]) -> String {

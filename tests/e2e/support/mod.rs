@@ -8,6 +8,8 @@
 //!   sessions with any credential).
 //! - `process`: [`Process`], a `droidfleet` child process that tests kill with SIGKILL, and
 //!   [`Deployment`], a control plane and an agent as such processes in one directory.
+//! - `kiosk_harness`: the harness of such an agent's one `kiosk`: connect, wait until it is
+//!   connected, type a passcode.
 //! - `browser`: [`Browser`], a real headless Chromium over WebDriver, for what a person sees.
 //! - `conformance`: our agent as a device under test for the conformance kit, and running the
 //!   kit's device suite on loopback.
@@ -24,6 +26,7 @@ mod browser;
 pub(crate) mod conformance;
 mod console;
 pub(crate) mod http;
+pub(crate) mod kiosk_harness;
 mod kiosks;
 mod process;
 mod raw_device;
