@@ -6,7 +6,7 @@
 //! was thrown away refuses the new key's commands, naming both key ids; `droidfleet serve`
 //! missing a key file while a device is enrolled stops, naming the file, and makes no new key.
 
-use crate::support::kiosk_harness::{enter, harness, wait_connected};
+use crate::support::kiosk_harness::{enter, harness, set_first_passcode, wait_connected};
 use crate::support::{DEADLINE, Deployment, pin_policy};
 use droidfleet_proto::v1 as pb;
 use pb::CredentialScope::Device as DEVICE;
@@ -63,15 +63,7 @@ async fn rotated_keys_keep_enrolled_devices_and_sealed_secrets_working() {
     let agent = deployment.agent(&enrollment, &devices);
     let mut device = harness(&agent).await;
     let id = wait_connected(&mut device).await.device_id;
-    device
-        .set_passcode(pb::SetPasscodeRequest {
-            name: "kiosk".into(),
-            scope: DEVICE as i32,
-            current_passcode: String::new(),
-            new_passcode: "2580".into(),
-        })
-        .await
-        .unwrap();
+    set_first_passcode(&mut device, "2580").await;
     admin.wait_escrowed(&id, DEVICE).await;
     admin.assign_policy(&id, DEVICE, pin_policy(6)).await;
     // Sealed with the first sealing key: this reset's passcode, and the token the device
@@ -188,15 +180,7 @@ async fn a_device_whose_trusted_key_was_deleted_refuses_the_new_key_naming_both_
     let agent = deployment.agent(&enrollment, &["cosu:kiosk".to_string()]);
     let mut device = harness(&agent).await;
     let id = wait_connected(&mut device).await.device_id;
-    device
-        .set_passcode(pb::SetPasscodeRequest {
-            name: "kiosk".into(),
-            scope: DEVICE as i32,
-            current_passcode: String::new(),
-            new_passcode: "2580".into(),
-        })
-        .await
-        .unwrap();
+    set_first_passcode(&mut device, "2580").await;
     admin.wait_escrowed(&id, DEVICE).await;
     admin.assign_policy(&id, DEVICE, pin_policy(6)).await;
     let enrolled_key = trusted_key(&deployment);

@@ -2,7 +2,7 @@
 //! child processes and killed with SIGKILL; nothing acknowledged is lost and nothing runs twice.
 //! Also checks that their logs never carry a passcode.
 
-use crate::support::kiosk_harness::{enter, harness, wait_connected};
+use crate::support::kiosk_harness::{enter, harness, set_first_passcode, wait_connected};
 use crate::support::{Deployment, pin_policy};
 use droidfleet_proto::v1 as pb;
 use droidfleet_proto::v1::device_harness_client::DeviceHarnessClient;
@@ -33,15 +33,7 @@ async fn killed_processes_lose_nothing_and_apply_the_reset_once() {
     let agent = deployment.agent(&enrollment, &devices);
     let mut device = harness(&agent).await;
     let id = wait_connected(&mut device).await.device_id;
-    device
-        .set_passcode(pb::SetPasscodeRequest {
-            name: "kiosk".into(),
-            scope: DEVICE as i32,
-            current_passcode: String::new(),
-            new_passcode: "2580".into(),
-        })
-        .await
-        .unwrap();
+    set_first_passcode(&mut device, "2580").await;
     device
         .write_user_data(pb::WriteUserDataRequest {
             name: "kiosk".into(),

@@ -1,5 +1,6 @@
 //! The device harness of a `droidfleet agent run` child process, for the tests whose one device is
-//! named `kiosk`: connect to it, wait for the kiosk to be connected, type a passcode.
+//! named `kiosk`: connect to it, wait for the kiosk to be connected, set its first passcode, type
+//! a passcode.
 
 use super::{DEADLINE, Process};
 use droidfleet_proto::v1 as pb;
@@ -45,4 +46,17 @@ pub(crate) async fn enter(harness: &mut DeviceHarnessClient<Channel>, passcode: 
         .unwrap()
         .into_inner()
         .unlocked
+}
+
+/// Sets the kiosk's device-store passcode where it had none, as its user would.
+pub(crate) async fn set_first_passcode(harness: &mut DeviceHarnessClient<Channel>, passcode: &str) {
+    harness
+        .set_passcode(pb::SetPasscodeRequest {
+            name: "kiosk".into(),
+            scope: pb::CredentialScope::Device as i32,
+            current_passcode: String::new(),
+            new_passcode: passcode.into(),
+        })
+        .await
+        .unwrap();
 }
